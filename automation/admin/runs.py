@@ -1,0 +1,92 @@
+"""Run history: a filtered list, and the run page in place of the change form."""
+
+from django.contrib import admin
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from automation.admin.base import ReadOnlyAdmin
+from automation.models import Run
+from automation.views.common import bind
+from automation.views.present import between, status_pill
+from automation.views.runs import run_cancel_view, run_page, run_retry_view, run_status
+from entities.models import EntityType
+
+
+class EntityTypeFilter(admin.SimpleListFilter):
+    """The type of the run's entity; offered even when there is only one type."""
+
+    title = "entity type"
+    parameter_name = "entity_type"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), name) for pk, name in EntityType.objects.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value and value.isdigit():
+            return queryset.filter(entity__entity_type_id=value)
+        return queryset
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "short_id",
+        "process",
+        "entity_link",
+        "status_col",
+        "trigger_col",
+        "created_at",
+        "took",
+    ]
+    list_filter = [
+        "status",
+        "process",
+        EntityTypeFilter,
+        "created_at",
+    ]
+    list_select_related = ["process", "entity"]
+    search_fields = ["entity__reference", "process__slug"]
+    show_full_result_count = False
+    list_per_page = 50
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/cancel/",
+                bind(self, run_cancel_view),
+                name="automation_run_cancel",
+            ),
+            path(
+                "<path:object_id>/retry/", bind(self, run_retry_view), name="automation_run_retry"
+            ),
+            path("<path:object_id>/status/", bind(self, run_status), name="automation_run_status"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return run_page(request, self, object_id)
+
+    @admin.display(description="run", ordering="created_at")
+    def short_id(self, obj: Run):
+        return format_html('<span class="ef-mono">{}</span>', str(obj.pk)[:8])
+
+    @admin.display(description="entity", ordering="entity__reference")
+    def entity_link(self, obj: Run):
+        if obj.entity is None:
+            return "—"
+        url = reverse("admin:entities_entity_change", args=[obj.entity_id])
+        return format_html('<a href="{}">{}</a>', url, obj.entity.reference)
+
+    @admin.display(description="status", ordering="status")
+    def status_col(self, obj: Run):
+        return status_pill(obj.status)
+
+    @admin.display(description="trigger")
+    def trigger_col(self, obj: Run) -> str:
+        trigger = obj.trigger or {}
+        return " · ".join(str(v) for v in (trigger.get("type"), trigger.get("source")) if v) or "—"
+
+    @admin.display(description="duration")
+    def took(self, obj: Run) -> str:
+        return between(obj.started_at, obj.finished_at) if obj.started_at else "—"

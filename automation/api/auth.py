@@ -1,0 +1,82 @@
+"""Who is calling: an API client with a bearer token, or a staff user with a session."""
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.permissions import BasePermission
+
+from automation.models import ApiClient
+from automation.services.api_auth import ApiAuthError, token_client
+
+REALM = 'Bearer realm="entityflow"'
+
+
+class ApiClientUser:
+    """request.user for a call made with an API client's token (not a Django user)."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = id = None
+
+    def __init__(self, client: ApiClient):
+        self.api_client = client
+        self.username = f"client:{client.key}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class BearerAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <accessToken>`; tokens are looked up by their SHA-256."""
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != b"bearer":
+            return None
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <accessToken>'.")
+        try:
+            client = token_client(parts[1].decode("ascii"))
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("The access token is not valid.") from None
+        except ApiAuthError as exc:
+            raise exceptions.AuthenticationFailed(exc.message) from None
+        return ApiClientUser(client), client
+
+    def authenticate_header(self, request) -> str:
+        return REALM
+
+
+class IsApiClientOrStaff(BasePermission):
+    message = "Only API clients and staff users may use the API."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if isinstance(user, ApiClientUser):
+            return True
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+def principal(request) -> str:
+    """A stable name for the caller: `client:<id>` or `user:<id>`."""
+    user = request.user
+    if isinstance(user, ApiClientUser):
+        return f"client:{user.api_client.pk}"
+    return f"user:{user.pk}"
+
+
+def django_user(request):
+    """The Django user behind the request, or None for an API client."""
+    return None if isinstance(request.user, ApiClientUser) else request.user
+
+
+class BearerScheme(OpenApiAuthenticationExtension):
+    target_class = "automation.api.auth.BearerAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer",
+                "description": "An accessToken from POST /api/auth/authorize."}

@@ -1,0 +1,132 @@
+"""What every API view shares: body size check, input validation (422), query validation
+(400), lookups (404), limit/offset pagination, and component names for the schema."""
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from automation.api.parsers import check_content_length
+from automation.services.idempotency import MAX_KEY_LENGTH
+from config.api_errors import flatten_fields
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Retry-safe key: repeating a request with the same key returns the first "
+                "execution instead of starting another.",
+)
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 50, at most 500)."),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="Items to skip."),
+]
+
+
+class QueryInvalid(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+
+    def __init__(self, fields: dict):
+        self.fields = fields
+        first = next(iter(fields))
+        super().__init__(f"{first}: {fields[first][0]}")
+
+
+class Pagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
+class ApiView(APIView):
+    """Base of every API view. Nested InputSerializer / OutputSerializer / QuerySerializer
+    get component names from the view (`CaseCreateApi` -> `CaseCreateInput`)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        base = cls.__name__.removesuffix("Api")
+        for attr in ("InputSerializer", "OutputSerializer", "QuerySerializer"):
+            nested = cls.__dict__.get(attr)
+            if nested is not None and "Meta" not in nested.__dict__:
+                nested.Meta = type("Meta", (), {"ref_name": base + attr.removesuffix("Serializer")})
+
+    def initial(self, request, *args, **kwargs):
+        check_content_length(request.META)
+        super().initial(request, *args, **kwargs)
+
+
+def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
+                   partial: bool = False, context: dict | None = None) -> dict:
+    """The body, validated; a body that is not a JSON object is malformed (400), one
+    whose fields are wrong is invalid (422, via the error handler)."""
+    if not isinstance(data, dict):
+        raise ParseError("The request body must be a JSON object.")
+    serializer = serializer_class(data=data, partial=partial, context=context or {})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def validate_query(serializer_class: type[serializers.Serializer], request) -> dict:
+    serializer = serializer_class(data=request.query_params)
+    if not serializer.is_valid():
+        raise QueryInvalid(flatten_fields(serializer.errors))
+    return serializer.validated_data
+
+
+def idempotency_header(request) -> str | None:
+    raw = request.headers.get(IDEMPOTENCY_HEADER)
+    if raw is None:
+        return None
+    if not raw.strip() or len(raw) > MAX_KEY_LENGTH:
+        raise ParseError(f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
+    return raw
+
+
+def get_or_404(queryset, what: str, **lookup):
+    try:
+        return queryset.get(**lookup)
+    except (queryset.model.DoesNotExist, DjangoValidationError, ValueError):
+        raise NotFound(f"No {what} with that id.") from None
+
+
+def unprocessable(field: str, message: str) -> ValidationError:
+    """A 422 naming one field of the body."""
+    return ValidationError({field: [message]})
+
+
+def paginate(request, view, items, serializer_class) -> Response:
+    paginator = Pagination()
+    page = paginator.paginate_queryset(items, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def methods(*views: type[APIView]):
+    """One URL, several operations (GET list + POST create): a view with each one's handler.
+
+    Handlers refer to their own serializers by class name, so combining cannot mix them up.
+    """
+    seen: set[str] = set()
+    for view in views:
+        own = {m for m in view.http_method_names if m in view.__dict__}
+        if own & seen:
+            raise ValueError(f"{view.__name__} repeats a method: {sorted(own & seen)}")
+        seen |= own
+    combined = type("".join(v.__name__.removesuffix("Api") for v in views) + "Api", views, {})
+    return combined.as_view()
+
+
+class NotFoundApi(ApiView):
+    """Anything under /api/ that matches no endpoint: 404 in the one error format
+    (after authentication, like every other endpoint)."""
+
+    @extend_schema(exclude=True)
+    def get(self, request, *args, **kwargs):
+        raise NotFound("No API endpoint at this address.")
+
+    post = put = patch = delete = get

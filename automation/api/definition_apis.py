@@ -1,0 +1,165 @@
+"""Workflow definitions (API processes) in the JSON shape of DESIGN §2."""
+
+from django.utils.text import slugify
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from automation.api.auth import django_user, principal
+from automation.api.base import (
+    IDEMPOTENCY_PARAMETER,
+    PAGE_PARAMETERS,
+    ApiView,
+    get_or_404,
+    idempotency_header,
+    paginate,
+    unprocessable,
+    validate_input,
+    validate_query,
+)
+from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
+from automation.api.schema import ObjectField, StepsField, TriggersField, api_doc, paginated
+from automation.exceptions import RunStateError
+from automation.models import ApiProcess
+from automation.services.idempotency import run_start_once
+from automation.services.processes import process_save, process_set_enabled
+from entities.models import EntityType
+
+SLUG = r"^[-a-zA-Z0-9_]+$"
+
+
+def processes():
+    return ApiProcess.objects.select_related("entity_type", "current_version")
+
+
+class DefinitionInputSerializer(serializers.Serializer):
+    """DESIGN §2 verbatim:
+    {id?, name, description?, entityType?, enabled?, steps, triggers, metadata?}."""
+
+    id = serializers.RegexField(SLUG, max_length=100, required=False)
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    entityType = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    enabled = serializers.BooleanField(required=False, default=True)
+    steps = StepsField()
+    triggers = TriggersField(required=False, default=list)
+    metadata = ObjectField(required=False, default=dict)
+
+    class Meta:
+        ref_name = "WorkflowDefinitionInput"
+
+
+def save_definition(data: dict, *, slug: str, user) -> ApiProcess:
+    entity_type = None
+    if data.get("entityType"):
+        entity_type = EntityType.objects.filter(key=data["entityType"]).first()
+        if entity_type is None:
+            raise unprocessable("entityType", f"No entity type '{data['entityType']}'.")
+    return process_save(
+        slug=slug, name=data["name"], description=data.get("description") or "",
+        definition={"steps": data["steps"], "triggers": data.get("triggers") or []},
+        entity_type=entity_type, enabled=data.get("enabled", True),
+        metadata=data.get("metadata") or {}, user=user)
+
+
+def unique_slug(name: str) -> str:
+    base = (slugify(name) or "process")[:90]
+    slug, n = base, 1
+    while ApiProcess.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+class DefinitionListApi(ApiView):
+    class QuerySerializer(serializers.Serializer):
+        enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+        entityType = serializers.CharField(required=False)
+
+    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400,),
+             responses={200: paginated(ProcessSerializer, "PaginatedWorkflowDefinitionList")},
+             summary="List workflow definitions")
+    def get(self, request):
+        query = validate_query(DefinitionListApi.QuerySerializer, request)
+        qs = processes().order_by("slug")
+        if query.get("enabled") is not None:
+            qs = qs.filter(enabled=query["enabled"])
+        if query.get("entityType"):
+            qs = qs.filter(entity_type__key=query["entityType"])
+        return paginate(request, self, qs, ProcessSerializer)
+
+
+class DefinitionCreateApi(ApiView):
+    @api_doc(request=DefinitionInputSerializer, responses={201: ProcessSerializer},
+             errors=(400, 409, 413, 422), summary="Create a workflow definition")
+    def post(self, request):
+        data = validate_input(DefinitionInputSerializer, request.data)
+        slug = data.get("id") or unique_slug(data["name"])
+        if ApiProcess.objects.filter(slug=slug).exists():
+            raise RunStateError(
+                f"A workflow definition '{slug}' already exists; use PUT to change it.")
+        process = save_definition(data, slug=slug, user=django_user(request))
+        return Response(ProcessSerializer(process).data, status=status.HTTP_201_CREATED)
+
+
+class DefinitionDetailApi(ApiView):
+    @api_doc(responses={200: ProcessSerializer}, errors=(404,), summary="Get a workflow definition")
+    def get(self, request, id):
+        process = get_or_404(processes(), "workflow definition", slug=id)
+        return Response(ProcessSerializer(process).data)
+
+
+class DefinitionReplaceApi(ApiView):
+    @api_doc(request=DefinitionInputSerializer, responses={200: ProcessSerializer},
+             errors=(400, 404, 413, 422),
+             summary="Replace a workflow definition (a changed definition is a new version)")
+    def put(self, request, id):
+        process = get_or_404(processes(), "workflow definition", slug=id)
+        data = validate_input(DefinitionInputSerializer, request.data)
+        if data.get("id") not in (None, process.slug):
+            raise unprocessable("id", "The id in the body differs from the one in the URL.")
+        process = save_definition(data, slug=process.slug, user=django_user(request))
+        return Response(ProcessSerializer(process).data)
+
+
+class DefinitionUpdateApi(ApiView):
+    @api_doc(request=DefinitionInputSerializer(partial=True), responses={200: ProcessSerializer},
+             errors=(400, 404, 413, 422), summary="Change some fields of a workflow definition")
+    def patch(self, request, id):
+        process = get_or_404(processes(), "workflow definition", slug=id)
+        current = {"name": process.name, "description": process.description,
+                   "entityType": process.entity_type.key if process.entity_type else None,
+                   "enabled": process.enabled, "metadata": process.metadata,
+                   "steps": process.definition.get("steps", []),
+                   "triggers": process.definition.get("triggers", [])}
+        data = validate_input(DefinitionInputSerializer, {**current, **request.data}
+                              if isinstance(request.data, dict) else request.data)
+        if data.get("id") not in (None, process.slug):
+            raise unprocessable("id", "The id in the body differs from the one in the URL.")
+        process = save_definition(data, slug=process.slug, user=django_user(request))
+        return Response(ProcessSerializer(process).data)
+
+
+class DefinitionDisableApi(ApiView):
+    @api_doc(responses={204: None}, errors=(404,),
+             summary="Disable a workflow definition (its runs and versions are kept)")
+    def delete(self, request, id):
+        process_set_enabled(process=get_or_404(processes(), "workflow definition", slug=id),
+                            enabled=False)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DefinitionTriggerApi(ApiView):
+    class InputSerializer(serializers.Serializer):
+        input = ObjectField(required=False, default=dict)
+
+    @api_doc(request=InputSerializer, responses={202: ExecutionIdSerializer},
+             errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],
+             summary="Start a run of a workflow definition")
+    def post(self, request, id):
+        process = get_or_404(processes(), "workflow definition", slug=id)
+        data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
+        run, _ = run_start_once(
+            process=process, principal=principal(request), key=idempotency_header(request),
+            trigger={"type": "manual", "source": "api", "by": principal(request)},
+            input=data["input"], user=django_user(request))
+        return Response({"executionId": run.pk}, status=status.HTTP_202_ACCEPTED)

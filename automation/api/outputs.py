@@ -1,0 +1,121 @@
+"""Response shapes shared by several endpoints (camelCase, as DESIGN §5 shows them)."""
+
+from rest_framework import serializers
+
+from automation.api.schema import AnyJsonField, ObjectField, StepsField, TriggersField
+
+
+class RunErrorSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    step = serializers.CharField(allow_null=True, default=None)
+    code = serializers.CharField(allow_null=True, default=None)
+
+    class Meta:
+        ref_name = "RunError"
+
+
+class ExecutionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    status = serializers.CharField()
+    result = AnyJsonField(allow_null=True)
+    error = RunErrorSerializer(allow_null=True)
+    workflowDefinitionId = serializers.CharField(source="process.slug")
+    version = serializers.IntegerField(source="version.number")
+    caseId = serializers.UUIDField(source="entity_id", allow_null=True,
+                                   help_text="The run's entity (a case in the case flow).")
+    entityId = serializers.UUIDField(source="entity_id", allow_null=True)
+    batchId = serializers.UUIDField(source="batch_id", allow_null=True)
+    trigger = ObjectField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+
+    class Meta:
+        ref_name = "Execution"
+
+
+class StepRunSerializer(serializers.Serializer):
+    id = serializers.CharField(source="step_id", help_text="The step's id in the definition.")
+    type = serializers.CharField(source="step_type")
+    status = serializers.CharField()
+    attempts = serializers.IntegerField(source="attempt")
+    input = AnyJsonField(allow_null=True)
+    output = AnyJsonField(allow_null=True)
+    error = AnyJsonField(allow_null=True)
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationMs = serializers.IntegerField(source="duration_ms", allow_null=True)
+    index = serializers.IntegerField(allow_null=True, help_text="Loop iteration, if any.")
+    scope = serializers.CharField(help_text="Loop iteration path; empty outside loops.")
+
+    class Meta:
+        ref_name = "StepRun"
+
+
+class ExecutionWithStepsSerializer(ExecutionSerializer):
+    steps = StepRunSerializer(many=True, required=False, source="expanded_steps",
+                              help_text="Only with ?expand=steps.")
+
+    class Meta:
+        ref_name = "ExecutionWithSteps"
+
+
+class EntitySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField(source="entity_type.key")
+    reference = serializers.CharField()
+    status = serializers.CharField()
+    data = ObjectField()
+    version = serializers.IntegerField()
+    unmetRequirements = AnyJsonField(source="unmet_requirements")
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    class Meta:
+        ref_name = "Entity"
+
+
+class CaseSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    reference = serializers.CharField()
+    status = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+    firstName = serializers.CharField(source="data.firstName", default=None, allow_null=True)
+    lastName = serializers.CharField(source="data.lastName", default=None, allow_null=True)
+    personalNumber = serializers.CharField(source="data.personalNumber", default=None,
+                                           allow_null=True)
+    phone = serializers.CharField(source="data.phone", default=None, allow_null=True)
+    companyName = serializers.CharField(source="data.companyName", default=None, allow_null=True)
+    companyNumber = serializers.CharField(source="data.companyNumber", default=None,
+                                          allow_null=True)
+    companyAddress = serializers.CharField(source="data.companyAddress", default=None,
+                                           allow_null=True)
+
+    class Meta:
+        ref_name = "Case"
+
+
+class ProcessSerializer(serializers.Serializer):
+    id = serializers.CharField(source="slug")
+    name = serializers.CharField()
+    description = serializers.CharField()
+    entityType = serializers.CharField(source="entity_type.key", default=None, allow_null=True)
+    enabled = serializers.BooleanField()
+    version = serializers.IntegerField(source="current_version.number", default=None,
+                                       allow_null=True)
+    steps = StepsField(source="definition.steps")
+    triggers = TriggersField(source="definition.triggers")
+    metadata = ObjectField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    updatedAt = serializers.DateTimeField(source="updated_at")
+
+    class Meta:
+        ref_name = "WorkflowDefinition"
+
+
+class ExecutionIdSerializer(serializers.Serializer):
+    executionId = serializers.UUIDField()
+
+    class Meta:
+        ref_name = "ExecutionId"

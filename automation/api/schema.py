@@ -1,0 +1,143 @@
+"""OpenAPI building blocks shared by every view: the one error shape of DESIGN §5,
+paginated list wrappers, and JSON fields whose shape the schema should show."""
+
+import inspect
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (body is not JSON, or a query parameter cannot be read).",
+    401: "Missing, invalid or expired credentials.",
+    403: "Authenticated, but not allowed to do this.",
+    404: "No such object.",
+    409: "Conflict with the current state (e.g. the run has not finished).",
+    413: "The request body is larger than the configured limit.",
+    422: "The input is well-formed but not valid; `fields` names each problem.",
+    429: "Too many requests for this API client; see Retry-After.",
+}
+SECURED = (401, 403, 429)
+WITH_BODY = (400, 413, 422)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+    class Meta:
+        ref_name = "ErrorDetail"
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+    class Meta:
+        ref_name = "Error"
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code])
+            for code in sorted(set(codes))}
+
+
+def api_doc(*, responses: dict, errors: tuple[int, ...] = (), public: bool = False, **kwargs):
+    """extend_schema with the error responses every secured endpoint may give."""
+    codes = (*errors, *(() if public else SECURED))
+    return extend_schema(responses={**responses, **error_responses(*codes)}, **kwargs)
+
+
+_paginated: dict[str, type] = {}
+
+
+def paginated(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The list envelope of limit/offset pagination around `item`."""
+    if name not in _paginated:
+        meta = type("Meta", (), {"ref_name": name})
+        _paginated[name] = type(name, (serializers.Serializer,), {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item(many=True),
+            "Meta": meta,
+        })
+    return _paginated[name]
+
+
+STEP_SCHEMA = {
+    "type": "object",
+    "required": ["id", "type"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "type": {"type": "string",
+                 "enum": ["function", "condition", "parallel", "loop", "human", "agent"]},
+        "function": {"type": "string"},
+        "condition": {"type": "string"},
+        "next": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "config": {"type": "object", "additionalProperties": True},
+        "description": {"type": "string"},
+    },
+}
+TRIGGER_SCHEMA = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {
+        "type": {"type": "string", "enum": ["status", "event", "schedule", "webhook", "manual"]},
+        "config": {"type": "object", "additionalProperties": True},
+        "condition": {"type": "string"},
+    },
+}
+OBJECT_SCHEMA = {"type": "object", "additionalProperties": True}
+ANY_SCHEMA: dict = {}
+
+
+@extend_schema_field({"type": "array", "items": STEP_SCHEMA})
+class StepsField(serializers.JSONField):
+    """Steps are checked by definition_validate (paths like steps[2].next), not here."""
+
+
+@extend_schema_field({"type": "array", "items": TRIGGER_SCHEMA})
+class TriggersField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(OBJECT_SCHEMA)
+class ObjectField(serializers.JSONField):
+    """A JSON object; anything else is a 422 naming the field."""
+
+    default_error_messages = {"not_object": "Expected a JSON object."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        return value
+
+
+@extend_schema_field(ANY_SCHEMA)
+class AnyJsonField(serializers.JSONField):
+    pass
+
+
+class ApiAutoSchema(AutoSchema):
+    """operationId from the operation's view: DefinitionListApi.get -> definitionList."""
+
+    def get_operation_id(self) -> str:
+        handler = getattr(self.view, self.method.lower(), None)
+        owner = getattr(handler, "__qualname__", "").split(".")[0]
+        if owner.endswith("Api") and owner != "ApiView":
+            name = owner.removesuffix("Api")
+            return name[0].lower() + name[1:]
+        return super().get_operation_id()
+
+    def get_description(self) -> str:
+        handler = getattr(self.view, self.method.lower(), None)
+        if handler is not None and handler.__doc__:
+            return inspect.cleandoc(handler.__doc__)
+        owner = getattr(handler, "__qualname__", "").split(".")[0]
+        for cls in type(self.view).__mro__:
+            if cls.__name__ == owner and cls.__dict__.get("__doc__"):
+                return inspect.cleandoc(cls.__doc__)
+        return ""

@@ -1,0 +1,90 @@
+"""Writes the API needs that no other service covers yet: cases, parameter sets,
+functions, and ending a webhook subscription (creating one is services.webhooks')."""
+
+import secrets as random_secrets
+
+from django.db import transaction
+from django.db.models import ProtectedError
+
+from automation.exceptions import FunctionConfigInvalidError, RunStateError
+from automation.functions.registry import get_action, validate_params
+from automation.models import (
+    ApiProcess,
+    Connection,
+    Function,
+    Parameters,
+    WebhookSubscription,
+)
+from entities.models import Entity, EntityType
+from entities.services import entity_create
+
+CASE_TYPE = "case"
+CASE_FIELDS = ("firstName", "lastName", "personalNumber", "phone", "companyName",
+               "companyNumber", "companyAddress")
+WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "*")
+
+
+def case_create(*, data: dict) -> Entity:
+    """A Case entity with a generated reference (CASE-<10 hex digits>)."""
+    case_type = EntityType.objects.get(key=CASE_TYPE)
+    reference = f"CASE-{random_secrets.token_hex(5).upper()}"
+    return entity_create(entity_type=case_type, reference=reference, data=data)
+
+
+@transaction.atomic
+def parameters_create(*, process: ApiProcess, parameters: dict) -> Parameters:
+    row = Parameters(process=process, parameters=parameters)
+    row.full_clean()
+    row.save()
+    return row
+
+
+def function_validate(*, action: str, config: dict, connection: Connection | None) -> None:
+    """Unknown action -> 422 naming `action`; config that does not fit -> `config.<x>`."""
+    spec = get_action(action)
+    validate_params(spec, config)
+    if connection is not None and spec.provider and connection.provider != spec.provider:
+        message = (f"'{action}' needs a {spec.provider} connection; "
+                   f"'{connection.name}' is {connection.provider}.")
+        raise FunctionConfigInvalidError(message, fields={"connection": [message]})
+
+
+@transaction.atomic
+def function_save(*, name: str, action: str, config: dict, connection: Connection | None = None,
+                  description: str = "", function: Function | None = None) -> Function:
+    """Create a function, or replace every field of `function`."""
+    function_validate(action=action, config=config, connection=connection)
+    row = function or Function(name=name)
+    row.action, row.config = action, config
+    row.connection, row.description = connection, description
+    row.full_clean()
+    row.save()
+    return row
+
+
+def processes_using_function(name: str) -> list[str]:
+    """Slugs of enabled processes whose current version calls `name`."""
+    used = []
+    for process in ApiProcess.objects.filter(enabled=True).select_related("current_version"):
+        steps = process.definition.get("steps", [])
+        if any(step.get("function") == name for step in steps if isinstance(step, dict)):
+            used.append(process.slug)
+    return used
+
+
+@transaction.atomic
+def function_delete(*, function: Function) -> None:
+    used = processes_using_function(function.name)
+    if used:
+        raise RunStateError(f"'{function.name}' is used by enabled processes: {', '.join(used)}.")
+    try:
+        function.delete()
+    except ProtectedError as exc:
+        raise RunStateError(f"'{function.name}' is still referenced.") from exc
+
+
+@transaction.atomic
+def webhook_subscription_delete(*, subscription: WebhookSubscription) -> None:
+    """Stop deliveries but keep the row, so its delivery log stays readable."""
+    subscription.active = False
+    subscription.save(update_fields=["active"])

@@ -1,0 +1,80 @@
+"""Everything under /api/ (DESIGN §5). Paths, verbs and keys are what external users
+already send: do not rename them."""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from automation.api import (
+    approval_apis,
+    auth_apis,
+    batch_apis,
+    case_apis,
+    definition_apis,
+    entity_apis,
+    event_apis,
+    function_apis,
+    run_apis,
+    webhook_apis,
+)
+from automation.api.base import NotFoundApi, methods
+
+app_name = "api"
+
+definitions = definition_apis
+urlpatterns = [
+    path("auth/authorize", auth_apis.AuthAuthorizeApi.as_view(), name="auth-authorize"),
+    path("auth/refresh", auth_apis.AuthRefreshApi.as_view(), name="auth-refresh"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # Case flow
+    path("cases", case_apis.CaseCreateApi.as_view(), name="case-create"),
+    path("cases/<uuid:id>", case_apis.CaseDetailApi.as_view(), name="case-detail"),
+    path("parameters", case_apis.ParametersCreateApi.as_view(), name="parameters-create"),
+    path("workflows/run", case_apis.WorkflowRunApi.as_view(), name="workflow-run"),
+    path("workflows/<uuid:id>", case_apis.WorkflowDetailApi.as_view(), name="workflow-detail"),
+    path("workflows/<uuid:id>/result", case_apis.WorkflowResultApi.as_view(),
+         name="workflow-result"),
+    path("webhooks", methods(webhook_apis.WebhookListApi, webhook_apis.WebhookCreateApi),
+         name="webhooks"),
+    path("webhooks/<int:id>", webhook_apis.WebhookDeleteApi.as_view(), name="webhook-detail"),
+    # Workflow definitions and executions
+    path("workflow-definitions", methods(definitions.DefinitionListApi,
+                                         definitions.DefinitionCreateApi),
+         name="definitions"),
+    path("workflow-definitions/<slug:id>",
+         methods(definitions.DefinitionDetailApi, definitions.DefinitionReplaceApi,
+                 definitions.DefinitionUpdateApi, definitions.DefinitionDisableApi),
+         name="definition-detail"),
+    path("workflow-definitions/<slug:id>/trigger", definitions.DefinitionTriggerApi.as_view(),
+         name="definition-trigger"),
+    path("executions/<uuid:id>", run_apis.ExecutionDetailApi.as_view(), name="execution-detail"),
+    path("events", event_apis.EventPublishApi.as_view(), name="events"),
+    path("runs", run_apis.RunListApi.as_view(), name="runs"),
+    # Functions
+    path("functions", methods(function_apis.FunctionListApi, function_apis.FunctionCreateApi),
+         name="functions"),
+    path("functions/<str:name>",
+         methods(function_apis.FunctionDetailApi, function_apis.FunctionReplaceApi,
+                 function_apis.FunctionDeleteApi),
+         name="function-detail"),
+    # Entities, batches, approvals
+    path("entity-types", entity_apis.EntityTypeListApi.as_view(), name="entity-types"),
+    path("entity-types/<slug:key>", entity_apis.EntityTypeDetailApi.as_view(),
+         name="entity-type-detail"),
+    path("entities", entity_apis.EntityListApi.as_view(), name="entities"),
+    path("entities/<uuid:id>", entity_apis.EntityDetailApi.as_view(), name="entity-detail"),
+    path("entities/<uuid:id>/process", entity_apis.EntityProcessApi.as_view(),
+         name="entity-process"),
+    path("batches", batch_apis.BatchCreateApi.as_view(), name="batches"),
+    path("batches/<uuid:id>", batch_apis.BatchDetailApi.as_view(), name="batch-detail"),
+    path("batches/<uuid:id>/cancel", batch_apis.BatchCancelApi.as_view(), name="batch-cancel"),
+    path("batches/<uuid:id>/retry-failed", batch_apis.BatchRetryFailedApi.as_view(),
+         name="batch-retry-failed"),
+    path("approvals", approval_apis.ApprovalListApi.as_view(), name="approvals"),
+    path("approvals/<int:id>/decide", approval_apis.ApprovalDecideApi.as_view(),
+         name="approval-decide"),
+    # Anything else under /api/: 404 in the one error format.
+    re_path(r"^(?P<rest>.*)$", NotFoundApi.as_view(), name="not-found"),
+]
+
+PUBLIC = {"auth-authorize", "auth-refresh", "schema", "docs"}

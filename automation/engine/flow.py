@@ -1,0 +1,160 @@
+"""After a step: record what it did and decide what runs next.
+
+Everything here runs in one transaction that holds the run's row lock, so two workers
+finishing sibling branches at the same moment cannot both miss (or both fire) a join.
+"""
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from automation.definition import Graph
+from automation.engine import settle
+from automation.engine.graphs import graph_for
+from automation.engine.outcome import Outcome
+from automation.engine.queue import enqueue_step
+from automation.models import ApprovalRequest, Run, StepRun
+
+
+def step_timeout_seconds(step) -> int | None:
+    timeout_ms = step.config.get("timeout") if step.type != "human" else None
+    return int(timeout_ms / 1000) + 1 if timeout_ms else None
+
+
+def is_cheap(step) -> bool:
+    """Local work with no I/O, safe to run straight after its predecessor."""
+    if step.type in ("condition", "parallel"):
+        return True
+    if step.type == "function" and not step.config.get("timeout"):
+        from automation.functions.registry import all_actions
+
+        spec = all_actions().get(step.raw.get("function"))
+        return bool(spec and spec.cheap)
+    return False
+
+
+def max_attempts(step) -> int:
+    return int(step.config.get("retries", 0)) + 1 if step.type == "function" else 1
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %."""
+    base = getattr(settings, "ENTITYFLOW_RETRY_BASE_SECONDS", 2.0)
+    cap = getattr(settings, "ENTITYFLOW_RETRY_MAX_SECONDS", 600.0)
+    return min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def complete_step(step_run_id: int, claim, outcome: Outcome, *, duration_ms: int) -> None:
+    """Record the outcome of a claimed step (ignored if the claim was lost meanwhile)."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=StepRun.objects.values("run_id").get(pk=step_run_id)["run_id"])
+        step_run = StepRun.objects.get(pk=step_run_id)
+        if step_run.claim != claim or step_run.status != StepRun.Status.RUNNING:
+            return
+        step_run.logs = [*step_run.logs, *outcome.logs]
+        step_run.duration_ms = duration_ms
+        step_run.finished_at = timezone.now()
+        if run.is_finished:
+            _save(step_run, status=StepRun.Status.CANCELLED)
+            return
+        graph = graph_for(run.version_id)
+        _apply(run, graph, step_run, outcome)
+        settle.settle_run(run, graph)
+
+
+def resume_step(step_run_id: int, outcome: Outcome) -> bool:
+    """Finish a WAITING step from outside a worker (an approval decided or timed out)."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=StepRun.objects.values("run_id").get(pk=step_run_id)["run_id"])
+        step_run = StepRun.objects.get(pk=step_run_id)
+        if run.is_finished or step_run.status != StepRun.Status.WAITING:
+            return False
+        step_run.logs = [*step_run.logs, *outcome.logs]
+        step_run.finished_at = timezone.now()
+        graph = graph_for(run.version_id)
+        _apply(run, graph, step_run, outcome)
+        settle.settle_run(run, graph)
+        return True
+
+
+def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome) -> None:
+    step = graph.steps[step_run.step_id]
+    if outcome.kind == "failed":
+        _apply_failure(run, graph, step_run, step, outcome)
+    elif outcome.kind == "completed":
+        step_run.state = {**step_run.state, **(outcome.state or {})}
+        _save(step_run, status=StepRun.Status.COMPLETED, output=outcome.output, error=None)
+        follow(run, graph, step_run, step.next if outcome.targets is None else outcome.targets,
+               result=outcome.output)
+    elif outcome.kind == "waiting":
+        step_run.state = {**step_run.state, **(outcome.state or {})}
+        _save(step_run, status=StepRun.Status.WAITING)
+        _open_approval(run, step_run, outcome.state or {})
+    elif outcome.kind == "loop":
+        step_run.state = {**(outcome.state or {}), "current": 0}
+        _save(step_run, status=StepRun.Status.WAITING)
+        if step_run.state["items"]:
+            settle.start_iteration(run, graph, step_run, 0)
+        else:
+            settle.finish_loop(run, graph, step_run)
+
+
+def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step, outcome: Outcome) -> None:
+    error = {**(outcome.error or {}), "step": step_run.step_id}
+    if outcome.retryable and step_run.attempt < max_attempts(step):
+        delay = max(backoff_seconds(step_run.attempt), outcome.retry_after or 0)
+        step_run.logs.append({"message": f"attempt {step_run.attempt} failed: {error['message']}; "
+                                         f"retrying in {delay:.1f}s"})
+        _save(step_run, status=StepRun.Status.PENDING, error=error,
+              not_before=timezone.now() + timedelta(seconds=delay), claim=None, lease_expires_at=None)
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
+        return
+    if step.on_error:
+        step_run.state = {**step_run.state, "handled": True}
+    _save(step_run, status=StepRun.Status.FAILED, error=error)
+    if step.on_error:
+        follow(run, graph, step_run, [step.on_error], result={"error": error, "input": step_run.input})
+    else:
+        settle.fail_run(run, step_run, error)
+
+
+def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, result: Any,
+           scope: str | None = None) -> None:
+    """Schedule `targets` after `from_run`; no target means a branch ended here."""
+    scope = from_run.scope if scope is None else scope
+    if not targets:
+        from_run.state = {**from_run.state, "terminal": True}
+        _save(from_run)
+        return
+    for target in targets:
+        step = graph.steps[target]
+        if graph.is_join(target):
+            settle.arrive_at_join(run, step, scope, from_run.step_id, result)
+            continue
+        new = StepRun.objects.create(run=run, step_id=target, step_type=step.type, scope=scope,
+                                     input=result, index=from_run.index if scope else None)
+        enqueue_step(new.pk, timeout=step_timeout_seconds(step), cheap=is_cheap(step))
+
+
+def _open_approval(run: Run, step_run: StepRun, state: dict) -> None:
+    from django.utils.dateparse import parse_datetime
+
+    approval = ApprovalRequest.objects.create(
+        run=run, step_run=step_run, approvers=state.get("approvers", []),
+        required_approvals=state.get("requiredApprovals", 1),
+        deadline=parse_datetime(state["deadline"]) if state.get("deadline") else None,
+        context={"process": run.process.name, "step": step_run.step_id, "input": step_run.input},
+    )
+    from automation.services import notifications
+
+    notifications.approval_requested(approval)
+
+
+def _save(step_run: StepRun, **changes) -> None:
+    for key, value in changes.items():
+        setattr(step_run, key, value)
+    step_run.save()

@@ -1,0 +1,64 @@
+"""What expressions and functions see while a step runs (DESIGN §3)."""
+
+from typing import Any
+
+from automation.models import Run, StepRun
+from entities.models import Entity
+from entities.outbox import entity_snapshot
+
+
+def parent_scope(scope: str) -> str:
+    return scope.rsplit("/", 1)[0] if "/" in scope else ""
+
+
+def scope_chain(scope: str) -> list[str]:
+    chain = [scope]
+    while chain[-1]:
+        chain.append(parent_scope(chain[-1]))
+    return chain
+
+
+def iteration_of(scope: str) -> tuple[str, int] | None:
+    """("loop-step-id", index) for an iteration scope such as "a[1]/each[3]"."""
+    if not scope:
+        return None
+    last = scope.rsplit("/", 1)[-1]
+    loop_id, _, rest = last.rpartition("[")
+    return loop_id, int(rest.rstrip("]"))
+
+
+def load_entity(run: Run) -> Entity | None:
+    if not run.entity_id:
+        return None
+    return Entity.objects.select_related("entity_type").filter(pk=run.entity_id).first()
+
+
+def build_scope(run: Run, step_run: StepRun, entity: Entity | None) -> dict[str, Any]:
+    chain = scope_chain(step_run.scope)
+    outputs = StepRun.objects.filter(
+        run_id=run.pk, scope__in=chain, status=StepRun.Status.COMPLETED
+    ).values_list("step_id", "scope", "output")
+    depth = {s: i for i, s in enumerate(chain)}
+    steps: dict[str, dict] = {}
+    for sid, scope, output in sorted(outputs, key=lambda row: -depth[row[1]]):
+        steps[sid] = {"output": output}
+    snapshot = entity_snapshot(entity) if entity is not None else None
+    scope: dict[str, Any] = {
+        "input": run.input or {},
+        "parameters": run.parameters or {},
+        "event": run.trigger.get("event") or {},
+        "result": step_run.input,
+        "steps": steps,
+    }
+    if snapshot is not None:
+        scope["entity"] = snapshot
+        if snapshot["type"] == "case":
+            scope["case"] = {"id": snapshot["id"], **snapshot["data"]}
+    iteration = iteration_of(step_run.scope)
+    if iteration:
+        loop = StepRun.objects.only("state").get(
+            run_id=run.pk, step_id=iteration[0], scope=parent_scope(step_run.scope)
+        )
+        scope["item"] = loop.state["items"][iteration[1]]
+        scope["index"] = iteration[1]
+    return scope

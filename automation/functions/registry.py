@@ -1,0 +1,113 @@
+"""One registry for everything a function step can call.
+
+A Python function registered with `@function("calculate-total")` receives a
+`StepContext` and returns JSON. Built-in actions (`transform`, `entity.update`,
+`hubspot.upsert_deal`, …) register the same way and may be used directly by name or
+through a Function row that adds config and a connection.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from automation.exceptions import FunctionConfigInvalidError, FunctionNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StepContext:
+    run_id: str
+    step_id: str
+    attempt: int
+    input: Any
+    params: dict
+    scope: dict
+    idempotency_key: str
+    entity: Any = None
+    connection: Any = None
+    logs: list = field(default_factory=list)
+
+    def log(self, message: str, **data: Any) -> None:
+        self.logs.append({"message": message, **({"data": data} if data else {})})
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    handler: Callable[[StepContext], Any]
+    params_schema: dict | None = None
+    description: str = ""
+    cheap: bool = False
+    provider: str | None = None
+
+
+_registry: dict[str, FunctionSpec] = {}
+
+
+def function(name: str, *, schema: dict | None = None, description: str = "",
+             cheap: bool = False, provider: str | None = None):
+    """Register a Python function (or built-in action) under `name`.
+
+    `cheap` marks local, fast work (no I/O): the worker may run it straight after the
+    step before it instead of a queue round trip.
+    """
+
+    def decorator(handler: Callable[[StepContext], Any]):
+        _registry[name] = FunctionSpec(name, handler, schema, description or (handler.__doc__ or "").strip(),
+                                       cheap, provider)
+        return handler
+
+    return decorator
+
+
+def get_action(name: str) -> FunctionSpec:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise FunctionNotFoundError(f"Unknown action '{name}'.", fields={"action": [f"Unknown action '{name}'."]}) from None
+
+
+def all_actions() -> dict[str, FunctionSpec]:
+    return dict(_registry)
+
+
+def validate_params(spec: FunctionSpec, params: Any) -> None:
+    """Config that does not fit the action's schema -> 422 naming the field."""
+    from jsonschema import Draft202012Validator
+
+    if spec.params_schema is None:
+        return
+    errors: dict[str, list[str]] = {}
+    for error in Draft202012Validator(spec.params_schema).iter_errors(params):
+        path = ".".join(["config", *[str(p) for p in error.absolute_path]])
+        if error.validator == "required":
+            path = f"{path}.{error.message.split(chr(39))[1]}"
+        errors.setdefault(path, []).append(error.message)
+    if errors:
+        first = next(iter(errors))
+        raise FunctionConfigInvalidError(f"{first}: {errors[first][0]}", fields=errors)
+
+
+def function_exists(name: str) -> bool:
+    from automation.models import Function
+
+    return name in _registry or Function.objects.filter(name=name).exists()
+
+
+def resolve_function(name: str, step_config: dict) -> tuple[FunctionSpec, dict, Any]:
+    """(spec, params, connection) for a function step.
+
+    A Function row wins over a registered name: admins may wrap a built-in with config.
+    Step-level `config.params` are merged over the row's config.
+    """
+    from automation.models import Function
+
+    row = Function.objects.select_related("connection").filter(name=name).first()
+    step_params = step_config.get("params") or {}
+    if row is not None:
+        return get_action(row.action), {**row.config, **step_params}, row.connection
+    if name in _registry:
+        return _registry[name], step_params, None
+    raise FunctionNotFoundError(f"Unknown function '{name}'.")

@@ -1,0 +1,1 @@
+"""Inbound webhooks: `/hooks` + a webhook trigger's `config.path` starts its process."""

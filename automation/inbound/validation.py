@@ -1,0 +1,51 @@
+"""What a webhook trigger's config must hold to be served (checked when a process is saved)."""
+
+import re
+
+METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
+MAX_PATH_LENGTH = 300  # ProcessTrigger.path
+MIN_TOKEN_LENGTH = 16
+_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$")
+
+
+def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[str, list[str]]:
+    """Field errors of a webhook trigger's config, keyed by path (`<prefix>.path`).
+
+    A webhook is never open: it needs `validateSignature: true` with a `secret` (the
+    sender signs like our outbound webhooks, DESIGN §4) or a `token` of at least
+    16 characters that callers pass as `?token=`.
+    """
+    if not isinstance(config, dict):
+        return {prefix: ["config must be an object."]}
+    errors: dict[str, list[str]] = {}
+
+    def add(key: str, message: str) -> None:
+        errors.setdefault(f"{prefix}.{key}", []).append(message)
+
+    path = config.get("path")
+    if not isinstance(path, str) or not path:
+        add("path", "A webhook trigger needs config.path.")
+    elif not _PATH.match(path) or "//" in path:
+        add("path", "The path must start with '/' and hold only URL path characters, "
+                    "for example /webhooks/stripe.")
+    elif len(path) > MAX_PATH_LENGTH:
+        add("path", f"The path is longer than {MAX_PATH_LENGTH} characters.")
+    method = config.get("method", "POST")
+    if not isinstance(method, str) or method.upper() not in METHODS:
+        add("method", f"The method must be one of {', '.join(METHODS)}.")
+    signed = config.get("validateSignature", False)
+    if not isinstance(signed, bool):
+        add("validateSignature", "validateSignature must be true or false.")
+    secret, token = config.get("secret"), config.get("token")
+    if signed is True and (not isinstance(secret, str) or not secret):
+        add("secret", "A signed webhook needs the secret its sender signs with.")
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH):
+        add("token", f"The token must be a string of at least {MIN_TOKEN_LENGTH} characters.")
+    if signed is not True and token is None:
+        add("token", "A webhook needs validateSignature with a secret, or a token.")
+    return errors
+
+
+def normalize_method(config: dict) -> str:
+    method = config.get("method") or "POST"
+    return method.upper() if isinstance(method, str) else "POST"

@@ -1,0 +1,80 @@
+"""The inbound webhook endpoint: plain Django (the raw body is what senders sign), no
+session or CSRF, and every refusal in the one error format of DESIGN §5."""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from automation.exceptions import AutomationError
+from automation.inbound.exceptions import (
+    WebhookMethodNotAllowedError,
+    WebhookPayloadTooLargeError,
+)
+from automation.inbound.services import Delivery, Outcome, webhook_deliver, webhook_triggers_for
+from config.api_errors import error_body
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 256 * 1024
+
+
+@csrf_exempt
+def webhook_receive(request: HttpRequest, path: str) -> JsonResponse:
+    try:
+        triggers = webhook_triggers_for(path, request.method or "")
+        body = read_body(request)
+        deliveries = webhook_deliver(triggers=triggers, body=body, headers=request.headers,
+                                     token=request.GET.get("token"))
+    except AutomationError as exc:
+        return error_response(exc)
+    except Exception:
+        logger.exception("inbound webhook on %s failed", path)
+        return JsonResponse(error_body("server_error", "The webhook could not be processed."),
+                            status=500)
+    return delivery_response(deliveries)
+
+
+def read_body(request: HttpRequest) -> bytes:
+    """At most the configured number of bytes; refused before reading when the declared
+    length is already over."""
+    limit = int(getattr(settings, "ENTITYFLOW_WEBHOOK_MAX_BYTES", DEFAULT_MAX_BYTES))
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    too_large = WebhookPayloadTooLargeError(f"The webhook body is larger than {limit} bytes.")
+    if declared > limit:
+        raise too_large
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    return body
+
+
+def error_response(exc: AutomationError) -> JsonResponse:
+    response = JsonResponse(error_body(exc.code, exc.message, exc.fields or None),
+                            status=exc.http_status)
+    if isinstance(exc, WebhookMethodNotAllowedError):
+        response["Allow"] = ", ".join(exc.allowed)
+    return response
+
+
+def delivery_response(deliveries: list[Delivery]) -> JsonResponse:
+    """202 {"started": true, "executionId"} when a run started; 200 {"duplicate": true,
+    "executionId"} for a delivery seen before; 202 {"started": false} when the trigger's
+    condition was false. Several processes on one path add `executions`."""
+    started = [d for d in deliveries if d.outcome == Outcome.STARTED]
+    duplicates = [d for d in deliveries if d.outcome == Outcome.DUPLICATE]
+    if started:
+        body, status = {"started": True, "executionId": started[0].execution_id}, 202
+    elif duplicates:
+        body = {"started": False, "duplicate": True, "executionId": duplicates[0].execution_id}
+        status = 200
+    else:
+        body, status = {"started": False}, 202
+    if len(deliveries) > 1:
+        body["executions"] = [{"process": d.process, "outcome": d.outcome,
+                               "executionId": d.execution_id} for d in deliveries]
+    return JsonResponse(body, status=status)

@@ -1,0 +1,31 @@
+"""manage.py create_api_client NAME [--json] [--rate-limit N]: prints the key and the
+secret once; only a hash of the secret is stored."""
+
+import json
+
+from django.core.management.base import BaseCommand
+
+from automation.services.api_auth import api_client_create
+
+
+class Command(BaseCommand):
+    help = "Create an API client and print its key and secret (shown only this once)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--json", action="store_true",
+                            help="Print {name, key, secret} as JSON.")
+        parser.add_argument("--rate-limit", type=int, default=None,
+                            help="Requests per minute (default 600; 0 = unlimited).")
+
+    def handle(self, *args, **options):
+        client, secret = api_client_create(name=options["name"],
+                                           rate_limit_per_minute=options["rate_limit"])
+        if options["json"]:
+            printed = {"name": client.name, "key": client.key, "secret": secret}
+            self.stdout.write(json.dumps(printed))
+            return
+        self.stdout.write(f"API client '{client.name}' created.")
+        self.stdout.write(f"key:    {client.key}")
+        self.stdout.write(f"secret: {secret}")
+        self.stdout.write("Store the secret now: it is not shown again.")

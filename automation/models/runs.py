@@ -1,0 +1,113 @@
+"""Runs of a process and the runs of their steps: the database is the truth."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class Parameters(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="+")
+    parameters = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "parameters"
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        WAITING = "waiting"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    process = models.ForeignKey("ApiProcess", on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey("ProcessVersion", on_delete=models.PROTECT, related_name="runs")
+    trigger = models.JSONField(default=dict, blank=True)
+    event = models.ForeignKey(
+        "entities.EntityEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    entity = models.ForeignKey(
+        "entities.Entity", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    batch = models.ForeignKey(
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    input = models.JSONField(default=dict, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["process", "status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.process.slug} run {str(self.id)[:8]}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class StepRun(models.Model):
+    """One execution of one step in one scope (a loop iteration has its own scope)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        WAITING = "waiting"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING, Status.WAITING)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    step_id = models.CharField(max_length=100)
+    step_type = models.CharField(max_length=20)
+    scope = models.CharField(max_length=300, blank=True, default="")
+    index = models.IntegerField(null=True, blank=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    attempt = models.PositiveIntegerField(default=0)
+    input = models.JSONField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    logs = models.JSONField(default=list, blank=True)
+    state = models.JSONField(default=dict, blank=True, help_text="Engine bookkeeping (joins, loops).")
+    claim = models.UUIDField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_id", "scope"], name="one_step_run_per_scope")
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.step_id}{'@' + self.scope if self.scope else ''} ({self.status})"

@@ -1,0 +1,136 @@
+"""Batches: one process over every entity a filter matches.
+
+Creating a batch only counts and records it (fast, whatever the size); the worker
+fans out in chunks by primary key, so memory stays flat and cancel takes effect
+between chunks."""
+
+import uuid
+
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from automation.engine.flow import step_timeout_seconds
+from automation.engine.graphs import graph_for
+from automation.engine.queue import enqueue_step
+from automation.exceptions import ProcessDisabledError, RunStateError
+from automation.models import ApiProcess, Batch, Run, StepRun
+from automation.services.runs import run_retry
+from entities.models import Entity, EntityType
+from entities.selectors import entity_filter
+
+CHUNK = 500
+
+
+def batch_entities(entity_type: EntityType, spec: dict):
+    return entity_filter(Entity.objects.filter(entity_type=entity_type), spec or {})
+
+
+def batch_create(*, entity_type: EntityType, process: ApiProcess, filter: dict | None = None,
+                 user=None) -> Batch:
+    if not process.enabled:
+        raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            entity_type=entity_type, process=process, filter=filter or {}, created_by=user,
+            total=batch_entities(entity_type, filter or {}).count(),
+        )
+        transaction.on_commit(lambda: _enqueue_fanout(batch.pk))
+    return batch
+
+
+def _enqueue_fanout(batch_id) -> None:
+    from django.conf import settings
+
+    if settings.Q_CLUSTER.get("sync"):
+        batch_fanout_run(batch_id)
+        return
+    from django_q.tasks import async_task
+
+    async_task("automation.tasks.batch_fanout", str(batch_id), timeout=3600, save=False, sync=False)
+
+
+def batch_fanout_run(batch_id) -> None:
+    batch = Batch.objects.select_related("process__current_version").get(pk=batch_id)
+    if batch.status not in (Batch.Status.PENDING, Batch.Status.FANNING_OUT):
+        return
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT, started_at=timezone.now())
+    entities = batch_entities(batch.entity_type, batch.filter).order_by("pk")
+    while True:
+        if Batch.objects.filter(pk=batch.pk, status=Batch.Status.CANCELLED).exists():
+            return
+        chunk_qs = entities.filter(pk__gt=batch.cursor) if batch.cursor else entities
+        ids = list(chunk_qs.values_list("pk", flat=True)[:CHUNK])
+        if not ids:
+            break
+        _create_chunk(batch, ids)
+        batch.cursor = str(ids[-1])
+    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(status=Batch.Status.RUNNING)
+
+
+def _create_chunk(batch: Batch, entity_ids: list) -> None:
+    version = batch.process.current_version
+    first = graph_for(version.pk).steps[graph_for(version.pk).start]
+    with transaction.atomic():
+        runs = [Run(id=uuid.uuid4(), process=batch.process, version=version, entity_id=eid,
+                    batch=batch, trigger={"type": "batch", "batchId": str(batch.pk)},
+                    status=Run.Status.RUNNING, started_at=timezone.now(),
+                    idempotency_key=f"batch:{batch.pk}:{eid}") for eid in entity_ids]
+        Run.objects.bulk_create(runs, ignore_conflicts=True)
+        created = set(Run.objects.filter(batch=batch, entity_id__in=entity_ids, steps__isnull=True)
+                      .values_list("pk", flat=True))
+        steps = StepRun.objects.bulk_create([
+            StepRun(run_id=run_id, step_id=first.id, step_type=first.type, input={}) for run_id in created
+        ])
+        Batch.objects.filter(pk=batch.pk).update(cursor=str(entity_ids[-1]),
+                                                 created_runs=batch.created_runs + len(created))
+        batch.created_runs += len(created)
+        step_ids = [s.pk for s in steps] if all(s.pk for s in steps) else list(
+            StepRun.objects.filter(run_id__in=created).values_list("pk", flat=True))
+        for step_id in step_ids:
+            enqueue_step(step_id, timeout=step_timeout_seconds(first))
+
+
+def batch_progress(batch: Batch) -> dict:
+    counts = dict(batch.runs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    done, failed = counts.get(Run.Status.COMPLETED, 0), counts.get(Run.Status.FAILED, 0)
+    cancelled = counts.get(Run.Status.CANCELLED, 0)
+    running = counts.get(Run.Status.RUNNING, 0) + counts.get(Run.Status.WAITING, 0)
+    queued = max(0, batch.total - done - failed - cancelled - running)
+    elapsed = (timezone.now() - batch.started_at).total_seconds() if batch.started_at else 0
+    rate = (done + failed) / elapsed if elapsed > 0 else 0.0
+    remaining = batch.total - done - failed - cancelled
+    finished = remaining <= 0 and batch.status != Batch.Status.FANNING_OUT
+    if finished and batch.status == Batch.Status.RUNNING:
+        Batch.objects.filter(pk=batch.pk, status=Batch.Status.RUNNING).update(
+            status=Batch.Status.COMPLETED, finished_at=timezone.now())
+        batch.status = Batch.Status.COMPLETED
+    return {"id": str(batch.pk), "status": batch.status, "total": batch.total, "queued": queued,
+            "running": running, "done": done, "failed": failed, "cancelled": cancelled,
+            "percent": round(100 * (done + failed + cancelled) / batch.total, 1) if batch.total else 100.0,
+            "ratePerSecond": round(rate, 2),
+            "etaSeconds": round(remaining / rate) if rate > 0 and remaining > 0 else None}
+
+
+def batch_cancel(*, batch: Batch) -> Batch:
+    from automation.services.runs import run_cancel
+
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED, finished_at=timezone.now())
+    for run in batch.runs.exclude(status__in=Run.FINISHED):
+        try:
+            run_cancel(run=run)
+        except RunStateError:
+            pass
+    batch.refresh_from_db()
+    return batch
+
+
+def batch_retry_failed(*, batch: Batch) -> int:
+    """Retry only the failed runs, each from its failed step."""
+    retried = 0
+    for run in batch.runs.filter(status=Run.Status.FAILED):
+        run_retry(run=run)
+        retried += 1
+    if retried:
+        Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.RUNNING, finished_at=None)
+    return retried

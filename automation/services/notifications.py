@@ -1,0 +1,45 @@
+"""Outbound notifications when runs end or approvals are requested.
+
+Each matching webhook subscription gets a delivery row in the same transaction; the
+delivery itself happens after commit (see services.webhooks)."""
+
+from django.db import transaction
+
+from automation.models import ApprovalRequest, Run, WebhookDelivery, WebhookSubscription
+
+
+def run_finished(run: Run) -> None:
+    if run.status not in (Run.Status.COMPLETED, Run.Status.FAILED):
+        return
+    event = "workflow.completed" if run.status == Run.Status.COMPLETED else "workflow.failed"
+    payload = {
+        "event": event, "id": str(run.pk), "caseId": str(run.entity_id) if run.entity_id else None,
+        "status": run.status, "workflowDefinitionId": run.process.slug,
+        "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
+    }
+    notify(event, payload)
+
+
+def approval_requested(approval: ApprovalRequest) -> None:
+    notify("approval.requested", {
+        "event": "approval.requested", "id": str(approval.pk), "executionId": str(approval.run_id),
+        "step": approval.step_run.step_id, "approvers": approval.approvers,
+        "deadline": approval.deadline.isoformat() if approval.deadline else None,
+    })
+
+
+def notify(event: str, payload: dict) -> list[WebhookDelivery]:
+    deliveries = []
+    for subscription in WebhookSubscription.objects.filter(active=True):
+        if event in subscription.events or "*" in subscription.events:
+            deliveries.append(WebhookDelivery.objects.create(
+                subscription=subscription, event=event, payload=payload))
+    for delivery in deliveries:
+        transaction.on_commit(lambda pk=delivery.pk: _send(pk))
+    return deliveries
+
+
+def _send(delivery_id) -> None:
+    from automation.services import webhooks
+
+    webhooks.delivery_enqueue(delivery_id)

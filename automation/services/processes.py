@@ -1,0 +1,81 @@
+"""Writing API processes: every change of definition is a new immutable version."""
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from automation.definition import validate_definition
+from automation.exceptions import DefinitionInvalidError
+from automation.functions import function_exists
+from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
+from entities.models import EntityType
+
+DEFINITION_KEYS = ("steps", "triggers")
+
+
+def definition_validate(definition: Any) -> dict:
+    """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError."""
+    errors = validate_definition(definition, function_exists=function_exists)
+    if errors:
+        first = next(iter(errors))
+        raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
+    return {key: definition.get(key, []) for key in DEFINITION_KEYS}
+
+
+@transaction.atomic
+def process_save(
+    *, slug: str, name: str, definition: dict, description: str = "",
+    entity_type: EntityType | None = None, enabled: bool = True, metadata: dict | None = None,
+    user=None,
+) -> ApiProcess:
+    """Create or update a process; a changed definition becomes a new version."""
+    clean = definition_validate(definition)
+    process, _ = ApiProcess.objects.select_for_update().get_or_create(slug=slug, defaults={"name": name})
+    process.name, process.description = name, description
+    process.entity_type, process.enabled = entity_type, enabled
+    process.metadata = metadata if metadata is not None else process.metadata
+    if process.current_version is None or process.current_version.definition != clean:
+        number = (process.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+        process.current_version = ProcessVersion.objects.create(
+            process=process, number=number, definition=clean, created_by=user)
+    process.full_clean()
+    process.save()
+    _sync_triggers(process)
+    return process
+
+
+@transaction.atomic
+def process_set_enabled(*, process: ApiProcess, enabled: bool) -> ApiProcess:
+    process.enabled = enabled
+    process.save(update_fields=["enabled", "updated_at"])
+    _sync_triggers(process)
+    return process
+
+
+def _sync_triggers(process: ApiProcess) -> None:
+    """Flatten the current version's triggers into rows, then tell every index to rebuild."""
+    ProcessTrigger.objects.filter(process=process).delete()
+    if process.enabled and process.current_version:
+        rows = []
+        for position, trig in enumerate(process.current_version.definition.get("triggers", [])):
+            config = trig.get("config") or {}
+            rows.append(ProcessTrigger(
+                process=process, version=process.current_version, position=position,
+                type=trig["type"], entity_type_key=config.get("entityType", ""),
+                status_key=config.get("status", ""), event_type=config.get("eventType", ""),
+                path=config.get("path", ""), condition=trig.get("condition") or "", config=config,
+            ))
+        ProcessTrigger.objects.bulk_create(rows)
+    index_changed()
+
+
+def index_changed() -> None:
+    stamp, _ = IndexStamp.objects.get_or_create(pk=1)
+    IndexStamp.objects.filter(pk=1).update(generation=F("generation") + 1)
+    from automation.triggers import index
+
+    transaction.on_commit(index.invalidate)
+    from automation.triggers import schedules
+
+    transaction.on_commit(schedules.sync_schedules)

@@ -1,0 +1,105 @@
+"""Starting, cancelling and retrying runs."""
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from automation.engine import settle
+from automation.engine.flow import step_timeout_seconds
+from automation.engine.graphs import graph_for
+from automation.engine.queue import enqueue_step
+from automation.exceptions import ProcessDisabledError, RunStateError
+from automation.models import ApiProcess, ApprovalRequest, Run, StepRun
+from entities.models import Entity, EntityEvent
+
+
+def run_start(
+    *, process: ApiProcess, trigger: dict, input: Any = None, parameters: dict | None = None,
+    entity: Entity | None = None, event: EntityEvent | None = None, batch=None,
+    idempotency_key: str | None = None, user=None, version=None,
+) -> tuple[Run, bool]:
+    """Start a run on the process's current version (or `version`).
+
+    Returns (run, created). With an idempotency key, a second start with the same key
+    returns the first run and starts nothing: the unique key decides, inside a savepoint,
+    so concurrent starts cannot both win and the common case costs no extra query.
+    """
+    if not process.enabled and trigger.get("type") != "retry":
+        raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
+    version = version or process.current_version
+    graph = graph_for(version.pk)
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                process=process, version=version, trigger=trigger, input=input or {},
+                parameters=parameters or {}, entity=entity, event=event, batch=batch,
+                idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
+                started_at=timezone.now(),
+            )
+            first = graph.steps[graph.start]
+            step_run = StepRun.objects.create(run=run, step_id=first.id, step_type=first.type,
+                                              input=input or {})
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+    except IntegrityError:
+        if idempotency_key:
+            existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+            if existing:
+                return existing, False
+        raise
+    return run, True
+
+
+def run_cancel(*, run: Run) -> Run:
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.is_finished:
+            raise RunStateError(f"The run is already {run.status}.")
+        run.status, run.finished_at = Run.Status.CANCELLED, timezone.now()
+        run.error = {"message": "Cancelled.", "step": None, "code": "cancelled"}
+        run.save(update_fields=["status", "finished_at", "error"])
+        settle.stop_active_steps(run, reason="cancel")
+    return run
+
+
+def run_retry(*, run: Run) -> Run:
+    """Retry a failed run from its failed step; what the failure stopped resumes too."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status != Run.Status.FAILED:
+            raise RunStateError(f"Only a failed run can be retried; this one is {run.status}.")
+        graph = graph_for(run.version_id)
+        failed = [s for s in StepRun.objects.filter(run=run, status=StepRun.Status.FAILED)
+                  if not s.state.get("handled")]
+        if not failed:
+            raise RunStateError("The run has no failed step to retry.")
+        for step_run in failed:
+            _requeue(step_run, graph, log="retried by staff")
+        for step_run in StepRun.objects.filter(run=run, status=StepRun.Status.CANCELLED,
+                                               state__stopped_by="failure"):
+            _restore(step_run, graph)
+        run.status, run.error, run.finished_at = Run.Status.RUNNING, None, None
+        run.save(update_fields=["status", "error", "finished_at"])
+    return run
+
+
+def _requeue(step_run: StepRun, graph, *, log: str) -> None:
+    step_run.status, step_run.claim, step_run.not_before = StepRun.Status.PENDING, None, None
+    step_run.lease_expires_at, step_run.error = None, None
+    step_run.logs = [*step_run.logs, {"message": log}]
+    step_run.save()
+    enqueue_step(step_run.pk, timeout=step_timeout_seconds(graph.steps[step_run.step_id]))
+
+
+def _restore(step_run: StepRun, graph) -> None:
+    previous = step_run.state.pop("stopped_status", StepRun.Status.PENDING)
+    step_run.state.pop("stopped_by", None)
+    if previous == StepRun.Status.RUNNING:
+        previous = StepRun.Status.PENDING
+    step_run.status = previous
+    step_run.claim = None
+    step_run.save()
+    if previous == StepRun.Status.PENDING:
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(graph.steps[step_run.step_id]))
+    elif step_run.step_type == "human":
+        ApprovalRequest.objects.filter(step_run=step_run).update(status=ApprovalRequest.Status.PENDING)

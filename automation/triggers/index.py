@@ -1,0 +1,138 @@
+"""Which processes does an event start? An in-memory index keyed by what events carry
+(event type; entity type + entered status), so matching cost does not grow with the
+number of processes. Each process rebuilds it when the shared generation stamp moves
+(checked at most once a second) or at once after a local change."""
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db.models import F
+
+from entities.exceptions import ExpressionError
+from entities.expressions import evaluate_bool
+from entities.models import EntityEvent
+
+logger = logging.getLogger(__name__)
+STAMP_CHECK_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    trigger_id: int
+    process_id: int
+    version_id: int
+    type: str
+    condition: str
+    entity_type_key: str
+    version: object = None  # the ProcessVersion (immutable) with its process, preloaded
+
+
+class TriggerIndex:
+    def __init__(self, generation: int, by_status: dict, by_event: dict):
+        self.generation = generation
+        self.by_status = by_status
+        self.by_event = by_event
+
+    def match(self, event: EntityEvent) -> list[Entry]:
+        found = list(self.by_event.get(event.type, ()))
+        if event.entity_type_key:
+            found = [e for e in found if not e.entity_type_key or e.entity_type_key == event.entity_type_key]
+            for status in event.entered_statuses or ():
+                found.extend(self.by_status.get((event.entity_type_key, status), ()))
+        return found
+
+
+_lock = threading.Lock()
+_state = {"index": None, "checked": 0.0}
+
+
+def _build() -> TriggerIndex:
+    from automation.models import IndexStamp, ProcessTrigger, ProcessVersion
+
+    generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
+    by_status, by_event = defaultdict(list), defaultdict(list)
+    rows = list(ProcessTrigger.objects.filter(process__enabled=True, type__in=["status", "event"]).values(
+        "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type"))
+    versions = ProcessVersion.objects.select_related("process").in_bulk({r["version_id"] for r in rows})
+    for row in rows:
+        entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"], row["condition"],
+                      row["entity_type_key"], versions[row["version_id"]])
+        if row["type"] == "status":
+            by_status[(row["entity_type_key"], row["status_key"])].append(entry)
+        else:
+            by_event[row["event_type"]].append(entry)
+    return TriggerIndex(generation, dict(by_status), dict(by_event))
+
+
+def current() -> TriggerIndex:
+    from automation.models import IndexStamp
+
+    now = time.monotonic()
+    index = _state["index"]
+    if index is not None and now - _state["checked"] < STAMP_CHECK_SECONDS:
+        return index
+    with _lock:
+        generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
+        if index is None or index.generation != generation:
+            index = _state["index"] = _build()
+        _state["checked"] = now
+    return index
+
+
+def invalidate() -> None:
+    _state["index"] = None
+
+
+def is_interesting(event: EntityEvent) -> bool:
+    return bool(current().match(event))
+
+
+def event_scope(event: EntityEvent) -> dict:
+    """`event` as trigger conditions and steps see it."""
+    body = {"id": event.pk, "type": event.type, "source": event.source,
+            "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None}
+    if event.entity_id:
+        body.update({"entity": event.snapshot, "from": event.from_status, "to": event.to_status,
+                     "changedFields": event.changed_fields, "data": event.snapshot.get("data", {})})
+    else:
+        body["data"] = event.data
+    return body
+
+
+def handle_event(event: EntityEvent) -> list:
+    """Start one run per matching process (idempotent per process and event)."""
+    from automation.models import ProcessTrigger
+    from automation.services.runs import run_start
+
+    runs = []
+    scope_event = event_scope(event)
+    scope = {"event": scope_event, "input": scope_event["data"]}
+    if event.entity_id:
+        scope["entity"] = event.snapshot
+    seen: set[int] = set()
+    for entry in current().match(event):
+        if entry.process_id in seen:
+            continue
+        if entry.condition and not _condition_holds(entry, scope):
+            ProcessTrigger.objects.filter(pk=entry.trigger_id).update(skipped_count=F("skipped_count") + 1)
+            continue
+        seen.add(entry.process_id)
+        run, _ = run_start(
+            process=entry.version.process, version=entry.version,
+            trigger={"type": entry.type, "triggerId": entry.trigger_id, "event": scope_event},
+            input=scope_event["data"], entity=event.entity, event=event,
+            idempotency_key=f"event:{event.pk}:process:{entry.process_id}",
+        )
+        runs.append(run)
+    return runs
+
+
+def _condition_holds(entry: Entry, scope: dict) -> bool:
+    try:
+        return evaluate_bool(entry.condition, scope)
+    except ExpressionError as exc:
+        logger.warning("trigger %s condition failed: %s", entry.trigger_id, exc.message)
+        return False

@@ -1,0 +1,52 @@
+"""Manual triggers: staff or an API client start a process by hand.
+
+A process may declare `{"type": "manual", "condition": "..."}`; the condition is then
+checked against the input (and entity) before the run starts, like any trigger's. A
+process without a manual trigger may still be started by hand (ops tooling does that).
+"""
+
+import logging
+from typing import Any
+
+from django.db.models import F
+
+from entities.exceptions import ExpressionError
+from entities.expressions import evaluate_bool
+from entities.outbox import entity_snapshot
+
+logger = logging.getLogger(__name__)
+
+
+def manual_start(
+    *, process, input: Any = None, entity=None, user=None, parameters: dict | None = None,
+    source: str = "manual", idempotency_key: str | None = None,
+):
+    """Start a manual run, or return None (counting a skip) when the process's manual
+    trigger has a condition that does not hold."""
+    from automation.models import ProcessTrigger
+    from automation.services.runs import run_start
+
+    trigger = (ProcessTrigger.objects.filter(process=process, type=ProcessTrigger.Type.MANUAL)
+               .order_by("position").first())
+    scope = {"input": input or {}, "event": {"type": "manual", "source": source,
+                                              "data": input or {}}}
+    if entity is not None:
+        scope["entity"] = entity_snapshot(entity)
+    if trigger is not None and trigger.condition and not _holds(trigger, scope):
+        ProcessTrigger.objects.filter(pk=trigger.pk).update(skipped_count=F("skipped_count") + 1)
+        return None
+    run, _ = run_start(
+        process=process, input=input, entity=entity, user=user, parameters=parameters,
+        trigger={"type": "manual", "source": source, "triggerId": trigger.pk if trigger else None,
+                 "event": scope["event"]},
+        idempotency_key=idempotency_key,
+    )
+    return run
+
+
+def _holds(trigger, scope: dict) -> bool:
+    try:
+        return evaluate_bool(trigger.condition, scope)
+    except ExpressionError as exc:
+        logger.warning("trigger %s condition failed: %s", trigger.pk, exc.message)
+        return False

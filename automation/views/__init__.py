@@ -1,0 +1,1 @@
+"""Staff pages of the admin (mounted by automation.admin through get_urls())."""

@@ -1,0 +1,112 @@
+"""Bench data: entity types, entities, and processes (one by the real service, thousands
+in bulk with the same rows the service writes)."""
+
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+
+from automation.models import ApiProcess, ProcessTrigger, ProcessVersion
+from automation.services.processes import definition_validate, index_changed, process_save
+from automation.triggers import index
+from entities.models import Entity, EntityType, Status, Transition
+
+NOOP = {"type": "function", "function": "noop"}
+OTHER_TYPES = 50
+OTHER_STATUSES = ("received", "approved", "suspended", "closed")
+
+
+def entity_type_ensure(key: str) -> EntityType:
+    """A small type: `new` (initial) -> `done`, plus `never`, a status nothing enters."""
+    entity_type, created = EntityType.objects.get_or_create(
+        key=key, defaults={"name": key.replace("-", " ").title(), "schema": {}})
+    if created:
+        rows = {k: Status.objects.create(entity_type=entity_type, key=k, label=k.title(),
+                                         is_initial=i == 0, position=i)
+                for i, k in enumerate(("new", "done", "never"))}
+        Transition.objects.create(entity_type=entity_type, source=rows["new"], target=rows["done"])
+    return entity_type
+
+
+def entities_bulk(entity_type: EntityType, count: int, *, batch: int = 5000) -> None:
+    """Make `count` entities of the type exist: rows as entity_create writes them, without
+    an event each (setup, not the measurement)."""
+    have = Entity.objects.filter(entity_type=entity_type).count()
+    for start in range(have, count, batch):
+        rows = []
+        for i in range(start, min(count, start + batch)):
+            entity = Entity(entity_type=entity_type, reference=f"{entity_type.key}-{i:07d}",
+                            data={"n": i}, unmet_requirements=[])
+            entity.set_initial_status("new")
+            rows.append(entity)
+        with transaction.atomic():
+            Entity.objects.bulk_create(rows)
+
+
+def entities_of(entity_type: EntityType, count: int) -> list[Entity]:
+    return list(Entity.objects.select_related("entity_type")
+                .filter(entity_type=entity_type).order_by("reference")[:count])
+
+
+def steps_chain(length: int) -> list[dict]:
+    ids = [f"s{i + 1}" for i in range(length)]
+    return [{**NOOP, "id": sid, **({"next": ids[i + 1]} if i + 1 < length else {})}
+            for i, sid in enumerate(ids)]
+
+
+def process_create(slug: str, *, steps: int = 1, triggers: list | None = None,
+                   entity_type: EntityType | None = None) -> ApiProcess:
+    """Through the real service (validation, version, trigger rows, index stamp)."""
+    definition = {"steps": steps_chain(steps), "triggers": triggers or [{"type": "manual"}]}
+    return process_save(slug=slug, name=slug, definition=definition, entity_type=entity_type)
+
+
+def mix_trigger(i: int, targets: tuple[str, ...]) -> dict:
+    """A realistic spread of triggers, none of which matches a save of `targets` entities:
+    40 % status triggers on other types, 20 % on a status of `targets` nothing enters,
+    20 % entity-event triggers scoped to other types, 20 % published event types."""
+    kind, other = i % 10, f"other-{i % OTHER_TYPES}"
+    if kind < 4:
+        return {"type": "status", "config": {"entityType": other, "status": OTHER_STATUSES[i % 4]}}
+    if kind < 6:
+        target = targets[i % len(targets)]
+        return {"type": "status", "config": {"entityType": target, "status": "never"}}
+    if kind < 8:
+        event_type = ("entity.updated", "entity.created", "entity.status_changed")[i % 3]
+        return {"type": "event", "config": {"eventType": event_type, "entityType": other}}
+    return {"type": "event", "config": {"eventType": f"partner.{i % 200}.created"}}
+
+
+def processes_bulk(prefix: str, start: int, stop: int, targets: tuple[str, ...]) -> None:
+    """`stop - start` enabled processes with mix triggers, written in bulk; each
+    definition shape is validated by the real validator once."""
+    steps = steps_chain(1)
+    definition_validate({"steps": steps, "triggers": [mix_trigger(i, targets) for i in range(10)]})
+    with transaction.atomic():
+        procs = ApiProcess.objects.bulk_create(
+            [ApiProcess(slug=f"{prefix}-{i}", name=f"{prefix} {i}") for i in range(start, stop)],
+            batch_size=1000)
+        triggers = {p.pk: mix_trigger(i, targets)
+                    for i, p in zip(range(start, stop), procs, strict=True)}
+        versions = ProcessVersion.objects.bulk_create(
+            [ProcessVersion(process=p, number=1,
+                            definition={"steps": steps, "triggers": [triggers[p.pk]]})
+             for p in procs], batch_size=1000)
+        ApiProcess.objects.filter(pk__in=[p.pk for p in procs]).update(current_version=Subquery(
+            ProcessVersion.objects.filter(process=OuterRef("pk")).values("pk")[:1]))
+        ProcessTrigger.objects.bulk_create([
+            ProcessTrigger(process=p, version=v, position=0, type=triggers[p.pk]["type"],
+                           entity_type_key=triggers[p.pk]["config"].get("entityType", ""),
+                           status_key=triggers[p.pk]["config"].get("status", ""),
+                           event_type=triggers[p.pk]["config"].get("eventType", ""),
+                           config=triggers[p.pk]["config"])
+            for p, v in zip(procs, versions, strict=True)], batch_size=1000)
+        index_changed()
+    index.invalidate()
+
+
+def processes_retire(prefix: str) -> None:
+    """Take a bulk set out of every trigger index (their rows stay for history)."""
+    with transaction.atomic():
+        ProcessTrigger.objects.filter(process__slug__startswith=f"{prefix}-").delete()
+        ApiProcess.objects.filter(slug__startswith=f"{prefix}-").update(enabled=False)
+        index_changed()
+    index.invalidate()

@@ -1,0 +1,802 @@
+"""Reliability under load and faults: `python -m bench reliability [--chaos] [--quick]`
+(also `python -m bench.reliability [--chaos] [--quick]`).
+
+Saver processes create entities of a dedicated type and move each one new -> received ->
+approved, with a data-only update in between (an event that starts nothing). Entering
+`received` and entering `approved` each start a process of four steps: `start` fans out
+to `left` and `right`, which meet again at `join` (an AND-join). `start`, `left` and
+`join` append one line per execution to an effects file (the side effect that is
+counted); `right` is a cheap transform that the worker runs inline. Four `qcluster`
+processes with one worker each run the steps (Redis broker, PostgreSQL). While the load
+runs, an HTTP client publishes events and starts runs through the API (gunicorn).
+
+With --chaos, while the load runs: a worker is SIGKILLed every few seconds and a new one
+started, the PostgreSQL connections of every other process are terminated once, and
+Redis is restarted once (always started again, also when the scenario fails). Lost work
+is recovered by the sweeper: the harness calls automation.services.sweeper.sweep_all
+every few seconds, as the scheduled sweeper does every minute, with a shorter pending
+grace (ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS) so a lost doorbell costs seconds here.
+
+The last line printed is one JSON object {"reliability": {...}}: events, runs_expected,
+runs_created, runs_completed, runs_failed, duplicate_effects (executions of a step beyond
+its first, keyed by run + step + scope), lost (qualifying events without a run, plus runs
+not finished when the drain timed out), unexpected_5xx (answers of the scenario's HTTP
+traffic), workers_killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from automation.functions import StepContext, function
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTITY_TYPE = "reliability-order"
+FLOW = ("new", "received", "approved")
+TRIGGERED = {"reliability-received": "received", "reliability-approved": "approved"}
+PING_PROCESS, PING_EVENT = "reliability-ping", "reliability.ping"
+EFFECT = "reliability.effect"
+EFFECTS_ENV = "ENTITYFLOW_RELIABILITY_EFFECTS"
+EFFECT_STEPS = ("start", "left", "join")
+DATABASE = "bench_reliability"
+REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port",
+               "{port}", "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+               "--logfile", "/var/log/redis/ci.log"]
+
+
+@function(EFFECT, description="Appends one line per execution: the side effect the "
+                              "reliability scenario counts.")
+def effect(ctx: StepContext) -> dict:
+    line = f"{ctx.idempotency_key} {os.getpid()}\n".encode()
+    fd = os.open(os.environ[EFFECTS_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write with O_APPEND: lines from many processes never mix
+    finally:
+        os.close(fd)
+    return {"step": ctx.step_id}
+
+
+def steps() -> list[dict]:
+    return [
+        {"id": "start", "type": "function", "function": EFFECT, "next": ["left", "right"]},
+        {"id": "left", "type": "function", "function": EFFECT, "next": "join"},
+        {"id": "right", "type": "function", "function": "transform", "next": "join",
+         "config": {"params": {"output": {"from": "result.step"}}}},
+        {"id": "join", "type": "function", "function": EFFECT},
+    ]
+
+
+def fixtures_ensure() -> None:
+    """The entity type and the three processes, through the real services."""
+    from automation.services.processes import process_save
+    from entities.models import EntityType, Status, Transition
+
+    entity_type, _ = EntityType.objects.get_or_create(
+        key=ENTITY_TYPE, defaults={"name": "Reliability order", "schema": {}})
+    rows = {}
+    for position, key in enumerate(FLOW):
+        rows[key], _ = Status.objects.get_or_create(
+            entity_type=entity_type, key=key,
+            defaults={"label": key.title(), "is_initial": position == 0, "position": position})
+    for source, target in zip(FLOW, FLOW[1:], strict=False):
+        Transition.objects.get_or_create(entity_type=entity_type, source=rows[source],
+                                         target=rows[target])
+    for slug, status in TRIGGERED.items():
+        trigger = {"type": "status", "config": {"entityType": ENTITY_TYPE, "status": status}}
+        process_save(slug=slug, name=slug, entity_type=entity_type,
+                     definition={"steps": steps(), "triggers": [trigger]})
+    ping = {"type": "event", "config": {"eventType": PING_EVENT}}
+    process_save(slug=PING_PROCESS, name=PING_PROCESS,
+                 definition={"steps": steps(), "triggers": [ping, {"type": "manual"}]})
+
+
+# --- savers: separate processes, each moving its own slice of entities ----------------
+
+SAVER_CODE = ("import sys; from bench.reliability import saver_main; "
+              "sys.exit(saver_main(sys.argv[1:]))")
+
+
+def saver_main(argv: list[str]) -> int:
+    """`prefix start count`: create and move entities; retry what a fault interrupted."""
+    import django
+
+    django.setup()
+    from entities.models import EntityType
+
+    prefix, start, count = argv[0], int(argv[1]), int(argv[2])
+    entity_type = EntityType.objects.get(key=ENTITY_TYPE)
+    tally = Counter()
+    for n in range(start, start + count):
+        _advance(entity_type, f"{prefix}-{n:06d}", n, tally)
+    print(json.dumps({"saved": count, **tally}), flush=True)
+    return 0
+
+
+def _advance(entity_type, reference: str, n: int, tally: Counter) -> None:
+    from entities.models import Entity
+    from entities.services import entity_create, entity_transition, entity_update
+
+    def fresh():
+        return (Entity.objects.select_related("entity_type")
+                .filter(entity_type=entity_type, reference=reference).first())
+
+    def create():
+        return fresh() or entity_create(entity_type=entity_type, reference=reference,
+                                        data={"n": n})
+
+    def move(target: str):
+        entity = fresh()
+        if FLOW.index(entity.status) < FLOW.index(target):
+            entity_transition(entity=entity, to_status=target)
+
+    def note():
+        entity = fresh()
+        if "note" not in entity.data:
+            entity_update(entity=entity, data={"note": f"checked {n}"}, merge=True)
+
+    for op in (create, lambda: move("received"), note, lambda: move("approved")):
+        _retrying(op, tally)
+
+
+def _retrying(op, tally: Counter, attempts: int = 40):
+    """A terminated connection or a restarting broker is a fault to outlast, not a bug."""
+    from django.db import DatabaseError, connection
+
+    for attempt in range(attempts):
+        try:
+            return op()
+        except DatabaseError:
+            tally["db_retries"] += 1
+            connection.close()
+        except Exception as exc:  # noqa: BLE001  (redis errors, when the broker restarts)
+            if "redis" not in type(exc).__module__:
+                raise
+            tally["broker_retries"] += 1
+        time.sleep(min(2.0, 0.05 * 2 ** attempt))
+    raise RuntimeError(f"gave up after {attempts} attempts")
+
+
+# --- processes: workers, savers, faults ------------------------------------------------
+
+
+class Proc:
+    """A subprocess in its own process group (stopped or killed with its children)."""
+
+    def __init__(self, argv: list[str], env: dict, log: Path):
+        self.log = open(log, "ab")  # noqa: SIM115  (closed in stop())
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, grace: float = 20) -> None:
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def stop_all(procs: list[Proc], grace: float = 10) -> None:
+    """SIGTERM every process group at once, then SIGKILL what is left after `grace`."""
+    for proc in procs:
+        if proc.alive():
+            os.killpg(proc.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        proc.log.close()
+
+
+def qcluster(env: dict, log: Path) -> Proc:
+    return Proc([sys.executable, "manage.py", "qcluster"], env, log)
+
+
+class Redis:
+    """Restart the broker; `ensure_running` is called in every `finally`."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.url, self.host, self.port = url, parts.hostname or "127.0.0.1", parts.port or 6379
+
+    def local(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.from_url(self.url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def restart(self, down_seconds: float = 2.0) -> None:
+        try:
+            subprocess.run(["redis-cli", "-h", self.host, "-p", str(self.port), "shutdown",
+                            "nosave"], capture_output=True, timeout=10, check=False)
+            time.sleep(down_seconds)
+        finally:
+            self.ensure_running()
+
+    def purge(self, key: str) -> None:
+        import redis
+
+        try:
+            redis.from_url(self.url, socket_timeout=2).delete(key)
+        except redis.RedisError:
+            pass
+
+    def ensure_running(self) -> None:
+        if self.ping():
+            return
+        argv = [part.format(port=self.port) for part in REDIS_START]
+        subprocess.run(argv, capture_output=True, timeout=20, check=False)
+        deadline = time.monotonic() + 20
+        while not self.ping():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not come back on port {self.port}")
+            time.sleep(0.1)
+
+
+def terminate_connections() -> int:
+    """Terminate every other PostgreSQL connection to this database (workers, savers,
+    app servers); returns how many were terminated."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                       "current_database() AND pid <> pg_backend_pid()")
+        return sum(1 for (done,) in cursor.fetchall() if done)
+
+
+# --- the scenario ------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    entities: int
+    chaos: bool = False
+    workers: int = 4
+    savers: int = 3
+    kill_every: float = 4.0
+    min_kills: int = 3
+    sweep_every: float = 3.0
+    pending_grace: float = 8.0  # ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS while it runs
+    drain_timeout: float = 300.0
+    prefix: str = "REL"
+
+
+@dataclass
+class Outcome:
+    figures: dict
+    details: dict = field(default_factory=dict)
+
+
+class Scenario:
+    """Drives one load (and chaos) round from this process, which must have Django set up
+    on the same database the workers and savers use (`env`)."""
+
+    def __init__(self, plan: Plan, *, env: dict, workdir: Path, http=None):
+        self.plan, self.env, self.workdir, self.http = plan, env, workdir, http
+        self.effects = Path(env[EFFECTS_ENV])
+        self.redis = Redis(env["REDIS_URL"]) if env.get("REDIS_URL") else None
+        self.clusters: list[Proc] = []
+        self.details = Counter()
+        self.rng = random.Random(7)
+        self.spawned = 0
+
+    def run(self) -> Outcome:
+        from django.test import override_settings
+
+        with override_settings(ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS=self.plan.pending_grace):
+            return self._run()
+
+    def _run(self) -> Outcome:
+        began = time.monotonic()
+        savers: list[Proc] = []
+        try:
+            self.clusters = [self._spawn() for _ in range(self.plan.workers)]
+            if self.http:
+                self.http.start()
+            savers = self._savers()
+            faults_over = self._load(savers)
+            if self.http:
+                self.http.stop()
+            finished = self._drain(faults_over)
+            self.details["recovery_s"] = round(finished - faults_over, 1)
+            self.details["wall_s"] = round(time.monotonic() - began, 1)
+        finally:
+            if self.redis and self.redis.local():
+                self.redis.ensure_running()
+            stop_all([*savers, *self.clusters])
+        return Outcome(tally(self.effects, http=self.http, killed=self.details["workers_killed"]),
+                       dict(self.details))
+
+    def _spawn(self) -> Proc:
+        self.spawned += 1
+        return qcluster(self.env, self.workdir / f"qcluster-{self.spawned}.log")
+
+    def _savers(self) -> list[Proc]:
+        n, k = self.plan.entities, self.plan.savers
+        bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+        return [Proc([sys.executable, "-c", SAVER_CODE, self.plan.prefix, str(a), str(b - a)],
+                     self.env, self.workdir / f"saver-{i}.log") for i, (a, b) in enumerate(bounds)]
+
+    def _load(self, savers: list[Proc]) -> float:
+        """Until every saver is done (and, with chaos, every fault has happened)."""
+        plan = self.plan
+        next_kill = time.monotonic() + plan.kill_every
+        next_sweep = time.monotonic() + plan.sweep_every
+        faults = {"db": False, "redis": not (self.redis and self.redis.local())}
+        if plan.chaos and faults["redis"]:
+            self.details["redis_restart_skipped"] = 1  # not a local Redis: leave it alone
+        while True:
+            now = time.monotonic()
+            saving = any(s.alive() for s in savers)
+            done = self._progress()
+            if plan.chaos and now >= next_kill:
+                self._kill_one()
+                next_kill = now + plan.kill_every
+            if plan.chaos and not faults["db"] and (done >= 0.3 or not saving):
+                self.details["db_connections_terminated"] += terminate_connections()
+                faults["db"] = True
+            if plan.chaos and not faults["redis"] and (done >= 0.6 or not saving):
+                self.redis.restart()
+                self.details["redis_restarts"] += 1
+                faults["redis"] = True
+            if now >= next_sweep:
+                self._sweep()
+                next_sweep = now + plan.sweep_every
+            self._replace_dead()
+            enough = not plan.chaos or (all(faults.values())
+                                        and self.details["workers_killed"] >= plan.min_kills)
+            if not saving and enough:
+                break
+            time.sleep(0.2)
+        failed = [s for s in savers if s.proc.returncode]
+        if failed:
+            raise RuntimeError(f"{len(failed)} saver(s) failed; see saver-*.log")
+        return time.monotonic()
+
+    def _progress(self) -> float:
+        from entities.models import Entity
+
+        try:
+            moved = Entity.objects.filter(entity_type__key=ENTITY_TYPE, status=FLOW[-1]).count()
+        except Exception:  # noqa: BLE001  (our own connection is never terminated, but be safe)
+            return 0.0
+        return moved / max(1, self.plan.entities)
+
+    def _kill_one(self) -> None:
+        victim = self.rng.randrange(len(self.clusters))
+        self.clusters[victim].kill()
+        self.clusters[victim].log.close()
+        self.clusters[victim] = self._spawn()
+        self.details["workers_killed"] += 1
+
+    def _replace_dead(self) -> None:
+        for i, proc in enumerate(self.clusters):
+            if not proc.alive():  # a cluster that died on its own is a finding too
+                self.details["workers_died"] += 1
+                proc.log.close()
+                self.clusters[i] = self._spawn()
+
+    def _sweep(self) -> None:
+        from automation.services.sweeper import sweep_all
+
+        try:
+            swept = sweep_all()
+        except Exception:  # noqa: BLE001  (the broker may be down right now: next time)
+            self.details["sweeps_failed"] += 1
+            return
+        self.details["sweeps"] += 1
+        self.details["events_swept"] += swept["events"]
+        self.details["doorbells_resent"] += swept["steps"]
+
+    def _drain(self, faults_over: float) -> float:
+        deadline = faults_over + self.plan.drain_timeout
+        next_sweep = 0.0
+        while time.monotonic() < deadline:
+            self._replace_dead()
+            if time.monotonic() >= next_sweep:
+                self._sweep()
+                next_sweep = time.monotonic() + self.plan.sweep_every
+            if all_settled():
+                return time.monotonic()
+            time.sleep(0.5)
+        self.details["drain_timed_out"] = 1
+        return time.monotonic()
+
+
+def processes() -> tuple[str, ...]:
+    return (*TRIGGERED, PING_PROCESS)
+
+
+def all_settled() -> bool:
+    from automation.models import Run
+    from entities.models import EntityEvent
+
+    if EntityEvent.objects.filter(dispatched_at__isnull=True).exists():
+        return False
+    if Run.objects.filter(process__slug__in=processes()).exclude(status__in=Run.FINISHED).exists():
+        return False
+    return not missing_runs()
+
+
+def expected_runs() -> set[tuple[int, str]]:
+    """(event id, process slug) for every event that must have started exactly one run."""
+    from entities.models import EntityEvent
+
+    by_status = {status: slug for slug, status in TRIGGERED.items()}
+    wanted = set()
+    rows = EntityEvent.objects.filter(entity_type_key=ENTITY_TYPE).values_list(
+        "id", "entered_statuses")
+    for event_id, entered in rows.iterator():
+        wanted |= {(event_id, by_status[s]) for s in entered or () if s in by_status}
+    pings = EntityEvent.objects.filter(type=PING_EVENT).values_list("id", flat=True)
+    return wanted | {(event_id, PING_PROCESS) for event_id in pings}
+
+
+def event_runs() -> Counter:
+    from automation.models import Run
+
+    return Counter(Run.objects.filter(process__slug__in=processes(), event__isnull=False)
+                   .values_list("event_id", "process__slug"))
+
+
+def missing_runs() -> set[tuple[int, str]]:
+    return expected_runs() - set(event_runs())
+
+
+def effect_counts(path: Path) -> Counter:
+    """Executions per run + step + scope (the idempotency key without its attempt)."""
+    counts = Counter()
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            counts[key.rsplit(":", 1)[0]] += 1
+    return counts
+
+
+def repeats_beyond_attempts(effects: Path) -> list[str]:
+    """Repeated effects that no lost attempt explains. A step may run again after its
+    worker died (at least once), but never twice on one claim."""
+    from automation.models import StepRun
+
+    found = []
+    for key, n in effect_counts(effects).items():
+        if n < 2:
+            continue
+        run_id, step_id, scope = key.split(":", 2)
+        attempt = (StepRun.objects.filter(run_id=run_id, step_id=step_id, scope=scope)
+                   .values_list("attempt", flat=True).first())
+        if attempt is None or n > attempt:
+            found.append(f"{key} ran {n} times in {attempt} attempts")
+    return found
+
+
+def tally(effects: Path, *, http=None, killed: int = 0) -> dict:
+    from automation.models import Run
+    from entities.models import EntityEvent
+
+    expected, started = expected_runs(), event_runs()
+    manual = {str(pk) for pk in Run.objects.filter(process__slug=PING_PROCESS, event__isnull=True)
+              .values_list("pk", flat=True)}
+    accepted = set(http.accepted_runs) if http else set()
+    runs = Run.objects.filter(process__slug__in=processes())
+    status = Counter(runs.values_list("status", flat=True))
+    unfinished = sum(n for s, n in status.items() if s not in Run.FINISHED)
+    counts = effect_counts(effects)
+    return {
+        "events": EntityEvent.objects.filter(entity_type_key=ENTITY_TYPE).count()
+        + EntityEvent.objects.filter(type=PING_EVENT).count(),
+        "runs_expected": len(expected) + len(accepted),
+        "runs_created": sum(started.values()) + len(manual),
+        "runs_completed": status.get(Run.Status.COMPLETED, 0),
+        "runs_failed": status.get(Run.Status.FAILED, 0),
+        "duplicate_effects": sum(n - 1 for n in counts.values() if n > 1),
+        "lost": len(expected - set(started)) + len(accepted - manual) + unfinished,
+        "unexpected_5xx": http.errors_5xx if http else 0,
+        "workers_killed": killed,
+    }
+
+
+def checks(figures: dict, effects: Path) -> list[str]:
+    """Everything that must hold after a round; empty when it passed."""
+    from automation.models import Run, StepRun
+    from entities.models import EntityEvent
+
+    problems = []
+    started = event_runs()
+    if any(n > 1 for n in started.values()):
+        problems.append(f"{sum(n > 1 for n in started.values())} events started more than one run")
+    extra = set(started) - expected_runs()
+    if extra:
+        problems.append(f"{len(extra)} runs started by events that qualify for none")
+    undispatched = EntityEvent.objects.filter(dispatched_at__isnull=True).count()
+    if undispatched:
+        problems.append(f"{undispatched} events left undispatched")
+    for key in ("lost", "runs_failed", "unexpected_5xx"):
+        if figures[key]:
+            problems.append(f"{key} = {figures[key]}")
+    if figures["duplicate_effects"] and not figures["workers_killed"]:
+        problems.append(f"duplicate_effects = {figures['duplicate_effects']} without any fault")
+    unexplained = repeats_beyond_attempts(effects)
+    if unexplained:
+        problems.append(f"{len(unexplained)} steps ran more often than they were claimed, e.g. "
+                        f"{unexplained[0]}")
+    completed = Run.objects.filter(process__slug__in=processes(), status=Run.Status.COMPLETED)
+    counts = effect_counts(effects)
+    unseen = [f"{run_id}:{step}:" for run_id in completed.values_list("pk", flat=True)
+              for step in EFFECT_STEPS if counts.get(f"{run_id}:{step}:", 0) == 0]
+    if unseen:
+        problems.append(f"{len(unseen)} completed effect steps left no effect, e.g. {unseen[0]}")
+    if figures["runs_completed"] != figures["runs_created"]:
+        problems.append(f"{figures['runs_completed']} of {figures['runs_created']} runs completed")
+    rerun = StepRun.objects.filter(run__process__slug__in=processes(), attempt__gt=1).count()
+    if rerun and not figures["workers_killed"]:
+        problems.append(f"{rerun} steps ran more than once without any fault")
+    return problems
+
+
+# --- HTTP traffic (bench only): events, cases and triggers through gunicorn -------------
+
+
+class HttpLoad:
+    """One client thread: publish a ping event, start a ping run, create a case, read a
+    run, round and round. Counts 5xx answers and connection failures separately."""
+
+    def __init__(self, base: str, client: dict):
+        self.base, self.client = base, client
+        self.errors_5xx, self.requests, self.connection_errors = 0, 0, 0
+        self.accepted_runs: list[str] = []
+        self.statuses = Counter()
+        self.failing = Counter()  # "VERB path" of every 5xx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _loop(self) -> None:
+        import requests
+
+        with requests.Session() as session:
+            token = session.post(f"{self.base}/api/auth/authorize", json=self.client,
+                                 timeout=30).json()["accessToken"]
+            session.headers["Authorization"] = f"Bearer {token}"
+            n = 0
+            while not self._stop.is_set():
+                n += 1
+                self._call(session, "post", "/api/events",
+                           {"type": PING_EVENT, "source": "reliability", "data": {"n": n}})
+                answer = self._call(session, "post", f"/api/workflow-definitions/{PING_PROCESS}"
+                                    "/trigger", {"input": {"n": n}})
+                if answer is not None and answer.status_code == 202:
+                    self.accepted_runs.append(answer.json()["executionId"])
+                    self._call(session, "get", f"/api/executions/{self.accepted_runs[-1]}")
+                self._call(session, "post", "/api/cases", {"firstName": f"Load {n}"})
+                self._stop.wait(0.05)
+
+    def _call(self, session, verb: str, path: str, body: dict | None = None):
+        import requests
+
+        try:
+            answer = getattr(session, verb)(f"{self.base}{path}", json=body, timeout=30)
+        except requests.RequestException:
+            self.connection_errors += 1
+            return None
+        self.requests += 1
+        self.statuses[answer.status_code] += 1
+        if answer.status_code >= 500:
+            self.errors_5xx += 1
+            self.failing[f"{verb.upper()} {path}"] += 1
+        return answer
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench reliability",
+                                     description="Reliability under load and faults.")
+    parser.add_argument("--chaos", action="store_true",
+                        help="kill workers, terminate database connections, restart Redis")
+    parser.add_argument("--quick", action="store_true", help="500 entities instead of 5,000")
+    parser.add_argument("--entities", type=int, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _urls() -> tuple[str, str]:
+    base = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    database = urlunsplit(urlsplit(base)._replace(path=f"/{DATABASE}"))
+    redis_url = (os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL")
+                 or "redis://127.0.0.1:6379/0")
+    return database, redis_url
+
+
+def _database(url: str, *, create: bool) -> None:
+    import psycopg
+    from psycopg import sql
+
+    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(DATABASE)))
+        if create:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+
+def environment(database_url: str, redis_url: str, workdir: Path) -> dict:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ENTITYFLOW_")}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url, "Q_CLUSTER_NAME": "entityflow-bench-reliability",
+        "Q_WORKERS": "1", "Q_TIMEOUT": "15", "Q_RETRY": "60", "DEBUG": "0",
+        "LOG_LEVEL": "WARNING", "ENTITYFLOW_STEP_LEASE_SECONDS": "20",
+        "ENTITYFLOW_FUNCTION_MODULES": "bench.reliability",
+        EFFECTS_ENV: str(workdir / "effects.log"), "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _gunicorn(env: dict, workdir: Path) -> tuple[Proc, str]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
+            "--workers", "2", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    server = Proc(argv, env, workdir / "gunicorn.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError("gunicorn did not listen in 30 s")
+
+
+def _setup(env: dict) -> dict:
+    """Django on the bench database: migrate, the scenario's data, an API client."""
+    import io
+
+    os.environ.clear()
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from automation.engine.queue import _broker
+
+    _broker().connection.delete(_broker().list_key)
+    fixtures_ensure()
+    out = io.StringIO()
+    call_command("create_api_client", "reliability-load", "--json", "--rate-limit", "0",
+                 stdout=out)
+    printed = json.loads(out.getvalue().strip().splitlines()[-1])
+    return {"key": printed["key"], "secret": printed["secret"]}
+
+
+def summary(outcome: Outcome, plan: Plan, http: HttpLoad | None, problems: list[str]) -> str:
+    f, d = outcome.figures, outcome.details
+    lines = [f"entityflow reliability — {plan.entities} entities, {plan.workers} qcluster "
+             f"workers, {plan.savers} saver processes, PostgreSQL + Redis broker"
+             + (", chaos" if plan.chaos else ""),
+             f"  events {f['events']}, runs expected {f['runs_expected']}, created "
+             f"{f['runs_created']}, completed {f['runs_completed']}, failed {f['runs_failed']}",
+             f"  duplicate effects {f['duplicate_effects']}"
+             + (" (each a step run again after its worker was killed mid-step)"
+                if f["duplicate_effects"] and not any("more often" in p for p in problems)
+                else "") + f", lost {f['lost']}, "
+             f"workers killed {f['workers_killed']}, workers died on their own "
+             f"{d.get('workers_died', 0)}",
+             f"  faults: db connections terminated {d.get('db_connections_terminated', 0)}, "
+             f"redis restarts {d.get('redis_restarts', 0)}",
+             f"  sweeper: {d.get('sweeps', 0)} sweeps ({d.get('sweeps_failed', 0)} failed), "
+             f"{d.get('events_swept', 0)} events and {d.get('doorbells_resent', 0)} step "
+             f"doorbells re-sent",
+             f"  time: {d.get('wall_s')} s in all, settled {d.get('recovery_s')} s after the "
+             f"load{' and faults' if plan.chaos else ''} stopped"]
+    if http:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(http.statuses.items()))
+        lines.append(f"  http: {http.requests} answers ({statuses}), {http.errors_5xx} 5xx, "
+                     f"{http.connection_errors} connection errors")
+        for call, n in http.failing.most_common():
+            lines.append(f"    5xx: {n} × {call}")
+        extra = f["runs_created"] - f["runs_expected"]
+        if extra > 0:
+            lines.append(f"    {extra} runs were started by requests answered 5xx (committed, "
+                         "then the answer failed)")
+    lines.append("  verdict: " + ("PASS" if not problems else "FAIL — " + "; ".join(problems)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    entities = args.entities or (500 if args.quick else 5000)
+    # The sweeper's production cadence (every minute, 60 s grace) at full size: quicker
+    # sweeps re-send the whole backlog again and again (see steps_sweep). --quick sweeps
+    # every 10 s with a 30 s grace so a lost doorbell costs seconds, not a minute.
+    cadence = {"sweep_every": 10.0, "pending_grace": 30.0} if entities <= 1000 else \
+        {"sweep_every": 60.0, "pending_grace": 60.0}
+    plan = Plan(entities=entities, chaos=args.chaos, savers=4, **cadence,
+                drain_timeout=300 if args.quick else 1800)
+    workdir = ROOT / "var" / "bench" / "reliability"
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in workdir.glob("*.log"):
+        old.unlink()
+    database_url, redis_url = _urls()
+    redis = Redis(redis_url)
+    try:
+        _database(database_url, create=True)
+        if not redis.ping():
+            raise RuntimeError(f"Redis is not answering at {redis_url}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"reliability: needs PostgreSQL and Redis: {exc}", file=sys.stderr)
+        print(json.dumps({"reliability": {"error": str(exc)}}))
+        return 2
+    env = environment(database_url, redis_url, workdir)
+    server = http = None
+    try:
+        client = _setup(env)
+        server, base = _gunicorn(env, workdir)
+        http = HttpLoad(base, client)
+        outcome = Scenario(plan, env=env, workdir=workdir, http=http).run()
+        problems = checks(outcome.figures, Path(env[EFFECTS_ENV]))
+    except Exception as exc:  # noqa: BLE001  (the last line is JSON either way)
+        import traceback
+
+        traceback.print_exc()
+        print(json.dumps({"reliability": {"error": f"{type(exc).__name__}: {exc}"}}))
+        return 1
+    finally:
+        if server:
+            server.stop()
+        if redis.local():
+            redis.ensure_running()
+        redis.purge(f"django_q:{env['Q_CLUSTER_NAME']}:q")  # doorbells of a dropped database
+        from django.db import connections
+
+        connections.close_all()
+        _database(database_url, create=False)
+    print(summary(outcome, plan, http, problems))
+    print(json.dumps({"reliability": outcome.figures}))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

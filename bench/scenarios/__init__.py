@@ -1,0 +1,1 @@
+"""One module per group of figures; each returns a dict of figures and table rows."""

@@ -1,0 +1,106 @@
+"""first_step_p50_ms / first_step_p99_ms / first_step_p99_ratio.
+
+Under a steady 50 events/s, the time from a save's commit to its run's first step
+starting (StepRun.started_at), against the time from enqueue to start of a bare
+django-q2 task at the same rate on the same running cluster (a 1-step no-op process, so
+both sides put 50 tasks/s on the workers; each half waits for its backlog to drain).
+The commit time is taken by an on_commit callback registered before the save, so it
+fires at the commit itself, before the outbox dispatches the event. Bare and engine
+halves alternate (ABAB).
+"""
+
+import time
+
+from django.db import transaction
+
+from bench import fixtures
+from bench.procs import qcluster, queue_purge
+from bench.stats import paced, percentile, ratio, wait_until
+from bench.tasks import marks_count, marks_read, marks_reset
+
+RATE = 50.0
+TRIGGER = {"type": "event", "config": {"eventType": "entity.updated", "entityType": "bench-lat"}}
+
+
+def _bare_half(seconds: float, sent_before: int) -> int:
+    from django_q.brokers import get_broker
+    from django_q.tasks import async_task
+
+    broker = get_broker()
+    sent = 0
+    for _ in paced(RATE, seconds):
+        async_task("bench.tasks.bare", time.time(), broker=broker, save=False)
+        sent += 1
+    wait_until(lambda: marks_count() >= sent_before + sent, timeout=120, what="bare tasks")
+    return sent
+
+
+def _engine_half(seconds: float, entities: list, seq_start: int, commits: dict) -> int:
+    from entities.services import entity_update
+
+    sent = 0
+    for i in paced(RATE, seconds):
+        seq = seq_start + i
+        with transaction.atomic():
+            transaction.on_commit(lambda seq=seq: commits.__setitem__(seq, time.time()))
+            entity_update(entity=entities[seq % len(entities)], data={"seq": seq})
+        sent += 1
+    return sent
+
+
+def _drain(process, expected: int) -> float:
+    """Wait until every run so far has finished, so no backlog spills into the next half;
+    returns how long that took after the last save (near 0 when the workers kept up)."""
+    from automation.models import Run
+
+    started = time.monotonic()
+    finished = Run.objects.filter(process=process, status__in=Run.FINISHED)
+    wait_until(lambda: finished.count() >= expected, timeout=300, interval=0.05,
+               what="runs to finish")
+    return time.monotonic() - started
+
+
+def _engine_latencies(process, commits: dict) -> list[float]:
+    from automation.models import StepRun
+
+    started = StepRun.objects.filter(run__process=process, started_at__isnull=False)
+    return [(at.timestamp() - commits[data["seq"]]) * 1000
+            for data, at in started.values_list("input", "started_at")]
+
+
+def run(opts) -> dict:
+    from automation.services.processes import process_set_enabled
+
+    seconds = 5.0 if opts.quick else 30.0
+    lat_type = fixtures.entity_type_ensure("bench-lat")
+    fixtures.entities_bulk(lat_type, 200)
+    entities = fixtures.entities_of(lat_type, 200)
+    process = fixtures.process_create("bench-latency", triggers=[TRIGGER])
+    queue_purge()
+    marks_reset()
+    commits: dict[int, float] = {}
+    bare_sent, drains = 0, []
+    cluster = qcluster(opts)
+    try:
+        for _ in range(2):
+            bare_sent += _bare_half(seconds / 2, bare_sent)
+            _engine_half(seconds / 2, entities, len(commits), commits)
+            drains.append(_drain(process, len(commits)))
+        engine = _engine_latencies(process, commits)
+    finally:
+        cluster.stop()
+    bare = [(started - enqueued) * 1000 for enqueued, started, _ in marks_read()]
+    process_set_enabled(process=process, enabled=False)
+    p99 = percentile(engine, 99)
+    rows = [
+        (f"bare task enqueue→start p50 / p99 ({len(bare)} tasks)",
+         f"{percentile(bare, 50):.1f} / {percentile(bare, 99):.1f} ms"),
+        (f"save commit→first step start p50 / p99 ({len(engine)} events)",
+         f"{percentile(engine, 50):.1f} / {p99:.1f} ms"),
+        ("backlog left after each engine half (drain time)",
+         " / ".join(f"{d:.1f} s" for d in drains)),
+    ]
+    return {"figures": {"first_step_p50_ms": percentile(engine, 50), "first_step_p99_ms": p99,
+                        "first_step_p99_ratio": ratio(p99, percentile(bare, 99))},
+            "rows": rows,
+            "detail": {"bare_p50": percentile(bare, 50), "bare_p99": percentile(bare, 99)}}

@@ -1,0 +1,94 @@
+"""The single DRF exception handler: every API error has the shape of DESIGN §5,
+{"error": {"code", "message", "fields"}}.
+
+400 is for what cannot be read (malformed JSON, a body that is not an object, a bad
+query parameter); 422 for input that was read but is not valid (serializer errors,
+invalid definitions); 413 for bodies over the limit, including Django's own
+RequestDataTooBig."""
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from automation.exceptions import AutomationError
+from entities.exceptions import EntitiesError
+from integrations.exceptions import ConnectorError
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+         415: "unsupported_media_type", 422: "invalid", 429: "rate_limited"}
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def flatten_fields(detail, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail -> {"steps[2].next": ["..."]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if isinstance(key, int):  # a ListField's errors are keyed by item index
+                path = f"{prefix}[{key}]"
+            else:
+                name = key if key != "non_field_errors" else ""
+                path = f"{prefix}.{name}" if prefix and name else (prefix or name)
+            out.update(flatten_fields(value, path))
+    elif isinstance(detail, list) and detail and all(isinstance(v, str) for v in detail):
+        out.setdefault(prefix or "non_field_errors", []).extend(str(v) for v in detail)
+    elif isinstance(detail, list):
+        for i, value in enumerate(detail):
+            out.update(flatten_fields(value, f"{prefix}[{i}]"))
+    else:
+        out.setdefault(prefix or "non_field_errors", []).append(str(detail))
+    return out
+
+
+WWW_AUTHENTICATE = 'Bearer realm="entityflow"'
+
+
+def api_exception_handler(exc, context):
+    response = _handle(exc, context)
+    if response is not None and response.status_code == 401 and "WWW-Authenticate" not in response:
+        response["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+def _handle(exc, context):
+    if isinstance(exc, (EntitiesError, AutomationError, ConnectorError)):
+        status = getattr(exc, "http_status", 400)
+        message = getattr(exc, "message", None) or str(exc)
+        return Response(error_body(exc.code, message, getattr(exc, "fields", None)), status=status)
+    if isinstance(exc, RequestDataTooBig):
+        body = error_body("payload_too_large", "The request body is too large.")
+        return Response(body, status=413)
+    if isinstance(exc, DjangoValidationError):
+        fields = (exc.message_dict if hasattr(exc, "error_dict")
+                  else {"non_field_errors": exc.messages})
+        first = next(iter(fields.values()))[0] if fields else "Invalid input."
+        return Response(error_body("invalid", first, fields), status=422)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    status = response.status_code
+    if isinstance(exc, drf.ValidationError):
+        fields = flatten_fields(exc.detail)
+        first_key = next(iter(fields), "")
+        message = f"{first_key}: {fields[first_key][0]}" if first_key else "Invalid input."
+        body = error_body("invalid", message, fields)
+        response.status_code = 422
+    elif getattr(exc, "fields", None):
+        body = error_body(CODES.get(status, "error"), str(exc.detail), exc.fields)
+    else:
+        detail = exc.detail if isinstance(exc, drf.APIException) else str(exc)
+        code = getattr(exc, "error_code", None) or CODES.get(status, "error")
+        body = error_body(code, str(detail))
+    response.data = body
+    return response

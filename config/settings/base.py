@@ -1,0 +1,186 @@
+"""Settings shared by every environment; everything that differs comes from env vars."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "insecure-dev-key-change-me")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_q",
+    "entities.apps.EntitiesConfig",
+    "automation.apps.AutomationConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+# SQLite by default so a new user needs nothing but Python. Web server and worker share
+# the file, so: WAL journal, a busy timeout, and IMMEDIATE transactions (DESIGN §8: the
+# default DEFERRED mode lost task results to "database is locked" in trials).
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=CONN_MAX_AGE)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+LOGIN_URL = "admin:login"
+
+# --- Queue (django-q2) ----------------------------------------------------------------
+# ORM broker by default; REDIS_URL switches every worker to the Redis broker. One cluster
+# name and one SECRET_KEY for every worker that shares the queue. `timeout` is always set
+# and `retry` stays well above it (a system check enforces this): the ORM broker
+# redelivers a task after `retry` seconds, so a step must finish before that.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+Q_CLUSTER = {
+    "name": os.environ.get("Q_CLUSTER_NAME", "entityflow"),
+    "workers": int(os.environ.get("Q_WORKERS", "2")),
+    "timeout": int(os.environ.get("Q_TIMEOUT", "120")),
+    "retry": int(os.environ.get("Q_RETRY", "300")),
+    "max_attempts": 3,
+    "save_limit": -1,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": float(os.environ.get("Q_POLL", "0.05")),
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- REST API -------------------------------------------------------------------------
+# Bearer tokens for API clients first (so a missing token is a 401 with WWW-Authenticate),
+# then staff sessions (with CSRF) for the browser. Throttle counters live in the default
+# cache: local memory unless CACHES says otherwise, so each process counts on its own.
+ENTITYFLOW_ACCESS_TOKEN_SECONDS = int(os.environ.get("ENTITYFLOW_ACCESS_TOKEN_SECONDS", "3600"))
+ENTITYFLOW_REFRESH_TOKEN_SECONDS = int(
+    os.environ.get("ENTITYFLOW_REFRESH_TOKEN_SECONDS", str(30 * 86400))
+)
+ENTITYFLOW_MAX_BODY_BYTES = int(os.environ.get("ENTITYFLOW_MAX_BODY_BYTES", str(1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = ENTITYFLOW_MAX_BODY_BYTES
+ENTITYFLOW_METRICS_TOKEN = os.environ.get("ENTITYFLOW_METRICS_TOKEN", "")
+ENTITYFLOW_WORKER_HEARTBEAT_MAX_AGE_SECONDS = int(
+    os.environ.get("ENTITYFLOW_WORKER_HEARTBEAT_MAX_AGE_SECONDS", "60")
+)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "automation.api.auth.BearerAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["automation.api.auth.IsApiClientOrStaff"],
+    "DEFAULT_PARSER_CLASSES": ["automation.api.parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["automation.api.throttles.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("ENTITYFLOW_AUTH_RATE", "60/minute")},
+    "DEFAULT_SCHEMA_CLASS": "automation.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "entityflow API",
+    "DESCRIPTION": "Entities, API processes, runs, events and webhooks. Authenticate with "
+                   "POST /api/auth/authorize and send `Authorization: Bearer <accessToken>`.",
+    "VERSION": "1.0.0",
+    "SCHEMA_PATH_PREFIX": "/api",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Engine ---------------------------------------------------------------------------
+ENTITYFLOW_ENGINE_ENABLED = env_bool("ENTITYFLOW_ENGINE_ENABLED", True)
+ENTITYFLOW_ENCRYPTION_KEY = os.environ.get("ENTITYFLOW_ENCRYPTION_KEY", "")
+ENTITYFLOW_OUTBOUND_ALLOWLIST = env_list("ENTITYFLOW_OUTBOUND_ALLOWLIST")
+ENTITYFLOW_FUNCTION_MODULES = env_list("ENTITYFLOW_FUNCTION_MODULES")
+# Seconds a worker holds a claimed step before the sweeper may take it back.
+ENTITYFLOW_STEP_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_STEP_LEASE_SECONDS", "150"))
+# A step with config.timeout holds its lease for that long plus this margin.
+ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
+
+# --- Integrations ---------------------------------------------------------------------
+HUBSPOT_BASE_URL = os.environ.get("HUBSPOT_BASE_URL", "https://api.hubapi.com")
+DROPBOX_API_BASE_URL = os.environ.get("DROPBOX_API_BASE_URL", "https://api.dropboxapi.com")
+DROPBOX_CONTENT_BASE_URL = os.environ.get(
+    "DROPBOX_CONTENT_BASE_URL", "https://content.dropboxapi.com"
+)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}

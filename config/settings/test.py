@@ -1,0 +1,23 @@
+"""Tests: unit-level tests run queued tasks synchronously; integration tests start a
+real qcluster with their own settings (see tests/conftest.py)."""
+
+import os
+
+from .base import *  # noqa: F401,F403
+from .base import BASE_DIR, DATABASES, Q_CLUSTER
+
+# A test database per test session (process id), so parallel sessions never share one;
+# SQLite's is a file because real worker processes must open it too.
+(BASE_DIR / "var").mkdir(exist_ok=True)
+_SESSION = os.environ.get("ENTITYFLOW_TEST_SESSION", str(os.getpid()))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{_SESSION}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_entityflow_{_SESSION}"}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Own queue name per session: parallel sessions on one Redis never take each other's tasks.
+Q_CLUSTER = {**Q_CLUSTER, "name": f"entityflow-test-{_SESSION}",
+             "sync": os.environ.get("ENTITYFLOW_Q_SYNC", "1") == "1"}
+ENTITYFLOW_OUTBOUND_ALLOWLIST = ["127.0.0.1", "localhost"]

@@ -1,0 +1,87 @@
+"""Read-only admin for what other code writes: external links and the event outbox."""
+
+from django.contrib import admin
+from django.db import models
+from django.urls import reverse
+from django.utils.html import format_html
+
+from entities.models import EntityEvent, ExternalLink
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by services and the outbox; staff look, nobody edits here."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def entity_link(entity):
+    if entity is None:
+        return "—"
+    url = reverse("admin:entities_entity_change", args=[entity.pk])
+    return format_html('<a href="{}">{}</a>', url, entity.reference)
+
+
+@admin.register(ExternalLink)
+class ExternalLinkAdmin(ReadOnlyAdmin):
+    list_display = ["entity_ref", "provider", "object_type", "external_id", "open", "updated_at"]
+    list_filter = ["provider", "object_type"]
+    list_select_related = ["entity"]
+    search_fields = ["external_id", "entity__reference"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
+    @admin.display(description="entity", ordering="entity__reference")
+    def entity_ref(self, obj: ExternalLink):
+        return entity_link(obj.entity)
+
+    @admin.display(description="link")
+    def open(self, obj: ExternalLink):
+        if not obj.url:
+            return "—"
+        return format_html('<a href="{}" target="_blank" rel="noopener">open ↗</a>', obj.url)
+
+
+class DispatchedFilter(admin.SimpleListFilter):
+    title = "dispatched"
+    parameter_name = "dispatched"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Dispatched"), ("no", "Waiting")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(dispatched_at__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(EntityEvent)
+class EntityEventAdmin(ReadOnlyAdmin):
+    list_display = ["id", "type", "entity_ref", "move", "changed", "created_at", "dispatched"]
+    list_filter = ["type", "entity_type_key", DispatchedFilter]
+    list_select_related = ["entity"]
+    search_fields = ["entity__reference", "type"]
+    show_full_result_count = False
+
+    @admin.display(description="entity", ordering="entity__reference")
+    def entity_ref(self, obj: EntityEvent):
+        return entity_link(obj.entity)
+
+    @admin.display(description="status")
+    def move(self, obj: EntityEvent):
+        if obj.from_status and obj.from_status != obj.to_status:
+            return f"{obj.from_status} → {obj.to_status}"
+        return obj.to_status or "—"
+
+    @admin.display(description="changed fields")
+    def changed(self, obj: EntityEvent):
+        return ", ".join(obj.changed_fields) or "—"
+
+    @admin.display(description="dispatched", boolean=True, ordering="dispatched_at")
+    def dispatched(self, obj: EntityEvent) -> bool:
+        return obj.dispatched_at is not None

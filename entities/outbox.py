@@ -1,0 +1,133 @@
+"""The event outbox: one EntityEvent per save, written in the save's transaction and
+dispatched to subscribers only after commit (a rolled-back save leaves nothing).
+
+Subscribers (automation plugs in here) are plain callables. Each may also declare an
+`interested(event)` predicate: when no subscriber cares about an event it is written
+already dispatched, so saves nobody listens to cost no extra query after commit.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from entities.models import Entity, EntityEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str
+    handle: Callable[[EntityEvent], None]
+    interested: Callable[[EntityEvent], bool]
+
+
+_subscribers: dict[str, Subscriber] = {}
+
+
+def subscribe(name: str, handle: Callable, interested: Callable | None = None) -> None:
+    """Register (or replace) a subscriber; `handle` runs inside the dispatch transaction."""
+    _subscribers[name] = Subscriber(name, handle, interested or (lambda event: True))
+
+
+def unsubscribe(name: str) -> None:
+    _subscribers.pop(name, None)
+
+
+def entity_snapshot(entity: Entity) -> dict:
+    return {
+        "id": str(entity.id),
+        "type": entity.entity_type.key,
+        "reference": entity.reference,
+        "status": entity.status,
+        "data": entity.data,
+        "version": entity.version,
+        "unmetRequirements": entity.unmet_requirements,
+    }
+
+
+def event_record_for_save(entity: Entity, *, created: bool) -> EntityEvent:
+    """Write the outbox row for one save of `entity` (caller is inside its transaction)."""
+    before = entity.saved_state or {}
+    old_status = "" if created else (before.get("status") or "")
+    entered = getattr(entity, "_entered_statuses", None) or (
+        [entity.status] if created or old_status != entity.status else []
+    )
+    if created:
+        kind, changed = EntityEvent.Type.CREATED, sorted((entity.data or {}).keys())
+    else:
+        old_data = before.get("data") or {}
+        new_data = entity.data or {}
+        changed = sorted(k for k in old_data.keys() | new_data.keys()
+                         if old_data.get(k) != new_data.get(k))
+        if old_status != entity.status:
+            changed.append("status")
+        kind = (EntityEvent.Type.STATUS_CHANGED if old_status != entity.status
+                else EntityEvent.Type.UPDATED)
+    event = EntityEvent(
+        type=kind, entity=entity, entity_type_key=entity.entity_type.key,
+        from_status=old_status, to_status=entity.status, entered_statuses=entered,
+        changed_fields=changed, snapshot=entity_snapshot(entity), source="entity",
+        occurred_at=timezone.now(),
+    )
+    _write_and_schedule(event)
+    entity.remember_saved_state()
+    entity._entered_statuses = None
+    return event
+
+
+def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) -> EntityEvent:
+    """A system publishes its own event (`order.created`) through the API."""
+    with transaction.atomic():
+        event = EntityEvent(type=type, data=data, source=source,
+                            occurred_at=occurred_at or timezone.now())
+        _write_and_schedule(event)
+    return event
+
+
+def _write_and_schedule(event: EntityEvent) -> None:
+    if not any(s.interested(event) for s in _subscribers.values()):
+        event.dispatched_at = timezone.now()
+        event.save(force_insert=True)
+        return
+    event.save(force_insert=True)
+    transaction.on_commit(lambda: event_dispatch(event.pk, event=event))
+
+
+def event_dispatch(event_id: int, *, event: EntityEvent | None = None) -> bool:
+    """Hand one event to every subscriber, exactly once.
+
+    The claim (a conditional UPDATE) and everything subscribers write commit together:
+    if a subscriber fails, nothing is kept and the sweeper tries again later. Two
+    dispatchers racing for one event cannot both win the claim.
+    """
+    try:
+        with transaction.atomic():
+            claimed = EntityEvent.objects.filter(pk=event_id, dispatched_at__isnull=True).update(
+                dispatched_at=timezone.now()
+            )
+            if not claimed:
+                return False
+            if event is None:  # the sweeper: the saving process's copy is gone
+                event = EntityEvent.objects.select_related("entity__entity_type").get(pk=event_id)
+            for subscriber in list(_subscribers.values()):
+                if subscriber.interested(event):
+                    subscriber.handle(event)
+        return True
+    except Exception:
+        logger.exception("dispatch of event %s failed; the sweeper will retry it", event_id)
+        return False
+
+
+def events_sweep(*, older_than_seconds: float = 5, limit: int = 1000) -> int:
+    """Dispatch events a crash left behind. Returns how many were dispatched."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        EntityEvent.objects.filter(dispatched_at__isnull=True, created_at__lte=cutoff)
+        .order_by("id").values_list("id", flat=True)[:limit]
+    )
+    return sum(1 for event_id in ids if event_dispatch(event_id))

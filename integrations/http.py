@@ -1,0 +1,139 @@
+"""Generic REST calls (`http.request`) through the SSRF guard.
+
+Credentials pick the auth scheme: `{"token"}` → Bearer, `{"username", "password"}` →
+Basic, `{"apiKey", "apiKeyHeader"?}` → that header (default `X-API-Key`); an explicit
+`"type": "bearer" | "basic" | "apiKey" | "none"` settles ambiguity. With
+`connection.base_url`, a relative `url` is joined onto it.
+"""
+
+import base64
+import json
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from integrations.base import Action, ActionResult, Connector
+from integrations.exceptions import ConnectorConfigError, ConnectorRequestError
+from integrations.net import header_subset, read_limited
+from integrations.registry import register
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+SAFE_RESPONSE_HEADERS = ("content-type", "content-length", "etag", "last-modified", "location",
+                         "retry-after", "x-request-id", "link", "cache-control")
+_STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
+
+
+def auth_for(credentials: dict) -> tuple[dict, object | None, str | None]:
+    """(headers, requests auth, name of the secret header) for the credential shape."""
+    kind = (credentials.get("type") or "").lower()
+    if kind == "none" or not credentials:
+        return {}, None, None
+    if kind == "bearer" or (not kind and credentials.get("token")):
+        return {"Authorization": f"Bearer {credentials.get('token', '')}"}, None, None
+    if kind == "basic" or (not kind and credentials.get("username")):
+        return {}, (credentials.get("username", ""), credentials.get("password", "")), None
+    if kind == "apikey" or (not kind and credentials.get("apiKey")):
+        header = credentials.get("apiKeyHeader") or "X-API-Key"
+        return {header: credentials.get("apiKey", "")}, None, header.lower()
+    raise ConnectorConfigError("The HTTP connection's credentials have an unknown type.")
+
+
+@register
+class HttpConnector(Connector):
+    slug = "http"
+    display_name = "HTTP"
+    actions = {
+        "request": Action(
+            "request",
+            {"type": "object", "required": ["url"], "additionalProperties": False,
+             "properties": {
+                 "method": {"enum": METHODS + [m.lower() for m in METHODS]},
+                 "url": {"type": "string", "minLength": 1},
+                 "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                 "params": {"type": "object"},
+                 "json": {},
+                 "body": {"type": "string"},
+                 "timeout": {"type": "number", "minimum": 0.1, "maximum": 120},
+                 "expectStatus": {"type": ["integer", "array"], "items": _STATUS,
+                                  "minimum": 100, "maximum": 599},
+                 "followRedirects": {"type": "boolean"},
+             }},
+            "Send one HTTP request; returns {status, headers, body, truncated}."),
+    }
+
+    def test_connection(self) -> dict:
+        url = self.options.get("testUrl") or self.connection.base_url
+        if not url:
+            raise ConnectorConfigError("Set a base URL (or options.testUrl) to test with.")
+        resp = self._send("GET", url, {})
+        return {"ok": resp.status_code < 400, "status": resp.status_code}
+
+    def request(self, params: dict) -> ActionResult:
+        method = params.get("method", "GET").upper()
+        url = self._url(params["url"])
+        kwargs: dict = {"params": params.get("params"), "stream": True,
+                        "allow_redirects": params.get("followRedirects", True)}
+        if "json" in params:
+            kwargs["json"] = params["json"]
+        elif "body" in params:
+            kwargs["data"] = params["body"].encode("utf-8")
+        max_timeout = float(self.setting("ENTITYFLOW_HTTP_MAX_TIMEOUT", 30))
+        kwargs["timeout"] = min(float(params.get("timeout") or self.timeout), max_timeout)
+        resp = self._send(method, url, {**params.get("headers", {})}, **kwargs)
+        expected = params.get("expectStatus")
+        if expected is not None:
+            expected = expected if isinstance(expected, list) else [expected]
+            if resp.status_code not in expected:
+                self._fail(resp, f"expected {', '.join(map(str, expected))}")
+        elif resp.status_code >= 400:
+            self._fail(resp)
+        return ActionResult(output=self._output(resp))
+
+    def _url(self, url: str) -> str:
+        base = self.connection.base_url
+        if base and not urlsplit(url).scheme:
+            return urljoin(base.rstrip("/") + "/", url.lstrip("/"))
+        return url
+
+    def _send(self, method: str, url: str, headers: dict, **kwargs) -> requests.Response:
+        auth_headers, auth, secret_header = auth_for(self.credentials)
+        if secret_header:
+            self.session.sensitive_headers.add(secret_header)
+        kwargs.setdefault("timeout", self.timeout)
+        return self.session.request(method, url, headers={**headers, **auth_headers},
+                                    auth=auth, **kwargs)
+
+    def _output(self, resp: requests.Response) -> dict:
+        limit = int(self.setting("ENTITYFLOW_HTTP_MAX_RESPONSE_BYTES", 1024 * 1024))
+        data, truncated = read_limited(resp, limit)
+        text = data.decode(resp.encoding or "utf-8", errors="replace")
+        body: object = text
+        if "json" in resp.headers.get("Content-Type", "") and not truncated and text:
+            try:
+                body = json.loads(text)
+            except ValueError:
+                pass
+        return {"status": resp.status_code, "headers": header_subset(resp.headers.items(),
+                                                                    SAFE_RESPONSE_HEADERS),
+                "body": body, "truncated": truncated}
+
+    def _fail(self, resp: requests.Response, why: str = "") -> None:
+        snippet, _ = read_limited(resp, 300)
+        message = snippet.decode(resp.encoding or "utf-8", errors="replace").strip()
+        if resp.status_code < 400:
+            raise ConnectorRequestError(
+                f"{self.error_subject(resp)} returned {resp.status_code} ({why}).",
+                upstream_status=resp.status_code)
+        self.raise_for_status(resp, message or why or "no details")
+
+    def error_subject(self, resp: requests.Response) -> str:
+        target = urlsplit(resp.url)
+        return f"{resp.request.method} {target.hostname}{target.path}"
+
+    def secret_values(self) -> list[str]:
+        values = super().secret_values()
+        _, auth, _ = auth_for(self.credentials)
+        if auth:  # what an echoing server would show of Basic auth
+            raw = ":".join(auth).encode("latin-1", errors="replace")
+            values.append(base64.b64encode(raw).decode())
+        return values

@@ -1,0 +1,73 @@
+"""Stripe-style webhook signatures (DESIGN §4), for outbound deliveries and for
+inbound webhook triggers that are signed the same way.
+
+Header: `X-Entityflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+Several `v1` entries may be present (secret rotation); any one of them may match.
+"""
+
+import hashlib
+import hmac
+import time
+
+from integrations.exceptions import SignatureError
+
+SIGNATURE_HEADER = "X-Entityflow-Signature"
+DELIVERY_HEADER = "X-Entityflow-Delivery"
+EVENT_HEADER = "X-Entityflow-Event"
+DEFAULT_TOLERANCE = 300
+
+
+def _as_bytes(body: bytes | str) -> bytes:
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+def compute_signature(secret: str, body: bytes | str, timestamp: int) -> str:
+    payload = f"{timestamp}.".encode() + _as_bytes(body)
+    return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes | str, timestamp: int | None = None) -> str:
+    """The header value for `body` (the exact bytes sent), signed now unless told."""
+    t = int(time.time()) if timestamp is None else int(timestamp)
+    return f"t={t},v1={compute_signature(secret, body, t)}"
+
+
+def _parse(header: str | None) -> tuple[int, list[str]]:
+    if not header or not isinstance(header, str):
+        raise SignatureError("The signature header is missing.")
+    timestamp, signatures = None, []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                raise SignatureError("The signature header has a malformed timestamp.") from None
+        elif key == "v1" and value:
+            signatures.append(value.strip())
+    if timestamp is None or not signatures:
+        raise SignatureError("The signature header must carry t=<timestamp> and v1=<signature>.")
+    return timestamp, signatures
+
+
+def verify(
+    secret: str,
+    body: bytes | str,
+    header: str | None,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """Raise SignatureError unless `header` signs `body` with `secret` within
+    `tolerance` seconds of `now` (either side, to allow for clock skew)."""
+    timestamp, signatures = _parse(header)
+    expected = compute_signature(secret, body, timestamp)
+    matches = [hmac.compare_digest(expected.encode(), c.encode()) for c in signatures]
+    if not any(matches):
+        raise SignatureError("No v1 signature matches the body.")
+    current = time.time() if now is None else now
+    if tolerance and abs(current - timestamp) > tolerance:
+        raise SignatureError(
+            f"The signature timestamp is outside the {tolerance} s tolerance."
+        )

@@ -1,0 +1,100 @@
+"""Batches fan out one run per matching entity, in chunks, with progress."""
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from automation.models import Batch, Run
+from automation.services import batches
+from automation.services.batches import (
+    batch_cancel,
+    batch_create,
+    batch_progress,
+    batch_retry_failed,
+)
+from entities.models import Entity
+from entities.services import entity_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_orders(order_type, n, *, email=True, start=0):
+    customer = {"name": "Ada", **({"email": "ada@example.com"} if email else {})}
+    for i in range(start, start + n):
+        entity_create(entity_type=order_type, reference=f"B-{i:05d}",
+                      data={"customer": customer, "total": 10 + i})
+
+
+@pytest.fixture
+def record_process(make_process, order_type):
+    return make_process([{"id": "a", "type": "function", "function": "test.record"}],
+                        entity_type=order_type, slug="record")
+
+
+def test_batch_runs_every_matching_entity_once_across_chunks(order_type, record_process, monkeypatch,
+                                                             calls):
+    monkeypatch.setattr(batches, "CHUNK", 7)
+    make_orders(order_type, 20)
+    make_orders(order_type, 5, email=False, start=100)  # stay `received`: filtered out
+    batch = batch_create(entity_type=order_type, process=record_process, filter={"status": "approved"})
+    assert batch.total == 20
+    batch.refresh_from_db()
+    assert batch.created_runs == 20
+    assert Run.objects.filter(batch=batch).values("entity").distinct().count() == 20
+    progress = batch_progress(batch)
+    assert progress | {"ratePerSecond": 0, "etaSeconds": None} == {
+        "id": str(batch.pk), "status": "completed", "total": 20, "queued": 0, "running": 0,
+        "done": 20, "failed": 0, "cancelled": 0, "percent": 100.0, "ratePerSecond": 0,
+        "etaSeconds": None}
+    assert len(calls) == 20
+
+
+def test_retry_failed_reruns_only_the_failed(order_type, make_process, calls):
+    make_orders(order_type, 6)
+    process = make_process([
+        {"id": "check", "type": "condition", "condition": "entity.data.total > 12", "next": "fail",
+         "config": {"else": "ok"}},
+        {"id": "fail", "type": "function", "function": "test.flaky", "config": {"params": {"failures": 1}}},
+        {"id": "ok", "type": "function", "function": "test.record"}], slug="mixed")
+    batch = batch_create(entity_type=order_type, process=process, filter={})
+    progress = batch_progress(Batch.objects.get(pk=batch.pk))
+    assert (progress["done"], progress["failed"]) == (3, 3)  # totals 10..15: three above 12
+    calls.clear()  # the flaky function now succeeds: it failed once per run
+    assert batch_retry_failed(batch=batch) == 3
+    progress = batch_progress(Batch.objects.get(pk=batch.pk))
+    assert (progress["done"], progress["failed"]) == (6, 0)
+    assert [c[0] for c in calls] == ["fail"] * 3  # the completed runs were not touched
+
+
+def test_cancelled_batch_stops_creating_runs(order_type, record_process, settings):
+    make_orders(order_type, 3)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    batch = batch_create(entity_type=order_type, process=record_process, filter={})
+    batch_cancel(batch=batch)
+    batches.batch_fanout_run(batch.pk)  # the worker picks the task up after the cancel
+    assert not Run.objects.filter(batch=batch).exists()
+    assert Batch.objects.get(pk=batch.pk).status == Batch.Status.CANCELLED
+
+
+def test_process_entities_command_shows_progress_and_result(order_type, record_process, capsys):
+    make_orders(order_type, 4)
+    call_command("process_entities", "record", "--type", "order", "--filter", '{"status": "approved"}')
+    out, err = capsys.readouterr()
+    assert "4/4" in err
+    assert json.loads(out.strip().splitlines()[-1])["done"] == 4
+
+
+def test_run_process_command_runs_on_an_entity(order_type, record_process, capsys):
+    make_orders(order_type, 1)
+    call_command("run_process", "record", "--entity", Entity.objects.get().reference,
+                 "--input", '{"x": 1}')
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "completed" and result["result"]["seen"] == {"x": 1}
+
+
+def test_run_process_command_refuses_unknown_process():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No process 'nope'"):
+        call_command("run_process", "nope")

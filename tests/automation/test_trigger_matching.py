@@ -1,0 +1,101 @@
+"""Entity events start processes: exactly once per qualifying event."""
+
+import pytest
+from django.db import transaction
+
+from automation.models import ProcessTrigger, Run
+from automation.services.processes import process_save, process_set_enabled
+from entities.services import entity_create, entity_transition, entity_update
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+VALID = {"customer": {"name": "Ada", "email": "ada@example.com"}, "total": 120}
+NO_EMAIL = {"customer": {"name": "Bob"}, "total": 50}
+
+
+def on_status(order_type, status, condition=None, slug=None):
+    trigger = {"type": "status", "config": {"entityType": "order", "status": status}}
+    if condition:
+        trigger["condition"] = condition
+    return process_save(slug=slug or f"on-{status}", name=f"On {status}", entity_type=order_type,
+                        definition={"steps": [{"id": "a", "type": "function", "function": "test.record"}],
+                                    "triggers": [trigger]})
+
+
+def test_order_reaching_received_starts_its_process_once(order_type):
+    process = on_status(order_type, "received")
+    order = entity_create(entity_type=order_type, reference="T-1", data=NO_EMAIL)
+    assert order.status == "received"
+    runs = Run.objects.filter(process=process, entity=order)
+    assert runs.count() == 1 and runs.get().status == "completed"
+    entity_update(entity=order, data={**NO_EMAIL, "total": 60})  # saved again, same status
+    assert runs.count() == 1
+
+
+def test_passing_through_a_status_in_one_save_counts_as_entering_it(order_type):
+    received, approved = on_status(order_type, "received"), on_status(order_type, "approved")
+    order = entity_create(entity_type=order_type, reference="T-2", data=VALID)
+    assert order.status == "approved"
+    assert Run.objects.filter(process=received).count() == 1
+    assert Run.objects.filter(process=approved).count() == 1
+
+
+def test_re_entering_the_status_starts_again(order_type):
+    approved = on_status(order_type, "approved")
+    order = entity_create(entity_type=order_type, reference="T-3", data=VALID)
+    entity_update(entity=order, data=NO_EMAIL)  # falls back to suspended
+    assert order.status == "suspended"
+    entity_update(entity=order, data=VALID)  # back to approved
+    assert order.status == "approved"
+    assert Run.objects.filter(process=approved, entity=order).count() == 2
+
+
+def test_rolled_back_save_starts_nothing(order_type):
+    process = on_status(order_type, "received")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        entity_create(entity_type=order_type, reference="T-4", data=NO_EMAIL)
+        raise RuntimeError("the request failed after the save")
+    assert not Run.objects.filter(process=process).exists()
+
+
+def test_trigger_condition_false_records_only_a_counter(order_type):
+    process = on_status(order_type, "received", condition="event.entity.data.total > 100")
+    entity_create(entity_type=order_type, reference="T-5", data=NO_EMAIL)  # total 50
+    assert not Run.objects.filter(process=process).exists()
+    assert ProcessTrigger.objects.get(process=process).skipped_count == 1
+    entity_create(entity_type=order_type, reference="T-6", data={**NO_EMAIL, "total": 500})
+    assert Run.objects.filter(process=process).count() == 1
+
+
+def test_disabled_process_is_not_started(order_type):
+    process = on_status(order_type, "received")
+    process_set_enabled(process=process, enabled=False)
+    entity_create(entity_type=order_type, reference="T-7", data=NO_EMAIL)
+    assert not Run.objects.exists()
+
+
+def test_redelivered_event_starts_nothing_new(order_type):
+    from entities.models import EntityEvent
+    from entities.outbox import event_dispatch
+
+    process = on_status(order_type, "received")
+    order = entity_create(entity_type=order_type, reference="T-8", data=NO_EMAIL)
+    event = EntityEvent.objects.get(entity=order)
+    EntityEvent.objects.filter(pk=event.pk).update(dispatched_at=None)  # as if the claim was lost
+    assert event_dispatch(event.pk) is True
+    assert Run.objects.filter(process=process).count() == 1
+
+
+def test_event_trigger_matches_published_events_with_condition():
+    from entities.outbox import event_publish
+
+    process = process_save(slug="purchase", name="Purchase", definition={
+        "steps": [{"id": "a", "type": "function", "function": "test.record"}],
+        "triggers": [{"type": "event", "config": {"eventType": "purchase.created"},
+                      "condition": "event.data.total > 0"}]})
+    event_publish(type="purchase.created", data={"total": 0})
+    event_publish(type="other.thing", data={"total": 5})
+    assert not Run.objects.exists()
+    event = event_publish(type="purchase.created", data={"total": 5})
+    run = Run.objects.get(process=process)
+    assert run.event_id == event.pk and run.input == {"total": 5}

@@ -1,0 +1,27 @@
+"""Functions the real worker process imports (ENTITYFLOW_FUNCTION_MODULES): each
+appends one line to a side-effect file, so a test can count effects across processes."""
+
+import os
+import time
+
+from automation.functions import function
+
+
+def _effect(line: str) -> None:
+    with open(os.environ["ENTITYFLOW_TEST_EFFECTS"], "a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@function("worker.effect")
+def effect(ctx):
+    _effect(f"{ctx.run_id}:{ctx.step_id}")
+    return {"step": ctx.step_id}
+
+
+@function("worker.slow")
+def slow(ctx):
+    time.sleep(float(ctx.params.get("seconds", 2)))
+    _effect(f"{ctx.run_id}:{ctx.step_id}")
+    return {"step": ctx.step_id, "slept": ctx.params.get("seconds", 2)}

@@ -1,0 +1,40 @@
+"""Fixtures shared by every test package.
+
+Service lanes (PostgreSQL, Redis, a running qcluster) get their own fixtures in a
+section below when the integration tests need them.
+"""
+
+import pytest
+
+from entities import outbox
+from entities.demo import order_type_ensure
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Databases are flushed between tests; caches that live in the process must not
+    carry one test's processes or rules into the next."""
+    from automation.triggers import index
+    from entities import requirements
+
+    index.invalidate()
+    requirements._cache.clear()
+    yield
+
+
+@pytest.fixture
+def order_type(db):
+    """The demo `order` type: received → approved (needs email and total) → shipped."""
+    return order_type_ensure()
+
+
+@pytest.fixture
+def dispatched_events():
+    """Records every event the outbox hands to subscribers while the test runs."""
+    calls = []
+    outbox.subscribe("tests.recorder", calls.append)
+    yield calls
+    outbox.unsubscribe("tests.recorder")
+
+
+# --- Service lanes (PostgreSQL / Redis / workers) ---------------------------------------

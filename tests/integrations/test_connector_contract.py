@@ -1,0 +1,103 @@
+"""Every registered connector implements the whole base interface."""
+
+import inspect
+
+import pytest
+
+from integrations import registry
+from integrations.base import Action, ActionResult, ConnectionConfig, Connector
+from integrations.exceptions import ConnectorConfigError
+
+SLUGS = ["dropbox", "http", "hubspot", "openai", "webhook"]
+INTERFACE = ["test_connection", "run", "validate_params", "secret_values"]
+
+
+def test_builtin_connectors_are_registered():
+    assert list(registry.all_connectors()) == SLUGS
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_connector_implements_the_interface(slug):
+    cls = registry.get_connector_class(slug)
+    assert issubclass(cls, Connector)
+    assert cls.slug == slug and cls.display_name
+    assert cls.test_connection is not Connector.test_connection, "test_connection() missing"
+    for name in INTERFACE:
+        assert callable(getattr(cls, name))
+    assert cls.actions, "a connector needs at least one action"
+    for action_name, action in cls.actions.items():
+        assert isinstance(action, Action)
+        assert action.description
+        method = getattr(cls, action.method, None)
+        assert callable(method), f"{slug}.{action_name} names a missing method"
+        assert list(inspect.signature(method).parameters) == ["self", "params"]
+        schema = action.params_schema
+        assert schema["type"] == "object" and isinstance(schema.get("properties"), dict)
+        assert schema.get("additionalProperties") is False
+        assert isinstance(cls.validate_params(action_name, {}), dict)
+        assert cls.validate_params(action_name, {}, partial=True) == {}
+    connector = cls(ConnectionConfig(slug, {"token": "abcdef"}), idempotency_key="k", timeout=3)
+    assert connector.timeout == 3 and connector.idempotency_key == "k"
+    assert "abcdef" in connector.secret_values()
+
+
+def test_get_action_resolves_qualified_names():
+    cls, action, spec = registry.get_action("hubspot.upsert_contact")
+    assert cls.slug == "hubspot" and action == "upsert_contact" and spec.method
+    with pytest.raises(ConnectorConfigError):
+        registry.get_action("hubspot.nope")
+    with pytest.raises(ConnectorConfigError, match="no connector called 'nope'"):
+        registry.get_action("nope.thing")
+
+
+def test_get_connector_builds_by_provider():
+    connector = registry.get_connector(ConnectionConfig("http", {}))
+    assert type(connector).slug == "http"
+
+
+class Forgetful(Connector):
+    slug = "forgetful"
+    display_name = "Forgetful"
+    actions = {"go": Action("go", {"type": "object", "properties": {},
+                                   "additionalProperties": False}, "does nothing")}
+
+
+def test_forgotten_methods_fail_loudly():
+    connector = Forgetful(ConnectionConfig("forgetful", {}))
+    with pytest.raises(NotImplementedError, match="test_connection"):
+        connector.test_connection()
+    with pytest.raises(NotImplementedError, match="go"):
+        connector.run("go", {})
+
+
+def test_run_rejects_unknown_actions_and_bad_params():
+    connector = registry.get_connector(ConnectionConfig("hubspot", {"accessToken": "x"}))
+    with pytest.raises(ConnectorConfigError, match="no action 'explode'"):
+        connector.run("explode", {})
+    assert connector.validate_params("explode", {}) == {
+        "action": ["unknown action 'explode' for hubspot"]}
+    with pytest.raises(ConnectorConfigError) as exc:
+        connector.run("upsert_contact", {"email": 5})
+    assert exc.value.fields == {"email": ["must be of type string"]}
+
+
+def test_register_rejects_bad_or_duplicate_slugs():
+    class NoSlug(Connector):
+        pass
+
+    with pytest.raises(ValueError):
+        registry.register(NoSlug)
+
+    class Impostor(Connector):
+        slug = "hubspot"
+
+    with pytest.raises(ValueError, match="already taken"):
+        registry.register(Impostor)
+    assert registry.get_connector_class("hubspot").__name__ == "HubSpotConnector"
+
+
+def test_action_result_defaults_are_independent():
+    a, b = ActionResult(output={}), ActionResult(output={})
+    a.external_links.append({"provider": "x"})
+    assert b.external_links == [] and b.updated_credentials is None
+    assert ConnectionConfig("x", {}).options == {}

@@ -1,0 +1,26 @@
+"""Helpers of the browser tests."""
+
+import time
+from pathlib import Path
+
+STAFF_EMAIL = "staff@example.com"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+def shot(page, name: str, *, full_page: bool = True) -> Path:
+    """A screenshot for people to look at (test-artifacts/ is not committed)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+class Timer:
+    """Wall time of a block, to print (the tests assert no timings; bench/ measures)."""
+
+    def __enter__(self):
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.started

@@ -1,0 +1,122 @@
+"""The control panel: filter 1,000 orders, start a batch, watch it, retry the failures."""
+
+import pytest
+from django.db import transaction
+from playwright.sync_api import expect
+
+from automation.models import Run, StepRun
+from automation.services.processes import process_save
+from entities.demo import demo_order_data, order_reference
+from entities.models import Entity
+from entities.services import entity_update
+from tests.ui.support import Timer, shot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ORDERS = 1000
+
+
+@pytest.fixture
+def orders(order_type):
+    """1,000 demo orders, written in bulk (test data; the services are not what is tested
+    here). Every tenth has no customer email, so it is `received`; the others `approved`."""
+    with Timer() as took:
+        rows = []
+        for number in range(1, ORDERS + 1):
+            data = demo_order_data(number)
+            status = "approved" if data["customer"].get("email") else "received"
+            rows.append(
+                Entity(
+                    entity_type=order_type,
+                    reference=order_reference(number),
+                    data=data,
+                    status=status,
+                )
+            )
+        Entity.objects.bulk_create(rows, batch_size=500)
+    print(f"\ncreated {ORDERS} orders in {took.seconds:.1f} s")
+    return Entity.objects.filter(entity_type=order_type)
+
+
+@pytest.fixture
+def fulfil(order_type):
+    """Orders in SEK need an exchange rate in their data; without one that step fails."""
+    return process_save(
+        slug="fulfil-orders",
+        name="Price and notify",
+        entity_type=order_type,
+        definition={
+            "steps": [
+                {
+                    "id": "is-sek",
+                    "type": "condition",
+                    "condition": 'entity.data.currency == "SEK"',
+                    "next": "convert-currency",
+                    "config": {"else": "ship"},
+                },
+                {
+                    "id": "convert-currency",
+                    "type": "function",
+                    "function": "ui.convert-currency",
+                    "next": "ship",
+                },
+                {"id": "ship", "type": "function", "function": "ui.ship"},
+            ]
+        },
+    )
+
+
+def test_batch_over_filtered_orders_with_failures_and_retry(page, orders, fulfil, order_type):
+    chosen = orders.filter(status="received")  # the 100 orders still missing an email
+    sek = [e for e in chosen if e.data["currency"] == "SEK"]
+    expected_ok = chosen.count() - len(sek)
+    assert chosen.count() == ORDERS // 10 and sek
+    page.goto("/admin/automation/batch/")
+    page.select_option("#ef-type", label="Order")
+    expect(page.locator("#ef-count-n")).to_have_text(f"{ORDERS:,}")
+    page.select_option("#ef-status", "received")
+    expect(page.locator("#ef-count-n")).to_have_text(f"{chosen.count():,}")
+    expect(page.locator("#ef-count-label")).to_have_text("orders match")
+    page.select_option("#ef-process", "fulfil-orders")
+    shot(page, "04-control-panel-count")
+
+    with Timer() as took:
+        page.get_by_role("button", name="Start batch").click()
+        page.wait_for_url("**/admin/automation/batch/*/change/**", timeout=180_000)
+    print(
+        f"start (the test queue runs all {chosen.count()} runs inside the request): "
+        f"{took.seconds:.1f} s"
+    )
+    expect(page.locator("#ef-percent")).to_have_text("100%")
+    expect(page.locator('[data-k="done"]')).to_have_text(f"{expected_ok:,}")
+    expect(page.locator('[data-k="failed"]')).to_have_text(f"{len(sek):,}")
+    shot(page, "05-batch-finished-with-failures")
+
+    page.locator("#ef-outcomes").get_by_role("link", name="Failed").click()
+    expect(page.locator("#ef-outcomes-table tbody tr").first).to_have_attribute(
+        "data-status", "failed"
+    )
+    expect(page.locator("#ef-outcomes-table")).to_contain_text("No exchange rate for SEK")
+    shot(page, "06-batch-failed-outcomes")
+
+    page.goto("/admin/automation/apiprocess/")
+    rate = round(100 * expected_ok / chosen.count())
+    expect(page.locator("#result_list")).to_contain_text(f"{rate}%")
+    shot(page, "13-process-list")
+    page.go_back()
+
+    with transaction.atomic():  # the fix: the failing orders get their exchange rate
+        for entity in sek:
+            entity_update(entity=entity, data={"fxRate": 0.087}, merge=True)
+    page.get_by_role("button", name=f"↻ Retry failed ({len(sek)})").click()
+    expect(page.locator(".messagelist")).to_contain_text(f"Retrying {len(sek)} failed run(s)")
+    expect(page.locator('[data-k="failed"]')).to_have_text("0")
+    expect(page.locator('[data-k="done"]')).to_have_text(f"{chosen.count():,}")
+    expect(page.locator("#ef-batch-status")).to_have_text("completed")
+    shot(page, "07-batch-after-retry")
+
+    batch_runs = Run.objects.filter(batch__isnull=False)
+    assert batch_runs.count() == chosen.count()
+    retried = StepRun.objects.filter(run__in=batch_runs, attempt=2)
+    assert retried.count() == len(sek)  # only the failed step of the failed runs ran again
+    assert set(retried.values_list("step_id", flat=True)) == {"convert-currency"}

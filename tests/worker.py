@@ -1,0 +1,73 @@
+"""Start and stop real `qcluster` worker processes against the test database."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def worker_env(**extra: str) -> dict:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "ENTITYFLOW_Q_SYNC": "0",
+        "DATABASE_URL": test_database_url(),
+        "ENTITYFLOW_FUNCTION_MODULES": "tests.automation.worker_functions",
+        "Q_WORKERS": "2",
+        "ENTITYFLOW_TEST_SESSION": settings.Q_CLUSTER["name"].rsplit("-", 1)[-1],
+        "PYTHONPATH": str(ROOT),
+    }
+    if settings.Q_CLUSTER.get("redis"):
+        env["REDIS_URL"] = settings.Q_CLUSTER["redis"]
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """One qcluster (sentinel + workers) in its own process group."""
+
+    def __init__(self, log_path: Path, **env: str):
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=worker_env(**env),
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the whole cluster: no cleanup, no acknowledgements."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
