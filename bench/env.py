@@ -102,8 +102,9 @@ def _postgres_admin(opts: Options, *statements: str) -> None:
 
 def django_start(opts: Options) -> None:
     """Point this process at the bench database, set Django up and migrate."""
+    env = environment(opts)  # before clearing: it reads BENCH_POSTGRES_URL and friends
     os.environ.clear()
-    os.environ.update(environment(opts))
+    os.environ.update(env)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import django

@@ -1,6 +1,6 @@
 """Which processes does an event start? An in-memory index keyed by what events carry
-(event type; entity type + entered status), so matching cost does not grow with the
-number of processes. Each process rebuilds it when the shared generation stamp moves
+((event type, entity type or ""); (entity type, entered status)), so matching is a few
+dictionary lookups whatever the number of processes. Each process rebuilds it when the shared generation stamp moves
 (checked at most once a second) or at once after a local change."""
 
 import logging
@@ -31,17 +31,22 @@ class Entry:
 
 
 class TriggerIndex:
+    """`by_event[(event_type, entity_type_key)]`: an event trigger scoped to an entity type
+    is filed under that type, an unscoped one under ""; `by_status[(entity_type_key,
+    status)]`. An event looks up only its own keys, never a list of other types' triggers."""
+
     def __init__(self, generation: int, by_status: dict, by_event: dict):
         self.generation = generation
         self.by_status = by_status
         self.by_event = by_event
 
     def match(self, event: EntityEvent) -> list[Entry]:
-        found = list(self.by_event.get(event.type, ()))
-        if event.entity_type_key:
-            found = [e for e in found if not e.entity_type_key or e.entity_type_key == event.entity_type_key]
+        found = list(self.by_event.get((event.type, ""), ()))
+        type_key = event.entity_type_key
+        if type_key:
+            found.extend(self.by_event.get((event.type, type_key), ()))
             for status in event.entered_statuses or ():
-                found.extend(self.by_status.get((event.entity_type_key, status), ()))
+                found.extend(self.by_status.get((type_key, status), ()))
         return found
 
 
@@ -63,7 +68,7 @@ def _build() -> TriggerIndex:
         if row["type"] == "status":
             by_status[(row["entity_type_key"], row["status_key"])].append(entry)
         else:
-            by_event[row["event_type"]].append(entry)
+            by_event[(row["event_type"], row["entity_type_key"])].append(entry)
     return TriggerIndex(generation, dict(by_status), dict(by_event))
 
 

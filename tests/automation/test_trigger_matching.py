@@ -99,3 +99,23 @@ def test_event_trigger_matches_published_events_with_condition():
     event = event_publish(type="purchase.created", data={"total": 5})
     run = Run.objects.get(process=process)
     assert run.event_id == event.pk and run.input == {"total": 5}
+
+
+def test_event_trigger_scoped_to_an_entity_type_matches_only_that_type(order_type):
+    from entities.models import EntityType
+
+    other = EntityType.objects.create(key="invoice", name="Invoice", schema={})
+    steps = [{"id": "a", "type": "function", "function": "test.record"}]
+    scoped = process_save(slug="order-updates", name="Order updates", definition={
+        "steps": steps, "triggers": [{"type": "event", "config": {
+            "eventType": "entity.updated", "entityType": "order"}}]})
+    elsewhere = process_save(slug="invoice-updates", name="Invoice updates", definition={
+        "steps": steps, "triggers": [{"type": "event", "config": {
+            "eventType": "entity.updated", "entityType": other.key}}]})
+    unscoped = process_save(slug="any-updates", name="Any updates", definition={
+        "steps": steps, "triggers": [{"type": "event", "config": {"eventType": "entity.updated"}}]})
+    order = entity_create(entity_type=order_type, reference="T-9", data=NO_EMAIL)
+    entity_update(entity=order, data={**NO_EMAIL, "total": 70})
+    assert Run.objects.filter(process=scoped).count() == 1
+    assert Run.objects.filter(process=unscoped).count() == 1
+    assert not Run.objects.filter(process=elsewhere).exists()
