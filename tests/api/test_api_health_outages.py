@@ -23,8 +23,8 @@ def closed_port() -> int:
 
 @pytest.fixture
 def server():
-    """Start gunicorn (as the README recommends) with extra environment; yields a function returning the
-    base URL of the started server."""
+    """Start gunicorn (the README's app server) with extra environment variables; yields
+    a function that returns the started server's base URL."""
     started = []
 
     def start(**env: str) -> str:
