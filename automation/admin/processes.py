@@ -9,7 +9,7 @@ from django.urls import path
 
 from automation.admin.process_list import annotate_process_list, last_run_cell, success_rate_cell
 from automation.models import ApiProcess
-from automation.services.processes import process_save, process_set_enabled
+from automation.services.processes import process_delete, process_save, process_set_enabled
 from automation.views.common import bind
 from automation.views.editor import (
     definition_panel,
@@ -155,6 +155,13 @@ class ApiProcessAdmin(admin.ModelAdmin):
             ]
             context["next_run"] = _next_run(obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def delete_model(self, request, obj: ApiProcess) -> None:
+        process_delete(process=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for process in queryset:
+            process_delete(process=process)
 
     @admin.action(description="Enable selected processes", permissions=["change"])
     def enable_selected(self, request, queryset):

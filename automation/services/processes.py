@@ -10,6 +10,7 @@ from automation.exceptions import DefinitionInvalidError
 from automation.functions import function_exists
 from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from entities.models import EntityType
+from entities.services import unstorable_text
 
 DEFINITION_KEYS = ("steps", "triggers")
 
@@ -17,6 +18,8 @@ DEFINITION_KEYS = ("steps", "triggers")
 def definition_validate(definition: Any) -> dict:
     """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError."""
     errors = validate_definition(definition, function_exists=function_exists)
+    if not errors:
+        errors = _unstorable_fields({"": definition})
     if errors:
         first = next(iter(errors))
         raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
@@ -31,6 +34,10 @@ def process_save(
 ) -> ApiProcess:
     """Create or update a process; a changed definition becomes a new version."""
     clean = definition_validate(definition)
+    errors = _unstorable_fields({"name": name, "description": description, "metadata": metadata})
+    if errors:
+        first = next(iter(errors))
+        raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
     process, _ = ApiProcess.objects.select_for_update().get_or_create(slug=slug, defaults={"name": name})
     process.name, process.description = name, description
     process.entity_type, process.enabled = entity_type, enabled
@@ -43,6 +50,16 @@ def process_save(
     process.save()
     _sync_triggers(process)
     return process
+
+
+def _unstorable_fields(values: dict[str, Any]) -> dict[str, list[str]]:
+    """NUL characters and lone surrogates, by path: no database may store them."""
+    errors: dict[str, list[str]] = {}
+    for path, value in values.items():
+        problem = unstorable_text(value, path)
+        if problem:
+            errors[problem[0]] = [problem[1]]
+    return errors
 
 
 @transaction.atomic
@@ -79,3 +96,11 @@ def index_changed() -> None:
     from automation.triggers import schedules
 
     transaction.on_commit(schedules.sync_schedules)
+
+
+@transaction.atomic
+def process_delete(*, process: ApiProcess) -> None:
+    """Delete a process with its versions, triggers and runs (the admin's delete; the API
+    only disables). Every index and the schedules learn of it once the delete commits."""
+    process.delete()
+    index_changed()
