@@ -47,6 +47,22 @@ class ActionResult:
 
 
 @dataclass(frozen=True)
+class CredentialField:
+    """One credential a connection of this provider stores (encrypted at rest).
+
+    `secret` fields are write-only: the admin offers an empty password input and never
+    renders a stored value back. `choices` makes a plain (non-secret) select.
+    """
+
+    name: str
+    label: str
+    required: bool = True
+    secret: bool = True
+    help_text: str = ""
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Action:
     """`method` names the connector method that performs the action; it takes `params`."""
 
@@ -78,6 +94,7 @@ class Connector:
     default_base_url: str = ""
     base_url_setting: str | None = None
     actions: dict[str, Action] = {}
+    credential_fields: tuple[CredentialField, ...] = ()
     rate_limit_default_wait: float = 10.0
 
     def __init__(
@@ -136,6 +153,23 @@ class Connector:
         if spec is None:
             return {"action": [f"unknown action {action!r} for {cls.slug}"]}
         return schema.validate(spec.params_schema, params, partial=partial)
+
+    @classmethod
+    def validate_credentials(cls, credentials: dict) -> dict[str, list[str]]:
+        """Field errors for a complete credential set (empty when usable): each required
+        field present, every declared one text. Subclasses add their either/or rules."""
+        errors: dict[str, list[str]] = {}
+        for spec in cls.credential_fields:
+            value = credentials.get(spec.name)
+            if value is None or value == "":
+                if spec.required:
+                    errors.setdefault(spec.name, []).append(f"{spec.label} is required.")
+            elif not isinstance(value, str):
+                errors.setdefault(spec.name, []).append(f"{spec.label} must be text.")
+            elif spec.choices and value not in spec.choices:
+                errors.setdefault(spec.name, []).append(
+                    f"{spec.label} must be one of {', '.join(spec.choices)}.")
+        return errors
 
     def secret_values(self) -> list[str]:
         """Every raw secret string of this connection, for redaction by callers."""

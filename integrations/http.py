@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from integrations.base import Action, ActionResult, Connector
+from integrations.base import Action, ActionResult, Connector, CredentialField
 from integrations.exceptions import ConnectorConfigError, ConnectorRequestError
 from integrations.net import header_subset, read_limited
 from integrations.registry import register
@@ -21,6 +21,8 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 SAFE_RESPONSE_HEADERS = ("content-type", "content-length", "etag", "last-modified", "location",
                          "retry-after", "x-request-id", "link", "cache-control")
 _STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
+AUTH_TYPES = ("none", "bearer", "basic", "apiKey")
+_NEEDS = {"bearer": ("token",), "basic": ("username", "password"), "apikey": ("apiKey",)}
 
 
 def auth_for(credentials: dict) -> tuple[dict, object | None, str | None]:
@@ -38,10 +40,32 @@ def auth_for(credentials: dict) -> tuple[dict, object | None, str | None]:
     raise ConnectorConfigError("The HTTP connection's credentials have an unknown type.")
 
 
+def _auth_kind(credentials: dict) -> str:
+    kind = (credentials.get("type") or "").lower()
+    if kind:
+        return kind
+    for key, inferred in (("token", "bearer"), ("username", "basic"), ("apiKey", "apikey")):
+        if credentials.get(key):
+            return inferred
+    return "none"
+
+
 @register
 class HttpConnector(Connector):
     slug = "http"
     display_name = "HTTP"
+    credential_fields = (
+        CredentialField("type", "Authentication", required=False, secret=False,
+                        choices=AUTH_TYPES,
+                        help_text="bearer: token; basic: username and password; apiKey: the "
+                                  "key in a header. Empty: guessed from what is given."),
+        CredentialField("token", "Bearer token", required=False),
+        CredentialField("username", "Username", required=False),
+        CredentialField("password", "Password", required=False),
+        CredentialField("apiKey", "API key", required=False),
+        CredentialField("apiKeyHeader", "API key header", required=False, secret=False,
+                        help_text="Header that carries the API key (default X-API-Key)."),
+    )
     actions = {
         "request": Action(
             "request",
@@ -60,6 +84,20 @@ class HttpConnector(Connector):
              }},
             "Send one HTTP request; returns {status, headers, body, truncated}."),
     }
+
+    @classmethod
+    def validate_credentials(cls, credentials: dict) -> dict[str, list[str]]:
+        creds = dict(credentials)
+        if isinstance(creds.get("type"), str):  # auth_for reads the type case-insensitively
+            creds["type"] = {t.lower(): t for t in AUTH_TYPES}.get(creds["type"].lower(),
+                                                                   creds["type"])
+        errors = super().validate_credentials(creds)
+        labels = {spec.name: spec.label for spec in cls.credential_fields}
+        for key in _NEEDS.get(_auth_kind(creds), ()):
+            if not creds.get(key) and key not in errors:
+                errors[key] = [f"{labels[key]} is required for {creds.get('type') or 'this'} "
+                               "authentication."]
+        return errors
 
     def test_connection(self) -> dict:
         url = self.options.get("testUrl") or self.connection.base_url

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 
-from integrations.base import Action, ActionResult, Connector
+from integrations.base import Action, ActionResult, Connector, CredentialField
 from integrations.exceptions import (
     ConnectorAuthError,
     ConnectorBadResponseError,
@@ -31,6 +31,7 @@ class OpenAIConnector(Connector):
     default_base_url = "https://api.openai.com/v1"
     base_url_setting = "OPENAI_BASE_URL"
     rate_limit_default_wait = 2.0
+    credential_fields = (CredentialField("apiKey", "API key", help_text="Sent as a Bearer token."),)
     actions = {
         "chat_json": Action(
             "chat_json",

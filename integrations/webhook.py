@@ -11,7 +11,7 @@ import uuid
 
 import requests
 
-from integrations.base import Action, ActionResult, Connector, error_for_status
+from integrations.base import Action, ActionResult, Connector, CredentialField, error_for_status
 from integrations.exceptions import ConnectorConfigError, ConnectorRequestError
 from integrations.net import GuardedSession, guarded_session, read_limited
 from integrations.registry import register
@@ -80,6 +80,9 @@ def _raise_unless_delivered(resp: requests.Response, text: str) -> None:
 class WebhookConnector(Connector):
     slug = "webhook"
     display_name = "Webhook"
+    credential_fields = (CredentialField(
+        "secret", "Signing secret",
+        help_text="Signs each POST (X-Entityflow-Signature); the receiver verifies with it."),)
     actions = {
         "post": Action(
             "post",

@@ -1,25 +1,101 @@
-"""Connections, functions and outbound webhooks: lists staff read. Credentials and
-secrets are never shown."""
+"""Connections (added and changed here), functions and outbound webhooks (lists staff
+read). Credentials and secrets are never shown."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from automation.admin.base import ReadOnlyAdmin
+from automation.admin.forms_connections import ConnectionForm, credential_input_name
 from automation.exceptions import AutomationError
 from automation.functions.registry import all_actions, get_action, validate_params
 from automation.models import Connection, Function, WebhookDelivery, WebhookSubscription
-from automation.services.connections import connection_test
+from automation.services.connections import connection_create, connection_test, connection_update
 from automation.views.present import status_pill
+from integrations.registry import all_connectors
+
+CREDENTIALS_NOTE = ("Stored encrypted and never shown again. When changing a connection, "
+                    "leave a secret blank to keep the stored one.")
 
 
 @admin.register(Connection)
-class ConnectionAdmin(ReadOnlyAdmin):
+class ConnectionAdmin(admin.ModelAdmin):
+    """Add and change go through the connection services (credentials encrypted at rest);
+    the form never renders a stored secret (see forms_connections)."""
+
+    form = ConnectionForm
     list_display = ["name", "provider", "base_url", "last_test"]
     list_filter = ["provider"]
     search_fields = ["name"]
-    exclude = ["credentials_encrypted"]
     actions = ["test_connection"]
+    change_form_template = "admin/automation/connection/change_form.html"
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["provider", "last_test", "created_at"] if obj is not None else []
+
+    def get_fieldsets(self, request, obj=None):
+        sets = [(None, {"fields": ["provider", "name", "base_url", "options"]})]
+        if obj is None:
+            providers = all_connectors()
+        else:
+            providers = {slug: cls for slug, cls in all_connectors().items()
+                         if slug == obj.provider}
+        for slug, cls in providers.items():
+            names = [credential_input_name(slug, spec.name) for spec in cls.credential_fields]
+            if names:
+                sets.append((f"{cls.display_name} credentials", {
+                    "fields": names, "classes": ["ef-credentials", f"ef-credentials-{slug}"],
+                    "description": CREDENTIALS_NOTE}))
+        if obj is not None:
+            sets.append(("Connection test", {"fields": ["last_test", "created_at"]}))
+        return sets
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # functions refer to connections by row; nothing deletes them yet
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            connection_update(connection=obj, name=obj.name, base_url=obj.base_url or "",
+                              options=obj.options or {},
+                              credentials_changes=form.credential_changes or None)
+            return
+        created = connection_create(provider=obj.provider, name=obj.name,
+                                    base_url=obj.base_url or "", options=obj.options or {},
+                                    credentials=form.credential_changes)
+        obj.pk = created.pk
+        obj.refresh_from_db()
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        """Name the credentials that changed, never their values."""
+        if add:
+            return [{"added": {}}]
+        credential_inputs = {name for name in form.fields if "__" in name}
+        fields = [str(form.fields[name].label or name) for name in form.changed_data
+                  if name not in credential_inputs]
+        changed = form.changed_credential_labels()
+        if changed:
+            fields.append(f"credentials ({', '.join(changed)})")
+        return [{"changed": {"fields": fields}}] if fields else []
+
+    def get_urls(self):
+        urls = super().get_urls()
+        test = path("<path:object_id>/test/", self.admin_site.admin_view(self.test_view),
+                    name="automation_connection_test")
+        return [test, *urls]
+
+    def test_view(self, request, object_id):
+        """The change page's "Test connection" button (POST)."""
+        connection = self.get_object(request, object_id)
+        if connection is None:
+            raise Http404("No such connection.")
+        if request.method != "POST" or not self.has_test_permission(request):
+            raise PermissionDenied
+        self.test_connection(request, [connection])
+        return redirect(reverse("admin:automation_connection_change", args=[connection.pk]))
 
     @admin.display(description="last test", ordering="last_tested_at")
     def last_test(self, obj: Connection):

@@ -37,11 +37,50 @@ def _check_provider(provider: str) -> None:
         raise ConnectionInvalidError(message, fields={"provider": [message]}) from None
 
 
-def _check_credentials(credentials) -> dict:
+def _check_credentials(provider: str, credentials) -> dict:
     if not isinstance(credentials, dict):
         message = "Credentials must be a JSON object."
         raise ConnectionInvalidError(message, fields={"credentials": [message]})
+    errors = credential_errors(provider=provider, credentials=credentials)
+    if errors:
+        first = next(iter(errors))
+        raise ConnectionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
     return credentials
+
+
+def credential_errors(*, provider: str, credentials: dict) -> dict[str, list[str]]:
+    """The provider's own rules for a complete credential set, keyed `credentials.<name>`
+    (messages name fields, never values)."""
+    cls = get_connector_class(provider)
+    return {f"credentials.{key}": problems
+            for key, problems in cls.validate_credentials(credentials).items()}
+
+
+def credentials_merged(*, connection: Connection, changes: dict) -> dict:
+    """The stored credentials with `changes` applied: a key given a value replaces the
+    stored one, a key given None is removed, a key not given is kept."""
+    merged = connection_credentials(connection)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def connection_credentials_present(connection: Connection) -> dict[str, bool]:
+    """Which of the provider's credential fields hold a value (never the values)."""
+    stored = connection_credentials(connection)
+    cls = get_connector_class(connection.provider)
+    return {spec.name: stored.get(spec.name) not in (None, "") for spec in cls.credential_fields}
+
+
+def connection_credentials_public(connection: Connection) -> dict[str, str]:
+    """Stored values of the fields that are not secret (e.g. the HTTP auth type)."""
+    stored = connection_credentials(connection)
+    cls = get_connector_class(connection.provider)
+    return {spec.name: str(stored.get(spec.name) or "")
+            for spec in cls.credential_fields if not spec.secret}
 
 
 @transaction.atomic
@@ -53,7 +92,7 @@ def connection_create(
     _check_provider(provider)
     connection = Connection(
         provider=provider, name=name, base_url=base_url or "", options=options or {},
-        credentials_encrypted=secrets.encrypt_json(_check_credentials(credentials or {})),
+        credentials_encrypted=secrets.encrypt_json(_check_credentials(provider, credentials or {})),
     )
     connection.full_clean()
     connection.save()
@@ -64,12 +103,19 @@ def connection_create(
 @transaction.atomic
 def connection_update(
     *, connection: Connection, credentials: dict | None = None, base_url: str | None = None,
-    options: dict | None = None, name: str | None = None,
+    options: dict | None = None, name: str | None = None, credentials_changes: dict | None = None,
 ) -> Connection:
-    """Change the given fields; `credentials` replaces the stored set as a whole (None keeps it)."""
+    """Change the given fields. `credentials` replaces the stored set as a whole;
+    `credentials_changes` changes only the keys it names (see `credentials_merged`), which
+    is how the admin keeps a secret that was left blank. None keeps what is stored."""
     fields = []
+    if credentials is not None and credentials_changes is not None:
+        raise ValueError("give credentials or credentials_changes, not both")
+    if credentials_changes is not None:
+        credentials = credentials_merged(connection=connection, changes=credentials_changes)
     if credentials is not None:
-        connection.credentials_encrypted = secrets.encrypt_json(_check_credentials(credentials))
+        connection.credentials_encrypted = secrets.encrypt_json(
+            _check_credentials(connection.provider, credentials))
         fields.append("credentials_encrypted")
     for field, value in (("base_url", base_url), ("options", options), ("name", name)):
         if value is not None:

@@ -4,11 +4,33 @@ import time
 
 import requests
 
+from integrations.base import CredentialField
 from integrations.exceptions import ConnectorAuthError, ConnectorBadResponseError
 from integrations.net import GuardedSession
 
 EXPIRY_BUFFER = 300  # refresh this many seconds before a known expiry, as the SDK does
 REFRESH_KEYS = ("refreshToken", "appKey", "appSecret")
+CREDENTIAL_FIELDS = (
+    CredentialField("accessToken", "Access token", required=False,
+                    help_text="A short-lived (sl.…) or long-lived access token. Optional when "
+                              "the refresh token, app key and app secret are given."),
+    CredentialField("refreshToken", "Refresh token", required=False,
+                    help_text="From the OAuth flow with token_access_type=offline."),
+    CredentialField("appKey", "App key", required=False),
+    CredentialField("appSecret", "App secret", required=False),
+)
+
+
+def credential_errors(credentials: dict) -> dict[str, list[str]]:
+    """An access token, or the three keys that can fetch one (VENDORS §2.6)."""
+    if credentials.get("refreshToken"):
+        return {key: [f"{label} is required with a refresh token."]
+                for key, label in (("appKey", "App key"), ("appSecret", "App secret"))
+                if not credentials.get(key)}
+    if not credentials.get("accessToken"):
+        return {"accessToken": ["Give an access token, or a refresh token with the app key "
+                                "and app secret."]}
+    return {}
 
 
 def needs_refresh_first(credentials: dict) -> bool:

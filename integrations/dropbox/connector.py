@@ -13,7 +13,12 @@ from urllib.parse import quote
 import requests
 
 from integrations.base import Action, ActionResult, Connector
-from integrations.dropbox.auth import needs_refresh_first, refresh_access_token
+from integrations.dropbox.auth import (
+    CREDENTIAL_FIELDS,
+    credential_errors,
+    needs_refresh_first,
+    refresh_access_token,
+)
 from integrations.dropbox.errors import error_for_response, has_tags
 from integrations.exceptions import (
     ConnectorAuthError,
@@ -43,6 +48,7 @@ class DropboxConnector(Connector):
     default_base_url = "https://api.dropboxapi.com"
     base_url_setting = "DROPBOX_API_BASE_URL"
     rate_limit_default_wait = 5.0  # the SDK's default when neither body nor header says
+    credential_fields = CREDENTIAL_FIELDS
     actions = {
         "create_folder": Action(
             "create_folder", _params(["path"], path=_PATH, existOk={"type": "boolean"}),
@@ -63,6 +69,10 @@ class DropboxConnector(Connector):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._refreshed = False
+
+    @classmethod
+    def validate_credentials(cls, credentials: dict) -> dict[str, list[str]]:
+        return {**credential_errors(credentials), **super().validate_credentials(credentials)}
 
     @property
     def content_base_url(self) -> str:

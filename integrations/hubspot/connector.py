@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import requests
 
-from integrations.base import Action, ActionResult, Connector
+from integrations.base import Action, ActionResult, Connector, CredentialField
 from integrations.exceptions import (
     ConnectorConfigError,
     ConnectorConflictError,
@@ -44,6 +44,9 @@ class HubSpotConnector(Connector):
     default_base_url = "https://api.hubapi.com"
     base_url_setting = "HUBSPOT_BASE_URL"
     rate_limit_default_wait = 10.0  # no Retry-After: wait out the 10-second window
+    credential_fields = (CredentialField(
+        "accessToken", "Access token",
+        help_text="The private app's access token (pat-…), with the CRM scopes you use."),)
     actions = {
         "upsert_contact": Action(
             "upsert_contact", _params(["email"], email=_STR, properties=_PROPS),

@@ -1,7 +1,12 @@
 """Connections, functions, webhooks and API clients in the admin (server side)."""
 
+import sys
+from pathlib import Path
+
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.hashers import check_password
+from django.db import connection as db_connection
 from django.urls import reverse
 
 from automation.models import (
@@ -11,19 +16,22 @@ from automation.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
+from automation.services.connections import connection_credentials
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
+from fakes.hubspot import FakeHubSpot  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
 
-def test_connection_list_is_read_only_and_hides_credentials(admin_client):
+def test_connection_list_hides_credentials(admin_client):
     connection = Connection.objects.create(
         provider="hubspot", name="crm", credentials_encrypted="SECRET-BLOB"
     )
     listing = admin_client.get(reverse("admin:automation_connection_changelist")).content.decode()
     assert "crm" in listing and "never tested" in listing
     detail = admin_client.get(reverse("admin:automation_connection_change", args=[connection.pk]))
-    assert "SECRET-BLOB" not in detail.content.decode()
-    assert admin_client.get(reverse("admin:automation_connection_add")).status_code == 403
+    assert detail.status_code == 200 and "SECRET-BLOB" not in detail.content.decode()
 
 
 def test_test_connection_action_records_the_outcome(admin_client):
@@ -104,3 +112,181 @@ def test_the_automation_index_links_the_staff_pages(admin_client):
         assert reverse(f"admin:automation_{name}") in html
     sidebar = admin_client.get(reverse("admin:index")).content.decode()
     assert reverse("admin:automation_batch_changelist") in sidebar
+
+
+# -- adding and changing connections ---------------------------------------------------
+
+HUBSPOT_TOKEN = "pat-na1-admin-typed-secret-7f3a9c"
+NEW_TOKEN = "pat-na1-admin-second-secret-41d2e8"
+
+
+def add_connection(admin_client, **fields):
+    data = {"provider": "hubspot", "name": "crm", "base_url": "", "options": "{}", **fields}
+    return admin_client.post(reverse("admin:automation_connection_add"), data)
+
+
+def change_connection(admin_client, connection, **fields):
+    data = {"name": connection.name, "base_url": connection.base_url, "options": "{}", **fields}
+    url = reverse("admin:automation_connection_change", args=[connection.pk])
+    return admin_client.post(url, data)
+
+
+def raw_row(connection) -> str:
+    """Every column of the connection's row as the database holds it."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {Connection._meta.db_table} WHERE id = %s",
+                       [connection.pk])
+        return " ".join(str(value) for value in cursor.fetchone())
+
+
+def change_messages() -> str:
+    return " ".join(LogEntry.objects.values_list("change_message", flat=True))
+
+
+def test_add_page_offers_each_providers_credentials_as_password_inputs(admin_client):
+    html = admin_client.get(reverse("admin:automation_connection_add")).content.decode()
+
+    assert '<select name="provider"' in html and '<option value="hubspot">HubSpot' in html
+    assert "HubSpot credentials" in html and "Dropbox credentials" in html
+    assert 'type="password" name="hubspot__accessToken"' in html
+    assert 'type="password" name="dropbox__refreshToken"' in html
+    assert 'name="base_url"' in html
+
+
+def test_admin_add_stores_the_token_encrypted(admin_client):
+    response = add_connection(admin_client, base_url="https://hubspot.example.com",
+                              hubspot__accessToken=HUBSPOT_TOKEN)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    connection = Connection.objects.get(name="crm")
+    assert connection.provider == "hubspot" and connection.base_url == "https://hubspot.example.com"
+    assert connection_credentials(connection) == {"accessToken": HUBSPOT_TOKEN}
+    assert HUBSPOT_TOKEN not in raw_row(connection) and "accessToken" not in raw_row(connection)
+    assert HUBSPOT_TOKEN not in change_messages()
+    assert HUBSPOT_TOKEN not in admin_client.get(response.url).content.decode()  # the list
+    change_url = reverse("admin:automation_connection_change", args=[connection.pk])
+    html = admin_client.get(change_url).content.decode()
+    assert HUBSPOT_TOKEN not in html and "•••• set" in html
+    assert "never tested" in html  # the last test result, on the change page
+
+
+def test_change_without_reentering_the_token_keeps_it(admin_client):
+    add_connection(admin_client, hubspot__accessToken=HUBSPOT_TOKEN)
+    connection = Connection.objects.get(name="crm")
+
+    response = change_connection(admin_client, connection, base_url="https://eu.example.com",
+                                 hubspot__accessToken="")
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    connection.refresh_from_db()
+    assert connection.base_url == "https://eu.example.com"
+    assert connection_credentials(connection) == {"accessToken": HUBSPOT_TOKEN}
+    assert LogEntry.objects.filter(change_message__contains="Base URL").exists()
+    assert "credentials" not in LogEntry.objects.latest("action_time").change_message
+
+
+def test_change_with_a_new_token_replaces_it_and_logs_only_that_it_changed(admin_client):
+    add_connection(admin_client, hubspot__accessToken=HUBSPOT_TOKEN)
+    connection = Connection.objects.get(name="crm")
+
+    response = change_connection(admin_client, connection, hubspot__accessToken=NEW_TOKEN)
+
+    assert response.status_code == 302
+    connection.refresh_from_db()
+    assert connection_credentials(connection) == {"accessToken": NEW_TOKEN}
+    assert NEW_TOKEN not in raw_row(connection)
+    latest = LogEntry.objects.latest("action_time")
+    assert "credentials (Access token)" in latest.get_change_message()
+    assert HUBSPOT_TOKEN not in change_messages() and NEW_TOKEN not in change_messages()
+    history = admin_client.get(
+        reverse("admin:automation_connection_history", args=[connection.pk])).content.decode()
+    change_page = admin_client.get(
+        reverse("admin:automation_connection_change", args=[connection.pk])).content.decode()
+    for page in (history, change_page):
+        assert NEW_TOKEN not in page and HUBSPOT_TOKEN not in page
+    assert 'name="provider"' not in change_page  # the provider is fixed once created
+
+
+def test_missing_credentials_are_form_errors_and_nothing_is_saved(admin_client):
+    response = add_connection(admin_client, hubspot__accessToken="")
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["hubspot__accessToken"] == ["Access token is required."]
+    assert not Connection.objects.exists()
+
+
+def test_provider_rules_are_checked_and_typed_secrets_not_echoed(admin_client):
+    refresh = "dropbox-refresh-token-typed-9a8b7c"
+    response = add_connection(admin_client, provider="dropbox", name="box",
+                              dropbox__refreshToken=refresh)
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["dropbox__appKey"] == ["App key is required with a refresh token."]
+    assert errors["dropbox__appSecret"] == ["App secret is required with a refresh token."]
+    assert refresh not in response.content.decode()
+
+    basic = add_connection(admin_client, provider="http", name="api", http__type="basic",
+                           http__username="svc")
+    assert basic.context["adminform"].form.errors["http__password"] == [
+        "Password is required for basic authentication."]
+
+    bad = add_connection(admin_client, provider="", name="not a slug!",
+                         base_url="ftp://x", options="[1]")
+    form_errors = bad.context["adminform"].form.errors
+    assert {"provider", "name", "base_url", "options"} <= set(form_errors)
+    assert form_errors["options"] == ["Options must be a JSON object."]
+    assert not Connection.objects.exists()
+
+
+def test_changing_checks_the_merged_set(admin_client):
+    add_connection(admin_client, provider="http", name="api", http__type="bearer",
+                   http__token="http-token-abcdef123")
+    connection = Connection.objects.get(name="api")
+    html = admin_client.get(
+        reverse("admin:automation_connection_change", args=[connection.pk])).content.decode()
+    assert '<option value="bearer" selected>' in html  # not secret: shown
+    assert "http-token-abcdef123" not in html
+
+    switched = change_connection(admin_client, connection, http__type="basic",
+                                 http__username="svc")
+
+    assert switched.status_code == 200
+    assert switched.context["adminform"].form.errors["http__password"] == [
+        "Password is required for basic authentication."]
+    ok = change_connection(admin_client, connection, http__type="basic", http__username="svc",
+                           http__password="http-password-xyz987")
+    assert ok.status_code == 302
+    connection.refresh_from_db()
+    assert connection_credentials(connection) == {
+        "type": "basic", "token": "http-token-abcdef123", "username": "svc",
+        "password": "http-password-xyz987"}
+
+
+def test_test_connection_button_records_the_result_on_the_page(admin_client, settings):
+    settings.ENTITYFLOW_OUTBOUND_ALLOWLIST = ["127.0.0.1"]
+    fake = FakeHubSpot().start()
+    try:
+        add_connection(admin_client, base_url=fake.url, hubspot__accessToken=fake.token)
+        connection = Connection.objects.get(name="crm")
+        change_url = reverse("admin:automation_connection_change", args=[connection.pk])
+        assert 'id="ef-connection-test"' in admin_client.get(change_url).content.decode()
+
+        test_url = reverse("admin:automation_connection_test", args=[connection.pk])
+        assert admin_client.get(test_url).status_code == 403  # POST only
+        response = admin_client.post(test_url, follow=True)
+
+        html = response.content.decode()
+        assert response.redirect_chain[-1][0] == change_url
+        assert "rm: Works (portalId 12345678" in html and "ef-status-ok" in html
+        connection.refresh_from_db()
+        assert connection.last_test_ok is True
+        assert fake.calls[-1].headers["Authorization"] == f"Bearer {fake.token}"
+
+        change_connection(admin_client, connection, base_url=fake.url,
+                          hubspot__accessToken=NEW_TOKEN)  # a token the fake rejects
+        html = admin_client.post(test_url, follow=True).content.decode()
+        assert "401" in html and "ef-status-failed" in html and NEW_TOKEN not in html
+    finally:
+        fake.stop()

@@ -101,6 +101,43 @@ def test_unknown_provider_is_refused():
     assert "provider" in caught.value.fields
 
 
+def test_each_provider_checks_its_credentials():
+    from automation.services.connections import ConnectionInvalidError
+
+    with pytest.raises(ConnectionInvalidError) as hubspot:
+        connection_create(provider="hubspot", name="hs", credentials={})
+    with pytest.raises(ConnectionInvalidError) as dropbox:
+        connection_create(provider="dropbox", name="box", credentials={"refreshToken": "r-123456"})
+    with pytest.raises(ConnectionInvalidError) as http:
+        connection_create(provider="http", name="api", credentials={"type": "apiKey"})
+
+    assert hubspot.value.fields == {"credentials.accessToken": ["Access token is required."]}
+    assert set(dropbox.value.fields) == {"credentials.appKey", "credentials.appSecret"}
+    assert http.value.message == ("credentials.apiKey: API key is required for apiKey "
+                                  "authentication.")
+    assert "r-123456" not in str(dropbox.value.fields) and not Connection.objects.exists()
+
+
+def test_credentials_changes_keep_what_is_not_named():
+    from automation.services.connections import (
+        ConnectionInvalidError,
+        connection_credentials_present,
+    )
+
+    connection = connection_create(provider="dropbox", name="box", credentials={
+        "accessToken": "sl.old-access", "refreshToken": "refresh-1", "appKey": "key-1",
+        "appSecret": "secret-1"})
+
+    connection_update(connection=connection, credentials_changes={"accessToken": "sl.new-access"})
+    assert connection_credentials(Connection.objects.get(pk=connection.pk)) == {
+        "accessToken": "sl.new-access", "refreshToken": "refresh-1", "appKey": "key-1",
+        "appSecret": "secret-1"}
+    with pytest.raises(ConnectionInvalidError):  # the merged set must still be usable
+        connection_update(connection=connection, credentials_changes={"appSecret": None})
+    assert connection_credentials_present(Connection.objects.get(pk=connection.pk)) == {
+        "accessToken": True, "refreshToken": True, "appKey": True, "appSecret": True}
+
+
 def test_a_connection_that_cannot_be_decrypted_fails_its_step_clearly(order_type):
     connection = connection_create(provider="hubspot", name="hs", credentials={"accessToken": "t"})
     Connection.objects.filter(pk=connection.pk).update(credentials_encrypted="garbage")

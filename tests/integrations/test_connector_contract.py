@@ -5,11 +5,11 @@ import inspect
 import pytest
 
 from integrations import registry
-from integrations.base import Action, ActionResult, ConnectionConfig, Connector
+from integrations.base import Action, ActionResult, ConnectionConfig, Connector, CredentialField
 from integrations.exceptions import ConnectorConfigError
 
 SLUGS = ["dropbox", "http", "hubspot", "openai", "webhook"]
-INTERFACE = ["test_connection", "run", "validate_params", "secret_values"]
+INTERFACE = ["test_connection", "run", "validate_params", "validate_credentials", "secret_values"]
 
 
 def test_builtin_connectors_are_registered():
@@ -36,6 +36,12 @@ def test_connector_implements_the_interface(slug):
         assert schema.get("additionalProperties") is False
         assert isinstance(cls.validate_params(action_name, {}), dict)
         assert cls.validate_params(action_name, {}, partial=True) == {}
+    fields = cls.credential_fields
+    assert fields and all(isinstance(f, CredentialField) and f.label for f in fields)
+    assert len({f.name for f in fields}) == len(fields)
+    assert isinstance(cls.validate_credentials({}), dict)
+    everything = {f.name: (f.choices[-1] if f.choices else "value-123456") for f in fields}
+    assert cls.validate_credentials(everything) == {}, "a full credential set must be usable"
     connector = cls(ConnectionConfig(slug, {"token": "abcdef"}), idempotency_key="k", timeout=3)
     assert connector.timeout == 3 and connector.idempotency_key == "k"
     assert "abcdef" in connector.secret_values()
