@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from automation.exceptions import StepFailedError
+from automation.functions import response_mapping
 from automation.functions.redaction import register_secrets
 from automation.functions.registry import StepContext, function
 from automation.functions.templating import PLACEHOLDER, render_text
@@ -40,6 +41,8 @@ ACTIONS = (
     "dropbox.create_folder", "dropbox.upload_file", "dropbox.create_shared_link",
     "http.request", "webhook.post", "openai.chat_json",
 )
+# Actions whose params take a `response` mapping (automation.functions.response_mapping).
+MAPPED_RESPONSES = frozenset({"http.request"})
 # These send credentials to whatever URL the params name, so a connection is never
 # picked for them implicitly: without one named, they run without credentials.
 EXPLICIT_CONNECTION_ONLY = frozenset({"http", "webhook"})
@@ -58,17 +61,27 @@ def _register(qualified: str) -> None:
     _, _, spec = get_connector_action(qualified)
     schema = dict(spec.params_schema)
     schema["properties"] = {**schema.get("properties", {}), "connection": CONNECTION_PARAM}
+    mapped = qualified in MAPPED_RESPONSES
+    if mapped:
+        schema["properties"][response_mapping.PARAM] = response_mapping.SCHEMA
 
     def handler(ctx: StepContext) -> Any:
-        params = render_params(ctx.params or {}, ctx.scope, schema)
+        raw = dict(ctx.params or {})
+        mapping = raw.pop(response_mapping.PARAM, None) if mapped else None
+        params = render_params(raw, ctx.scope, schema)  # the mapping is not a template
         name = params.pop("connection", None)
         if provider == "dropbox" and params.get("content") in ENTITY_CONTENT:
             params["content"] = entity_content(_require_entity(ctx), params["content"])
-        return call_connector(ctx, provider=provider, action=action, connection_name=name,
-                              params=params)
+        output = call_connector(ctx, provider=provider, action=action, connection_name=name,
+                                params=params)
+        if mapping:
+            output = response_mapping.map_response(mapping, output, ctx.scope)
+            ctx.log(f"response mapped to {', '.join(output)}")
+        return output
 
     handler.__name__ = qualified.replace(".", "_")
-    function(qualified, schema=schema, description=spec.description, provider=provider)(handler)
+    function(qualified, schema=schema, description=spec.description, provider=provider,
+             check=response_mapping.mapping_errors if mapped else None)(handler)
 
 
 for _qualified in ACTIONS:

@@ -41,22 +41,26 @@ class FunctionSpec:
     description: str = ""
     cheap: bool = False
     provider: str | None = None
+    check: Callable[[dict], dict[str, list[str]]] | None = None
 
 
 _registry: dict[str, FunctionSpec] = {}
 
 
 def function(name: str, *, schema: dict | None = None, description: str = "",
-             cheap: bool = False, provider: str | None = None):
+             cheap: bool = False, provider: str | None = None,
+             check: Callable[[dict], dict[str, list[str]]] | None = None):
     """Register a Python function (or built-in action) under `name`.
 
     `cheap` marks local, fast work (no I/O): the worker may run it straight after the
-    step before it instead of a queue round trip.
+    step before it instead of a queue round trip. `check(params)` adds what a schema
+    cannot say (e.g. expressions that must compile), as `{path under config: [messages]}`;
+    it runs when a function is saved and before the step runs.
     """
 
     def decorator(handler: Callable[[StepContext], Any]):
-        _registry[name] = FunctionSpec(name, handler, schema, description or (handler.__doc__ or "").strip(),
-                                       cheap, provider)
+        doc = description or (handler.__doc__ or "").strip()
+        _registry[name] = FunctionSpec(name, handler, schema, doc, cheap, provider, check)
         return handler
 
     return decorator
@@ -66,7 +70,8 @@ def get_action(name: str) -> FunctionSpec:
     try:
         return _registry[name]
     except KeyError:
-        raise FunctionNotFoundError(f"Unknown action '{name}'.", fields={"action": [f"Unknown action '{name}'."]}) from None
+        message = f"Unknown action '{name}'."
+        raise FunctionNotFoundError(message, fields={"action": [message]}) from None
 
 
 def all_actions() -> dict[str, FunctionSpec]:
@@ -85,6 +90,9 @@ def validate_params(spec: FunctionSpec, params: Any) -> None:
         if error.validator == "required":
             path = f"{path}.{error.message.split(chr(39))[1]}"
         errors.setdefault(path, []).append(error.message)
+    if not errors and spec.check is not None and isinstance(params, dict):
+        for path, problems in spec.check(params).items():
+            errors.setdefault(f"config.{path}", []).extend(problems)
     if errors:
         first = next(iter(errors))
         raise FunctionConfigInvalidError(f"{first}: {errors[first][0]}", fields=errors)

@@ -131,3 +131,75 @@ def test_a_broken_template_fails_the_step_clearly(echo):
 
     assert run.status == Run.Status.FAILED
     assert "entity" in run.error["message"] and not echo.calls
+
+
+# -- response mapping ------------------------------------------------------------------
+
+def test_response_mapping_builds_the_step_output(order_type, echo):
+    function_save(name="register-order", action="http.request", config={
+        "method": "POST", "url": f"{echo.url}/orders", "json": {"ref": "{{ entity.reference }}"},
+        "response": {"status": "response.status", "path": "response.body.path",
+                     "sent": "response.body.body", "requestId": "response.headers['x-request-id']",
+                     "ok": "response.status === 200 && entity.data.total > 10.0"}})
+    process = process_save(slug="register", name="Register", definition={"steps": [
+        {"id": "call", "type": "function", "function": "register-order", "next": "use"},
+        {"id": "use", "type": "function", "function": "transform",
+         "config": {"params": {"output": {"id": "result.requestId"}}}}]})
+    order = entity_create(entity_type=order_type, reference="ORD-30", data=ORDER)
+
+    run = run_of(process, entity=order)
+
+    assert run.status == Run.Status.COMPLETED, run.error
+    call = StepRun.objects.get(run=run, step_id="call")
+    assert call.output == {"status": 200, "path": "/orders", "sent": '{"ref": "ORD-30"}',
+                           "requestId": "req-1", "ok": True}
+    assert run.result == {"id": "req-1"}  # the next step reads the mapped output
+    assert any("response mapped to status, path" in e["message"] for e in call.logs)
+
+
+def test_a_bad_mapping_expression_is_refused_when_the_function_is_saved(admin_client):
+    from automation.exceptions import FunctionConfigInvalidError
+    from automation.models import Function
+
+    with pytest.raises(FunctionConfigInvalidError) as caught:
+        function_save(name="broken", action="http.request", config={
+            "url": "https://api.example.com/x",
+            "response": {"id": "response.body.(", "ok": "true"}})
+
+    assert list(caught.value.fields) == ["config.response.id"]
+    assert caught.value.message.startswith("config.response.id: ")
+    with pytest.raises(FunctionConfigInvalidError) as not_text:
+        function_save(name="broken", action="http.request",
+                      config={"url": "https://api.example.com/x", "response": {"id": 5}})
+    assert "config.response.id" in not_text.value.fields
+
+    page = admin_client.post("/admin/automation/function/add/", {
+        "name": "broken", "action": "http.request", "description": "",
+        "config": json.dumps({"url": "https://api.example.com/x",
+                              "response": {"id": "response.body.("}})})
+    assert page.status_code == 200
+    [error] = page.context["adminform"].form.errors["config"]
+    assert error.startswith("config.response.id: ")
+    assert not Function.objects.exists()
+
+
+def test_a_mapping_that_fails_on_the_response_fails_the_step_by_name(echo):
+    process = one_step("http.request", url=f"{echo.url}/anything", retries=2,
+                       response={"id": "response.body.deal.id"})
+
+    run = run_of(process)
+
+    assert run.status == Run.Status.FAILED
+    assert run.error["code"] == "response_mapping_failed"
+    assert run.error["message"].startswith("Response mapping 'id' failed: ")
+    assert StepRun.objects.get(run=run).attempt == 1 and len(echo.calls) == 1  # not retried
+
+
+def test_a_bad_mapping_in_step_params_fails_before_any_request(echo):
+    process = one_step("http.request", url=f"{echo.url}/anything",
+                       response={"id": "response.body.("})
+
+    run = run_of(process)
+
+    assert run.status == Run.Status.FAILED and not echo.calls
+    assert run.error["message"].startswith("config.response.id: ")
