@@ -1,6 +1,11 @@
 """Built-in actions that need no outside system."""
 
+import smtplib
+from email.utils import formataddr, getaddresses
+
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
+from django.core.validators import validate_email
 
 from automation.exceptions import StepFailedError
 from automation.functions.registry import StepContext, function
@@ -58,14 +63,51 @@ def entity_update(ctx: StepContext) -> dict:
     },
 })
 def email_send(ctx: StepContext) -> dict:
-    """Send a mail through Django's email backend; {{ expressions }} in subject and body."""
+    """Send a mail through Django's email backend; {{ expressions }} in to, subject, body.
+
+    `to` is one address or a list; a string may hold several, comma-separated, and
+    `Name <address>` forms. Every address is checked before anything is sent."""
     to = ctx.params["to"]
-    recipients = [render_text(addr, ctx.scope) for addr in ([to] if isinstance(to, str) else to)]
+    rendered = [render_text(value, ctx.scope) for value in ([to] if isinstance(to, str) else to)]
+    recipients = _addresses(rendered, "to")
+    sender = None
+    if ctx.params.get("from"):
+        [sender] = _addresses([render_text(ctx.params["from"], ctx.scope)], "from", single=True)
     subject = render_text(ctx.params["subject"], ctx.scope)
-    sent = send_mail(subject, render_text(ctx.params.get("body", ""), ctx.scope),
-                     ctx.params.get("from"), recipients)
+    if "\n" in subject or "\r" in subject:
+        raise StepFailedError("email.send: the subject must be one line.",
+                              code="invalid_email", retryable=False)
+    body = render_text(ctx.params.get("body", ""), ctx.scope)
+    try:
+        sent = send_mail(subject, body, sender, recipients)
+    except (smtplib.SMTPException, OSError) as exc:  # a mail server that is down may recover
+        raise StepFailedError(f"email.send: the mail server refused or failed "
+                              f"({type(exc).__name__}: {exc}).", code="email_failed") from None
     ctx.log(f"sent to {', '.join(recipients)}")
     return {"sent": sent, "to": recipients, "subject": subject}
+
+
+def _addresses(values: list[str], field: str, *, single: bool = False) -> list[str]:
+    """The addresses in `values`, or a clear, non-retried step error naming the bad one."""
+    found: list[str] = []
+    for index, value in enumerate(values):
+        where = field if single else f"{field}[{index}]"
+        pairs = getaddresses([value]) if "\n" not in value and "\r" not in value else None
+        if not pairs:
+            raise StepFailedError(f"email.send: {where} {value!r} is not an email address.",
+                                  code="invalid_recipient", retryable=False)
+        for name, address in pairs:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise StepFailedError(
+                    f"email.send: {where} {value!r} is not a valid email address.",
+                    code="invalid_recipient", retryable=False) from None
+            found.append(formataddr((name, address)))
+    if not found or (single and len(found) > 1):
+        raise StepFailedError(f"email.send: give {'one address' if single else 'a recipient'} "
+                              f"in '{field}'.", code="invalid_recipient", retryable=False)
+    return found
 
 
 def _require_entity(ctx: StepContext):
