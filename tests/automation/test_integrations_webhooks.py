@@ -226,3 +226,54 @@ def test_subscription_needs_events_and_a_secret(receiver):
     with pytest.raises(webhooks.WebhookSubscriptionInvalidError) as no_secret:
         webhooks.webhook_subscription_create(url=receiver.url, events=["*"], secret="")
     assert "events" in no_events.value.fields and "secret" in no_secret.value.fields
+
+
+def test_a_human_step_delivers_approval_requested_signed(receiver):
+    from automation.models import ApprovalRequest
+
+    approvals = webhooks.webhook_subscription_create(
+        url=f"{receiver.url}/approvals", events=["approval.requested"], secret=SECRET)
+    webhooks.webhook_subscription_create(  # not subscribed to approvals: gets nothing
+        url=f"{receiver.url}/runs", events=["workflow.completed"], secret="whsec_other_123456")
+    process = process_save(slug="needs-approval", name="Needs approval", definition={"steps": [
+        {"id": "approve", "type": "human",
+         "config": {"approvers": ["manager@example.com"], "timeout": 86_400_000}}]})
+
+    run, _ = run_start(process=process, trigger={"type": "manual"}, input={"total": 12000})
+
+    run.refresh_from_db()
+    assert run.status == Run.Status.WAITING
+    approval = ApprovalRequest.objects.get(run=run)
+    [call] = receiver.calls
+    assert call.path == "/approvals"
+    verify(SECRET, call.body, call.headers["X-Entityflow-Signature"])
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.subscription == approvals and delivery.event == "approval.requested"
+    assert delivery.status == WebhookDelivery.Status.DELIVERED and delivery.attempts == 1
+    assert call.headers["X-Entityflow-Delivery"] == str(delivery.pk)
+    assert call.headers["X-Entityflow-Event"] == "approval.requested"
+    body = call.json()
+    assert body["event"] == "approval.requested" and body["id"] == str(approval.pk)
+    assert body["executionId"] == str(run.pk) and body["step"] == "approve"
+    assert body["approvers"] == ["manager@example.com"]
+    assert body["deadline"] == approval.deadline.isoformat()
+
+
+def test_approval_requested_to_a_failing_receiver_is_retried(receiver):
+    receiver.script(502, "bad gateway", times=1, content_type="text/plain")
+    webhooks.webhook_subscription_create(url=f"{receiver.url}/approvals",
+                                         events=["approval.requested"], secret=SECRET)
+    process = process_save(slug="needs-approval", name="Needs approval", definition={"steps": [
+        {"id": "approve", "type": "human", "config": {"approvers": ["group:managers"]}}]})
+
+    run_start(process=process, trigger={"type": "manual"})
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == WebhookDelivery.Status.PENDING and delivery.last_status_code == 502
+    make_due(delivery)
+    webhooks.deliveries_due_sweep()
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.DELIVERED and delivery.attempts == 2
+    assert [c.json()["event"] for c in receiver.calls[1:]] == ["approval.requested"]
+    for call in receiver.calls:
+        verify(SECRET, call.body, call.headers["X-Entityflow-Signature"])
