@@ -9,6 +9,12 @@ from entities.models import Entity, EntityEvent, EntityType
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def no_hubspot_token(monkeypatch):
+    """A token in the developer's environment would enable the HubSpot process."""
+    monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
+
+
 def load_demo(*args: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command("load_demo", *args, stdout=out, stderr=err)
@@ -57,3 +63,28 @@ def test_load_demo_tops_up_to_the_requested_number():
 def order_type_shape() -> tuple[int, int, int]:
     order = EntityType.objects.get(key="order")
     return order.statuses.count(), order.transitions.count(), order.requirements.count()
+
+
+def test_load_demo_sets_up_hubspot_but_stays_offline(settings):
+    from automation.demo import HUBSPOT_PLACEHOLDER
+    from automation.models import ApiProcess, Connection, Run
+    from automation.services.connections import connection_credentials
+
+    out, _ = load_demo("--orders", "10")
+
+    connection = Connection.objects.get(name="hubspot")
+    assert connection.provider == "hubspot" and connection.base_url == settings.HUBSPOT_BASE_URL
+    assert connection_credentials(connection) == {"accessToken": HUBSPOT_PLACEHOLDER}
+    assert HUBSPOT_PLACEHOLDER not in connection.credentials_encrypted
+    process = ApiProcess.objects.get(slug="copy-order-to-hubspot")
+    assert not process.enabled and process.entity_type.key == "order"
+    assert [t["type"] for t in process.definition["triggers"]] == ["status"]
+    assert [s["function"] for s in process.definition["steps"]] == [
+        "hubspot.upsert_contact", "hubspot.upsert_deal", "hubspot.associate"]
+    assert not Run.objects.filter(process=process).exists()
+    assert "Copy order to HubSpot (disabled)" in out
+    assert "set HUBSPOT_ACCESS_TOKEN" in out
+
+    load_demo("--orders", "10")
+    assert Connection.objects.filter(provider="hubspot").count() == 1
+    assert ApiProcess.objects.get(slug="copy-order-to-hubspot").versions.count() == 1

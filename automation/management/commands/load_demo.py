@@ -1,11 +1,16 @@
-"""Demo data: the `order` type, demo API processes, orders ORD-00001.. and a demo login.
-Safe to run again."""
+"""Demo data: the `order` type, demo API processes (and the `hubspot` connection they
+use), orders ORD-00001.. and a demo login. Safe to run again."""
 
 import time
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from automation.demo import demo_processes_ensure
+from automation.demo import (
+    COPY_TO_HUBSPOT_SLUG,
+    HUBSPOT_CONNECTION,
+    HUBSPOT_TOKEN_ENV,
+    demo_processes_ensure,
+)
 from entities.demo import (
     DEMO_PASSWORD,
     DEMO_USERNAME,
@@ -42,5 +47,12 @@ class Command(BaseCommand):
             f"Created {created} orders ({orders - created} already there) "
             f"in {time.monotonic() - started:.1f}s. Orders now: {summary or 'none'}."
         ))
-        self.stdout.write("Demo processes: " + ", ".join(p.name for p in processes))
+        self.stdout.write("Demo processes: " + ", ".join(
+            p.name + ("" if p.enabled else " (disabled)") for p in processes))
+        hubspot = next((p for p in processes if p.slug == COPY_TO_HUBSPOT_SLUG), None)
+        if hubspot is not None and not hubspot.enabled:
+            self.stdout.write(
+                f"{hubspot.name}: enter a HubSpot private-app token on the connection "
+                f"'{HUBSPOT_CONNECTION}' in the admin (or set {HUBSPOT_TOKEN_ENV} and run "
+                "load_demo again), then enable the process.")
         self.stdout.write(f"Demo login: {DEMO_USERNAME} / {DEMO_PASSWORD} (staff superuser)")
