@@ -16,19 +16,23 @@ from automation.engine import flow
 from automation.engine.graphs import graph_for
 from automation.engine.outcome import Outcome
 from automation.engine.scope import build_scope, load_entity
-from automation.engine.steps import run_step
+from automation.engine.steps import function_rows, run_step
 from automation.functions import StepContext
 from automation.models import Run, StepRun
 
 # A step whose worker keeps dying is given up after this many claims (DESIGN §8).
 CRASH_ATTEMPTS = 3
+# Where a step run's state remembers the attempt whose idempotency key a lost-worker
+# re-run must send again (see idempotency_key).
+KEY_ATTEMPT = "keyAttempt"
 
 
 def claim_step(step_run_id: int, *, lease_seconds: int) -> StepRun | None:
     """Take the step if it is due, or if the worker that held it let its lease expire.
 
     One conditional UPDATE decides, so two deliveries of one task cannot both win.
-    The returned row has `reclaimed` set when the previous attempt never reported back.
+    The returned row (with its run and process) has `reclaimed` set when the previous
+    attempt never reported back.
     """
     now = timezone.now()
     claim = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(), "attempt": F("attempt") + 1,
@@ -40,7 +44,7 @@ def claim_step(step_run_id: int, *, lease_seconds: int) -> StepRun | None:
             pk=step_run_id, status=StepRun.Status.RUNNING, lease_expires_at__lt=now).update(**claim))
         if not reclaimed:
             return None
-    step_run = StepRun.objects.get(pk=step_run_id)
+    step_run = StepRun.objects.select_related("run__process").get(pk=step_run_id)
     step_run.reclaimed = reclaimed
     return step_run
 
@@ -59,36 +63,51 @@ def wait_for_backoff(step_run_id: int) -> bool:
 
 
 def execute_step(step_run_id: int) -> None:
-    """Run the step, then any cheap steps it led to, each committed before the next."""
+    """Run the step, then any cheap steps it led to, each committed before the next.
+
+    The cheap successors arrive already claimed by this worker (queue.take_inline) and
+    share the run row loaded for the first one: a run's input, trigger and version never
+    change, and its status is read again under lock when each step is recorded.
+    """
     if settings.Q_CLUSTER.get("sync"):
-        _execute_one(step_run_id)
+        _execute_one(_claim(step_run_id))
         return
     from automation.engine.queue import inline_steps
 
-    with inline_steps(getattr(settings, "ENTITYFLOW_INLINE_STEPS", 20)) as inline:
-        _execute_one(step_run_id)
+    with inline_steps(getattr(settings, "ENTITYFLOW_INLINE_STEPS", 20)) as inline, function_rows():
+        step_run = _claim(step_run_id)
+        _execute_one(step_run)
+        run = step_run.run if step_run is not None else None
         while inline:
-            _execute_one(inline.popleft())
+            step_run = inline.popleft()
+            if run is not None and step_run.run_id == run.pk:
+                step_run.run = run
+            _execute_one(step_run)
+            run = step_run.run
 
 
-def _execute_one(step_run_id: int) -> None:
+def _claim(step_run_id: int) -> StepRun | None:
     lease = settings.ENTITYFLOW_STEP_LEASE_SECONDS
     step_run = claim_step(step_run_id, lease_seconds=lease)
     if step_run is None and wait_for_backoff(step_run_id):
         step_run = claim_step(step_run_id, lease_seconds=lease)
+    return step_run
+
+
+def _execute_one(step_run: StepRun | None) -> None:
     if step_run is None:
         return
-    run = Run.objects.select_related("process").get(pk=step_run.run_id)
+    run = step_run.run
     step = graph_for(run.version_id).steps[step_run.step_id]
     timeout = flow.step_timeout_seconds(step)
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)
-    if timeout and timeout + margin != lease:  # the lease follows the step's own time limit
+    if timeout and timeout + margin != settings.ENTITYFLOW_STEP_LEASE_SECONDS:
+        # the lease follows the step's own time limit
         StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(
             lease_expires_at=timezone.now() + timedelta(seconds=timeout + margin))
     started = time.monotonic()
     outcome = _outcome(run, step_run, step)
-    flow.complete_step(step_run.pk, step_run.claim, outcome,
-                       duration_ms=int((time.monotonic() - started) * 1000))
+    flow.complete_step(step_run, outcome, duration_ms=int((time.monotonic() - started) * 1000))
 
 
 def _outcome(run: Run, step_run: StepRun, step) -> Outcome:
@@ -99,12 +118,19 @@ def _outcome(run: Run, step_run: StepRun, step) -> Outcome:
         return lost
     entity = load_entity(run)
     scope = build_scope(run, step_run, entity)
+    step_run.scope_steps = scope["steps"]
     ctx = StepContext(
         run_id=str(run.pk), step_id=step.id, attempt=step_run.attempt, input=step_run.input,
-        params={}, scope=scope, entity=entity,
-        idempotency_key=f"{run.pk}:{step.id}:{step_run.scope}:{step_run.attempt}",
+        params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(step_run),
     )
     return flow_redacted(run_step(step, ctx))
+
+
+def idempotency_key(step_run: StepRun) -> str:
+    """run:step:scope:attempt, where a re-run after a lost worker keeps the attempt that
+    was lost: the outside system may have done the work, and must see the same key."""
+    attempt = step_run.state.get(KEY_ATTEMPT) or step_run.attempt
+    return f"{step_run.run_id}:{step_run.step_id}:{step_run.scope}:{attempt}"
 
 
 def _lost_attempt(step_run: StepRun, step) -> Outcome | None:
@@ -126,9 +152,9 @@ def _lost_attempt(step_run: StepRun, step) -> Outcome | None:
         code = "step_lost"
     if previous >= allowed:
         return Outcome.failed(f"{message} Giving up after {previous} attempt(s).", code=code)
-    StepRun.objects.filter(pk=step_run.pk).update(
-        logs=[*step_run.logs, {"message": f"{message} Running it again."}])
     step_run.logs = [*step_run.logs, {"message": f"{message} Running it again."}]
+    step_run.state = {**step_run.state, KEY_ATTEMPT: step_run.state.get(KEY_ATTEMPT) or previous}
+    StepRun.objects.filter(pk=step_run.pk).update(logs=step_run.logs, state=step_run.state)
     return None
 
 

@@ -14,3 +14,28 @@ def _graph(version_id: int) -> Graph:
 
 def graph_for(version_id: int) -> Graph:
     return _graph(version_id)
+
+
+@lru_cache(maxsize=1024)
+def _plain(version_id: int) -> bool:
+    graph = _graph(version_id)
+    return not any(graph.is_join(sid) or step.type == "loop" for sid, step in graph.steps.items())
+
+
+def is_plain(version_id: int) -> bool:
+    """No joins and no loops: nothing in the run is ever waiting on other step runs, so
+    after a step that scheduled a successor there is nothing to re-derive."""
+    return _plain(version_id)
+
+
+@lru_cache(maxsize=1024)
+def _sequential(version_id: int) -> bool:
+    graph = _graph(version_id)
+    return _plain(version_id) and all(len(step.next) <= 1 for step in graph.steps.values())
+
+
+def is_sequential(version_id: int) -> bool:
+    """Plain, and no step fans out: a run has at most one active step at any time, so
+    the outputs a step can see are exactly those of the steps before it, and the step
+    that ends the only branch ends the run."""
+    return _sequential(version_id)

@@ -33,15 +33,24 @@ def load_entity(run: Run) -> Entity | None:
     return Entity.objects.select_related("entity_type").filter(pk=run.entity_id).first()
 
 
-def build_scope(run: Run, step_run: StepRun, entity: Entity | None) -> dict[str, Any]:
-    chain = scope_chain(step_run.scope)
+def completed_outputs(run: Run, scope: str) -> dict[str, dict]:
+    """`steps` of a step's scope: every completed step of its scope and the enclosing ones
+    (an inner scope's step wins over an outer one of the same id)."""
+    chain = scope_chain(scope)
     outputs = StepRun.objects.filter(
         run_id=run.pk, scope__in=chain, status=StepRun.Status.COMPLETED
     ).values_list("step_id", "scope", "output")
     depth = {s: i for i, s in enumerate(chain)}
     steps: dict[str, dict] = {}
-    for sid, scope, output in sorted(outputs, key=lambda row: -depth[row[1]]):
+    for sid, row_scope, output in sorted(outputs, key=lambda row: -depth[row[1]]):
         steps[sid] = {"output": output}
+    return steps
+
+
+def build_scope(run: Run, step_run: StepRun, entity: Entity | None) -> dict[str, Any]:
+    steps = getattr(step_run, "known_steps", None)
+    if steps is None:
+        steps = completed_outputs(run, step_run.scope)
     snapshot = entity_snapshot(entity) if entity is not None else None
     scope: dict[str, Any] = {
         "input": run.input or {},

@@ -6,6 +6,7 @@ from typing import Any
 from django.utils import timezone
 
 from automation.definition import Graph, Step
+from automation.engine.graphs import is_plain, is_sequential
 from automation.engine.queue import enqueue_step
 from automation.models import ApprovalRequest, Run, StepRun
 
@@ -61,7 +62,20 @@ def branch_result(run: Run, scope: str) -> Any:
     return {step_id: output for step_id, output in ends} if ends else None
 
 
-def settle_run(run: Run, graph: Graph) -> None:
+def settle_run(run: Run, graph: Graph, *, created: list | None = None,
+               ended: StepRun | None = None) -> None:
+    """Shortcuts that need no re-read: `created`, the step runs the step just recorded
+    scheduled (in a run with no join and no loop they are active, so the run is running
+    and nothing else can change); `ended`, a step that completed and ended its branch
+    (in a sequential run the only branch: the run is complete with its output)."""
+    if created and is_plain(run.version_id):
+        if run.status != Run.Status.RUNNING:
+            run.status = Run.Status.RUNNING
+            run.save(update_fields=["status"])
+        return
+    if ended is not None and run.status != Run.Status.FAILED and is_sequential(run.version_id):
+        _finish_run(run, result=ended.output)
+        return
     for _ in range(1000):
         active = list(StepRun.objects.filter(run=run, status__in=ACTIVE)
                       .only("id", "step_id", "scope", "status", "step_type", "state"))
@@ -117,9 +131,9 @@ def _advance_loops(run: Run, graph: Graph, active: list[StepRun]) -> bool:
     return advanced
 
 
-def _finish_run(run: Run) -> None:
+def _finish_run(run: Run, *, result: Any = None) -> None:
     run.status = Run.Status.COMPLETED
-    run.result = branch_result(run, "")
+    run.result = branch_result(run, "") if result is None else result
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "result", "finished_at"])
     from automation.services import notifications

@@ -1,8 +1,11 @@
 """Running one step of each type. No database transaction is held here: function
 steps may call outside systems and take seconds."""
 
+import json
 import logging
+import threading
 import traceback
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.utils import timezone
@@ -17,6 +20,30 @@ from entities.exceptions import ExpressionError
 from entities.expressions import evaluate, evaluate_bool
 
 logger = logging.getLogger(__name__)
+_memo = threading.local()
+
+
+@contextmanager
+def function_rows():
+    """Within one task, look each named function up once: a chain of inline steps calling
+    `transform` would otherwise read the Function table once per step."""
+    previous = getattr(_memo, "rows", None)
+    _memo.rows = {}
+    try:
+        yield
+    finally:
+        _memo.rows = previous
+
+
+def _resolve(step: Step):
+    rows = getattr(_memo, "rows", None)
+    if rows is None:
+        return resolve_function(step.raw["function"], step.config)
+    key = (step.raw["function"], json.dumps(step.config.get("params"), sort_keys=True, default=str))
+    if key not in rows:
+        rows[key] = resolve_function(step.raw["function"], step.config)
+    spec, params, connection = rows[key]
+    return spec, dict(params), connection
 
 
 def run_step(step: Step, ctx: StepContext) -> Outcome:
@@ -49,7 +76,7 @@ def _is_connector_error(exc: Exception) -> bool:
 
 
 def run_function(step: Step, ctx: StepContext) -> Outcome:
-    spec, params, connection = resolve_function(step.raw["function"], step.config)
+    spec, params, connection = _resolve(step)
     validate_params(spec, params)
     ctx.params, ctx.connection = params, connection
     if "input" in step.config:
