@@ -22,32 +22,53 @@ def run_start(
     """Start a run on the process's current version (or `version`).
 
     Returns (run, created). With an idempotency key, a second start with the same key
-    returns the first run and starts nothing: the unique key decides, inside a savepoint,
-    so concurrent starts cannot both win and the common case costs no extra query.
+    returns the first run and starts nothing: the unique key decides (an INSERT that
+    skips a conflict), so concurrent starts cannot both win, and no savepoint is needed
+    inside a caller's transaction (the event dispatch), which saves two round trips.
     """
     if not process.enabled and trigger.get("type") != "retry":
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
     version = version or process.current_version
     graph = graph_for(version.pk)
-    try:
-        with transaction.atomic():
-            run = Run.objects.create(
-                process=process, version=version, trigger=trigger, input=input or {},
-                parameters=parameters or {}, entity=entity, event=event, batch=batch,
-                idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
-                started_at=timezone.now(),
-            )
-            first = graph.steps[graph.start]
-            step_run = StepRun.objects.create(run=run, step_id=first.id, step_type=first.type,
-                                              input=input or {})
-            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
-    except IntegrityError:
+    run = Run(process=process, version=version, trigger=trigger, input=input or {},
+              parameters=parameters or {}, entity=entity, event=event, batch=batch,
+              idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
+              started_at=timezone.now())
+    with transaction.atomic(savepoint=False):
         if idempotency_key:
-            existing = Run.objects.filter(idempotency_key=idempotency_key).first()
-            if existing:
+            if not _insert_unless_taken(run):
+                existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+                if existing is None:
+                    raise IntegrityError(f"run with key {idempotency_key!r} was not written")
                 return existing, False
-        raise
+        else:
+            run.save(force_insert=True)
+        first = graph.steps[graph.start]
+        step_run = StepRun.objects.create(run=run, step_id=first.id, step_type=first.type,
+                                          input=input or {})
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
     return run, True
+
+
+def _insert_unless_taken(run: Run) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING (SQLite: INSERT OR IGNORE); False if the row was
+    not written because its idempotency key is taken."""
+    from django.db import connections, router
+    from django.db.models.constants import OnConflict
+    from django.db.models.sql import InsertQuery
+
+    using = router.db_for_write(Run)
+    fields = [f for f in Run._meta.concrete_fields if not f.generated]
+    query = InsertQuery(Run, on_conflict=OnConflict.IGNORE)
+    query.insert_values(fields, [run])
+    inserted = 0
+    with connections[using].cursor() as cursor:
+        for sql, params in query.get_compiler(using=using).as_sql():
+            cursor.execute(sql, params)
+            inserted += cursor.rowcount
+    if inserted:
+        run._state.adding, run._state.db = False, using
+    return bool(inserted)
 
 
 def run_cancel(*, run: Run) -> Run:
