@@ -4,7 +4,9 @@ Creating a batch only counts and records it (fast, whatever the size); the worke
 fans out in chunks by primary key, so memory stays flat and cancel takes effect
 between chunks."""
 
+import logging
 import uuid
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Count
@@ -12,7 +14,7 @@ from django.utils import timezone
 
 from automation.engine.flow import step_timeout_seconds
 from automation.engine.graphs import graph_for
-from automation.engine.queue import enqueue_step
+from automation.engine.queue import ring_many
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, Batch, Run, StepRun
 from automation.services.runs import run_retry
@@ -20,6 +22,7 @@ from entities.models import Entity, EntityType
 from entities.selectors import entity_filter
 
 CHUNK = 500
+logger = logging.getLogger(__name__)
 
 
 def batch_entities(entity_type: EntityType, spec: dict):
@@ -47,7 +50,23 @@ def _enqueue_fanout(batch_id) -> None:
         return
     from django_q.tasks import async_task
 
-    async_task("automation.tasks.batch_fanout", str(batch_id), timeout=3600, save=False, sync=False)
+    try:
+        async_task("automation.tasks.batch_fanout", str(batch_id), timeout=3600, save=False, sync=False)
+    except Exception:  # the batch is committed: the sweeper enqueues its fan-out later
+        logger.warning("could not enqueue the fan-out of batch %s; the sweeper will", batch_id,
+                       exc_info=True)
+
+
+def batches_sweep(*, older_than_seconds: float = 60) -> int:
+    """Enqueue the fan-out of batches that never started (their task was lost). A
+    second delivery is harmless: the fan-out resumes from the batch's cursor, and runs
+    are unique per (batch, entity)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(Batch.objects.filter(status=Batch.Status.PENDING, started_at__isnull=True,
+                                    created_at__lte=cutoff).values_list("pk", flat=True)[:100])
+    for batch_id in ids:
+        _enqueue_fanout(batch_id)
+    return len(ids)
 
 
 def batch_fanout_run(batch_id) -> None:
@@ -87,8 +106,9 @@ def _create_chunk(batch: Batch, entity_ids: list) -> None:
         batch.created_runs += len(created)
         step_ids = [s.pk for s in steps] if all(s.pk for s in steps) else list(
             StepRun.objects.filter(run_id__in=created).values_list("pk", flat=True))
-        for step_id in step_ids:
-            enqueue_step(step_id, timeout=step_timeout_seconds(first))
+        timeout = step_timeout_seconds(first)
+        # one broker round trip for the chunk, after its commit (not one INSERT each)
+        transaction.on_commit(lambda: ring_many(step_ids, timeout=timeout))
 
 
 def batch_progress(batch: Batch) -> dict:

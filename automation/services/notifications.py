@@ -35,7 +35,9 @@ def notify(event: str, payload: dict) -> list[WebhookDelivery]:
             deliveries.append(WebhookDelivery.objects.create(
                 subscription=subscription, event=event, payload=payload))
     for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: _send(pk))
+        # robust: a broker that is down must not fail what was committed (the webhook
+        # sweeper sends the delivery later) nor skip the other after-commit doorbells
+        transaction.on_commit(lambda pk=delivery.pk: _send(pk), robust=True)
     return deliveries
 
 

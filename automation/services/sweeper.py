@@ -1,5 +1,6 @@
 """Finds work that a crash or a lost task left behind and rings the doorbell again."""
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,21 +13,39 @@ from automation.models import StepRun
 from automation.services.approvals import approvals_expire
 from entities.outbox import events_sweep
 
+logger = logging.getLogger(__name__)
+
 
 def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000) -> int:
-    """Re-enqueue steps whose lease expired (worker died) or whose task never came."""
+    """Re-enqueue steps whose lease expired (worker died) or whose task never came.
+
+    A step is rung again only once per grace period: a doorbell still waiting behind a
+    backlog is not duplicated on every pass (`rung_at` records the sweeper's last ring;
+    the first doorbell is the step's creation or its `not_before`). Stops at the first
+    doorbell the broker refuses: it is down, and the next pass tries again.
+    """
     now = timezone.now()
     grace = pending_grace_seconds
     if grace is None:
         grace = getattr(settings, "ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS", 60)
+    cutoff = now - timedelta(seconds=grace)
+    not_rung_lately = Q(rung_at__isnull=True) | Q(rung_at__lte=cutoff)
     lost = StepRun.objects.annotate(due=Coalesce("not_before", "created_at")).filter(
-        Q(status=StepRun.Status.RUNNING, lease_expires_at__lt=now)
-        | Q(status=StepRun.Status.PENDING, due__lte=now - timedelta(seconds=grace))
-    ).values_list("pk", flat=True)[:limit]
-    ids = list(lost)
-    for step_run_id in ids:
-        send_step(step_run_id)
-    return len(ids)
+        (Q(status=StepRun.Status.RUNNING, lease_expires_at__lt=now)
+         | Q(status=StepRun.Status.PENDING, due__lte=cutoff)) & not_rung_lately
+    ).order_by().values_list("pk", flat=True)[:limit]
+    rung = []
+    for step_run_id in list(lost):
+        try:
+            send_step(step_run_id)
+        except Exception:
+            logger.warning("sweeper could not enqueue step run %s; trying again next pass",
+                           step_run_id, exc_info=True)
+            break
+        rung.append(step_run_id)
+    if rung:
+        StepRun.objects.filter(pk__in=rung).update(rung_at=now)
+    return len(rung)
 
 
 def sweep_all() -> dict:
@@ -34,5 +53,8 @@ def sweep_all() -> dict:
 
     from automation.triggers.schedules import sync_schedules
 
+    from automation.services.batches import batches_sweep
+
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
-            "webhooks": deliveries_due_sweep(), "schedules": sync_schedules()}
+            "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
+            "batches": batches_sweep()}
