@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from automation.engine.graphs import graph_for
 from automation.models import Run, StepRun
 from entities.models import Entity
 from entities.outbox import entity_snapshot
@@ -49,6 +50,8 @@ def completed_outputs(run: Run, scope: str) -> dict[str, dict]:
 
 def build_scope(run: Run, step_run: StepRun, entity: Entity | None) -> dict[str, Any]:
     steps = getattr(step_run, "known_steps", None)
+    if steps is None and not step_run.scope and step_run.step_id == graph_for(run.version_id).start:
+        steps = {}  # the run's first step: nothing before it can have completed (no cycles)
     if steps is None:
         steps = completed_outputs(run, step_run.scope)
     snapshot = entity_snapshot(entity) if entity is not None else None

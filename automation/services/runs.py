@@ -28,9 +28,9 @@ def run_start(
     """
     if not process.enabled and trigger.get("type") != "retry":
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
-    version = version or process.current_version
-    graph = graph_for(version.pk)
-    run = Run(process=process, version=version, trigger=trigger, input=input or {},
+    version_id = version.pk if version is not None else process.current_version_id  # no fetch
+    graph = graph_for(version_id)
+    run = Run(process=process, version_id=version_id, trigger=trigger, input=input or {},
               parameters=parameters or {}, entity=entity, event=event, batch=batch,
               idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
               started_at=timezone.now())

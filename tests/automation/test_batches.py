@@ -98,3 +98,49 @@ def test_run_process_command_refuses_unknown_process():
 
     with pytest.raises(CommandError, match="No process 'nope'"):
         call_command("run_process", "nope")
+
+
+def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, record_process,
+                                                                 settings, monkeypatch):
+    """Queued mode: a chunk's doorbells are sent together after its commit, one per step,
+    as packages the workers can read (whichever broker this lane uses)."""
+    from django_q.brokers import get_broker
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    from automation.engine import queue
+    from automation.models import StepRun
+
+    monkeypatch.setattr(batches, "CHUNK", 4)
+    make_orders(order_type, 10)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    broker = get_broker(f"{settings.Q_CLUSTER['name']}-batch-ring")
+    monkeypatch.setattr(queue, "_broker", lambda: broker)
+    batch = batch_create(entity_type=order_type, process=record_process)
+    batches.batch_fanout_run(batch.pk)
+    if settings.Q_CLUSTER.get("redis"):
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+        broker.connection.delete(broker.list_key)
+    else:
+        payloads = [row.payload for row in OrmQ.objects.filter(key=broker.list_key)]
+    tasks = [SignedPackage.loads(p) for p in payloads]
+    steps = set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
+    assert len(steps) == 10 and sorted(t["args"][0] for t in tasks) == sorted(steps)
+    assert {t["func"] for t in tasks} == {queue.TASK}
+
+
+def test_a_batch_whose_fan_out_was_never_enqueued_is_enqueued_by_the_sweeper(
+        order_type, record_process, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_orders(order_type, 3)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    batch = batch_create(entity_type=order_type, process=record_process)  # its task was lost
+    Batch.objects.filter(pk=batch.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
+    assert batches.batches_sweep() == 1
+    batch.refresh_from_db()
+    assert Run.objects.filter(batch=batch).count() == 3
+    assert batches.batches_sweep() == 0
