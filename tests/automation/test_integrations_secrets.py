@@ -105,7 +105,7 @@ def test_each_provider_checks_its_credentials():
     from automation.services.connections import ConnectionInvalidError
 
     with pytest.raises(ConnectionInvalidError) as hubspot:
-        connection_create(provider="hubspot", name="hs", credentials={})
+        connection_create(provider="hubspot", name="hs", credentials={"accessToken": ""})
     with pytest.raises(ConnectionInvalidError) as dropbox:
         connection_create(provider="dropbox", name="box", credentials={"refreshToken": "r-123456"})
     with pytest.raises(ConnectionInvalidError) as http:
@@ -116,6 +116,9 @@ def test_each_provider_checks_its_credentials():
     assert http.value.message == ("credentials.apiKey: API key is required for apiKey "
                                   "authentication.")
     assert "r-123456" not in str(dropbox.value.fields) and not Connection.objects.exists()
+    draft = connection_create(provider="dropbox", name="later", credentials={})  # none yet
+    ok, message = connection_test(draft)
+    assert not ok and message == "The Dropbox connection has no accessToken."
 
 
 def test_credentials_changes_keep_what_is_not_named():
