@@ -27,7 +27,11 @@ def enqueue_step(step_run_id: int, *, timeout: int | None = None) -> None:
 
 
 def ring(step_run_id: int, *, timeout: int | None = None) -> bool:
-    """Send one doorbell now; False (logged) when the broker would not take it."""
+    """Send one doorbell now; False (logged) when the broker would not take it. (In
+    synchronous mode the step runs here, and its errors are not the broker's.)"""
+    if settings.Q_CLUSTER.get("sync"):
+        _run_inline(step_run_id)
+        return True
     try:
         send_step(step_run_id, timeout=timeout)
     except Exception:  # the database is the truth: the sweeper rings again later
