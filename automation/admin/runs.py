@@ -1,6 +1,7 @@
 """Run history: a filtered list, and the run page in place of the change form."""
 
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.urls import path, reverse
 from django.utils.html import format_html
 
@@ -9,7 +10,7 @@ from automation.models import Run
 from automation.views.common import bind
 from automation.views.present import between, status_pill
 from automation.views.runs import run_cancel_view, run_page, run_retry_view, run_status
-from entities.models import EntityType
+from entities.models import Entity, EntityType
 
 
 class EntityTypeFilter(admin.SimpleListFilter):
@@ -28,6 +29,32 @@ class EntityTypeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class EntityFilter(admin.SimpleListFilter):
+    """One entity's runs (`?entity=<id>`, linked from the entity page). Shown only while
+    set: there are too many entities to list; the search box finds them by reference."""
+
+    title = "entity"
+    parameter_name = "entity"
+
+    def lookups(self, request, model_admin):
+        entity = self._entity()
+        return [(str(entity.pk), entity.reference)] if entity else []
+
+    def queryset(self, request, queryset):
+        entity = self._entity()
+        return queryset.filter(entity=entity) if entity else queryset
+
+    def _entity(self) -> Entity | None:
+        if not hasattr(self, "_chosen"):
+            try:
+                self._chosen = (
+                    Entity.objects.only("id", "reference").filter(pk=self.value()).first()
+                )
+            except (ValueError, ValidationError):
+                self._chosen = None
+        return self._chosen
+
+
 @admin.register(Run)
 class RunAdmin(ReadOnlyAdmin):
     list_display = [
@@ -43,6 +70,7 @@ class RunAdmin(ReadOnlyAdmin):
         "status",
         "process",
         EntityTypeFilter,
+        EntityFilter,
         "created_at",
     ]
     list_select_related = ["process", "entity"]
@@ -63,6 +91,9 @@ class RunAdmin(ReadOnlyAdmin):
             path("<path:object_id>/status/", bind(self, run_status), name="automation_run_status"),
             *super().get_urls(),
         ]
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Run history", **(extra_context or {})})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         return run_page(request, self, object_id)

@@ -39,10 +39,16 @@ def _batch(object_id) -> Batch:
     )
 
 
+def progress_of(batch: Batch) -> dict:
+    """The service's progress plus how many runs the fan-out has created so far (the
+    page shows it while a worker is still creating them)."""
+    return {**batch_progress(batch), "created": batch.created_runs}
+
+
 def batch_page(request, model_admin, object_id):
     require_perm(request, "automation.view_batch", "automation.add_batch")
     batch = _batch(object_id)
-    progress = batch_progress(batch)
+    progress = progress_of(batch)
     chips = [
         (FILTER_LABELS.get(k, k), str(v)[:10] if k.endswith(("From", "To")) else v)
         for k, v in (batch.filter or {}).items()
@@ -120,7 +126,7 @@ def batch_outcomes(request, model_admin, object_id):
 @require_GET
 def batch_progress_view(request, model_admin, object_id):
     require_perm(request, "automation.view_batch", "automation.add_batch")
-    return JsonResponse(batch_progress(_batch(object_id)))
+    return JsonResponse(progress_of(_batch(object_id)))
 
 
 @require_POST

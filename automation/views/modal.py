@@ -1,7 +1,6 @@
 """The "Process entity" modal on the entity page: pick an applicable process, see its
 dry-run, start it. The modal then polls the run's status endpoint (views.runs)."""
 
-import importlib
 import json
 
 from django.db.models import Q
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from automation.exceptions import AutomationError
 from automation.models import ApiProcess
+from automation.services.dry_run import dry_run
 from automation.services.runs import run_start
 from automation.views.common import json_error, json_service_error, require_perm
 from entities.models import Entity
@@ -96,11 +96,7 @@ def entity_run(request, model_admin, entity_id):
 def _dry_run(process: ApiProcess, entity: Entity) -> tuple[dict | None, str | None]:
     """The dry_run service's preview, normalised for the template (or why there is none)."""
     try:
-        service = importlib.import_module("automation.services.dry_run")
-    except ImportError:  # the service arrived separately; the modal still runs without it
-        return None, "A dry-run preview is not available on this installation."
-    try:
-        result = service.dry_run(process=process, entity=entity)
+        result = dry_run(process=process, entity=entity)
     except AutomationError as exc:
         return None, exc.message
     return normalize_dry_run(result or {}), None

@@ -126,6 +126,7 @@ def _act(request, object_id, service, done: str):
 def run_status(request, model_admin, object_id):
     require_perm(request, "automation.view_run", "automation.change_run", "automation.add_run")
     run = get_or_404(Run.objects.only("id", "status", "error", "finished_at", "result"), object_id)
+    current = run.steps.order_by("-id").values("step_id", "status").first()
     return JsonResponse(
         {
             "id": str(run.pk),
@@ -133,6 +134,9 @@ def run_status(request, model_admin, object_id):
             "finished": run.is_finished,
             "error": run.error,
             "steps": run.steps.count(),
+            "current": {"step": current["step_id"], "status": current["status"]}
+            if current
+            else None,
             "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
             "url": reverse("admin:automation_run_change", args=[run.pk]),
         }

@@ -1,7 +1,10 @@
 """Browser tests: Playwright's Python package driving Debian's chromium against
-pytest-django's live_server. The live server and the test share the database, and the
-test settings run queued steps in-process, so a run started from the page finishes
-inside that request.
+pytest-django's live_server. The live server and the test share the database.
+
+By default the test settings run queued work in-process, so a run started from a page
+finishes inside that request. Tests that must see work in progress (a batch's bar
+moving, a run going from pending to completed) take `ui_worker` instead: queued work
+goes to the broker and a real `qcluster` process runs it, as in production.
 
 Without chromium (or the playwright package) these tests skip, saying why; with
 CI=true they fail instead, so CI cannot pass without running them.
@@ -13,10 +16,12 @@ import shutil
 import pytest
 from django.conf import settings
 from django.test import Client
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 
-from automation.exceptions import StepFailedError
-from automation.functions import function
+import tests.ui.worker_functions  # noqa: F401  (the functions the tests' processes call)
 from tests.ui.support import STAFF_EMAIL
+from tests.worker import Worker
 
 # Playwright's sync API keeps an event loop in this thread; Django would otherwise take
 # every ORM call the test makes for one from async code.
@@ -30,34 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--headless",
 ]
-
-
-# --- Functions the browser tests' processes call -----------------------------------------
-
-
-@function("ui.ship")
-def ship(ctx):
-    ctx.log("label printed", carrier="postnord")
-    return {"shipped": ctx.entity.reference if ctx.entity else None}
-
-
-@function("ui.convert-currency")
-def convert_currency(ctx):
-    """Fails for an order without an exchange rate in its data (the tests "fix" that)."""
-    data = ctx.entity.data if ctx.entity else {}
-    ctx.log("looking up exchange rate", currency=data.get("currency"))
-    if not data.get("fxRate"):
-        raise StepFailedError(
-            f"No exchange rate for {data.get('currency')}", code="no_fx_rate", retryable=False
-        )
-    return {"totalEur": round(data["total"] * data["fxRate"], 2)}
-
-
-@function("ui.reserve-stock")
-def reserve_stock(ctx):
-    ctx.log("calling the warehouse", sku="SKU-1138")
-    ctx.log("warehouse answered 503")
-    raise RuntimeError("warehouse said no: out of stock for SKU-1138")
 
 
 # --- Browser -------------------------------------------------------------------------------
@@ -80,7 +57,10 @@ def browser():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true requires the browser tests to run")
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions wait for a state, never sleep: generous enough for a loaded 2-core CI.
+    expect.set_options(timeout=20_000)
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
@@ -117,3 +97,43 @@ def page(browser, live_server, staff):
     yield page
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+# --- A real worker -------------------------------------------------------------------------
+
+WORKER_FUNCTIONS = "tests.ui.worker_functions"
+
+
+@pytest.fixture
+def queued(settings, monkeypatch):
+    """Queued work goes onto the broker instead of running inside the request."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+
+def _purge_queue() -> None:
+    """Doorbells left by an earlier test (Redis outlives the database flush) must not
+    keep the next test's worker busy."""
+    get_broker().purge_queue()
+
+
+@pytest.fixture
+def ui_worker(queued, tmp_path):
+    """`ui_worker(**env)` starts a real qcluster on the test database; every one started
+    is stopped after the test (its log is printed, shown when the test fails)."""
+    started: list[tuple[Worker, object]] = []
+
+    def start(**env: str) -> Worker:
+        _purge_queue()
+        log = tmp_path / f"worker-{len(started) + 1}.log"
+        worker = Worker(log, ENTITYFLOW_FUNCTION_MODULES=WORKER_FUNCTIONS, **env)
+        started.append((worker, log))
+        return worker
+
+    yield start
+    for worker, log in started:
+        worker.kill()  # nothing to finish gracefully: the database is flushed next
+        worker.log.close()
+        print(f"--- {log.name} (last lines)")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+    _purge_queue()

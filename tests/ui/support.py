@@ -24,3 +24,16 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.started
+
+
+# The batch page caught part-way: null until the bar is between 0 and 100 % with a rate
+# and an ETA shown, then the numbers on the page at that moment.
+LIVE_PROGRESS = """() => {
+  const text = (selector) => document.querySelector(selector).textContent.trim();
+  const count = (key) => Number(text('[data-k="' + key + '"]').replace(/[^0-9.]/g, ""));
+  const percent = parseFloat(text("#ef-percent"));
+  const rate = text('[data-k="rate"]'), eta = text('[data-k="eta"]');
+  if (!(percent > 0 && percent < 100) || rate === "—" || eta === "—") return null;
+  return {percent, rate, eta, status: text("#ef-batch-status"), queued: count("queued"),
+          running: count("running"), done: count("done"), failed: count("failed")};
+}"""

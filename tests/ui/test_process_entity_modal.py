@@ -1,6 +1,5 @@
-"""A staff user processes one demo order from its page, without leaving it."""
-
-import importlib.util
+"""A staff user processes one demo order from its page, without leaving it: the dry
+run, then the run itself, which a real worker executes while the modal follows it."""
 
 import pytest
 from playwright.sync_api import expect
@@ -31,24 +30,37 @@ def processes(order_type):
         slug="ship-order",
         name="Ship order",
         entity_type=order_type,
-        description="Checks the total, then books the carrier.",
+        description="Checks the total and the size, then books the carrier.",
         definition={
             "steps": [
                 {
                     "id": "check-total",
                     "type": "condition",
                     "condition": "entity.data.total > 0",
-                    "next": "book-carrier",
+                    "next": "big-order",
                     "config": {"else": "hold"},
                 },
-                {"id": "book-carrier", "type": "function", "function": "ui.ship"},
+                {
+                    "id": "big-order",
+                    "type": "condition",
+                    "condition": "entity.data.items > 100",
+                    "next": "hold",
+                    "config": {"else": "book-carrier"},
+                },
+                {
+                    "id": "book-carrier",
+                    "type": "function",
+                    "function": "ui.ship",
+                    "config": {"params": {"seconds": 3}},  # long enough to be seen running
+                },
                 {"id": "hold", "type": "function", "function": "ui.ship"},
             ]
         },
     )
 
 
-def test_process_an_order_from_its_page(page, order, processes):
+def test_process_an_order_from_its_page(page, order, processes, ui_worker):
+    ui_worker()
     page.goto(f"/admin/entities/entity/{order.pk}/change/")
     page.evaluate("window.__samePage = true")
     page.get_by_role("button", name="Process entity").click()
@@ -58,15 +70,26 @@ def test_process_an_order_from_its_page(page, order, processes):
     dialog.get_by_label("Ship order").check()
     dry = dialog.locator("#ef-dry-result[data-process='ship-order']")
     expect(dry).to_be_visible()
-    if importlib.util.find_spec("automation.services.dry_run") is not None:
-        expect(dry).to_contain_text("check-total")
-        expect(dry).to_contain_text("book-carrier")
+    step = lambda sid: dry.locator("li", has=page.locator(f"text='{sid}'"))  # noqa: E731
+    # Each condition with its value, the steps that would run, the one that would not.
+    expect(step("check-total")).to_contain_text("entity.data.total > 0")
+    expect(step("check-total").locator(".ef-val")).to_have_text("→ true")
+    expect(step("big-order")).to_contain_text("entity.data.items > 100")
+    expect(step("big-order").locator(".ef-val")).to_have_text("→ false")
+    expect(step("book-carrier")).to_have_class("ef-run-yes")
+    expect(step("hold")).to_have_class("ef-run-no ef-skip")
     expect(dry).to_contain_text("Requirements")
     shot(page, "01-entity-modal-dry-run", full_page=False)
 
     dialog.get_by_role("button", name="Run").click()
+    # The worker has the run: the modal shows it unfinished, on its slow step, and then
+    # finished, by polling (no reload).
+    running = dialog.locator("#ef-run-state[data-status='running']")
+    expect(running).to_be_visible()
+    expect(running).to_contain_text("book-carrier", timeout=60_000)
+    shot(page, "02-entity-modal-running", full_page=False)
     state = dialog.locator("#ef-run-state[data-status='completed']")
-    expect(state).to_be_visible()
+    expect(state).to_be_visible(timeout=60_000)
     expect(state).to_contain_text("completed")
     assert page.evaluate("window.__samePage") is True  # no reload happened
     shot(page, "02-entity-modal-completed", full_page=False)

@@ -25,6 +25,10 @@
     bar.setAttribute("aria-valuenow", p.percent);
     document.getElementById("ef-percent").textContent = p.percent + "%";
     document.getElementById("ef-total").textContent = EF.num(total);
+    const created = document.getElementById("ef-created");
+    created.dataset.created = p.created;
+    created.hidden = p.created >= total || p.status === "cancelled";
+    created.querySelector("b").textContent = EF.num(p.created);
     ["queued", "running", "done", "failed", "cancelled"].forEach((k) => {
       root.querySelector('[data-k="' + k + '"]').textContent = EF.num(p[k]);
     });

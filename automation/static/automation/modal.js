@@ -45,8 +45,10 @@
     const finished = body.finished;
     const error = body.error && body.status === "failed" ? '<p class="ef-small" style="color:var(--ef-red);margin:6px 0 0">' +
       EF.esc(body.error.message) + "</p>" : "";
+    const step = !finished && body.current ? '<span class="ef-quiet ef-small" id="ef-run-step">step <span class="ef-mono">' +
+      EF.esc(body.current.step) + "</span> " + EF.esc(body.current.status) + "</span>" : "";
     live.innerHTML = '<div class="ef-live" id="ef-run-state" data-status="' + EF.esc(body.status) + '">' +
-      (finished ? "" : '<span class="ef-spinner"></span>') + "<b>Run</b> " + EF.pill(body.status) +
+      (finished ? "" : '<span class="ef-spinner"></span>') + "<b>Run</b> " + EF.pill(body.status) + step +
       '<a style="margin-left:auto" href="' + EF.esc(body.url || body.runUrl) + '" id="ef-open-run">Open the run →</a></div>' + error;
   }
 
