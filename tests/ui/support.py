@@ -11,7 +11,7 @@ def shot(page, name: str, *, full_page: bool = True) -> Path:
     """A screenshot for people to look at (test-artifacts/ is not committed)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    page.screenshot(path=str(path), full_page=full_page, animations="disabled")
     return path
 
 
