@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from automation.engine.flow import step_timeout_seconds
 from automation.engine.graphs import graph_for
-from automation.engine.queue import ring_many
+from automation.engine.queue import enqueue_many
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, Batch, Run, StepRun
 from automation.services.runs import run_retry
@@ -107,8 +107,8 @@ def _create_chunk(batch: Batch, entity_ids: list) -> None:
         step_ids = [s.pk for s in steps] if all(s.pk for s in steps) else list(
             StepRun.objects.filter(run_id__in=created).values_list("pk", flat=True))
         timeout = step_timeout_seconds(first)
-        # one broker round trip for the chunk, after its commit (not one INSERT each)
-        transaction.on_commit(lambda: ring_many(step_ids, timeout=timeout))
+        # one broker round trip for the whole chunk (not one INSERT or push each)
+        enqueue_many(step_ids, timeout=timeout)
 
 
 def batch_progress(batch: Batch) -> dict:
