@@ -76,7 +76,7 @@ def _register(qualified: str) -> None:
                                 params=params)
         if mapping:
             output = response_mapping.map_response(mapping, output, ctx.scope)
-            ctx.log(f"response mapped to {', '.join(output)}")
+            ctx.log(f"response mapped to {', '.join(sorted(output))}")
         return output
 
     handler.__name__ = qualified.replace(".", "_")
