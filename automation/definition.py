@@ -14,6 +14,7 @@ STEP_TYPES = {"function", "condition", "parallel", "loop", "human", "agent"}
 TRIGGER_TYPES = {"status", "event", "schedule", "webhook", "manual"}
 MAX_STEPS = 500
 STEP_KEYS = {"id", "name", "type", "function", "condition", "next", "config", "description"}
+TRIGGER_KEYS = {"type", "config", "condition", "name", "description"}
 
 
 @dataclass
@@ -250,6 +251,9 @@ def _check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
         if not isinstance(trig, dict) or trig.get("type") not in TRIGGER_TYPES:
             errors.add(f"{path}.type", f"Trigger type must be one of {', '.join(sorted(TRIGGER_TYPES))}.")
             continue
+        for key in sorted(set(trig) - TRIGGER_KEYS, key=str):
+            errors.add(f"{path}.{key}", f"Unknown key '{key}'; a trigger has "
+                                        f"{', '.join(sorted(TRIGGER_KEYS))}.")
         config = trig.get("config") or {}
         if not isinstance(config, dict):
             errors.add(f"{path}.config", "config must be an object.")

@@ -34,6 +34,13 @@ class EntityDataInvalidError(EntitiesError):
     default_message = "The entity data does not match its type's schema."
 
 
+class UnstorableTextError(EntityDataInvalidError):
+    """NUL characters and lone surrogates: PostgreSQL refuses them, so every database does."""
+
+    code = "invalid"
+    default_message = "The text holds characters that cannot be stored."
+
+
 class ExpressionError(EntitiesError):
     """Base of every expression failure; `message` is safe to show to users."""
 

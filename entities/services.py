@@ -1,5 +1,6 @@
 """Every write to entities goes through here."""
 
+import re
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -10,6 +11,7 @@ from entities.exceptions import (
     EntityDataInvalidError,
     StaleEntityError,
     TransitionNotAllowedError,
+    UnstorableTextError,
 )
 from entities.models import Entity, EntityType, ExternalLink
 from entities.requirements import TypeRules, failing, load_rules, settle
@@ -25,6 +27,57 @@ def entity_scope(entity: Entity) -> dict[str, Any]:
         "data": entity.data or {},
     }
     return {"entity": view, "data": view["data"]}
+
+
+UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_text(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(path, problem) of the first string or object key in `value` holding a NUL
+    character or a lone UTF-16 surrogate; None when there is none.
+
+    PostgreSQL's text and JSON types refuse both (SQLite stores them as they come), so
+    every write refuses them, on either database alike, before the driver sees them.
+    The walk is iterative: it must not fail on deeply nested input."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            found = UNSTORABLE_CHARACTERS.search(item)
+            if found:
+                return where, _unstorable_message(found.group())
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                key = str(key)
+                inner = f"{where}.{printable(key)}" if where else printable(key)
+                found = UNSTORABLE_CHARACTERS.search(key)
+                if found:
+                    return inner, _unstorable_message(found.group(), key=True)
+                stack.append((child, inner))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+def printable(text: str) -> str:
+    """`text` with NUL characters and lone surrogates written as \\uXXXX escapes."""
+    return UNSTORABLE_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _unstorable_message(char: str, *, key: bool = False) -> str:
+    what = "A key" if key else "Text"
+    if char == "\x00":
+        return f"{what} must not contain NUL characters (\\u0000)."
+    return (f"{what} must not contain a lone UTF-16 surrogate (\\u{ord(char):04x}); "
+            "send valid Unicode.")
+
+
+def refuse_unstorable(value: Any, path: str) -> None:
+    """UnstorableTextError naming the field, when `value` holds text no database stores."""
+    problem = unstorable_text(value, path)
+    if problem:
+        where, message = problem
+        raise UnstorableTextError(f"{where}: {message}", fields={where: [message]})
 
 
 def validate_entity_data(entity_type: EntityType, data: Any) -> None:
@@ -51,6 +104,8 @@ def entity_create(
 ) -> Entity:
     """Create an entity in the type's initial status (or `status`), then settle it."""
     data = data or {}
+    refuse_unstorable(reference, "reference")
+    refuse_unstorable(data, "data")
     validate_entity_data(entity_type, data)
     rules = load_rules(entity_type)
     start = status or rules.initial
@@ -72,6 +127,7 @@ def entity_update(
     """Replace (or merge into) the entity's data; requirements decide its status."""
     _check_version(entity, expected_version)
     new_data = {**(entity.data or {}), **data} if merge else data
+    refuse_unstorable(new_data, "data")
     validate_entity_data(entity.entity_type, new_data)
     entity.data = new_data
     _settle_and_save(entity, load_rules(entity.entity_type), entered=[])

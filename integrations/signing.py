@@ -52,6 +52,11 @@ def _parse(header: str | None) -> tuple[int, list[str]]:
     return timestamp, signatures
 
 
+def signature_timestamp(header: str | None) -> int:
+    """The `t=` of a signature header, as `verify` reads it (SignatureError if unreadable)."""
+    return _parse(header)[0]
+
+
 def verify(
     secret: str,
     body: bytes | str,

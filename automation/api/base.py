@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from automation.api.parsers import check_content_length
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields
+from entities.services import printable, unstorable_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -59,6 +60,21 @@ class ApiView(APIView):
     def initial(self, request, *args, **kwargs):
         check_content_length(request.META)
         super().initial(request, *args, **kwargs)
+        check_storable_address(request, kwargs)
+
+
+def check_storable_address(request, kwargs: dict) -> None:
+    """No id in the URL holds a NUL character (nothing stored can match it: 404), and no
+    query parameter does (400 naming it); PostgreSQL would refuse to even look them up."""
+    if any(unstorable_text(value) for value in kwargs.values()):
+        raise NotFound("No object with that id.")
+    fields = {}
+    for name, values in request.query_params.lists():
+        problem = unstorable_text({name: None}) or unstorable_text(values)
+        if problem:
+            fields[printable(name)] = [problem[1]]
+    if fields:
+        raise QueryInvalid(fields)
 
 
 def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
@@ -83,8 +99,9 @@ def idempotency_header(request) -> str | None:
     raw = request.headers.get(IDEMPOTENCY_HEADER)
     if raw is None:
         return None
-    if not raw.strip() or len(raw) > MAX_KEY_LENGTH:
-        raise ParseError(f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
+    if not raw.strip() or len(raw) > MAX_KEY_LENGTH or unstorable_text(raw):
+        raise ParseError(f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} characters "
+                         "without NUL characters.")
     return raw
 
 

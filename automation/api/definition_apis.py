@@ -19,6 +19,7 @@ from automation.api.base import (
 from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
 from automation.api.schema import ObjectField, StepsField, TriggersField, api_doc, paginated
 from automation.exceptions import RunStateError
+from automation.inbound.validation import keep_stored_secrets
 from automation.models import ApiProcess
 from automation.services.idempotency import run_start_once
 from automation.services.processes import process_save, process_set_enabled
@@ -48,7 +49,12 @@ class DefinitionInputSerializer(serializers.Serializer):
         ref_name = "WorkflowDefinitionInput"
 
 
-def save_definition(data: dict, *, slug: str, user) -> ApiProcess:
+def save_definition(data: dict, *, slug: str, user,
+                    process: ApiProcess | None = None) -> ApiProcess:
+    """Save through process_save; webhook credentials the client left out (outputs never
+    show them) are kept from the stored definition of `process`."""
+    stored = process.definition.get("triggers", []) if process is not None else []
+    triggers = keep_stored_secrets(data.get("triggers") or [], stored)
     entity_type = None
     if data.get("entityType"):
         entity_type = EntityType.objects.filter(key=data["entityType"]).first()
@@ -56,7 +62,7 @@ def save_definition(data: dict, *, slug: str, user) -> ApiProcess:
             raise unprocessable("entityType", f"No entity type '{data['entityType']}'.")
     return process_save(
         slug=slug, name=data["name"], description=data.get("description") or "",
-        definition={"steps": data["steps"], "triggers": data.get("triggers") or []},
+        definition={"steps": data["steps"], "triggers": triggers},
         entity_type=entity_type, enabled=data.get("enabled", True),
         metadata=data.get("metadata") or {}, user=user)
 
@@ -117,7 +123,8 @@ class DefinitionReplaceApi(ApiView):
         data = validate_input(DefinitionInputSerializer, request.data)
         if data.get("id") not in (None, process.slug):
             raise unprocessable("id", "The id in the body differs from the one in the URL.")
-        process = save_definition(data, slug=process.slug, user=django_user(request))
+        process = save_definition(data, slug=process.slug, user=django_user(request),
+                                  process=process)
         return Response(ProcessSerializer(process).data)
 
 
@@ -135,7 +142,8 @@ class DefinitionUpdateApi(ApiView):
                               if isinstance(request.data, dict) else request.data)
         if data.get("id") not in (None, process.slug):
             raise unprocessable("id", "The id in the body differs from the one in the URL.")
-        process = save_definition(data, slug=process.slug, user=django_user(request))
+        process = save_definition(data, slug=process.slug, user=django_user(request),
+                                  process=process)
         return Response(ProcessSerializer(process).data)
 
 

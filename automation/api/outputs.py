@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from automation.api.schema import AnyJsonField, ObjectField, StepsField, TriggersField
+from automation.inbound.validation import redact_triggers
 
 
 class RunErrorSerializer(serializers.Serializer):
@@ -96,6 +97,14 @@ class CaseSerializer(serializers.Serializer):
         ref_name = "Case"
 
 
+class RedactedTriggersField(TriggersField):
+    """Triggers as stored, less the secret and token of webhook triggers: credentials
+    are written, never read back (a PUT without them keeps the stored ones)."""
+
+    def to_representation(self, value):
+        return super().to_representation(redact_triggers(value))
+
+
 class ProcessSerializer(serializers.Serializer):
     id = serializers.CharField(source="slug")
     name = serializers.CharField()
@@ -105,7 +114,7 @@ class ProcessSerializer(serializers.Serializer):
     version = serializers.IntegerField(source="current_version.number", default=None,
                                        allow_null=True)
     steps = StepsField(source="definition.steps")
-    triggers = TriggersField(source="definition.triggers")
+    triggers = RedactedTriggersField(source="definition.triggers")
     metadata = ObjectField()
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")

@@ -2,17 +2,30 @@
 
 The size is checked twice: from Content-Length before anything is read (so a huge
 upload is refused without reading it), and while parsing (a body without an honest
-Content-Length is read at most one byte past the limit)."""
+Content-Length is read at most one byte past the limit).
+
+Then what no database can hold is refused before any view sees it: nesting deeper than
+MAX_JSON_DEPTH (400; JSON 10,000 deep would otherwise exhaust Python's stack in the
+parser or later in the JSON encoder), and NUL characters or lone UTF-16 surrogates in
+any string or key (422 naming the field; PostgreSQL's JSON and text types refuse them,
+SQLite does not, and both databases must answer alike)."""
 
 import json
+import re
+from typing import Any
 
 from django.conf import settings
 from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
+from entities.services import unstorable_text
+
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 100
+# Only these escapes decode to NUL or a surrogate (raw ones are not valid JSON / UTF-8).
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class PayloadTooLarge(APIException):
@@ -52,6 +65,46 @@ class LimitedJSONParser(JSONParser):
             raise too_large(limit)
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(raw.decode(encoding), parse_constant=strict_constant)
+            text = raw.decode(encoding)
+            value = json.loads(text, parse_constant=strict_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ParseError(too_deep_message()) from None
+        check_storable_json(value, text)
+        return value
+
+
+def too_deep_message() -> str:
+    return f"The request body nests deeper than {MAX_JSON_DEPTH} levels."
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects nest deeper than `limit` (iterative, stops early)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
+
+
+def check_storable_json(value: Any, text: str) -> None:
+    """ParseError (400) when too deep; ValidationError (422, the field named) when a
+    string or key holds a NUL character or a lone surrogate."""
+    if json_depth_exceeds(value):
+        raise ParseError(too_deep_message())
+    if not _RISKY_ESCAPE.search(text):
+        return
+    problem = unstorable_text(value)
+    if problem:
+        where, message = problem
+        raise ValidationError({where or "non_field_errors": [message]})

@@ -3,7 +3,13 @@
 Checks come in this order so a caller learns the cheapest refusal first and nothing is
 parsed before it is authenticated: path (404), method (405), size (413, in the view),
 signature or token (401), JSON (400). Then per process: the trigger's condition (false
-only counts a skip), and the delivery row plus the run, committed together.
+only counts a skip), and the delivery rows plus the run, committed together.
+
+A delivery is seen once per key: its delivery id (a sender's retry, signed again later,
+keeps it) and, for a signed webhook, the signed timestamp and body (the delivery id
+header is not signed, so a captured request replayed within the tolerance with a new id
+is a duplicate too). Two deliveries with byte-identical bodies signed in the same second
+therefore count as one.
 """
 
 import hashlib
@@ -17,6 +23,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from automation.api.parsers import MAX_JSON_DEPTH, json_depth_exceeds
 from automation.inbound.exceptions import (
     WebhookBodyInvalidError,
     WebhookMethodNotAllowedError,
@@ -27,13 +34,20 @@ from automation.inbound.validation import normalize_method
 from automation.models import InboundDelivery, ProcessTrigger
 from entities.exceptions import ExpressionError
 from entities.expressions import evaluate_bool
+from entities.services import unstorable_text
 from integrations.exceptions import SignatureError
-from integrations.signing import DEFAULT_TOLERANCE, SIGNATURE_HEADER, verify
+from integrations.signing import (
+    DEFAULT_TOLERANCE,
+    SIGNATURE_HEADER,
+    signature_timestamp,
+    verify,
+)
 
 logger = logging.getLogger(__name__)
 
 DELIVERY_HEADERS = ("X-Entityflow-Delivery", "X-Delivery-Id", "Idempotency-Key")
 MAX_DELIVERY_ID = 128
+REPLAY_PREFIX = "signed-sha256:"
 _SECRET_HEADER_PARTS = ("auth", "cookie", "token", "secret", "signature", "key", "session",
                         "password", "csrf")
 MAX_HEADER_VALUE = 1024
@@ -86,7 +100,28 @@ def webhook_deliver(
     payload = parse_json(body)
     delivery_id = delivery_id_for(body, headers)
     event = {"data": payload, "headers": safe_headers(headers)}
-    return [_deliver_one(trigger, payload, event, delivery_id) for trigger in chosen]
+    return [_deliver_one(trigger, payload, event, _seen_keys(trigger, body, headers, delivery_id))
+            for trigger in chosen]
+
+
+def replay_key_for(body: bytes, headers: Mapping[str, str]) -> str:
+    """What the signature covers (its timestamp and the body), as a dedupe key.
+
+    The delivery id header is not signed: a captured request replayed within the
+    tolerance with a new id would pass as a new delivery. Its signed timestamp and body
+    cannot change without the secret, so this key catches such a replay."""
+    timestamp = signature_timestamp(headers.get(SIGNATURE_HEADER))
+    signed = f"{timestamp}.".encode() + body
+    return REPLAY_PREFIX + hashlib.sha256(signed).hexdigest()
+
+
+def _seen_keys(trigger: ProcessTrigger, body: bytes, headers: Mapping[str, str],
+               delivery_id: str) -> list[str]:
+    """Keys that each mark this delivery as seen: the delivery id (a sender's retry,
+    re-signed later, keeps it) and, for signed webhooks, the signed content."""
+    if trigger.config.get("validateSignature") is True:
+        return [delivery_id, replay_key_for(body, headers)]
+    return [delivery_id]
 
 
 def _authenticated(triggers, body, headers, token, now) -> list[ProcessTrigger]:
@@ -132,16 +167,25 @@ def authenticate(config: dict, *, body: bytes, headers: Mapping[str, str],
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON (an empty body is {}). NaN, Infinity and NUL characters are
-    refused here: the database's JSON type cannot store them."""
+    """The body as JSON (an empty body is {}). NaN, Infinity, nesting deeper than the
+    API allows, NUL characters and lone surrogates are refused here: the database's JSON
+    type cannot store them (PostgreSQL), and both databases must answer alike."""
     if not body.strip():
         return {}
+    too_deep = WebhookBodyInvalidError(
+        f"The webhook body nests deeper than {MAX_JSON_DEPTH} levels.")
     try:
         value = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except (UnicodeDecodeError, ValueError):
         raise WebhookBodyInvalidError("The webhook body must be JSON (UTF-8).") from None
-    if _has_nul(value):
-        raise WebhookBodyInvalidError("The webhook body must not contain NUL characters.")
+    except RecursionError:
+        raise too_deep from None
+    if json_depth_exceeds(value):
+        raise too_deep
+    problem = unstorable_text(value, "body")
+    if problem:
+        where, message = problem
+        raise WebhookBodyInvalidError(f"{where}: {message}", fields={where: [message]})
     return value
 
 
@@ -149,28 +193,15 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def _has_nul(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 def delivery_id_for(body: bytes, headers: Mapping[str, str]) -> str:
     """The sender's delivery id (hashed when long), else a hash of the body."""
     for name in DELIVERY_HEADERS:
         value = (headers.get(name) or "").strip()
         if value:
-            if len(value) > MAX_DELIVERY_ID:
-                return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+            if (len(value) > MAX_DELIVERY_ID or value.startswith(REPLAY_PREFIX)
+                    or unstorable_text(value)):
+                raw = value.encode("utf-8", "surrogatepass")
+                return "sha256:" + hashlib.sha256(raw).hexdigest()
             return value
     return "body-sha256:" + hashlib.sha256(body).hexdigest()
 
@@ -182,12 +213,14 @@ def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
         lower = name.lower()
         if any(part in lower for part in _SECRET_HEADER_PARTS) and lower != "idempotency-key":
             continue
+        if unstorable_text(lower) or unstorable_text(str(value)):
+            continue
         safe[lower] = str(value)[:MAX_HEADER_VALUE]
     return safe
 
 
-def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, delivery_id: str) -> Delivery:
-    slug = trigger.process.slug
+def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, keys: list[str]) -> Delivery:
+    slug, delivery_id = trigger.process.slug, keys[0]
     if trigger.condition and not _condition_holds(trigger, {"input": payload, "event": event}):
         ProcessTrigger.objects.filter(pk=trigger.pk).update(skipped_count=F("skipped_count") + 1)
         return Delivery(slug, Outcome.SKIPPED)
@@ -196,12 +229,12 @@ def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, delivery_id
     with transaction.atomic():
         try:
             with transaction.atomic():
-                seen = InboundDelivery.objects.create(process_id=trigger.process_id,
-                                                      delivery_id=delivery_id)
+                seen = [InboundDelivery.objects.create(process_id=trigger.process_id,
+                                                       delivery_id=key) for key in keys]
         except IntegrityError:
             run_id = (InboundDelivery.objects.filter(process_id=trigger.process_id,
-                                                     delivery_id=delivery_id)
-                      .values_list("run_id", flat=True).first())
+                                                     delivery_id__in=keys)
+                      .exclude(run=None).values_list("run_id", flat=True).first())
             return Delivery(slug, Outcome.DUPLICATE, str(run_id) if run_id else None)
         run, created = run_start(
             process=trigger.process, version=trigger.version, input=payload,
@@ -209,7 +242,7 @@ def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, delivery_id
                      "deliveryId": delivery_id, "event": event},
             idempotency_key=f"webhook:{trigger.process_id}:{delivery_id}",
         )
-        InboundDelivery.objects.filter(pk=seen.pk).update(run=run)
+        InboundDelivery.objects.filter(pk__in=[row.pk for row in seen]).update(run=run)
     return Delivery(slug, Outcome.STARTED if created else Outcome.DUPLICATE, str(run.pk))
 
 

@@ -49,3 +49,49 @@ def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[s
 def normalize_method(config: dict) -> str:
     method = config.get("method") or "POST"
     return method.upper() if isinstance(method, str) else "POST"
+
+
+# --- credentials: never shown, kept when a client sends the definition back ----------
+
+SECRET_KEYS = ("secret", "token")
+
+
+def _is_webhook(trigger: object) -> bool:
+    return (isinstance(trigger, dict) and trigger.get("type") == "webhook"
+            and isinstance(trigger.get("config"), dict))
+
+
+def redact_triggers(triggers: object) -> object:
+    """The triggers without the secret and token of webhook triggers (for any output)."""
+    if not isinstance(triggers, list):
+        return triggers
+    return [{**t, "config": {k: v for k, v in t["config"].items() if k not in SECRET_KEYS}}
+            if _is_webhook(t) else t for t in triggers]
+
+
+def keep_stored_secrets(triggers: object, stored: object) -> object:
+    """`triggers` as sent, with each webhook trigger's missing secret and token taken
+    from the stored webhook trigger on the same path (and method, when several share
+    it). Outputs never show credentials, so a definition read, changed and sent back
+    must not lose them; an explicit null removes one."""
+    if not isinstance(triggers, list):
+        return triggers
+    by_key: dict[tuple, dict] = {}
+    for old in stored if isinstance(stored, list) else []:
+        if _is_webhook(old):
+            config = old["config"]
+            by_key.setdefault((config.get("path"), normalize_method(config)), config)
+            by_key.setdefault((config.get("path"),), config)
+    return [_with_stored_secrets(t, by_key) if _is_webhook(t) else t for t in triggers]
+
+
+def _with_stored_secrets(trigger: dict, by_key: dict[tuple, dict]) -> dict:
+    config = dict(trigger["config"])
+    path = config.get("path")
+    old = by_key.get((path, normalize_method(config))) or by_key.get((path,)) or {}
+    for key in SECRET_KEYS:
+        if key not in config and key in old:
+            config[key] = old[key]
+        elif key in config and config[key] is None:
+            del config[key]
+    return {**trigger, "config": config}

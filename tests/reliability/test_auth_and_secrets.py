@@ -197,10 +197,6 @@ def test_a_captured_request_replayed_after_the_tolerance_is_refused(signed_hook,
     assert Run.objects.count() == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the delivery id that dedupes inbound webhooks is an unsigned header: a captured signed "
-    "request replayed within the 5-minute tolerance with a new X-Entityflow-Delivery starts "
-    "a second run"))
 def test_a_captured_request_replayed_within_the_tolerance_starts_nothing_new(signed_hook):
     raw = b'{"n": 3}'
     header = signing.sign(WEBHOOK_SECRET, raw)
@@ -296,9 +292,6 @@ def test_api_secrets_and_tokens_never_reach_logs_records_or_responses(client_and
     assert all(r.status_code < 500 for r in responses)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the workflow-definition API returns webhook triggers with their signing secret and "
-    "token (config.secret, config.token) to every API client"))
 def test_inbound_webhook_secrets_never_come_back_from_the_api(client_and_secret):
     client, api_secret = client_and_secret
     responses: list = []

@@ -68,7 +68,9 @@ def test_the_same_delivery_three_times_starts_exactly_one_run(client, signed_pro
     assert run.status == Run.Status.COMPLETED
     assert run.trigger["deliveryId"] == "evt_1"
     assert "x-entityflow-signature" not in run.trigger["event"]["headers"]
-    assert InboundDelivery.objects.get(process=signed_process).run_id == run.pk
+    assert InboundDelivery.objects.get(process=signed_process, delivery_id="evt_1").run_id == run.pk
+    assert {row.run_id for row in InboundDelivery.objects.filter(process=signed_process)} == {
+        run.pk}
 
 
 @pytest.mark.parametrize("header", ["X-Delivery-Id", "Idempotency-Key"])
@@ -81,6 +83,43 @@ def test_other_delivery_id_headers_deduplicate_too(client, signed_process, heade
 def test_without_a_delivery_id_the_body_hash_deduplicates(client, signed_process):
     statuses = [post(client, "/hooks/webhooks/stripe", {"n": n}).status_code for n in (1, 1, 2)]
     assert statuses == [202, 200, 202]
+    assert Run.objects.filter(process=signed_process).count() == 2
+
+
+def test_a_signed_request_replayed_with_a_new_delivery_id_is_a_duplicate(client, signed_process):
+    raw = b'{"type": "charge.succeeded", "amount": 4200}'
+    header = sign(SECRET, raw)
+    first = post(client, "/hooks/webhooks/stripe", raw, secret=None,
+                 headers={"X-Entityflow-Signature": header, "X-Entityflow-Delivery": "evt_7"})
+    assert first.status_code == 202
+    for forged in ({"X-Entityflow-Delivery": "evt_8"}, {"Idempotency-Key": "key-8"}, {}):
+        replay = post(client, "/hooks/webhooks/stripe", raw, secret=None,
+                      headers={"X-Entityflow-Signature": header, **forged})
+        assert replay.status_code == 200, replay.content
+        assert replay.json() == {"started": False, "duplicate": True,
+                                 "executionId": first.json()["executionId"]}
+    assert Run.objects.filter(process=signed_process).count() == 1
+
+
+def test_a_sender_retry_signed_again_later_keeps_its_delivery_id(client, signed_process):
+    raw = b'{"type": "charge.succeeded", "amount": 4200}'
+    now = int(time.time())
+    answers = [post(client, "/hooks/webhooks/stripe", raw, timestamp=stamp,
+                    headers={"X-Entityflow-Delivery": "evt_9"}) for stamp in (now - 60, now)]
+    assert [a.status_code for a in answers] == [202, 200]
+    assert Run.objects.filter(process=signed_process).count() == 1
+
+
+def test_a_delivery_id_shaped_like_a_signature_key_cannot_take_its_place(client, signed_process):
+    raw = b'{"n": 1}'
+    header = sign(SECRET, raw)
+    first = post(client, "/hooks/webhooks/stripe", raw, secret=None,
+                 headers={"X-Entityflow-Signature": header, "X-Entityflow-Delivery": "evt_10"})
+    key = InboundDelivery.objects.exclude(delivery_id="evt_10").get().delivery_id
+    other = b'{"n": 2}'
+    second = post(client, "/hooks/webhooks/stripe", other,
+                  headers={"X-Entityflow-Delivery": key})
+    assert (first.status_code, second.status_code) == (202, 202)
     assert Run.objects.filter(process=signed_process).count() == 2
 
 
@@ -124,6 +163,14 @@ def test_a_signed_body_that_is_not_json_is_a_bad_request(client, signed_process)
     assert_error(post(client, "/hooks/webhooks/stripe", b"amount=5"), 400, "bad_request")
     assert_error(post(client, "/hooks/webhooks/stripe", b'{"n": NaN}'), 400, "bad_request")
     assert_error(post(client, "/hooks/webhooks/stripe", b'{"n": "\\u0000"}'), 400, "bad_request")
+    error = assert_error(post(client, "/hooks/webhooks/stripe", b'{"a": [{"n": "\\udc00"}]}'),
+                         400, "bad_request")
+    assert list(error["fields"]) == ["body.a[0].n"]
+    deep = b'{"a": ' * 101 + b"1" + b"}" * 101
+    assert_error(post(client, "/hooks/webhooks/stripe", deep), 400, "bad_request")
+    assert post(client, "/hooks/webhooks/stripe", b'{"a": ' * 99 + b"1" + b"}" * 99
+                ).status_code == 202
+    assert Run.objects.count() == 1
 
 
 def test_a_disabled_process_does_not_listen(client, signed_process, committed):
