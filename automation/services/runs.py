@@ -1,8 +1,11 @@
 """Starting, cancelling and retrying runs."""
 
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models.constants import OnConflict
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from automation.engine import settle
@@ -25,6 +28,7 @@ def run_start(
     returns the first run and starts nothing: the unique key decides (an INSERT that
     skips a conflict), so concurrent starts cannot both win, and no savepoint is needed
     inside a caller's transaction (the event dispatch), which saves two round trips.
+    The run and its first step are written together or not at all.
     """
     if not process.enabled and trigger.get("type") != "retry":
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
@@ -34,41 +38,72 @@ def run_start(
               parameters=parameters or {}, entity=entity, event=event, batch=batch,
               idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
               started_at=timezone.now())
-    with transaction.atomic(savepoint=False):
-        if idempotency_key:
-            if not _insert_unless_taken(run):
-                existing = Run.objects.filter(idempotency_key=idempotency_key).first()
-                if existing is None:
-                    raise IntegrityError(f"run with key {idempotency_key!r} was not written")
-                return existing, False
-        else:
-            run.save(force_insert=True)
-        first = graph.steps[graph.start]
-        step_run = StepRun.objects.create(run=run, step_id=first.id, step_type=first.type,
-                                          input=input or {})
+    first = graph.steps[graph.start]
+    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=input or {})
+    using = router.db_for_write(Run)
+    one_statement = connections[using].vendor == "postgresql"
+    with nullcontext() if one_statement else transaction.atomic(using=using, savepoint=False):
+        written = (_insert_together(run, step_run, using) if one_statement
+                   else _insert_in_turn(run, step_run, using))
+        if not written:
+            existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+            if existing is None:
+                raise IntegrityError(f"run with key {idempotency_key!r} was not written")
+            return existing, False
         enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
     return run, True
 
 
-def _insert_unless_taken(run: Run) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING (SQLite: INSERT OR IGNORE); False if the row was
-    not written because its idempotency key is taken."""
-    from django.db import connections, router
-    from django.db.models.constants import OnConflict
-    from django.db.models.sql import InsertQuery
-
-    using = router.db_for_write(Run)
-    fields = [f for f in Run._meta.concrete_fields if not f.generated]
-    query = InsertQuery(Run, on_conflict=OnConflict.IGNORE)
-    query.insert_values(fields, [run])
-    inserted = 0
-    with connections[using].cursor() as cursor:
-        for sql, params in query.get_compiler(using=using).as_sql():
-            cursor.execute(sql, params)
-            inserted += cursor.rowcount
-    if inserted:
+def _insert_in_turn(run: Run, step_run: StepRun, using: str) -> bool:
+    """The run (INSERT … ON CONFLICT DO NOTHING when it has a key; SQLite: INSERT OR
+    IGNORE), then its first step. False if the key was taken and nothing was written."""
+    if run.idempotency_key:
+        query = _run_insert(run, using)
+        inserted = 0
+        with connections[using].cursor() as cursor:
+            for sql, params in query.get_compiler(using=using).as_sql():
+                cursor.execute(sql, params)
+                inserted += cursor.rowcount
+        if not inserted:
+            return False
         run._state.adding, run._state.db = False, using
-    return bool(inserted)
+    else:
+        run.save(force_insert=True, using=using)
+    step_run.save(force_insert=True, using=using)
+    return True
+
+
+def _insert_together(run: Run, step_run: StepRun, using: str) -> bool:
+    """PostgreSQL: the run and its first step in one statement (atomic on its own, one
+    round trip instead of four at the top level), the step only if the run was written:
+    WITH r AS (INSERT run … ON CONFLICT DO NOTHING RETURNING id) INSERT step … FROM r."""
+    connection = connections[using]
+    [(run_sql, run_params)] = _run_insert(run, using).get_compiler(using=using).as_sql()
+    fields = [f for f in StepRun._meta.concrete_fields if not f.primary_key and not f.generated]
+    query = InsertQuery(StepRun)
+    query.insert_values(fields, [step_run])
+    [(step_sql, step_params)] = query.get_compiler(using=using).as_sql()
+    head, _, values = step_sql.rpartition(" VALUES (")
+    if not head or not values.endswith(")"):
+        raise RuntimeError(f"unexpected INSERT shape: {step_sql[:80]}")
+    pk = connection.ops.quote_name(Run._meta.pk.column)
+    sql = (f"WITH r AS ({run_sql} RETURNING {pk}) {head} SELECT {values[:-1]} FROM r "
+           f"RETURNING {connection.ops.quote_name(StepRun._meta.pk.column)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*run_params, *step_params))
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    for obj in (run, step_run):
+        obj._state.adding, obj._state.db = False, using
+    step_run.pk = row[0]
+    return True
+
+
+def _run_insert(run: Run, using: str) -> InsertQuery:
+    query = InsertQuery(Run, on_conflict=OnConflict.IGNORE if run.idempotency_key else None)
+    query.insert_values([f for f in Run._meta.concrete_fields if not f.generated], [run])
+    return query
 
 
 def run_cancel(*, run: Run) -> Run:
