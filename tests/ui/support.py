@@ -34,6 +34,9 @@ LIVE_PROGRESS = """() => {
   const percent = parseFloat(text("#ef-percent"));
   const rate = text('[data-k="rate"]'), eta = text('[data-k="eta"]');
   if (!(percent > 0 && percent < 100) || rate === "—" || eta === "—") return null;
+  const bar = document.getElementById("ef-progress");
   return {percent, rate, eta, status: text("#ef-batch-status"), queued: count("queued"),
+          bar: Number(bar.getAttribute("aria-valuenow")),
+          filled: parseFloat(bar.querySelector(".ef-p-done").style.width),
           running: count("running"), done: count("done"), failed: count("failed")};
 }"""

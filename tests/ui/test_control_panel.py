@@ -99,7 +99,8 @@ def test_batch_over_filtered_orders_with_failures_and_retry(
     # work still queued or running and a rate and an ETA shown.
     live = page.wait_for_function(LIVE_PROGRESS, timeout=120_000).json_value()
     print(f"caught in progress: {live}")
-    assert 0 < live["percent"] < 100
+    assert 0 < live["percent"] < 100 and 0 < live["bar"] < 100
+    assert live["done"] == 0 or 0 < live["filled"] < 100  # the green part of the bar grows
     assert live["queued"] + live["running"] > 0
     assert live["rate"] not in ("", "—") and live["eta"] not in ("", "—", "done")
     shot(page, "05-batch-in-progress")

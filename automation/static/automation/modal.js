@@ -61,6 +61,7 @@
     try {
       const started = await EF.request(dialog.dataset.runUrl, { method: "POST", data: { process: choice.value } });
       ranOnce = true;
+      runButton.textContent = "Running…";
       showRun(started);
       note.textContent = "Started. This window follows the run.";
       stopPolling = EF.poll(async function () {
