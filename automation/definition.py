@@ -118,10 +118,14 @@ class DefinitionErrors:
         return bool(self.fields)
 
 
-def validate_definition(definition: Any, *, function_exists) -> dict[str, list[str]]:
+def validate_definition(
+    definition: Any, *, function_exists, check_params=None
+) -> dict[str, list[str]]:
     """Every problem of a definition, keyed by path; empty when it is valid.
 
-    `function_exists(name) -> bool` is passed in so this module stays free of the registry.
+    `function_exists(name) -> bool` is passed in so this module stays free of the registry;
+    so is `check_params(name, params) -> {path: [messages]}`, what a function itself checks
+    in a step's `config.params` (e.g. the expressions of http.request's response mapping).
     """
     errors = DefinitionErrors()
     if not isinstance(definition, dict):
@@ -135,11 +139,25 @@ def validate_definition(definition: Any, *, function_exists) -> dict[str, list[s
         errors.add("steps", f"At most {MAX_STEPS} steps are allowed; got {len(steps)}.")
         return errors.fields
     ids = _check_steps(steps, errors, function_exists)
+    if check_params is not None:
+        _check_function_params(steps, errors, check_params)
     _check_triggers(definition.get("triggers", []), errors)
     if errors:
         return errors.fields
     _check_graph(definition, ids, errors)
     return errors.fields
+
+
+def _check_function_params(steps: list, errors: DefinitionErrors, check_params) -> None:
+    for i, raw in enumerate(steps):
+        if not isinstance(raw, dict) or raw.get("type") != "function":
+            continue
+        config = raw.get("config")
+        params = config.get("params") if isinstance(config, dict) else None
+        if isinstance(params, dict) and isinstance(raw.get("function"), str):
+            for sub, problems in check_params(raw["function"], params).items():
+                for problem in problems:
+                    errors.add(f"steps[{i}].config.params.{sub}", problem)
 
 
 def _check_steps(steps: list, errors: DefinitionErrors, function_exists) -> dict[str, int]:

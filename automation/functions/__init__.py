@@ -6,9 +6,10 @@ from automation.functions.registry import (
     StepContext,
     function,
     function_exists,
+    function_params_check,
     get_action,
     resolve_function,
 )
 
-__all__ = ["FunctionSpec", "StepContext", "function", "function_exists", "get_action",
-           "resolve_function"]
+__all__ = ["FunctionSpec", "StepContext", "function", "function_exists",
+           "function_params_check", "get_action", "resolve_function"]

@@ -104,6 +104,16 @@ def function_exists(name: str) -> bool:
     return name in _registry or Function.objects.filter(name=name).exists()
 
 
+def function_params_check(name: str, params: dict) -> dict[str, list[str]]:
+    """What the function's own `check` finds in a step's params (merged over a Function
+    row's config), for definition validation; unknown names are reported elsewhere."""
+    try:
+        spec, merged, _ = resolve_function(name, {"params": params})
+    except FunctionNotFoundError:
+        return {}
+    return spec.check(merged) if spec.check is not None else {}
+
+
 def resolve_function(name: str, step_config: dict) -> tuple[FunctionSpec, dict, Any]:
     """(spec, params, connection) for a function step.
 

@@ -7,7 +7,7 @@ from django.db.models import F
 
 from automation.definition import validate_definition
 from automation.exceptions import DefinitionInvalidError
-from automation.functions import function_exists
+from automation.functions import function_exists, function_params_check
 from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from entities.models import EntityType
 from entities.services import unstorable_text
@@ -17,7 +17,8 @@ DEFINITION_KEYS = ("steps", "triggers")
 
 def definition_validate(definition: Any) -> dict:
     """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError."""
-    errors = validate_definition(definition, function_exists=function_exists)
+    errors = validate_definition(definition, function_exists=function_exists,
+                                 check_params=function_params_check)
     if not errors:
         errors = _unstorable_fields({"": definition})
     if errors:

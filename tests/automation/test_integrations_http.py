@@ -195,11 +195,14 @@ def test_a_mapping_that_fails_on_the_response_fails_the_step_by_name(echo):
     assert StepRun.objects.get(run=run).attempt == 1 and len(echo.calls) == 1  # not retried
 
 
-def test_a_bad_mapping_in_step_params_fails_before_any_request(echo):
-    process = one_step("http.request", url=f"{echo.url}/anything",
-                       response={"id": "response.body.("})
+def test_a_bad_mapping_in_step_params_is_refused_when_the_process_is_saved(echo):
+    from automation.exceptions import DefinitionInvalidError
+    from automation.models import ApiProcess
 
-    run = run_of(process)
+    with pytest.raises(DefinitionInvalidError) as caught:
+        one_step("http.request", url=f"{echo.url}/anything",
+                 response={"id": "response.body.(", "ok": "response.status == 200"})
 
-    assert run.status == Run.Status.FAILED and not echo.calls
-    assert run.error["message"].startswith("config.response.id: ")
+    assert list(caught.value.fields) == ["steps[0].config.params.response.id"]
+    assert caught.value.message.startswith("steps[0].config.params.response.id: syntax error")
+    assert not ApiProcess.objects.exists() and not echo.calls
