@@ -119,14 +119,15 @@ class ConnectionFormBase(forms.ModelForm):
         return cleaned
 
     def _entered(self, provider: str, cleaned: dict) -> dict:
-        """What the user typed: secrets left blank are not changes; a cleared non-secret
-        field removes its value."""
+        """What the user typed: secrets left blank are not changes, unless their
+        "remove" box is ticked; a cleared non-secret field removes its value."""
         changes: dict = {}
         for spec in self.specs(provider):
             value = cleaned.get(credential_input_name(provider, spec.name)) or ""
             if value:
                 changes[spec.name] = value
-            elif not spec.secret and self.editing:
+            elif self.editing and (not spec.secret or (
+                    clearable(spec) and cleaned.get(clear_input_name(provider, spec.name)))):
                 changes[spec.name] = None
         return changes
 
@@ -143,10 +144,25 @@ class ConnectionFormBase(forms.ModelForm):
         return labels
 
 
+def clear_input_name(provider: str, key: str) -> str:
+    return f"{provider}__{key}__clear"
+
+
+def clearable(spec: CredentialField) -> bool:
+    """An optional secret can be removed (a blank input keeps it)."""
+    return spec.secret and not spec.required
+
+
 def connection_form_class() -> type[ConnectionFormBase]:
-    """The form with one declared input per provider credential."""
-    declared = {credential_input_name(slug, spec.name): _credential_input(spec)
-                for slug, cls in all_connectors().items() for spec in cls.credential_fields}
+    """The form with one declared input per provider credential, plus a "remove" box
+    for each optional secret."""
+    declared: dict[str, forms.Field] = {}
+    for slug, cls in all_connectors().items():
+        for spec in cls.credential_fields:
+            declared[credential_input_name(slug, spec.name)] = _credential_input(spec)
+            if clearable(spec):
+                declared[clear_input_name(slug, spec.name)] = forms.BooleanField(
+                    required=False, label=f"Remove the stored {spec.label.lower()}")
     return type("ConnectionForm", (ConnectionFormBase,), declared)
 
 

@@ -10,12 +10,24 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from automation.admin.base import ReadOnlyAdmin
-from automation.admin.forms_connections import ConnectionForm, credential_input_name
+from automation.admin.forms_connections import (
+    ConnectionForm,
+    clear_input_name,
+    clearable,
+    credential_input_name,
+)
 from automation.exceptions import AutomationError
 from automation.functions.registry import all_actions, get_action, validate_params
 from automation.models import Connection, Function, WebhookDelivery, WebhookSubscription
-from automation.services.connections import connection_create, connection_test, connection_update
+from automation.services.connections import (
+    connection_create,
+    connection_credentials_present,
+    connection_test,
+    connection_update,
+)
+from automation.services.secrets import SecretDecryptError
 from automation.views.present import status_pill
+from integrations.exceptions import ConnectorError
 from integrations.registry import all_connectors
 
 CREDENTIALS_NOTE = ("Stored encrypted and never shown again. When changing a connection, "
@@ -44,8 +56,12 @@ class ConnectionAdmin(admin.ModelAdmin):
         else:
             providers = {slug: cls for slug, cls in all_connectors().items()
                          if slug == obj.provider}
+        present = self._present(obj)
         for slug, cls in providers.items():
-            names = [credential_input_name(slug, spec.name) for spec in cls.credential_fields]
+            names = [(credential_input_name(slug, spec.name), clear_input_name(slug, spec.name))
+                     if clearable(spec) and present.get(spec.name)
+                     else credential_input_name(slug, spec.name)
+                     for spec in cls.credential_fields]
             if names:
                 sets.append((f"{cls.display_name} credentials", {
                     "fields": names, "classes": ["ef-credentials", f"ef-credentials-{slug}"],
@@ -53,6 +69,15 @@ class ConnectionAdmin(admin.ModelAdmin):
         if obj is not None:
             sets.append(("Connection test", {"fields": ["last_test", "created_at"]}))
         return sets
+
+    @staticmethod
+    def _present(obj: Connection | None) -> dict[str, bool]:
+        if obj is None:
+            return {}
+        try:
+            return connection_credentials_present(obj)
+        except (SecretDecryptError, ConnectorError):
+            return {}
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # functions refer to connections by row; nothing deletes them yet

@@ -290,3 +290,29 @@ def test_test_connection_button_records_the_result_on_the_page(admin_client, set
         assert "401" in html and "ef-status-failed" in html and NEW_TOKEN not in html
     finally:
         fake.stop()
+
+
+def test_an_optional_secret_can_be_removed(admin_client):
+    add_connection(admin_client, provider="dropbox", name="box",
+                   dropbox__accessToken="sl.long-lived-token-123", dropbox__refreshToken="r-456789",
+                   dropbox__appKey="key-123456", dropbox__appSecret="app-secret-789")
+    connection = Connection.objects.get(name="box")
+    change_url = reverse("admin:automation_connection_change", args=[connection.pk])
+    html = admin_client.get(change_url).content.decode()
+    assert 'name="dropbox__refreshToken__clear"' in html
+    assert "Remove the stored refresh token" in html
+
+    response = change_connection(admin_client, connection, dropbox__refreshToken__clear="on",
+                                 dropbox__appKey__clear="on", dropbox__appSecret__clear="on")
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert connection_credentials(Connection.objects.get(pk=connection.pk)) == {
+        "accessToken": "sl.long-lived-token-123"}
+    assert "credentials (Refresh token, App key, App secret)" in \
+        LogEntry.objects.latest("action_time").get_change_message()
+    html = admin_client.get(change_url).content.decode()
+    assert 'name="dropbox__refreshToken__clear"' not in html  # nothing left to remove
+
+    refused = change_connection(admin_client, connection, dropbox__accessToken__clear="on")
+    assert refused.status_code == 200  # then nothing could authenticate
+    assert "dropbox__accessToken" in refused.context["adminform"].form.errors
