@@ -5,8 +5,9 @@ Saver processes create entities of a dedicated type and move each one new -> rec
 approved, with a data-only update in between (an event that starts nothing). Entering
 `received` and entering `approved` each start a process of four steps: `start` fans out
 to `left` and `right`, which meet again at `join` (an AND-join). `start`, `left` and
-`join` append one line per execution to an effects file (the side effect that is
-counted); `right` is a cheap transform that the worker runs inline. Four `qcluster`
+`join` call `effect`, the side effect that is counted: it logs every execution and
+applies the effect once per idempotency key, as an outside system honouring the key
+would; `right` is a cheap transform that the worker runs inline. Four `qcluster`
 processes with one worker each run the steps (Redis broker, PostgreSQL). While the load
 runs, an HTTP client publishes events and starts runs through the API (gunicorn).
 
@@ -18,10 +19,12 @@ every few seconds, as the scheduled sweeper does every minute, with a shorter pe
 grace (ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS) so a lost doorbell costs seconds here.
 
 The last line printed is one JSON object {"reliability": {...}}: events, runs_expected,
-runs_created, runs_completed, runs_failed, duplicate_effects (executions of a step beyond
-its first, keyed by run + step + scope), lost (qualifying events without a run, plus runs
-not finished when the drain timed out), unexpected_5xx (answers of the scenario's HTTP
-traffic), workers_killed.
+runs_created, runs_completed, runs_failed, duplicate_effects (effects applied for a step
+beyond its first, keyed by run + step + scope: a repeat that sent a new idempotency key),
+repeated_executions (executions of a step beyond its first, whatever key they sent: at
+least once means a step whose worker died after its side effect runs again), lost
+(qualifying events without a run, plus runs not finished when the drain timed out),
+unexpected_5xx (5xx answers to the scenario's HTTP traffic), workers_killed.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +42,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from automation.functions import StepContext, function
 
@@ -56,16 +60,40 @@ REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::
                "--logfile", "/var/log/redis/ci.log"]
 
 
-@function(EFFECT, description="Appends one line per execution: the side effect the "
-                              "reliability scenario counts.")
+@function(EFFECT, description="The side effect the reliability scenario counts, applied "
+                              "once per idempotency key.")
 def effect(ctx: StepContext) -> dict:
+    """Stands for an outside system that honours the idempotency key we send: every call
+    is logged (`effects.log`, one line per execution), but the effect itself is applied
+    only for a key it has not seen (one file per key in `effects.applied/`, created with
+    O_EXCL, so two calls with one key cannot both apply it, whichever process makes them).
+
+    A step re-run after its worker was killed between the side effect and recording the
+    outcome calls this again; it must send the same key, and then nothing happens twice."""
+    effects = Path(os.environ[EFFECTS_ENV])
     line = f"{ctx.idempotency_key} {os.getpid()}\n".encode()
-    fd = os.open(os.environ[EFFECTS_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    _append(effects, line)
+    applied = applied_dir(effects)
+    applied.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(applied / quote(ctx.idempotency_key, safe=""),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        pass  # applied before under this key: the outside system does nothing again
+    return {"step": ctx.step_id}
+
+
+def _append(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)  # one write with O_APPEND: lines from many processes never mix
     finally:
         os.close(fd)
-    return {"step": ctx.step_id}
+
+
+def applied_dir(effects: Path) -> Path:
+    """Where `effect` marks each idempotency key it applied (next to the effects log)."""
+    return effects.with_name(effects.stem + ".applied")
 
 
 def steps() -> list[dict]:
@@ -481,6 +509,18 @@ def effect_counts(path: Path) -> Counter:
     return counts
 
 
+def applied_counts(path: Path) -> Counter:
+    """Effects applied per run + step + scope: distinct idempotency keys `effect` saw. A
+    step whose repeat sent the key of its first execution counts once; one whose key
+    changed (the outside system could not tell it was a repeat) counts twice."""
+    counts = Counter()
+    applied = applied_dir(path)
+    if applied.is_dir():
+        for marker in applied.iterdir():
+            counts[unquote(marker.name).rsplit(":", 1)[0]] += 1
+    return counts
+
+
 def repeats_beyond_attempts(effects: Path) -> list[str]:
     """Repeated effects that no lost attempt explains. A step may run again after its
     worker died (at least once), but never twice on one claim."""
@@ -509,7 +549,7 @@ def tally(effects: Path, *, http=None, killed: int = 0) -> dict:
     runs = Run.objects.filter(process__slug__in=processes())
     status = Counter(runs.values_list("status", flat=True))
     unfinished = sum(n for s, n in status.items() if s not in Run.FINISHED)
-    counts = effect_counts(effects)
+    applied, executed = applied_counts(effects), effect_counts(effects)
     return {
         "events": EntityEvent.objects.filter(entity_type_key=ENTITY_TYPE).count()
         + EntityEvent.objects.filter(type=PING_EVENT).count(),
@@ -517,7 +557,8 @@ def tally(effects: Path, *, http=None, killed: int = 0) -> dict:
         "runs_created": sum(started.values()) + len(manual),
         "runs_completed": status.get(Run.Status.COMPLETED, 0),
         "runs_failed": status.get(Run.Status.FAILED, 0),
-        "duplicate_effects": sum(n - 1 for n in counts.values() if n > 1),
+        "duplicate_effects": sum(n - 1 for n in applied.values() if n > 1),
+        "repeated_executions": sum(n - 1 for n in executed.values() if n > 1),
         "lost": len(expected - set(started)) + len(accepted - manual) + unfinished,
         "unexpected_5xx": http.errors_5xx if http else 0,
         "workers_killed": killed,
@@ -542,14 +583,18 @@ def checks(figures: dict, effects: Path) -> list[str]:
     for key in ("lost", "runs_failed", "unexpected_5xx"):
         if figures[key]:
             problems.append(f"{key} = {figures[key]}")
-    if figures["duplicate_effects"] and not figures["workers_killed"]:
-        problems.append(f"duplicate_effects = {figures['duplicate_effects']} without any fault")
+    if figures["duplicate_effects"]:
+        problems.append(f"duplicate_effects = {figures['duplicate_effects']}: a repeated step "
+                        "sent a new idempotency key, so its effect happened twice")
+    if figures["repeated_executions"] and not figures["workers_killed"]:
+        problems.append(f"repeated_executions = {figures['repeated_executions']} without any "
+                        "fault")
     unexplained = repeats_beyond_attempts(effects)
     if unexplained:
         problems.append(f"{len(unexplained)} steps ran more often than they were claimed, e.g. "
                         f"{unexplained[0]}")
     completed = Run.objects.filter(process__slug__in=processes(), status=Run.Status.COMPLETED)
-    counts = effect_counts(effects)
+    counts = applied_counts(effects)
     unseen = [f"{run_id}:{step}:" for run_id in completed.values_list("pk", flat=True)
               for step in EFFECT_STEPS if counts.get(f"{run_id}:{step}:", 0) == 0]
     if unseen:
@@ -718,10 +763,12 @@ def summary(outcome: Outcome, plan: Plan, http: HttpLoad | None, problems: list[
              + (", chaos" if plan.chaos else ""),
              f"  events {f['events']}, runs expected {f['runs_expected']}, created "
              f"{f['runs_created']}, completed {f['runs_completed']}, failed {f['runs_failed']}",
-             f"  duplicate effects {f['duplicate_effects']}"
-             + (" (each a step run again after its worker was killed mid-step)"
-                if f["duplicate_effects"] and not any("more often" in p for p in problems)
-                else "") + f", lost {f['lost']}, "
+             f"  duplicate effects {f['duplicate_effects']}, repeated executions "
+             f"{f['repeated_executions']}"
+             + (" (steps run again after their worker was killed mid-step; the same "
+                "idempotency key each time)"
+                if f["repeated_executions"] and not f["duplicate_effects"] else "")
+             + f", lost {f['lost']}, "
              f"workers killed {f['workers_killed']}, workers died on their own "
              f"{d.get('workers_died', 0)}",
              f"  faults: db connections terminated {d.get('db_connections_terminated', 0)}, "
@@ -759,6 +806,7 @@ def main(argv: list[str]) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     for old in workdir.glob("*.log"):
         old.unlink()
+    shutil.rmtree(workdir / "effects.applied", ignore_errors=True)
     database_url, redis_url = _urls()
     redis = Redis(redis_url)
     try:
