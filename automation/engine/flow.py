@@ -193,7 +193,9 @@ def _known_steps(run: Run, from_run: StepRun) -> dict | None:
     """What `steps` holds for the successor of `from_run` in a sequential run (see
     graphs.is_sequential), so the successor need not read it again; None otherwise."""
     seen = getattr(from_run, "scope_steps", None)
-    if seen is None or from_run.status != StepRun.Status.COMPLETED or not is_sequential(run.version_id):
+    if seen is None or from_run.status != StepRun.Status.COMPLETED:
+        return None
+    if not is_sequential(run.version_id):
         return None
     return {**seen, from_run.step_id: {"output": from_run.output}}
 

@@ -186,9 +186,9 @@ def _send_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
     if isinstance(broker, redis_broker.Redis):
         broker.connection.rpush(broker.list_key, *packages)
     elif isinstance(broker, orm.ORM):
-        now = timezone.now()
+        now, key = timezone.now(), broker.list_key or Conf.CLUSTER_NAME
         orm.ORM.get_connection().bulk_create(
-            [orm.OrmQ(key=broker.list_key or Conf.CLUSTER_NAME, payload=p, lock=now) for p in packages])
+            [orm.OrmQ(key=key, payload=package, lock=now) for package in packages])
     else:
         for package in packages:
             broker.enqueue(package)

@@ -43,7 +43,7 @@ def completed_outputs(run: Run, scope: str) -> dict[str, dict]:
     ).values_list("step_id", "scope", "output")
     depth = {s: i for i, s in enumerate(chain)}
     steps: dict[str, dict] = {}
-    for sid, row_scope, output in sorted(outputs, key=lambda row: -depth[row[1]]):
+    for sid, _scope, output in sorted(outputs, key=lambda row: -depth[row[1]]):
         steps[sid] = {"output": output}
     return steps
 

@@ -49,11 +49,9 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
 
 
 def sweep_all() -> dict:
-    from automation.services.webhooks import deliveries_due_sweep
-
-    from automation.triggers.schedules import sync_schedules
-
     from automation.services.batches import batches_sweep
+    from automation.services.webhooks import deliveries_due_sweep
+    from automation.triggers.schedules import sync_schedules
 
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),

@@ -1,7 +1,8 @@
 """Which processes does an event start? An in-memory index keyed by what events carry
 ((event type, entity type or ""); (entity type, entered status)), so matching is a few
-dictionary lookups whatever the number of processes. Each process rebuilds it when the shared generation stamp moves
-(checked at most once a second) or at once after a local change."""
+dictionary lookups whatever the number of processes. Each process rebuilds it when the
+shared generation stamp moves (checked at most once a second) or at once after a local
+change."""
 
 import logging
 import threading

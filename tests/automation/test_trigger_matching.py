@@ -5,7 +5,7 @@ from django.db import transaction
 
 from automation.models import ProcessTrigger, Run
 from automation.services.processes import process_save, process_set_enabled
-from entities.services import entity_create, entity_transition, entity_update
+from entities.services import entity_create, entity_update
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
