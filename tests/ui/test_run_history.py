@@ -88,6 +88,19 @@ def test_filter_run_history_by_process_status_entity_and_date(page, history):
     pick(page, "created at", "Any date")
     expect(rows(page)).to_have_count(2)
 
+    # A range of days: only the old failure was created 30 to 50 days ago.
+    today = timezone.localdate()
+    between = page.locator("#ef-created-between")
+    between.get_by_label("From").fill(str(today - timedelta(days=50)))
+    between.get_by_label("To").fill(str(today - timedelta(days=30)))
+    with page.expect_navigation():
+        between.get_by_role("button", name="Apply").click()
+    assert shown(page) == {("Reserve stock", "ORD-00043", "failed")}  # process filter kept
+    shot(page, "21-run-history-created-between")
+    with page.expect_navigation():
+        between.get_by_role("link", name="Any date").click()
+    expect(rows(page)).to_have_count(2)
+
     with page.expect_navigation():
         page.get_by_role("link", name="Clear all filters").click()
     pick(page, "status", "Completed")
