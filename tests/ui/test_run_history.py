@@ -133,3 +133,13 @@ def test_filter_run_history_by_process_status_entity_and_date(page, history):
     pick(page, "status", "Failed")
     assert shown(page) == {("Reserve stock", "ORD-00042", "failed")}
     shot(page, "22-run-history-entity-and-status")
+
+
+def test_created_between_takes_one_open_end_and_ignores_what_is_not_a_day(client, staff, history):
+    client.force_login(staff)
+    url = "/admin/automation/run/"
+    until = str(timezone.localdate() - timedelta(days=30))
+    assert len(client.get(url, {"created_to": until}).context["cl"].result_list) == 1
+    response = client.get(url, {"created_from": "2026-02-30"})
+    assert response.status_code == 200 and "Not a date: ignored." in response.content.decode()
+    assert len(response.context["cl"].result_list) == 4
