@@ -61,6 +61,7 @@ class ConnectionFormBase(forms.ModelForm):
         self.fields["options"].help_text = OPTIONS_HELP
         self.fields["options"].required = False
         self.credential_changes: dict = {}
+        self.replace_credentials = not self.editing  # True: credential_changes is the whole set
         if self.editing:
             self._show_stored()
 
@@ -102,20 +103,23 @@ class ConnectionFormBase(forms.ModelForm):
         if not provider:
             return cleaned
         changes = self._entered(provider, cleaned)
-        try:
-            if self.editing:
+        typed = {key: value for key, value in changes.items() if value is not None}
+        unreadable = None
+        credentials = typed
+        if self.editing:
+            try:
                 credentials = connection_services.credentials_merged(
                     connection=self.instance, changes=changes)
-            else:
-                credentials = {key: value for key, value in changes.items() if value is not None}
-        except SecretDecryptError as exc:
-            self.add_error(None, f"{exc.message} Enter every credential again.")
-            return cleaned
+            except SecretDecryptError as exc:  # start afresh: what is typed replaces the set
+                unreadable = exc.message
+                self.replace_credentials = True
         errors = connection_services.credential_errors(provider=provider, credentials=credentials)
+        if errors and unreadable:
+            self.add_error(None, f"{unreadable} Enter all of this connection's credentials.")
         for key, problems in errors.items():
             name = credential_input_name(provider, key.removeprefix("credentials."))
             self.add_error(name if name in self.fields else None, problems)
-        self.credential_changes = changes if self.editing else credentials
+        self.credential_changes = changes if self.editing and not unreadable else typed
         return cleaned
 
     def _entered(self, provider: str, cleaned: dict) -> dict:

@@ -84,9 +84,11 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
+            whole = form.credential_changes if form.replace_credentials else None
+            changes = None if form.replace_credentials else form.credential_changes or None
             connection_update(connection=obj, name=obj.name, base_url=obj.base_url or "",
-                              options=obj.options or {},
-                              credentials_changes=form.credential_changes or None)
+                              options=obj.options or {}, credentials=whole,
+                              credentials_changes=changes)
             return
         created = connection_create(provider=obj.provider, name=obj.name,
                                     base_url=obj.base_url or "", options=obj.options or {},

@@ -316,3 +316,22 @@ def test_an_optional_secret_can_be_removed(admin_client):
     refused = change_connection(admin_client, connection, dropbox__accessToken__clear="on")
     assert refused.status_code == 200  # then nothing could authenticate
     assert "dropbox__accessToken" in refused.context["adminform"].form.errors
+
+
+def test_unreadable_stored_credentials_can_be_entered_again(admin_client):
+    add_connection(admin_client, hubspot__accessToken=HUBSPOT_TOKEN)
+    connection = Connection.objects.get(name="crm")
+    Connection.objects.filter(pk=connection.pk).update(credentials_encrypted="garbage")
+    change_url = reverse("admin:automation_connection_change", args=[connection.pk])
+    assert "Not set" in admin_client.get(change_url).content.decode()
+
+    blank = change_connection(admin_client, connection)
+    assert blank.status_code == 200
+    form = blank.context["adminform"].form
+    assert "could not be decrypted" in form.non_field_errors()[0]
+    assert form.errors["hubspot__accessToken"] == ["Access token is required."]
+
+    fixed = change_connection(admin_client, connection, hubspot__accessToken=NEW_TOKEN)
+    assert fixed.status_code == 302
+    assert connection_credentials(Connection.objects.get(pk=connection.pk)) == {
+        "accessToken": NEW_TOKEN}
