@@ -52,7 +52,7 @@ class Command(BaseCommand):
         hubspot = next((p for p in processes if p.slug == COPY_TO_HUBSPOT_SLUG), None)
         if hubspot is not None and not hubspot.enabled:
             self.stdout.write(
-                f"{hubspot.name}: enter a HubSpot private-app token on the connection "
-                f"'{HUBSPOT_CONNECTION}' in the admin (or set {HUBSPOT_TOKEN_ENV} and run "
-                "load_demo again), then enable the process.")
+                f"{hubspot.name} is disabled: enter a HubSpot private-app token on the "
+                f"connection '{HUBSPOT_CONNECTION}' in the admin and enable the process, or "
+                f"set {HUBSPOT_TOKEN_ENV} and run load_demo again.")
         self.stdout.write(f"Demo login: {DEMO_USERNAME} / {DEMO_PASSWORD} (staff superuser)")
