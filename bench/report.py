@@ -31,6 +31,7 @@ def goals(db: str, broker: str) -> dict[str, Goal]:
         "first_step_p99_ratio": Goal("<=", 1.5),
         "batch_fanout_per_s": Goal(">=", 2000),
         "batch_peak_rss_mb": Goal("<=", 300),
+        "api_trigger_per_s": Goal(">=", 300),
     }
 
 
