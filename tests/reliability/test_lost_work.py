@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from automation.engine import queue
 from automation.engine.executor import execute_step
+from automation.functions import function
 from automation.models import Run, StepRun
 from automation.services import sweeper
 from automation.services.processes import process_save
@@ -67,6 +68,42 @@ def test_a_step_run_again_after_its_worker_died_sends_the_same_idempotency_key(
     die_once(queued, monkeypatch)
     first, second = (key for _, _, key in worker_functions.CALLS)
     assert first == second and first.endswith(":1")  # the key of the attempt that was lost
+
+
+@function("lost-work.cheap_dies_once", cheap=True)
+def cheap_dies_once(ctx):
+    """A cheap (inline) step whose worker dies right after it ran, on its first attempt."""
+    worker_functions.CALLS.append((ctx.run_id, ctx.step_id, ctx.idempotency_key))
+    if ctx.attempt == 1:
+        raise worker_functions.WorkerDied()
+    return {"attempt": ctx.attempt}
+
+
+def test_a_cheap_step_claimed_inline_by_a_worker_that_died_is_taken_back(queued, monkeypatch):
+    """The worker writes a cheap successor already claimed by itself (no doorbell); when it
+    dies running it, the claim's lease runs out and the sweeper hands the step on."""
+    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    process = process_save(slug="inline", name="Inline", definition={"steps": [
+        {"id": "first", "type": "function", "function": "noop", "next": "second"},
+        {"id": "second", "type": "function", "function": "lost-work.cheap_dies_once"}]})
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    first = StepRun.objects.get(run=run, step_id="first")
+    with pytest.raises(worker_functions.WorkerDied):
+        execute_step(first.pk)
+    second = StepRun.objects.get(run=run, step_id="second")
+    assert second.pk not in queued  # run inline, never rung
+    assert (second.status, second.attempt) == (StepRun.Status.RUNNING, 1)
+    assert StepRun.objects.get(pk=first.pk).status == StepRun.Status.COMPLETED  # committed first
+    assert sweeper.steps_sweep(pending_grace_seconds=60) == 0  # its lease still holds
+    lease_runs_out(second)
+    assert sweeper.steps_sweep(pending_grace_seconds=60) == 1
+    execute_step(queued[-1])
+    run.refresh_from_db()
+    second.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    assert second.attempt == 2 and "lost its worker (attempt 1)" in str(second.logs)
+    first_key, second_key = (key for _, _, key in worker_functions.CALLS)
+    assert first_key == second_key
 
 
 class BrokerDown:
