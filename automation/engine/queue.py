@@ -124,11 +124,21 @@ def take_inline(cheap: bool) -> dict | None:
     before running it the lease runs out and the sweeper hands it to another worker.
     """
     inline = getattr(_local, "inline", None)
-    if not cheap or inline is None or not inline.accept():
+    if not cheap or inline is None or not _outermost_transaction() or not inline.accept():
         return None
     now = timezone.now()
     return {"status": "running", "claim": uuid.uuid4(), "attempt": 1, "started_at": now,
             "lease_expires_at": now + timedelta(seconds=settings.ENTITYFLOW_STEP_LEASE_SECONDS)}
+
+
+def _outermost_transaction() -> bool:
+    """Only a row whose transaction commits right away can be handed over; inside an
+    enclosing transaction the hand-over would wait for a commit that may come too late."""
+    from django.db import connections, router
+
+    from automation.models import StepRun
+
+    return len(connections[router.db_for_write(StepRun)].atomic_blocks) == 1
 
 
 def run_here(step_run) -> None:
