@@ -14,11 +14,16 @@ from entities.demo import order_type_ensure
 def _fresh_process_caches():
     """Databases are flushed between tests; caches that live in the process must not
     carry one test's processes or rules into the next."""
+    from automation.engine import graphs
     from automation.triggers import index
     from entities import requirements
 
     index.invalidate()
     requirements._cache.clear()
+    # Graphs are cached by version id, which a rolled-back test hands out again (in
+    # production ids are never reused: AUTOINCREMENT on SQLite, sequences elsewhere).
+    for cached in (graphs._graph, graphs._plain, graphs._sequential):
+        cached.cache_clear()
     yield
 
 
