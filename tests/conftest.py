@@ -34,6 +34,26 @@ def order_type(db):
 
 
 @pytest.fixture
+def hubspot_fake():
+    """The fake HubSpot on 127.0.0.1 (tests/integrations/fakes), for one test."""
+    from tests.integrations.fakes.hubspot import FakeHubSpot
+
+    fake = FakeHubSpot().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def dropbox_fake():
+    """The fake Dropbox on 127.0.0.1 (tests/integrations/fakes), for one test."""
+    from tests.integrations.fakes.dropbox import FakeDropbox
+
+    fake = FakeDropbox().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def dispatched_events():
     """Records every event the outbox hands to subscribers while the test runs."""
     calls = []

@@ -1,7 +1,5 @@
 """Connections, functions, webhooks and API clients in the admin (server side)."""
 
-import sys
-from pathlib import Path
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -17,9 +15,7 @@ from automation.models import (
     WebhookSubscription,
 )
 from automation.services.connections import connection_credentials
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.hubspot import FakeHubSpot  # noqa: E402
+from tests.integrations.fakes.hubspot import FakeHubSpot
 
 pytestmark = pytest.mark.django_db
 

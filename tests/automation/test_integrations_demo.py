@@ -3,9 +3,7 @@ and "Copy order to HubSpot" (disabled while the token is a placeholder); pointed
 fake HubSpot on 127.0.0.1 and enabled, an order reaching `received` becomes a deal that
 the order's page links to, and running again updates the same deal."""
 
-import sys
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -17,9 +15,6 @@ from automation.services.connections import connection_credentials
 from automation.services.runs import run_start
 from entities.models import Entity
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.hubspot import FakeHubSpot  # noqa: E402
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RECORD_URL = "https://app.hubspot.com/contacts/12345678/record/0-3/{}"
@@ -28,13 +23,6 @@ RECORD_URL = "https://app.hubspot.com/contacts/12345678/record/0-3/{}"
 @pytest.fixture(autouse=True)
 def no_token_in_the_environment(monkeypatch):
     monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
-
-
-@pytest.fixture
-def hubspot_fake():
-    fake = FakeHubSpot().start()
-    yield fake
-    fake.stop()
 
 
 def load_demo(orders: int) -> str:

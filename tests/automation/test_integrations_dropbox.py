@@ -4,8 +4,6 @@ as JSON (or CSV) in it, a shared link stored on the order, and renewed tokens st
 import csv
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,21 +13,11 @@ from automation.services.processes import process_save
 from automation.services.runs import run_start
 from entities.services import entity_create, entity_update
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.dropbox import FakeDropbox  # noqa: E402
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORDER = {"customer": {"name": "Ada Lovelace"}, "total": 42.5, "items": 3}
 FOLDER = "/Orders/{{ entity.reference }}"
 FILE = "/Orders/{{ entity.reference }}/order.json"
-
-
-@pytest.fixture
-def dropbox_fake():
-    fake = FakeDropbox().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

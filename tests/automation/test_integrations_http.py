@@ -2,8 +2,6 @@
 server, credentials kept out of run history, and internal addresses refused."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +12,7 @@ from automation.services.processes import process_save
 from automation.services.runs import run_start
 from entities.services import entity_create
 from integrations.signing import verify
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.echo import EchoServer  # noqa: E402
+from tests.integrations.fakes.echo import EchoServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

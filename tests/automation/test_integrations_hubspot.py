@@ -2,8 +2,6 @@
 `received` becomes a deal, a second run updates the same deal, and the vendor's 429 and
 401 answers are handled as DESIGN §4 says."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,20 +16,10 @@ from automation.services.processes import process_save
 from automation.services.runs import run_start
 from entities.services import entity_create, entity_update
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.hubspot import FakeHubSpot  # noqa: E402
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORDER = {"customer": {"name": "Ada Lovelace"}, "total": 1500.5}  # no email: stays received
 WRONG_TOKEN = "pat-na1-99999999-wrong-token-0000000000"
-
-
-@pytest.fixture
-def hubspot_fake():
-    fake = FakeHubSpot().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

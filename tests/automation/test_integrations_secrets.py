@@ -4,8 +4,6 @@ the product writes or shows something (run history, delivery log, logs, API, adm
 
 import json
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -27,12 +25,10 @@ from automation.services.runs import run_start
 from automation.services.webhooks import deliveries_due_sweep, webhook_subscription_create
 from entities.models import EntityEvent, ExternalLink
 from entities.services import entity_create
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.dropbox import FakeDropbox  # noqa: E402
-from fakes.echo import EchoServer  # noqa: E402
-from fakes.hubspot import FakeHubSpot  # noqa: E402
-from fakes.openai import FakeOpenAI  # noqa: E402
+from tests.integrations.fakes.dropbox import FakeDropbox
+from tests.integrations.fakes.echo import EchoServer
+from tests.integrations.fakes.hubspot import FakeHubSpot
+from tests.integrations.fakes.openai import FakeOpenAI
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

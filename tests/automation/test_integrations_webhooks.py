@@ -1,9 +1,7 @@
 """Outbound webhooks: `workflow.completed` / `workflow.failed` POSTed signed to a
 loopback receiver, retried with backoff by the sweeper, given up after 3 days."""
 
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -18,9 +16,7 @@ from automation.services.secrets import SecretDecryptError
 from automation.tasks_webhooks import deliver
 from integrations.exceptions import SignatureError
 from integrations.signing import verify
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.echo import EchoServer  # noqa: E402
+from tests.integrations.fakes.echo import EchoServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

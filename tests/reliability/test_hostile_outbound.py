@@ -5,11 +5,9 @@ takes, if it reached this machine the canary would have seen it. The address gua
 own unit tests are in tests/integrations/test_outbound_guard.py."""
 
 import socket
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -17,9 +15,7 @@ import pytest
 from automation.models import Run, StepRun
 from automation.services.processes import process_save
 from automation.services.runs import run_start
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
-from fakes.echo import EchoServer  # noqa: E402
+from tests.integrations.fakes.echo import EchoServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,19 +5,11 @@ from playwright.sync_api import expect
 
 from automation.models import Connection
 from automation.services.connections import connection_create
-from tests.integrations.fakes.hubspot import FakeHubSpot
 from tests.ui.support import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WRONG_TOKEN = "pat-na1-00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture
-def hubspot_fake():
-    fake = FakeHubSpot().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
