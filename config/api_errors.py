@@ -4,14 +4,18 @@
 400 is for what cannot be read (malformed JSON, a body that is not an object, a bad
 query parameter); 422 for input that was read but is not valid (serializer errors,
 invalid definitions); 413 for bodies over the limit, including Django's own
-RequestDataTooBig."""
+RequestDataTooBig; 503 `unavailable` (with Retry-After) for a lost database connection
+(automation/api/db_loss.py). Anything else is a 500 `server_error` with a generic
+message: the exception is logged with its traceback, never shown."""
 
+from django.core import signals
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.log import log_response
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
 
 from automation.exceptions import AutomationError
 from entities.exceptions import EntitiesError
@@ -19,7 +23,9 @@ from integrations.exceptions import ConnectorError
 
 CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-         415: "unsupported_media_type", 422: "invalid", 429: "rate_limited"}
+         415: "unsupported_media_type", 422: "invalid", 429: "rate_limited",
+         500: "server_error", 503: "unavailable"}
+SERVER_ERROR_MESSAGE = "An unexpected error occurred on the server; it has been logged."
 
 
 def error_body(code: str, message: str, fields: dict | None = None) -> dict:
@@ -76,7 +82,7 @@ def _handle(exc, context):
         exc = drf.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
-        return None
+        return server_error(exc, context)
     status = response.status_code
     if isinstance(exc, drf.ValidationError):
         fields = flatten_fields(exc.detail)
@@ -91,4 +97,19 @@ def _handle(exc, context):
         code = getattr(exc, "error_code", None) or CODES.get(status, "error")
         body = error_body(code, str(detail))
     response.data = body
+    return response
+
+
+def server_error(exc: Exception, context: dict) -> Response:
+    """An exception no other branch answers: a bug, or an outage nothing else caught.
+
+    Logged as Django logs a 500 (`django.request`, with the traceback) and announced on
+    `got_request_exception` as Django would, but answered in the one error format with a
+    message that says nothing of the exception (its text may hold data or secrets)."""
+    set_rollback()
+    response = Response(error_body("server_error", SERVER_ERROR_MESSAGE), status=500)
+    request = getattr(context.get("request"), "_request", None)
+    signals.got_request_exception.send(sender=None, request=request)
+    log_response("Internal Server Error: %s", getattr(request, "path", "?"),
+                 response=response, request=request, exception=exc)
     return response

@@ -1,12 +1,16 @@
-"""Each 4xx of DESIGN §5, produced for real, in the one error format."""
+"""Each 4xx of DESIGN §5, produced for real, in the one error format; and the 500 of an
+unhandled exception, in the same format."""
 
+import logging
 import uuid
 
+import pytest
 from django.core.exceptions import RequestDataTooBig
 from rest_framework.test import APIClient
 
 from automation.models import ApiClient
 from config.api_errors import api_exception_handler
+from tests.api.failing_urls import SECRET
 from tests.api.support import API_DB, APPROVE_PURCHASE, PURCHASE_FUNCTIONS, assert_error
 
 pytestmark = API_DB
@@ -124,3 +128,20 @@ def test_rate_limits_are_per_client(api, api_client_row):
     assert api.get("/api/runs").status_code == 200
     assert api.get("/api/runs").status_code == 429
     assert other_api.get("/api/runs").status_code == 200
+
+
+@pytest.mark.urls("tests.api.failing_urls")
+def test_500_an_unhandled_exception_is_in_the_one_format_and_logged_with_its_traceback(
+        tokens, caplog):
+    client = APIClient(raise_request_exception=False)  # answer, do not re-raise in the test
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['accessToken']}")
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        response = client.get("/api/failing")
+    error = assert_error(response, 500, "server_error")
+    assert response["Content-Type"] == "application/json"
+    assert error["fields"] == {}
+    assert SECRET not in response.content.decode() and "RuntimeError" not in error["message"]
+    logged = [r for r in caplog.records if r.name == "django.request"]
+    assert len(logged) == 1, [r.getMessage() for r in logged]  # once, not again by Django
+    assert logged[0].levelno == logging.ERROR and "/api/failing" in logged[0].getMessage()
+    assert logged[0].exc_info and SECRET in str(logged[0].exc_info[1])
