@@ -1,5 +1,6 @@
 """What every API view shares: body size check, input validation (422), query validation
-(400), lookups (404), limit/offset pagination, and component names for the schema."""
+(400), lookups (404), limit/offset pagination, component names for the schema, and what
+happens when a request loses its database connection (automation/api/db_loss.py)."""
 
 from typing import Any
 
@@ -12,6 +13,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from automation.api import db_loss
 from automation.api.parsers import check_content_length
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields
@@ -57,10 +59,40 @@ class ApiView(APIView):
             if nested is not None and "Meta" not in nested.__dict__:
                 nested.Meta = type("Meta", (), {"ref_name": base + attr.removesuffix("Serializer")})
 
+    def dispatch(self, request, *args, **kwargs):
+        """DRF's dispatch, with the checks and the handler run by `db_loss.run_view`: once
+        more on a fresh connection if the database connection was lost before anything
+        was committed, 503 if it was lost after."""
+        self.args, self.kwargs = args, kwargs
+        request = self.initialize_request(request, *args, **kwargs)
+        self.request = request
+        self.headers = self.default_response_headers
+        try:
+            response = db_loss.run_view(lambda: self._checked_handler(request, *args, **kwargs),
+                                        what=f"{request.method} {request.path}")
+        except Exception as exc:  # noqa: BLE001  (DRF's own contract: the handler answers)
+            response = self.handle_exception(exc)
+        self.response = self.finalize_response(request, response, *args, **kwargs)
+        return self.response
+
+    def _checked_handler(self, request, *args, **kwargs):
+        self.initial(request, *args, **kwargs)
+        handler = getattr(self, request.method.lower(), None)
+        if request.method.lower() not in self.http_method_names or handler is None:
+            handler = self.http_method_not_allowed
+        return handler(request, *args, **kwargs)
+
     def initial(self, request, *args, **kwargs):
         check_content_length(request.META)
         super().initial(request, *args, **kwargs)
         check_storable_address(request, kwargs)
+
+    def check_throttles(self, request):
+        """Once per request: a view run again after a lost connection is not counted twice."""
+        if getattr(request, "_throttles_checked", False):
+            return
+        super().check_throttles(request)
+        request._throttles_checked = True
 
 
 def check_storable_address(request, kwargs: dict) -> None:

@@ -3,6 +3,7 @@
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from automation.api import db_loss
 from automation.api.base import ApiView, validate_input
 from automation.api.schema import ObjectField, api_doc
 from automation.models import Run
@@ -34,8 +35,10 @@ class EventPublishApi(ApiView):
         data = validate_input(EventPublishApi.InputSerializer, request.data)
         event = event_publish(type=data["type"], data=data["data"], source=data["source"],
                               occurred_at=data["timestamp"])
-        executions = list(Run.objects.filter(event=event).order_by("created_at")
-                          .values_list("pk", flat=True))
+        # The event is committed: from here on only reads, repeated if the connection is
+        # lost (running the view again would publish the event twice).
+        executions = db_loss.read(lambda: list(
+            Run.objects.filter(event=event).order_by("created_at").values_list("pk", flat=True)))
         body = {"id": event.pk, "type": event.type, "executions": executions}
         return Response(EventPublishApi.OutputSerializer(body).data,
                         status=status.HTTP_202_ACCEPTED)

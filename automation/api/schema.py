@@ -16,8 +16,12 @@ ERROR_DESCRIPTIONS = {
     413: "The request body is larger than the configured limit.",
     422: "The input is well-formed but not valid; `fields` names each problem.",
     429: "Too many requests for this API client; see Retry-After.",
+    500: "Unexpected server error (`server_error`); the message says nothing of its cause.",
+    503: "The database is unavailable or the connection to it was lost (`unavailable`); see "
+         "Retry-After. The message says whether the request may have been applied.",
 }
 SECURED = (401, 403, 429)
+EVERY = (500, 503)
 WITH_BODY = (400, 413, 422)
 
 
@@ -44,7 +48,7 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 def api_doc(*, responses: dict, errors: tuple[int, ...] = (), public: bool = False, **kwargs):
     """extend_schema with the error responses every secured endpoint may give."""
-    codes = (*errors, *(() if public else SECURED))
+    codes = (*errors, *(() if public else SECURED), *EVERY)
     return extend_schema(responses={**responses, **error_responses(*codes)}, **kwargs)
 
 

@@ -2,10 +2,11 @@
 
 Most of this suite runs in both CI lanes. Tests marked `requires_services` (load, chaos,
 real races between processes) need PostgreSQL and the Redis broker, chosen with
-DATABASE_URL and REDIS_URL. Without them they skip, saying why. Under CI=true a skip is
-only allowed in the SQLite lane, and only while PostgreSQL and Redis are there for the
-other lane to use; anything else (a lane configured for the services that cannot reach
-them, or a CI machine without them) fails.
+DATABASE_URL and REDIS_URL; tests marked `requires_postgres` (lost connections) need
+PostgreSQL only. Without them they skip, saying why. Under CI=true a skip is only allowed
+in the SQLite lane, and only while the services are there for the other lane to use;
+anything else (a lane configured for the services that cannot reach them, or a CI
+machine without them) fails.
 """
 
 import os
@@ -28,6 +29,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "requires_services: needs PostgreSQL and the Redis broker (skipped without "
                    "them; under CI=true only the SQLite lane may skip)")
+    config.addinivalue_line(
+        "markers", "requires_postgres: needs PostgreSQL (skipped without it; under CI=true "
+                   "only the SQLite lane may skip)")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -38,35 +42,40 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def services_problem() -> tuple[str, str] | None:
-    """None when PostgreSQL and the Redis broker are configured and answer; otherwise
-    ("skip" | "fail", reason). "fail" only under CI=true."""
+def services_problem(*, redis: bool = True) -> tuple[str, str] | None:
+    """None when PostgreSQL (and, with `redis`, the Redis broker) are configured and
+    answer; otherwise ("skip" | "fail", reason). "fail" only under CI=true."""
     on_ci = os.environ.get("CI", "").lower() == "true"
     db = settings.DATABASES["default"]
-    redis_url = settings.Q_CLUSTER.get("redis")
+    redis_url = settings.Q_CLUSTER.get("redis") if redis else None
     postgres = db["ENGINE"].endswith(("postgresql", "postgis"))
-    if not (postgres and redis_url):
-        lane = (f"this run uses {'PostgreSQL' if postgres else 'SQLite'} and the "
-                f"{'Redis' if redis_url else 'ORM'} broker")
-        reason = (f"needs PostgreSQL and the Redis broker ({lane}); set DATABASE_URL=postgres://"
-                  f"... and REDIS_URL=redis://...")
-        missing = [name for name, host, port in DEFAULT_SERVICES if not _reachable(host, port)]
+    if not (postgres and (redis_url or not redis)):
+        if redis:
+            lane = (f"this run uses {'PostgreSQL' if postgres else 'SQLite'} and the "
+                    f"{'Redis' if redis_url else 'ORM'} broker")
+            reason = (f"needs PostgreSQL and the Redis broker ({lane}); set DATABASE_URL="
+                      f"postgres://... and REDIS_URL=redis://...")
+        else:
+            reason = "needs PostgreSQL (this run uses SQLite); set DATABASE_URL=postgres://..."
+        wanted = DEFAULT_SERVICES if redis else DEFAULT_SERVICES[:1]
+        missing = [name for name, host, port in wanted if not _reachable(host, port)]
         if on_ci and missing:
             return "fail", f"{reason}; CI=true but {' and '.join(missing)} is not running here"
         return "skip", reason
     problems = []
     if not _reachable(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)):
         problems.append(f"PostgreSQL at {db.get('HOST')}:{db.get('PORT') or 5432} is not reachable")
-    parts = urlsplit(redis_url)
-    if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
-        problems.append(f"Redis at {parts.hostname}:{parts.port or 6379} is not reachable")
+    if redis:
+        parts = urlsplit(redis_url)
+        if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
+            problems.append(f"Redis at {parts.hostname}:{parts.port or 6379} is not reachable")
     if problems:
         return ("fail" if on_ci else "skip"), "; ".join(problems)
     return None
 
 
-def check_services() -> None:
-    problem = services_problem()
+def check_services(*, redis: bool = True) -> None:
+    problem = services_problem(redis=redis)
     if problem is None:
         return
     verdict, reason = problem
@@ -80,6 +89,8 @@ def pytest_runtest_setup(item):
     """Decide before any fixture (the database among them) is set up."""
     if item.get_closest_marker("requires_services"):
         check_services()
+    elif item.get_closest_marker("requires_postgres"):
+        check_services(redis=False)
 
 
 @pytest.fixture

@@ -1,0 +1,194 @@
+"""API requests whose PostgreSQL connection is terminated under them (pg_terminate_backend,
+as an operator, a failover or the chaos harness does), after Django's health check passed.
+
+A request that lost its connection before committing anything runs again on a fresh one
+and answers as usual, having written once; reads after a commit are repeated
+(`POST /api/events` still answers 202 with its runs); what cannot be repeated answers
+503 `unavailable` with Retry-After. Needs PostgreSQL: SQLite connections are not lost.
+"""
+
+import logging
+import time
+import uuid
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.transaction import TransactionManagementError
+
+from automation.api import db_loss
+from automation.models import Run
+from automation.services.processes import process_save
+from entities.models import Entity, EntityEvent
+from tests.reliability.support import NOOP, assert_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+postgres = pytest.mark.requires_postgres
+
+FIRST_READ_OF_CASES = 'SELECT "entities_entitytype"."id"'  # POST /api/cases: the case type
+INSERT_CASE = 'INSERT INTO "entities_entity" ('  # inside the case's transaction
+RUNS_OF_EVENT = 'FROM "automation_run" WHERE "automation_run"."event_id"'  # after the commit
+
+
+class terminated_at:  # noqa: N801  (used as a context manager, like a function)
+    """Within it, just before each statement containing `fragment` (`times` of them), the
+    server process of the test's own connection is terminated from a second connection,
+    and the statement then meets a connection that is gone. With `after`, just after the
+    statement: what comes next meets it."""
+
+    def __init__(self, fragment: str, times: int = 1, *, after: bool = False):
+        self.fragment, self.left, self.after, self.terminated = fragment, times, after, 0
+        self._installed = connection.execute_wrapper(self)
+
+    def __enter__(self):
+        self._installed.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._installed.__exit__(*exc_info)
+
+    def __call__(self, execute, sql, params, many, context):
+        if not (self.left and self.fragment in sql):
+            return execute(sql, params, many, context)
+        self.left -= 1
+        pid = context["connection"].connection.info.backend_pid
+        if self.after:
+            result = execute(sql, params, many, context)
+            self._terminate(pid)
+            return result
+        self._terminate(pid)
+        return execute(sql, params, many, context)
+
+    def _terminate(self, pid: int) -> None:
+        other = connections.create_connection(DEFAULT_DB_ALIAS)
+        try:
+            with other.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+                assert cursor.fetchone()[0], f"backend {pid} was not terminated"
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+                    if not cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.02)
+        finally:
+            other.close()
+        self.terminated += 1
+
+
+@pytest.fixture
+def pinged_process(db):
+    return process_save(slug="on-ping", name="On ping", definition={
+        "steps": NOOP, "triggers": [{"type": "event", "config": {"eventType": "lost.ping"}}]})
+
+
+def cases_named(first_name: str):
+    return Entity.objects.filter(entity_type__key="case", data__firstName=first_name)
+
+
+@postgres
+@pytest.mark.parametrize("fragment", [FIRST_READ_OF_CASES, INSERT_CASE],
+                         ids=["before-any-write", "at-the-write-in-its-transaction"])
+def test_a_request_terminated_before_it_committed_answers_as_usual_and_writes_once(
+        api, case_type, caplog, fragment):
+    caplog.set_level(logging.WARNING, logger="automation.api.db_loss")
+    with terminated_at(fragment) as lost:
+        response = api.post("/api/cases", {"firstName": "Ada"}, format="json")
+    assert lost.terminated == 1
+    assert response.status_code == 201, response.content[:500]
+    assert response.json()["firstName"] == "Ada"
+    case = cases_named("Ada").get()  # exactly one
+    assert str(case.pk) == response.json()["id"]
+    assert EntityEvent.objects.filter(entity=case).count() == 1
+    assert any("running it again on a fresh connection" in r.getMessage()
+               for r in caplog.records)
+
+
+@postgres
+def test_a_read_terminated_under_it_answers_as_usual(api, case_type):
+    case_id = api.post("/api/cases", {"firstName": "Grace"}, format="json").json()["id"]
+    with terminated_at('FROM "entities_entity"') as lost:
+        response = api.get(f"/api/cases/{case_id}")
+    assert lost.terminated == 1
+    assert response.status_code == 200 and response.json()["id"] == case_id
+
+
+@postgres
+def test_an_event_terminated_after_its_commit_still_answers_202_with_its_runs(
+        api, pinged_process, dispatched_events):
+    with terminated_at(RUNS_OF_EVENT) as lost:
+        response = api.post("/api/events", {"type": "lost.ping", "data": {"n": 1}}, format="json")
+    assert lost.terminated == 1
+    assert response.status_code == 202, response.content[:500]
+    body = response.json()
+    event = EntityEvent.objects.get(type="lost.ping")  # published exactly once
+    assert body["id"] == event.pk
+    runs = list(Run.objects.filter(event=event).values_list("pk", flat=True))
+    assert len(runs) == 1 and body["executions"] == [str(runs[0])]
+    assert [e.pk for e in dispatched_events] == [event.pk]
+
+
+@postgres
+def test_an_event_whose_reads_after_the_commit_lose_the_connection_twice_answers_503(
+        api, pinged_process):
+    with terminated_at(RUNS_OF_EVENT, times=2) as lost:
+        response = api.post("/api/events", {"type": "lost.ping"}, format="json")
+    assert lost.terminated == 2
+    error = assert_error(response, 503, "unavailable")
+    assert "may have been applied" in error["message"]
+    assert int(response["Retry-After"]) > 0
+    assert EntityEvent.objects.filter(type="lost.ping").count() == 1  # applied, once
+    assert Run.objects.filter(process=pinged_process).count() == 1
+
+
+@postgres
+def test_a_request_that_loses_the_connection_twice_before_committing_answers_503(
+        api, case_type):
+    with terminated_at(FIRST_READ_OF_CASES, times=2) as lost:
+        response = api.post("/api/cases", {"firstName": "Edsger"}, format="json")
+    assert lost.terminated == 2
+    error = assert_error(response, 503, "unavailable")
+    assert "not applied" in error["message"]
+    assert int(response["Retry-After"]) > 0
+    assert not cases_named("Edsger").exists()
+    # the next request gets a fresh connection and succeeds
+    assert api.post("/api/cases", {"firstName": "Edsger"}, format="json").status_code == 201
+    assert cases_named("Edsger").count() == 1
+
+
+@postgres
+def test_unknown_ids_still_answer_404_after_a_lost_connection(api, case_type):
+    with terminated_at('FROM "entities_entity"'):
+        response = api.get(f"/api/cases/{uuid.uuid4()}")
+    assert_error(response, 404, "not_found")
+
+
+@postgres
+def test_a_commit_that_meets_a_lost_connection_answers_503_since_it_may_have_applied(
+        api, case_type):
+    # Terminated after the transaction's last statement: its COMMIT fails, and nobody can
+    # tell whether the server received it. Running the view again could create two.
+    with terminated_at("RELEASE SAVEPOINT", after=True) as lost:
+        response = api.post("/api/cases", {"firstName": "Barbara"}, format="json")
+    assert lost.terminated == 1
+    error = assert_error(response, 503, "unavailable")
+    assert "may have been applied" in error["message"]
+    assert cases_named("Barbara").count() <= 1
+
+
+def test_reads_repeated_after_a_lost_connection_must_be_reads(case_type):
+    cases = Entity.objects.filter(entity_type__key="case")
+    assert db_loss.read(cases.count) == 0
+    with pytest.raises(TransactionManagementError, match="reads only"):
+        db_loss.read(lambda: cases.update(version=2))
+
+
+@pytest.mark.parametrize("sql, write", [
+    ('SELECT "a" FROM "t"', False), ('(SELECT 1) UNION (SELECT 2)', False),
+    ('SAVEPOINT "s1"', False), ('RELEASE SAVEPOINT "s1"', False),
+    ('ROLLBACK TO SAVEPOINT "s1"', False), ("  select 1", False),
+    ('INSERT INTO "t" VALUES (1)', True), ('UPDATE "t" SET a = 1', True),
+    ('DELETE FROM "t"', True), ("WITH r AS (INSERT INTO t VALUES (1) RETURNING *) SELECT 1", True),
+    ("CREATE TABLE t (a int)", True), ("", True),
+])
+def test_what_counts_as_a_write(sql, write):
+    assert db_loss.is_write(sql) is write
