@@ -24,7 +24,9 @@ beyond its first, keyed by run + step + scope: a repeat that sent a new idempote
 repeated_executions (executions of a step beyond its first, whatever key they sent: at
 least once means a step whose worker died after its side effect runs again), lost
 (qualifying events without a run, plus runs not finished when the drain timed out),
-unexpected_5xx (5xx answers to the scenario's HTTP traffic), workers_killed.
+unexpected_5xx (5xx answers to the scenario's HTTP traffic, less the retry_later ones),
+retry_later (503 answers with Retry-After in the error format: the API's designed answer
+to a database connection lost after a commit), workers_killed.
 """
 
 from __future__ import annotations
@@ -560,7 +562,8 @@ def tally(effects: Path, *, http=None, killed: int = 0) -> dict:
         "duplicate_effects": sum(n - 1 for n in applied.values() if n > 1),
         "repeated_executions": sum(n - 1 for n in executed.values() if n > 1),
         "lost": len(expected - set(started)) + len(accepted - manual) + unfinished,
-        "unexpected_5xx": http.errors_5xx if http else 0,
+        "unexpected_5xx": http.errors_5xx - http.retry_later if http else 0,
+        "retry_later": http.retry_later if http else 0,
         "workers_killed": killed,
     }
 
@@ -610,16 +613,31 @@ def checks(figures: dict, effects: Path) -> list[str]:
 # --- HTTP traffic (bench only): events, cases and triggers through gunicorn -------------
 
 
+def retry_later(answer) -> bool:
+    """A 503 with Retry-After in the one error format: the API saying it lost its database
+    connection (after a commit, or twice) and the client should look, then try again."""
+    if answer.status_code != 503 or "Retry-After" not in answer.headers:
+        return False
+    try:
+        error = answer.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(error, dict) and {"code", "message", "fields"} <= set(error)
+
+
 class HttpLoad:
     """One client thread: publish a ping event, start a ping run, create a case, read a
-    run, round and round. Counts 5xx answers and connection failures separately."""
+    run, round and round. Counts 5xx answers (and among them the retry-later 503s) and
+    connection failures separately."""
 
     def __init__(self, base: str, client: dict):
         self.base, self.client = base, client
         self.errors_5xx, self.requests, self.connection_errors = 0, 0, 0
+        self.retry_later = 0
         self.accepted_runs: list[str] = []
         self.statuses = Counter()
-        self.failing = Counter()  # "VERB path" of every 5xx
+        self.failing = Counter()  # "VERB path" of every unexpected 5xx
+        self.deferred = Counter()  # "VERB path" of every retry-later 503
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -662,7 +680,11 @@ class HttpLoad:
         self.statuses[answer.status_code] += 1
         if answer.status_code >= 500:
             self.errors_5xx += 1
-            self.failing[f"{verb.upper()} {path}"] += 1
+            if retry_later(answer):
+                self.retry_later += 1
+                self.deferred[f"{verb.upper()} {path}"] += 1
+            else:
+                self.failing[f"{verb.upper()} {path}"] += 1
         return answer
 
 
@@ -780,10 +802,13 @@ def summary(outcome: Outcome, plan: Plan, http: HttpLoad | None, problems: list[
              f"load{' and faults' if plan.chaos else ''} stopped"]
     if http:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(http.statuses.items()))
-        lines.append(f"  http: {http.requests} answers ({statuses}), {http.errors_5xx} 5xx, "
-                     f"{http.connection_errors} connection errors")
+        lines.append(f"  http: {http.requests} answers ({statuses}), {http.errors_5xx} 5xx "
+                     f"({http.retry_later} retry later: 503 with Retry-After in the error "
+                     f"format), {http.connection_errors} connection errors")
         for call, n in http.failing.most_common():
             lines.append(f"    5xx: {n} × {call}")
+        for call, n in http.deferred.most_common():
+            lines.append(f"    retry later: {n} × {call}")
         extra = f["runs_created"] - f["runs_expected"]
         if extra > 0:
             lines.append(f"    {extra} runs were started by requests answered 5xx (committed, "
