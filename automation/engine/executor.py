@@ -10,9 +10,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from automation.engine import flow
+from automation.engine import flow, one_statement
 from automation.engine.graphs import graph_for
 from automation.engine.outcome import Outcome
 from automation.engine.scope import build_scope, load_entity
@@ -22,9 +23,6 @@ from automation.models import Run, StepRun
 
 # A step whose worker keeps dying is given up after this many claims (DESIGN §8).
 CRASH_ATTEMPTS = 3
-# Where a step run's state remembers the attempt whose idempotency key a lost-worker
-# re-run must send again (see idempotency_key).
-KEY_ATTEMPT = "keyAttempt"
 
 
 def claim_step(step_run_id: int, *, lease_seconds: int) -> StepRun | None:
@@ -38,15 +36,28 @@ def claim_step(step_run_id: int, *, lease_seconds: int) -> StepRun | None:
     claim = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(), "attempt": F("attempt") + 1,
              "lease_expires_at": now + timedelta(seconds=lease_seconds), "started_at": now}
     due = Q(status=StepRun.Status.PENDING) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
-    reclaimed = False
-    if not StepRun.objects.filter(due, pk=step_run_id).update(**claim):
-        reclaimed = bool(StepRun.objects.filter(
-            pk=step_run_id, status=StepRun.Status.RUNNING, lease_expires_at__lt=now).update(**claim))
-        if not reclaimed:
+    step_run = _take(step_run_id, StepRun.objects.filter(due, pk=step_run_id), claim)
+    reclaimed = step_run is None
+    if reclaimed:
+        # The holder's lease ran out. The attempt it never reported is remembered by this
+        # very UPDATE (the right-hand side sees the old row): a worker killed again right
+        # after it cannot make the next attempt send a key the outside has not seen.
+        expired = StepRun.objects.filter(pk=step_run_id, status=StepRun.Status.RUNNING,
+                                         lease_expires_at__lt=now)
+        remembered = {**claim, "key_attempt": Coalesce(F("key_attempt"), F("attempt"))}
+        step_run = _take(step_run_id, expired, remembered)
+        if step_run is None:
             return None
-    step_run = StepRun.objects.select_related("run__process").get(pk=step_run_id)
     step_run.reclaimed = reclaimed
     return step_run
+
+
+def _take(step_run_id: int, rows, values: dict) -> StepRun | None:
+    if one_statement.available():
+        return one_statement.claim(rows, values)
+    if not rows.update(**values):
+        return None
+    return StepRun.objects.select_related("run__process").get(pk=step_run_id)
 
 
 def wait_for_backoff(step_run_id: int) -> bool:
@@ -129,7 +140,7 @@ def _outcome(run: Run, step_run: StepRun, step) -> Outcome:
 def idempotency_key(step_run: StepRun) -> str:
     """run:step:scope:attempt, where a re-run after a lost worker keeps the attempt that
     was lost: the outside system may have done the work, and must see the same key."""
-    attempt = step_run.state.get(KEY_ATTEMPT) or step_run.attempt
+    attempt = step_run.key_attempt or step_run.attempt
     return f"{step_run.run_id}:{step_run.step_id}:{step_run.scope}:{attempt}"
 
 
@@ -153,8 +164,7 @@ def _lost_attempt(step_run: StepRun, step) -> Outcome | None:
     if previous >= allowed:
         return Outcome.failed(f"{message} Giving up after {previous} attempt(s).", code=code)
     step_run.logs = [*step_run.logs, {"message": f"{message} Running it again."}]
-    step_run.state = {**step_run.state, KEY_ATTEMPT: step_run.state.get(KEY_ATTEMPT) or previous}
-    StepRun.objects.filter(pk=step_run.pk).update(logs=step_run.logs, state=step_run.state)
+    StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(logs=step_run.logs)
     return None
 
 

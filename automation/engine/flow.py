@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automation.definition import Graph
-from automation.engine import queue, settle
+from automation.engine import one_statement, queue, settle
 from automation.engine.graphs import graph_for, is_sequential
 from automation.engine.outcome import Outcome
 from automation.engine.queue import enqueue_step
@@ -53,7 +53,10 @@ def complete_step(step_run: StepRun, outcome: Outcome, *, duration_ms: int) -> N
 
     `step_run` is the row as claimed: while the claim holds, nobody else writes it, so
     the recording UPDATE carries the claim in its WHERE clause instead of a re-read.
+    The common case on PostgreSQL is one statement (one_statement.record_completed).
     """
+    if one_statement.record_completed(step_run, outcome, duration_ms=duration_ms):
+        return
     with transaction.atomic():
         run = _lock_run(step_run)
         step_run.logs = [*step_run.logs, *outcome.logs]
@@ -130,10 +133,8 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome) -> bool:
 
 
 def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step, outcome: Outcome) -> bool:
-    from automation.engine.executor import KEY_ATTEMPT
-
     error = {**(outcome.error or {}), "step": step_run.step_id}
-    step_run.state = {k: v for k, v in step_run.state.items() if k != KEY_ATTEMPT}  # reported
+    step_run.key_attempt = None  # this attempt reported back: a retry sends a new key
     if outcome.retryable and step_run.attempt < max_attempts(step):
         delay = max(backoff_seconds(step_run.attempt), outcome.retry_after or 0)
         step_run.logs.append({"message": f"attempt {step_run.attempt} failed: {error['message']}; "
@@ -215,7 +216,7 @@ def _open_approval(run: Run, step_run: StepRun, state: dict) -> None:
 
 
 RECORDED = ("status", "output", "error", "logs", "state", "attempt", "claim", "not_before",
-            "lease_expires_at", "started_at", "finished_at", "duration_ms")
+            "lease_expires_at", "started_at", "finished_at", "duration_ms", "key_attempt")
 
 
 def _save(step_run: StepRun, **changes) -> bool:

@@ -132,13 +132,14 @@ def take_inline(cheap: bool) -> dict | None:
 
 
 def _outermost_transaction() -> bool:
-    """Only a row whose transaction commits right away can be handed over; inside an
+    """Only a row whose transaction commits right away can be handed over (the outermost
+    transaction, or a statement in autocommit mode, see one_statement); inside an
     enclosing transaction the hand-over would wait for a commit that may come too late."""
     from django.db import connections, router
 
     from automation.models import StepRun
 
-    return len(connections[router.db_for_write(StepRun)].atomic_blocks) == 1
+    return len(connections[router.db_for_write(StepRun)].atomic_blocks) <= 1
 
 
 def run_here(step_run) -> None:

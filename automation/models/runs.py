@@ -95,6 +95,9 @@ class StepRun(models.Model):
     logs = models.JSONField(default=list, blank=True)
     state = models.JSONField(default=dict, blank=True, help_text="Engine bookkeeping (joins, loops).")
     claim = models.UUIDField(null=True, blank=True)
+    key_attempt = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The attempt whose idempotency key a re-run after a lost worker sends again.")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
     rung_at = models.DateTimeField(

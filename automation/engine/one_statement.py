@@ -1,0 +1,241 @@
+"""PostgreSQL: claim a step, and record a completed one, in one statement each.
+
+Claiming (executor.claim_step) is the conditional UPDATE and then a SELECT of the row
+with its run and process; here the SELECT reads the UPDATE's RETURNING instead:
+
+    WITH claimed AS (UPDATE step_run SET status = 'running', claim = … WHERE id = …
+                     AND <due> RETURNING *)
+    SELECT <the step run, its run and process> FROM claimed AS step_run JOIN run … JOIN …
+
+Recording a completed step:
+
+The general way (flow.complete_step) is a transaction of five round trips: BEGIN, the
+run's row lock, the recording UPDATE, the successor's INSERT, COMMIT. When a step of a
+run with no join and no loop completes into one successor, or ends a sequential run,
+the same writes fit in one statement, atomic on its own (so the step's result is still
+committed before its successor can start, DESIGN §2):
+
+    WITH run_row AS MATERIALIZED (SELECT status FROM run WHERE id = … FOR UPDATE),
+         recorded AS (UPDATE step_run SET … WHERE id = … AND claim = <ours>
+                      AND status = 'running'
+                      AND EXISTS (SELECT 1 FROM run_row WHERE status = 'running')
+                      RETURNING id),
+         follower AS (INSERT INTO step_run (…) SELECT … FROM recorded RETURNING id)
+         -- or, for the step that ends the run:
+         finished AS (UPDATE run SET status = 'completed', … WHERE id = …
+                      AND EXISTS (SELECT 1 FROM recorded))
+    SELECT (SELECT count(*) FROM recorded), (SELECT id FROM follower)
+
+A step that hands over to a successor is committed without waiting for the WAL flush
+(`synchronous_commit = off` for that statement only; `ENTITYFLOW_ASYNC_STEP_COMMIT`).
+It is still committed, visible and atomic before the successor starts; what is given up
+is only that a crash of the database server in the next fraction of a second could
+forget it, and then the work since the last durable commit is simply done again.
+Nothing outside has been told of such a step: a step that calls out is claimed by a
+synchronous commit first (executor.claim_step), and the run's end is synchronous (its
+webhooks and API readers are told), and a synchronous commit makes everything written
+before it durable too. (SQLite's `synchronous=NORMAL` in WAL mode, our default, makes
+the same trade for every commit.)
+
+When the statement writes nothing (the claim was lost, the run is no longer running, or
+a webhook subscription wants a delivery row for the run's end), nothing has changed and
+the caller takes the general way, which knows what to do in each of those cases.
+"""
+
+from django.conf import settings
+from django.db import connections, router
+from django.db.models import QuerySet
+from django.db.models.sql import InsertQuery, UpdateQuery
+from django.utils import timezone
+
+from automation.definition import Graph
+from automation.engine import queue
+from automation.engine.graphs import graph_for, is_plain, is_sequential
+from automation.engine.outcome import Outcome
+from automation.models import Run, StepRun, WebhookSubscription
+
+RUN_END_EVENT = "workflow.completed"
+
+
+def available() -> bool:
+    """Statements here commit by themselves: PostgreSQL, outside any transaction."""
+    connection = connections[router.db_for_write(StepRun)]
+    return (connection.vendor == "postgresql" and not connection.in_atomic_block
+            and getattr(settings, "ENTITYFLOW_ONE_STATEMENT_STEPS", True))
+
+
+def claim(rows: QuerySet, values: dict) -> StepRun | None:
+    """UPDATE `rows` (at most one step run) with `values` and return the row as
+    `StepRun.objects.select_related("run__process")` loads it; None if none matched."""
+    using = router.db_for_write(StepRun)
+    connection = connections[using]
+    update_sql, update_params = _update_sql(rows, values, using)
+    compiler = StepRun.objects.select_related("run__process").order_by().query.get_compiler(
+        using=using)
+    select_sql, _ = compiler.as_sql()
+    table = connection.ops.quote_name(StepRun._meta.db_table)
+    head, found, joins = select_sql.partition(f" FROM {table} ")
+    if not found or not joins.startswith("INNER JOIN") or " WHERE " in joins:
+        raise RuntimeError(f"unexpected SELECT shape: {select_sql[:80]}")
+    sql = (f"WITH claimed AS ({update_sql} RETURNING *) "  # noqa: S608 - compiled SQL only
+           f"{head} FROM claimed AS {table} {joins}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, update_params)
+        row = cursor.fetchone()
+    return None if row is None else _instance(compiler, row, using)
+
+
+def _instance(compiler, row: tuple, using: str):
+    """Build the model instance (with its select_related objects) the way Django's
+    ModelIterable does, converters included."""
+    from django.db.models.query import get_related_populators
+
+    select, klass_info = compiler.select, compiler.klass_info
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    init_list = [f[0].target.attname for f in select[start:end]]
+    populators = get_related_populators(klass_info, select, using)
+    [row] = list(compiler.results_iter([[row]]))
+    obj = klass_info["model"].from_db(using, init_list, row[start:end])
+    for populator in populators:
+        populator.populate(row, obj)
+    return obj
+
+
+def record_completed(step_run: StepRun, outcome: Outcome, *, duration_ms: int) -> bool:
+    """True when the step (and its successor, or the run's end) is recorded; False when
+    nothing was written and the general way must record it."""
+    if not _applies(step_run, outcome):
+        return False
+    run = step_run.run
+    graph = graph_for(run.version_id)
+    step = graph.steps[step_run.step_id]
+    targets = step.next if outcome.targets is None else outcome.targets
+    ends_run = not targets and is_sequential(run.version_id)
+    if len(targets) > 1 or (not targets and not ends_run):
+        return False
+    now = timezone.now()
+    state = {**step_run.state, **(outcome.state or {})}
+    if not targets:
+        state["terminal"] = True  # the branch (here: the run) ends (see settle.branch_result)
+    recorded = {"status": StepRun.Status.COMPLETED, "output": outcome.output, "error": None,
+                "logs": [*step_run.logs, *outcome.logs], "state": state, "finished_at": now,
+                "duration_ms": duration_ms}
+    follower = _follower(run, graph, step_run, targets[0], outcome.output) if targets else None
+    written, follower_pk = _execute(step_run, recorded, follower, ends_run=ends_run, now=now)
+    if not written:
+        return False
+    for name, value in recorded.items():
+        setattr(step_run, name, value)
+    if follower is not None:
+        _hand_over(run, graph, step_run, follower, follower_pk)
+    else:
+        run.status, run.result, run.finished_at = Run.Status.COMPLETED, outcome.output, now
+    return True
+
+
+def _applies(step_run: StepRun, outcome: Outcome) -> bool:
+    return (outcome.kind == "completed" and available()
+            and step_run.status == StepRun.Status.RUNNING and step_run.claim is not None
+            and StepRun.run.is_cached(step_run) and is_plain(step_run.run.version_id))
+
+
+def _follower(run: Run, graph: Graph, from_run: StepRun, target: str, result) -> StepRun:
+    """The successor's row as flow.follow writes it: already claimed by this worker when
+    it is cheap and the worker has inline budget left (queue.take_inline)."""
+    from automation.engine.flow import is_cheap
+
+    step = graph.steps[target]
+    claimed = queue.take_inline(is_cheap(step))
+    new = StepRun(run=run, step_id=target, step_type=step.type, scope=from_run.scope,
+                  input=result, index=from_run.index if from_run.scope else None,
+                  **(claimed or {}))
+    new.claimed_here = bool(claimed)
+    return new
+
+
+def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, ends_run: bool,
+             now) -> tuple[bool, int | None]:
+    using = router.db_for_write(StepRun)
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
+    update_sql, update_params = _update_sql(StepRun.objects.filter(
+        pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING), recorded, using)
+    parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
+             f"WHERE {qn('id')} = %s FOR UPDATE)"]
+    params: list = [step_run.run_id]
+    guard = "EXISTS (SELECT 1 FROM run_row WHERE status = %s)"
+    guard_params: list = [Run.Status.RUNNING]
+    if ends_run:
+        # notifications.notify writes a delivery row per matching subscription in the
+        # run's last transaction: with one to write, the general way records this step
+        guard += (f" AND NOT EXISTS (SELECT 1 FROM {qn(WebhookSubscription._meta.db_table)} "
+                  f"WHERE {qn('active')} AND ({qn('events')} @> %s::jsonb "
+                  f"OR {qn('events')} @> %s::jsonb))")
+        guard_params += [f'["{RUN_END_EVENT}"]', '["*"]']
+    parts.append(f"recorded AS ({update_sql} AND {guard} RETURNING {step_table}.{qn('id')})")
+    params += [*update_params, *guard_params]
+    select = "SELECT (SELECT count(*) FROM recorded), "
+    if follower is not None:
+        insert_sql, insert_params = _insert_from(follower, "recorded", using)
+        parts.append(f"follower AS ({insert_sql} RETURNING {qn('id')})")
+        params += insert_params
+        select += "(SELECT id FROM follower)"
+    else:
+        finish_sql, finish_params = _update_sql(
+            Run.objects.filter(pk=step_run.run_id), {"status": Run.Status.COMPLETED,
+                                                     "result": recorded["output"],
+                                                     "finished_at": now}, using)
+        parts.append(f"finished AS ({finish_sql} AND EXISTS (SELECT 1 FROM recorded))")
+        params += finish_params
+        select += "NULL"
+    sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - see _update_sql
+    relaxed = not ends_run and getattr(settings, "ENTITYFLOW_ASYNC_STEP_COMMIT", True)
+    with connection.cursor() as cursor:
+        if relaxed:
+            # the statement and SET LOCAL form one implicit transaction (see module doc)
+            cursor.execute(f"SET LOCAL synchronous_commit = off; {sql}", params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, params)
+        count, follower_pk = cursor.fetchone()
+    return bool(count), follower_pk
+
+
+def _update_sql(rows: QuerySet, values: dict, using: str) -> tuple[str, tuple]:
+    """Django's own compiled `UPDATE … WHERE (…)` for `rows.update(**values)` (quoted
+    names, every value a parameter), so the caller can add a condition and RETURNING."""
+    query = rows.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(using=using).as_sql()
+    if " WHERE " not in sql:
+        raise RuntimeError(f"unexpected UPDATE shape: {sql[:80]}")
+    return sql, params
+
+
+def _insert_from(row: StepRun, source: str, using: str) -> tuple[str, tuple]:
+    """`INSERT INTO step_run (…) SELECT <values> FROM <source>`: the row is written only
+    if `source` returned one (the same rewrite as services.runs._insert_together)."""
+    fields = [f for f in StepRun._meta.concrete_fields if not f.primary_key and not f.generated]
+    query = InsertQuery(StepRun)
+    query.insert_values(fields, [row])
+    [(sql, params)] = query.get_compiler(using=using).as_sql()
+    head, _, values = sql.rpartition(" VALUES (")
+    if not head or not values.endswith(")"):
+        raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
+    return f"{head} SELECT {values[:-1]} FROM {source}", params  # noqa: S608
+
+
+def _hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, pk: int) -> None:
+    """What flow.follow does once the successor's row is written."""
+    from automation.engine.flow import _known_steps, step_timeout_seconds
+
+    new.pk = pk
+    new._state.adding, new._state.db = False, router.db_for_write(StepRun)
+    from_run.followers = [new]
+    if new.claimed_here:
+        new.reclaimed = False
+        new.known_steps = _known_steps(run, from_run)
+        queue.run_here(new)
+    else:
+        queue.enqueue_step(new.pk, timeout=step_timeout_seconds(graph.steps[new.step_id]))
