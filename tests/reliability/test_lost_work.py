@@ -176,3 +176,23 @@ def test_the_sweeper_rings_for_a_waiting_step_once_per_grace_period(queued, monk
     rung = [sweeper.steps_sweep(pending_grace_seconds=60) for _ in range(3)]
     assert rung[0] == 5  # nothing has picked them up for longer than the grace: ring again
     assert rung[1:] == [0, 0], rung  # ... but not again and again, seconds later
+
+
+def test_a_step_whose_workers_die_twice_before_running_it_keeps_the_first_key(
+        queued, monkeypatch):
+    """Killed right after the claim, twice: the attempt that was lost first is the one
+    whose key the outside may have seen, so the third attempt sends it again."""
+    from automation.engine.executor import claim_step
+
+    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    process = process_save(slug="count-twice", name="Count", definition={"steps": COUNT})
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    step = StepRun.objects.get(run=run)
+    for attempt in (1, 2):  # each worker claims the step and dies before reporting
+        assert claim_step(step.pk, lease_seconds=60).attempt == attempt
+        lease_runs_out(step)
+    assert sweeper.steps_sweep(pending_grace_seconds=60) == 1
+    execute_step(queued[-1])
+    [(_, _, key)] = worker_functions.CALLS
+    assert key.endswith(":1")
+    assert Run.objects.get(pk=run.pk).status == Run.Status.COMPLETED
