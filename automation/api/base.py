@@ -70,12 +70,14 @@ class ApiView(APIView):
         try:
             response = db_loss.run_view(lambda: self._checked_handler(request, *args, **kwargs),
                                         what=f"{request.method} {request.path}")
-        except Exception as exc:  # noqa: BLE001  (DRF's own contract: the handler answers)
+        except Exception as exc:  # as in DRF: the exception handler answers
             response = self.handle_exception(exc)
         self.response = self.finalize_response(request, response, *args, **kwargs)
         return self.response
 
     def _checked_handler(self, request, *args, **kwargs):
+        """What DRF's dispatch runs in its `try`: the checks (authentication, permissions,
+        throttles), then the handler of the request's method."""
         self.initial(request, *args, **kwargs)
         handler = getattr(self, request.method.lower(), None)
         if request.method.lower() not in self.http_method_names or handler is None:
