@@ -3,7 +3,13 @@
 
 def connect() -> None:
     from django.conf import settings
+    from django.db.models.signals import post_delete, post_save
 
+    from automation.functions.catalog import functions_changed
+    from automation.models import Function
+
+    for signal in (post_save, post_delete):
+        signal.connect(functions_changed, sender=Function, dispatch_uid=f"catalog-{signal}")
     if not getattr(settings, "ENTITYFLOW_ENGINE_ENABLED", True):
         return
     from automation.triggers import index

@@ -15,10 +15,12 @@ def _fresh_process_caches():
     """Databases are flushed between tests; caches that live in the process must not
     carry one test's processes or rules into the next."""
     from automation.engine import graphs
+    from automation.functions import catalog
     from automation.triggers import index
     from entities import requirements
 
     index.invalidate()
+    catalog.invalidate()
     requirements._cache.clear()
     # Graphs are cached by version id, which a rolled-back test hands out again (in
     # production ids are never reused: AUTOINCREMENT on SQLite, sequences elsewhere).

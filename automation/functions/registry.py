@@ -120,12 +120,15 @@ def resolve_function(name: str, step_config: dict) -> tuple[FunctionSpec, dict, 
     A Function row wins over a registered name: admins may wrap a built-in with config.
     Step-level `config.params` are merged over the row's config.
     """
-    from automation.models import Function
+    from automation.functions.catalog import function_row
+    from automation.models import Connection
 
-    row = Function.objects.select_related("connection").filter(name=name).first()
+    row = function_row(name)
     step_params = step_config.get("params") or {}
     if row is not None:
-        return get_action(row.action), {**row.config, **step_params}, row.connection
+        connection = (Connection.objects.get(pk=row.connection_id)
+                      if row.connection_id is not None else None)
+        return get_action(row.action), {**row.fresh_config(), **step_params}, connection
     if name in _registry:
         return _registry[name], step_params, None
     raise FunctionNotFoundError(f"Unknown function '{name}'.")

@@ -86,7 +86,8 @@ class ProcessTrigger(models.Model):
 
 
 class IndexStamp(models.Model):
-    """A generation counter: bumped when processes change so every process's in-memory
-    trigger index knows to rebuild."""
+    """A generation counter per in-memory cache, bumped when what it holds changes so every
+    process knows to read it again: row 1 for the trigger index (processes), row 2 for
+    the function rows (functions.catalog)."""
 
     generation = models.PositiveBigIntegerField(default=0)
