@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from entities.commits import commit_without_flush
 from entities.models import Entity, EntityEvent
 
 logger = logging.getLogger(__name__)
@@ -81,32 +82,43 @@ def event_record_for_save(entity: Entity, *, created: bool) -> EntityEvent:
 
 
 def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) -> EntityEvent:
-    """A system publishes its own event (`order.created`) through the API."""
+    """A system publishes its own event (`order.created`) through the API, which answers
+    with the runs it started: their dispatch is committed durably."""
     with transaction.atomic():
         event = EntityEvent(type=type, data=data, source=source,
                             occurred_at=occurred_at or timezone.now())
-        _write_and_schedule(event)
+        _write_and_schedule(event, durable=True)
     return event
 
 
-def _write_and_schedule(event: EntityEvent) -> None:
+def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
     if not any(s.interested(event) for s in _subscribers.values()):
         event.dispatched_at = timezone.now()
         event.save(force_insert=True)
         return
     event.save(force_insert=True)
-    transaction.on_commit(lambda: event_dispatch(event.pk, event=event))
+    transaction.on_commit(lambda: event_dispatch(event.pk, event=event, durable=durable))
 
 
-def event_dispatch(event_id: int, *, event: EntityEvent | None = None) -> bool:
+def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
+                   durable: bool = False) -> bool:
     """Hand one event to every subscriber, exactly once.
 
     The claim (a conditional UPDATE) and everything subscribers write commit together:
     if a subscriber fails, nothing is kept and the sweeper tries again later. Two
     dispatchers racing for one event cannot both win the claim.
+
+    The commit does not wait for the disk (entities.commits) unless `durable`: the event
+    itself was made durable by the save's own commit, and a dispatch a database crash
+    forgets is forgotten with its claim, so the sweeper dispatches the event again. A
+    step that calls out is claimed by an ordinary commit first, which makes the dispatch
+    durable before anything leaves. `durable` is for callers that tell someone what the
+    dispatch wrote (POST /api/events answers with the runs it started).
     """
     try:
         with transaction.atomic():
+            if not durable:
+                commit_without_flush()
             claimed = EntityEvent.objects.filter(pk=event_id, dispatched_at__isnull=True).update(
                 dispatched_at=timezone.now()
             )

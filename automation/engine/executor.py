@@ -112,10 +112,14 @@ def _execute_one(step_run: StepRun | None) -> None:
     step = graph_for(run.version_id).steps[step_run.step_id]
     timeout = flow.step_timeout_seconds(step)
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)
-    if timeout and timeout + margin != settings.ENTITYFLOW_STEP_LEASE_SECONDS:
-        # the lease follows the step's own time limit
+    lease = timeout + margin if timeout else settings.ENTITYFLOW_STEP_LEASE_SECONDS
+    if lease != settings.ENTITYFLOW_STEP_LEASE_SECONDS or (
+            one_statement.claims_relaxed() and not flow.is_cheap(step)):
+        # The lease follows the step's own time limit. And a step that may call out is
+        # not run on a claim that skipped the disk flush: this ordinary commit makes
+        # everything the run wrote so far durable first (entities.commits).
         StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=timeout + margin))
+            lease_expires_at=timezone.now() + timedelta(seconds=lease))
     started = time.monotonic()
     outcome = _outcome(run, step_run, step)
     flow.complete_step(step_run, outcome, duration_ms=int((time.monotonic() - started) * 1000))

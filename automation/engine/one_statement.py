@@ -26,16 +26,14 @@ committed before its successor can start, DESIGN §2):
                       AND EXISTS (SELECT 1 FROM recorded))
     SELECT (SELECT count(*) FROM recorded), (SELECT id FROM follower)
 
-A step that hands over to a successor is committed without waiting for the WAL flush
-(`synchronous_commit = off` for that statement only; `ENTITYFLOW_ASYNC_STEP_COMMIT`).
-It is still committed, visible and atomic before the successor starts; what is given up
-is only that a crash of the database server in the next fraction of a second could
-forget it, and then the work since the last durable commit is simply done again.
-Nothing outside has been told of such a step: a step that calls out is claimed by a
-synchronous commit first (executor.claim_step), and the run's end is synchronous (its
-webhooks and API readers are told), and a synchronous commit makes everything written
-before it durable too. (SQLite's `synchronous=NORMAL` in WAL mode, our default, makes
-the same trade for every commit.)
+These statements commit without waiting for the disk (entities.commits): still
+committed, visible and atomic before the successor starts; only a crash of the database
+server in the next fraction of a second could forget them, and then the work since the
+last durable commit is done again, as after a lost worker (the same attempt, so the same
+idempotency key). Nothing has left the system on the strength of them: before a step
+that may call out runs, the executor makes an ordinary commit, which makes everything
+written before it durable too; a run's end that has webhooks to write takes the general
+way (an ordinary commit), and the webhook is sent after the delivery's own.
 
 When the statement writes nothing (the claim was lost, the run is no longer running, or
 a webhook subscription wants a delivery row for the run's end), nothing has changed and
@@ -53,6 +51,7 @@ from automation.engine import queue
 from automation.engine.graphs import graph_for, is_plain, is_sequential
 from automation.engine.outcome import Outcome
 from automation.models import Run, StepRun, WebhookSubscription
+from entities import commits
 
 RUN_END_EVENT = "workflow.completed"
 
@@ -80,9 +79,20 @@ def claim(rows: QuerySet, values: dict) -> StepRun | None:
     sql = (f"WITH claimed AS ({update_sql} RETURNING *) "  # noqa: S608 - compiled SQL only
            f"{head} FROM claimed AS {table} {joins}")
     with connection.cursor() as cursor:
-        cursor.execute(sql, update_params)
+        if commits.relaxed(using):  # see claims_relaxed
+            cursor.execute(f"{commits.SQL}; {sql}", update_params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, update_params)
         row = cursor.fetchone()
     return None if row is None else _instance(compiler, row, using)
+
+
+def claims_relaxed() -> bool:
+    """Whether claims here skip the disk flush (entities.commits). A claim changes
+    nothing anyone outside has seen; the executor makes an ordinary commit before a
+    step that may call out starts."""
+    return available() and commits.relaxed(router.db_for_write(StepRun))
 
 
 def _instance(compiler, row: tuple, using: str):
@@ -190,11 +200,10 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
         params += finish_params
         select += "NULL"
     sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - see _update_sql
-    relaxed = not ends_run and getattr(settings, "ENTITYFLOW_ASYNC_STEP_COMMIT", True)
     with connection.cursor() as cursor:
-        if relaxed:
+        if commits.relaxed(using):
             # the statement and SET LOCAL form one implicit transaction (see module doc)
-            cursor.execute(f"SET LOCAL synchronous_commit = off; {sql}", params)
+            cursor.execute(f"{commits.SQL}; {sql}", params)
             cursor.nextset()
         else:
             cursor.execute(sql, params)

@@ -169,6 +169,13 @@ ENTITYFLOW_FUNCTION_MODULES = env_list("ENTITYFLOW_FUNCTION_MODULES")
 ENTITYFLOW_STEP_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_STEP_LEASE_SECONDS", "150"))
 # A step with config.timeout holds its lease for that long plus this margin.
 ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
+# PostgreSQL: the engine's own bookkeeping (claims, step records, event dispatch) commits
+# without waiting for the disk; everything before anything leaves the system is flushed
+# (entities.commits). Off: every commit waits for the disk.
+ENTITYFLOW_RELAXED_COMMITS = env_bool("ENTITYFLOW_RELAXED_COMMITS", True)
+# PostgreSQL: claim a step, and record a completed one, in one statement each
+# (automation.engine.one_statement). Off: the general transactional way only.
+ENTITYFLOW_ONE_STATEMENT_STEPS = env_bool("ENTITYFLOW_ONE_STATEMENT_STEPS", True)
 
 # --- Integrations ---------------------------------------------------------------------
 HUBSPOT_BASE_URL = os.environ.get("HUBSPOT_BASE_URL", "https://api.hubapi.com")

@@ -95,3 +95,29 @@ def test_a_worker_whose_claim_was_taken_over_records_nothing(queued):
     execute_step(StepRun.objects.get(run=run, step_id="c").pk)
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED and run.result == {"from": "second"}
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_commits_that_skip_the_disk_flush_do_not_change_the_connection(queued):
+    """The engine's bookkeeping commits without waiting for the disk, for that one
+    transaction: whatever the connection does next (an API trigger, an entity save)
+    is flushed as usual."""
+    run, step = started(queued, "relaxed")
+    assert synchronous_commit() == "on"
+    complete_step(step, Outcome("completed", output={"x": 1}), duration_ms=1)
+    assert StepRun.objects.get(run=run, step_id="b").input == {"x": 1}
+    assert synchronous_commit() == "on"
+
+
+@pytest.mark.parametrize("relaxed", [True, False])
+def test_runs_are_the_same_with_every_commit_flushed(settings, relaxed):
+    settings.ENTITYFLOW_RELAXED_COMMITS = relaxed
+    process = process_save(slug=f"flushed-{relaxed}", name="F", definition={"steps": THREE})
+    (status, result, finished, steps), _ = run_through(process, settings, one_statement=True)
+    assert (status, result, finished) == (Run.Status.COMPLETED, {"n": 1}, True)
+    assert [s[1] for s in steps] == [StepRun.Status.COMPLETED] * 3
