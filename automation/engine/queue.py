@@ -205,6 +205,11 @@ def _send_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
             broker.enqueue(package)
 
 
+def queued_doorbells() -> int:
+    """How many doorbells wait in the broker's queue (not yet taken by a worker)."""
+    return _broker().queue_size() or 0
+
+
 @lru_cache(maxsize=1)
 def _broker():
     """One broker per process: opening a Redis client per enqueue costs ~8x (DESIGN §8)."""

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from automation.engine.queue import send_step
+from automation.engine.queue import queued_doorbells, send_step
 from automation.models import StepRun
 from automation.services.approvals import approvals_expire
 from entities.outbox import events_sweep
@@ -21,8 +21,13 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
 
     A step is rung again only once per grace period: a doorbell still waiting behind a
     backlog is not duplicated on every pass (`rung_at` records the sweeper's last ring;
-    the first doorbell is the step's creation or its `not_before`). Stops at the first
-    doorbell the broker refuses: it is down, and the next pass tries again.
+    the first doorbell is the step's creation or its `not_before`). And pending steps
+    are rung only for as many as the broker's queue cannot be holding doorbells for:
+    behind a backlog older than the grace period, re-ringing every pending step on every
+    pass would bury the workers under doorbells that find nothing to do, which makes the
+    backlog older still. A broker that lost its queue (a restart) is empty, so then all
+    of them are rung. Stops at the first doorbell the broker refuses: it is down, and
+    the next pass tries again.
     """
     now = timezone.now()
     grace = pending_grace_seconds
@@ -30,12 +35,13 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
         grace = getattr(settings, "ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS", 60)
     cutoff = now - timedelta(seconds=grace)
     not_rung_lately = Q(rung_at__isnull=True) | Q(rung_at__lte=cutoff)
-    lost = StepRun.objects.annotate(due=Coalesce("not_before", "created_at")).filter(
-        (Q(status=StepRun.Status.RUNNING, lease_expires_at__lt=now)
-         | Q(status=StepRun.Status.PENDING, due__lte=cutoff)) & not_rung_lately
-    ).order_by().values_list("pk", flat=True)[:limit]
+    steps = StepRun.objects.annotate(due=Coalesce("not_before", "created_at")).filter(
+        not_rung_lately).order_by("due").values_list("pk", flat=True)
+    expired = list(steps.filter(status=StepRun.Status.RUNNING, lease_expires_at__lt=now)[:limit])
+    pending = list(steps.filter(status=StepRun.Status.PENDING, due__lte=cutoff)[:limit])
+    pending = pending[:_unqueued(len(pending))]
     rung = []
-    for step_run_id in list(lost):
+    for step_run_id in expired + pending:
         try:
             send_step(step_run_id)
         except Exception:
@@ -46,6 +52,21 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
     if rung:
         StepRun.objects.filter(pk__in=rung).update(rung_at=now)
     return len(rung)
+
+
+def _unqueued(pending: int) -> int:
+    """How many of `pending` steps the broker's queue cannot be holding doorbells for.
+    A queue whose size cannot be read counts as empty: better a spare doorbell than a
+    lost one."""
+    if not pending:
+        return 0
+    try:
+        queued = queued_doorbells()
+    except Exception:
+        logger.warning("could not read the queue's size; ringing every pending step",
+                       exc_info=True)
+        queued = 0
+    return max(0, pending - queued)
 
 
 def sweep_all() -> dict:

@@ -178,6 +178,27 @@ def test_the_sweeper_rings_for_a_waiting_step_once_per_grace_period(queued, monk
     assert rung[1:] == [0, 0], rung  # ... but not again and again, seconds later
 
 
+def test_the_sweeper_rings_only_as_many_waiting_steps_as_the_queue_cannot_hold(
+        queued, monkeypatch):
+    """Behind a backlog older than the grace period the queue still holds doorbells:
+    ringing every waiting step again on every pass would bury the workers. Once the
+    queue is empty (a broker restart loses it), the rest are rung."""
+    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    process = process_save(slug="deep-backlog", name="Backlog", definition={"steps": COUNT})
+    runs = [run_start(process=process, trigger={"type": "manual"})[0] for _ in range(5)]
+    StepRun.objects.filter(run__in=runs).update(
+        created_at=timezone.now() - timedelta(seconds=90))
+    broker = queue._broker()
+    broker.purge_queue()
+    for _ in range(3):  # three doorbells still wait in the queue
+        broker.enqueue("a doorbell behind the backlog")
+    try:
+        assert sweeper.steps_sweep(pending_grace_seconds=60) == 2
+    finally:
+        broker.purge_queue()  # the broker restarts and loses its queue
+    assert sweeper.steps_sweep(pending_grace_seconds=60) == 3
+
+
 def test_a_step_whose_workers_die_twice_before_running_it_keeps_the_first_key(
         queued, monkeypatch):
     """Killed right after the claim, twice: the attempt that was lost first is the one
