@@ -183,7 +183,9 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
                   f"WHERE {qn('active')} AND ({qn('events')} @> %s::jsonb "
                   f"OR {qn('events')} @> %s::jsonb))")
         guard_params += [f'["{RUN_END_EVENT}"]', '["*"]']
-    parts.append(f"recorded AS ({update_sql} AND {guard} RETURNING {step_table}.{qn('id')})")
+    # compiled SQL, quoted names and placeholders only; every value is a parameter
+    parts.append(f"recorded AS ({update_sql} AND {guard} "  # noqa: S608
+                 f"RETURNING {step_table}.{qn('id')})")
     params += [*update_params, *guard_params]
     select = "SELECT (SELECT count(*) FROM recorded), "
     if follower is not None:
@@ -196,7 +198,7 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
             Run.objects.filter(pk=step_run.run_id), {"status": Run.Status.COMPLETED,
                                                      "result": recorded["output"],
                                                      "finished_at": now}, using)
-        parts.append(f"finished AS ({finish_sql} AND EXISTS (SELECT 1 FROM recorded))")
+        parts.append(f"finished AS ({finish_sql} AND EXISTS (SELECT 1 FROM recorded))")  # noqa: S608
         params += finish_params
         select += "NULL"
     sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - see _update_sql
