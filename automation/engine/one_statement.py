@@ -179,7 +179,7 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
     if ends_run:
         # notifications.notify writes a delivery row per matching subscription in the
         # run's last transaction: with one to write, the general way records this step
-        guard += (f" AND NOT EXISTS (SELECT 1 FROM {qn(WebhookSubscription._meta.db_table)} "
+        guard += (f" AND NOT EXISTS (SELECT 1 FROM {qn(WebhookSubscription._meta.db_table)} "  # noqa: S608
                   f"WHERE {qn('active')} AND ({qn('events')} @> %s::jsonb "
                   f"OR {qn('events')} @> %s::jsonb))")
         guard_params += [f'["{RUN_END_EVENT}"]', '["*"]']
