@@ -190,14 +190,11 @@ def read(fn: Callable[[], T]) -> T:
     on their own. Inside a transaction there is no fresh connection to move to: `fn()`."""
     conn = connections[DEFAULT_DB_ALIAS]
     reads = ReadsOnly(conn)
-    if conn.in_atomic_block:
-        with conn.execute_wrapper(reads):
-            return fn()
     try:
         with conn.execute_wrapper(reads):
             return fn()
     except Error as exc:
-        if not reads.lost(exc):
+        if conn.in_atomic_block or not reads.lost(exc):
             raise
         logger.warning("a read lost its database connection (%s); reading again", exc)
     drop(conn)

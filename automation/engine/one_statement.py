@@ -189,7 +189,7 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
     params += [*update_params, *guard_params]
     select = "SELECT (SELECT count(*) FROM recorded), "
     if follower is not None:
-        insert_sql, insert_params = _insert_from(follower, "recorded", using)
+        insert_sql, insert_params = insert_from(follower, "recorded", using)
         parts.append(f"follower AS ({insert_sql} RETURNING {qn('id')})")
         params += insert_params
         select += "(SELECT id FROM follower)"
@@ -224,11 +224,12 @@ def _update_sql(rows: QuerySet, values: dict, using: str) -> tuple[str, tuple]:
     return sql, params
 
 
-def _insert_from(row: StepRun, source: str, using: str) -> tuple[str, tuple]:
-    """`INSERT INTO step_run (…) SELECT <values> FROM <source>`: the row is written only
-    if `source` returned one (the same rewrite as services.runs._insert_together)."""
-    fields = [f for f in StepRun._meta.concrete_fields if not f.primary_key and not f.generated]
-    query = InsertQuery(StepRun)
+def insert_from(row, source: str, using: str) -> tuple[str, tuple]:
+    """`INSERT INTO <row's table> (…) SELECT <values> FROM <source>`: Django's own
+    compiled INSERT for `row`, written only if `source` (a CTE) returned a row."""
+    model = type(row)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key and not f.generated]
+    query = InsertQuery(model)
     query.insert_values(fields, [row])
     [(sql, params)] = query.get_compiler(using=using).as_sql()
     head, _, values = sql.rpartition(" VALUES (")

@@ -11,6 +11,7 @@ from django.utils import timezone
 from automation.engine import settle
 from automation.engine.flow import step_timeout_seconds
 from automation.engine.graphs import graph_for
+from automation.engine.one_statement import insert_from
 from automation.engine.queue import enqueue_step
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, ApprovalRequest, Run, StepRun
@@ -79,16 +80,10 @@ def _insert_together(run: Run, step_run: StepRun, using: str) -> bool:
     WITH r AS (INSERT run … ON CONFLICT DO NOTHING RETURNING id) INSERT step … FROM r."""
     connection = connections[using]
     [(run_sql, run_params)] = _run_insert(run, using).get_compiler(using=using).as_sql()
-    fields = [f for f in StepRun._meta.concrete_fields if not f.primary_key and not f.generated]
-    query = InsertQuery(StepRun)
-    query.insert_values(fields, [step_run])
-    [(step_sql, step_params)] = query.get_compiler(using=using).as_sql()
-    head, _, values = step_sql.rpartition(" VALUES (")
-    if not head or not values.endswith(")"):
-        raise RuntimeError(f"unexpected INSERT shape: {step_sql[:80]}")
+    step_sql, step_params = insert_from(step_run, "r", using)
     pk = connection.ops.quote_name(Run._meta.pk.column)
     # only Django's compiled SQL and quoted names go in; every value is a parameter
-    sql = (f"WITH r AS ({run_sql} RETURNING {pk}) {head} SELECT {values[:-1]} FROM r "  # noqa: S608
+    sql = (f"WITH r AS ({run_sql} RETURNING {pk}) {step_sql} "  # noqa: S608
            f"RETURNING {connection.ops.quote_name(StepRun._meta.pk.column)}")
     with connection.cursor() as cursor:
         cursor.execute(sql, (*run_params, *step_params))
