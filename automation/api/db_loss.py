@@ -165,6 +165,10 @@ def run_view(attempt: Callable[[], T], *, what: str = "request") -> T:
     conn = connections[DEFAULT_DB_ALIAS]
     if conn.in_atomic_block:
         return attempt()
+    # A connection that died while idle fails the first statement, nothing committed, and
+    # is retried here like one lost later: Django's check of it (a SELECT 1 round trip
+    # before the request's first statement) would only find the same thing sooner.
+    conn.health_check_done = True
     retried = False
     while True:
         writes = Writes(conn)

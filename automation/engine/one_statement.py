@@ -40,10 +40,12 @@ a webhook subscription wants a delivery row for the run's end), nothing has chan
 the caller takes the general way, which knows what to do in each of those cases.
 """
 
+from functools import lru_cache
+
 from django.conf import settings
 from django.db import connections, router
 from django.db.models import QuerySet
-from django.db.models.sql import InsertQuery, UpdateQuery
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from automation.definition import Graph
@@ -52,6 +54,7 @@ from automation.engine.graphs import graph_for, is_plain, is_sequential
 from automation.engine.outcome import Outcome
 from automation.models import Run, StepRun, WebhookSubscription
 from entities import commits
+from entities.compiled import CompiledInsert, RowBuilder
 
 RUN_END_EVENT = "workflow.completed"
 
@@ -69,15 +72,8 @@ def claim(rows: QuerySet, values: dict) -> StepRun | None:
     using = router.db_for_write(StepRun)
     connection = connections[using]
     update_sql, update_params = _update_sql(rows, values, using)
-    compiler = StepRun.objects.select_related("run__process").order_by().query.get_compiler(
-        using=using)
-    select_sql, _ = compiler.as_sql()
-    table = connection.ops.quote_name(StepRun._meta.db_table)
-    head, found, joins = select_sql.partition(f" FROM {table} ")
-    if not found or not joins.startswith("INNER JOIN") or " WHERE " in joins:
-        raise RuntimeError(f"unexpected SELECT shape: {select_sql[:80]}")
-    sql = (f"WITH claimed AS ({update_sql} RETURNING *) "  # noqa: S608 - compiled SQL only
-           f"{head} FROM claimed AS {table} {joins}")
+    builder, select_from = _claimed_select(using)
+    sql = f"WITH claimed AS ({update_sql} RETURNING *) {select_from}"  # noqa: S608
     with connection.cursor() as cursor:
         if commits.relaxed(using):  # see claims_relaxed
             cursor.execute(f"{commits.SQL}; {sql}", update_params)
@@ -85,7 +81,21 @@ def claim(rows: QuerySet, values: dict) -> StepRun | None:
         else:
             cursor.execute(sql, update_params)
         row = cursor.fetchone()
-    return None if row is None else _instance(compiler, row, using)
+    return None if row is None else builder.build(row)
+
+
+@lru_cache(maxsize=8)
+def _claimed_select(using: str) -> tuple[RowBuilder, str]:
+    """The step run with its run and process, read from `claimed` (compiled SQL only):
+    the same for every claim, so compiled once per database."""
+    compiler = StepRun.objects.select_related("run__process").order_by().query.get_compiler(
+        using=using)
+    select_sql, _ = compiler.as_sql()
+    table = connections[using].ops.quote_name(StepRun._meta.db_table)
+    head, found, joins = select_sql.partition(f" FROM {table} ")
+    if not found or not joins.startswith("INNER JOIN") or " WHERE " in joins:
+        raise RuntimeError(f"unexpected SELECT shape: {select_sql[:80]}")
+    return RowBuilder(compiler), f"{head} FROM claimed AS {table} {joins}"
 
 
 def claims_relaxed() -> bool:
@@ -93,22 +103,6 @@ def claims_relaxed() -> bool:
     nothing anyone outside has seen; the executor makes an ordinary commit before a
     step that may call out starts."""
     return available() and commits.relaxed(router.db_for_write(StepRun))
-
-
-def _instance(compiler, row: tuple, using: str):
-    """Build the model instance (with its select_related objects) the way Django's
-    ModelIterable does, converters included."""
-    from django.db.models.query import get_related_populators
-
-    select, klass_info = compiler.select, compiler.klass_info
-    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-    init_list = [f[0].target.attname for f in select[start:end]]
-    populators = get_related_populators(klass_info, select, using)
-    [row] = list(compiler.results_iter([[row]]))
-    obj = klass_info["model"].from_db(using, init_list, row[start:end])
-    for populator in populators:
-        populator.populate(row, obj)
-    return obj
 
 
 def record_completed(step_run: StepRun, outcome: Outcome, *, duration_ms: int) -> bool:
@@ -227,15 +221,15 @@ def _update_sql(rows: QuerySet, values: dict, using: str) -> tuple[str, tuple]:
 def insert_from(row, source: str, using: str) -> tuple[str, tuple]:
     """`INSERT INTO <row's table> (…) SELECT <values> FROM <source>`: Django's own
     compiled INSERT for `row`, written only if `source` (a CTE) returned a row."""
-    model = type(row)
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key and not f.generated]
-    query = InsertQuery(model)
-    query.insert_values(fields, [row])
-    [(sql, params)] = query.get_compiler(using=using).as_sql()
+    insert = _INSERTS.get(type(row)) or _INSERTS.setdefault(type(row), CompiledInsert(type(row)))
+    sql, params = insert.sql_params(row, using)
     head, _, values = sql.rpartition(" VALUES (")
     if not head or not values.endswith(")"):
         raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
-    return f"{head} SELECT {values[:-1]} FROM {source}", params  # noqa: S608
+    return f"{head} SELECT {values[:-1]} FROM {source}", tuple(params)  # noqa: S608
+
+
+_INSERTS: dict[type, CompiledInsert] = {}
 
 
 def _hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, pk: int) -> None:

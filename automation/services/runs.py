@@ -5,7 +5,6 @@ from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from automation.engine import settle
@@ -15,6 +14,7 @@ from automation.engine.one_statement import insert_from
 from automation.engine.queue import enqueue_step
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, ApprovalRequest, Run, StepRun
+from entities.compiled import CompiledInsert
 from entities.models import Entity, EntityEvent
 
 
@@ -59,12 +59,10 @@ def _insert_in_turn(run: Run, step_run: StepRun, using: str) -> bool:
     """The run (INSERT … ON CONFLICT DO NOTHING when it has a key; SQLite: INSERT OR
     IGNORE), then its first step. False if the key was taken and nothing was written."""
     if run.idempotency_key:
-        query = _run_insert(run, using)
-        inserted = 0
+        sql, params = _run_insert(run).sql_params(run, using)
         with connections[using].cursor() as cursor:
-            for sql, params in query.get_compiler(using=using).as_sql():
-                cursor.execute(sql, params)
-                inserted += cursor.rowcount
+            cursor.execute(sql, params)
+            inserted = cursor.rowcount
         if not inserted:
             return False
         run._state.adding, run._state.db = False, using
@@ -79,7 +77,7 @@ def _insert_together(run: Run, step_run: StepRun, using: str) -> bool:
     round trip instead of four at the top level), the step only if the run was written:
     WITH r AS (INSERT run … ON CONFLICT DO NOTHING RETURNING id) INSERT step … FROM r."""
     connection = connections[using]
-    [(run_sql, run_params)] = _run_insert(run, using).get_compiler(using=using).as_sql()
+    run_sql, run_params = _run_insert(run).sql_params(run, using)
     step_sql, step_params = insert_from(step_run, "r", using)
     pk = connection.ops.quote_name(Run._meta.pk.column)
     # only Django's compiled SQL and quoted names go in; every value is a parameter
@@ -96,10 +94,15 @@ def _insert_together(run: Run, step_run: StepRun, using: str) -> bool:
     return True
 
 
-def _run_insert(run: Run, using: str) -> InsertQuery:
-    query = InsertQuery(Run, on_conflict=OnConflict.IGNORE if run.idempotency_key else None)
-    query.insert_values([f for f in Run._meta.concrete_fields if not f.generated], [run])
-    return query
+_RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID
+_RUN_INSERTS = {key: CompiledInsert(Run, fields=_RUN_FIELDS, on_conflict=conflict)
+                for key, conflict in ((True, OnConflict.IGNORE), (False, None))}
+
+
+def _run_insert(run: Run) -> CompiledInsert:
+    """A run with an idempotency key skips a conflict (INSERT … ON CONFLICT DO NOTHING;
+    SQLite: INSERT OR IGNORE) and so writes nothing when the key is taken."""
+    return _RUN_INSERTS[bool(run.idempotency_key)]
 
 
 def run_cancel(*, run: Run) -> Run:

@@ -1,0 +1,120 @@
+"""One-row lookups on a hot path, with their SQL compiled once.
+
+Django compiles a queryset's SQL each time it is evaluated. For the lookups every API
+request makes (its access token with the client, the workflow definition in the URL)
+that compiling cost more CPU than the database spent answering them. Their shape never
+changes, only the value looked up, so here the SQL is compiled once per database with a
+marker where the value goes; each lookup then only runs it and builds the instances as
+Django's ModelIterable does (converters and select_related objects included). Every
+lookup still reads the database: nothing about the row itself is cached.
+"""
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators
+
+
+class CompiledLookup:
+    """`CompiledLookup(lambda value: Model.objects.filter(unique_field=value))`, then
+    `.first(value)`: the one matching row, or None. For lookups on a unique value."""
+
+    def __init__(self, queryset_for: Callable[[Any], QuerySet]):
+        self._queryset_for = queryset_for
+        self._compiled: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+
+    def first(self, value: Any, *, using: str | None = None) -> Model | None:
+        builder, sql, params, slot = self._compiled_for(using)
+        params = list(params)
+        params[slot] = value
+        with connections[builder.compiler.using].cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return None if row is None else builder.build(row)
+
+    def _compiled_for(self, using: str | None) -> tuple:
+        key = using or ""
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with self._lock:
+                compiled = self._compiled.get(key) or self._compile(using)
+                self._compiled[key] = compiled
+        return compiled
+
+    def _compile(self, using: str | None) -> tuple:
+        marker = f"compiled-lookup-{uuid.uuid4().hex}"
+        queryset = self._queryset_for(marker)
+        using = using or router.db_for_read(queryset.model)
+        compiler = queryset.order_by()[:1].query.get_compiler(using=using)
+        sql, params = compiler.as_sql()
+        slots = [i for i, param in enumerate(params) if param == marker]
+        if len(slots) != 1:
+            raise ValueError(f"the looked-up value must be one parameter, found {len(slots)}")
+        return RowBuilder(compiler), sql, tuple(params), slots[0]
+
+
+class RowBuilder:
+    """Builds model instances (with their select_related objects) from rows of one
+    compiled SELECT, the way Django's ModelIterable does, converters included; what
+    that works out from the compiler is worked out once."""
+
+    def __init__(self, compiler):
+        select, klass_info = compiler.select, compiler.klass_info
+        self.compiler, self.model = compiler, klass_info["model"]
+        self.start = klass_info["select_fields"][0]
+        self.end = klass_info["select_fields"][-1] + 1
+        self.init_list = [f[0].target.attname for f in select[self.start:self.end]]
+        self.populators = get_related_populators(klass_info, select, compiler.using)
+        self.converters = compiler.get_converters([column[0] for column in select])
+
+    def build(self, row: tuple) -> Model:
+        if self.converters:
+            [row] = self.compiler.apply_converters([row], self.converters)
+        obj = self.model.from_db(self.compiler.using, self.init_list, row[self.start:self.end])
+        for populator in self.populators:
+            populator.populate(row, obj)
+        return obj
+
+
+class CompiledInsert:
+    """`INSERT INTO <model> (<fields>) VALUES (%s, …)` for one row, its SQL compiled once
+    per database; the values are prepared for each row by Django's own compiler steps
+    (pre_save, then get_db_prep_save), so auto_now fields and JSON adapt as in save().
+
+    Only fields that each take one plain placeholder qualify: that is checked when the
+    SQL is first compiled, and a model that fails the check raises there."""
+
+    def __init__(self, model: type[Model], *, fields: list | None = None,
+                 on_conflict=None):
+        self.model = model
+        self.fields = fields if fields is not None else [
+            f for f in model._meta.concrete_fields if not f.primary_key and not f.generated]
+        self.on_conflict = on_conflict
+        self._sql: dict[str, str] = {}
+
+    def sql_params(self, obj: Model, using: str) -> tuple[str, list]:
+        sql = self._sql.get(using)
+        if sql is None:  # the first row of this database: compile it the usual way
+            [(sql, params)] = self._query(obj).get_compiler(using=using).as_sql()
+            if len(params) != len(self.fields) or sql.count("%s") != len(self.fields):
+                raise ValueError(f"{self.model.__name__}: a field needs its own placeholder")
+            self._sql[using] = sql
+            return sql, list(params)
+        compiler = self._query(None).get_compiler(using=using)
+        values = [compiler.pre_save_val(f, obj) for f in self.fields]
+        if any(hasattr(value, "resolve_expression") for value in values):
+            raise ValueError("an expression would need SQL of its own: save() the row")
+        prepared = zip(self.fields, values, strict=True)
+        return sql, [compiler.prepare_value(field, value) for field, value in prepared]
+
+    def _query(self, obj: Model | None):
+        from django.db.models.sql import InsertQuery
+
+        query = InsertQuery(self.model, on_conflict=self.on_conflict)
+        query.insert_values(self.fields, [obj] if obj is not None else [])
+        return query
