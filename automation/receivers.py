@@ -15,4 +15,5 @@ def connect() -> None:
     from automation.triggers import index
     from entities import outbox
 
-    outbox.subscribe("automation", index.handle_event, interested=index.is_interesting)
+    outbox.subscribe("automation", index.handle_event, interested=index.is_interesting,
+                     statement=index.event_statement)

@@ -65,9 +65,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn(opts: Options, port: int, workers: int = 2) -> Proc:
-    argv = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
-            "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+def gunicorn(opts: Options, port: int) -> Proc:
+    """gunicorn as the README recommends it (config/gunicorn.py), on `port`."""
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py",
+            "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
     proc = Proc("gunicorn", argv, opts)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -29,3 +29,14 @@ def commit_without_flush(using: str = "default") -> None:
     if relaxed(using):
         with connections[using].cursor() as cursor:
             cursor.execute(SQL)
+
+
+def execute_unflushed(cursor, sql: str, params, *, using: str = "default") -> None:
+    """Outside a transaction: run one statement whose commit does not wait for the disk.
+    SET LOCAL and the statement sent as one query form one implicit transaction, so the
+    setting holds for that statement alone; its result is the cursor's current one."""
+    if relaxed(using):
+        cursor.execute(f"{SQL}; {sql}", params)
+        cursor.nextset()
+    else:
+        cursor.execute(sql, params)

@@ -118,3 +118,36 @@ class CompiledInsert:
         query = InsertQuery(self.model, on_conflict=self.on_conflict)
         query.insert_values(self.fields, [obj] if obj is not None else [])
         return query
+
+
+def update_sql(rows: QuerySet, values: dict, using: str) -> tuple[str, tuple]:
+    """Django's own compiled `UPDATE … WHERE (…)` for `rows.update(**values)` (quoted
+    names, every value a parameter), so the caller can add a condition and RETURNING."""
+    from django.db.models.sql import UpdateQuery
+
+    query = rows.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    sql, params = query.get_compiler(using=using).as_sql()
+    if " WHERE " not in sql:
+        raise RuntimeError(f"unexpected UPDATE shape: {sql[:80]}")
+    return sql, params
+
+
+def insert_from(row: Model, source: str | None, using: str, *,
+                insert: CompiledInsert | None = None) -> tuple[str, tuple]:
+    """`INSERT INTO <row's table> (…) SELECT <values> FROM <source> [ON CONFLICT …]`:
+    Django's own compiled INSERT for `row` (or `insert`'s), written only if `source` (a
+    CTE) returned a row; with no source, the plain INSERT … VALUES."""
+    insert = insert or _INSERTS.get(type(row)) or _INSERTS.setdefault(type(row),
+                                                                      CompiledInsert(type(row)))
+    sql, params = insert.sql_params(row, using)
+    if source is None:
+        return sql, tuple(params)
+    head, _, rest = sql.rpartition(" VALUES (")
+    values, closed, tail = rest.partition(")")  # placeholders hold no parenthesis
+    if not head or not closed or values.replace("%s", "").replace(", ", ""):
+        raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
+    return f"{head} SELECT {values} FROM {source}{tail}", tuple(params)  # noqa: S608
+
+
+_INSERTS: dict[type, CompiledInsert] = {}

@@ -45,7 +45,6 @@ from functools import lru_cache
 from django.conf import settings
 from django.db import connections, router
 from django.db.models import QuerySet
-from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from automation.definition import Graph
@@ -54,7 +53,7 @@ from automation.engine.graphs import graph_for, is_plain, is_sequential
 from automation.engine.outcome import Outcome
 from automation.models import Run, StepRun, WebhookSubscription
 from entities import commits
-from entities.compiled import CompiledInsert, RowBuilder
+from entities.compiled import RowBuilder, insert_from, update_sql
 
 RUN_END_EVENT = "workflow.completed"
 
@@ -71,15 +70,11 @@ def claim(rows: QuerySet, values: dict) -> StepRun | None:
     `StepRun.objects.select_related("run__process")` loads it; None if none matched."""
     using = router.db_for_write(StepRun)
     connection = connections[using]
-    update_sql, update_params = _update_sql(rows, values, using)
+    claim_sql, claim_params = update_sql(rows, values, using)
     builder, select_from = _claimed_select(using)
-    sql = f"WITH claimed AS ({update_sql} RETURNING *) {select_from}"  # noqa: S608
+    sql = f"WITH claimed AS ({claim_sql} RETURNING *) {select_from}"  # noqa: S608
     with connection.cursor() as cursor:
-        if commits.relaxed(using):  # see claims_relaxed
-            cursor.execute(f"{commits.SQL}; {sql}", update_params)
-            cursor.nextset()
-        else:
-            cursor.execute(sql, update_params)
+        commits.execute_unflushed(cursor, sql, claim_params, using=using)  # see claims_relaxed
         row = cursor.fetchone()
     return None if row is None else builder.build(row)
 
@@ -163,7 +158,7 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
     connection = connections[using]
     qn = connection.ops.quote_name
     run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
-    update_sql, update_params = _update_sql(StepRun.objects.filter(
+    record_sql, record_params = update_sql(StepRun.objects.filter(
         pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING), recorded, using)
     parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
              f"WHERE {qn('id')} = %s FOR UPDATE)"]
@@ -178,9 +173,9 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
                   f"OR {qn('events')} @> %s::jsonb))")
         guard_params += [f'["{RUN_END_EVENT}"]', '["*"]']
     # compiled SQL, quoted names and placeholders only; every value is a parameter
-    parts.append(f"recorded AS ({update_sql} AND {guard} "  # noqa: S608
+    parts.append(f"recorded AS ({record_sql} AND {guard} "  # noqa: S608
                  f"RETURNING {step_table}.{qn('id')})")
-    params += [*update_params, *guard_params]
+    params += [*record_params, *guard_params]
     select = "SELECT (SELECT count(*) FROM recorded), "
     if follower is not None:
         insert_sql, insert_params = insert_from(follower, "recorded", using)
@@ -188,48 +183,18 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
         params += insert_params
         select += "(SELECT id FROM follower)"
     else:
-        finish_sql, finish_params = _update_sql(
+        finish_sql, finish_params = update_sql(
             Run.objects.filter(pk=step_run.run_id), {"status": Run.Status.COMPLETED,
                                                      "result": recorded["output"],
                                                      "finished_at": now}, using)
         parts.append(f"finished AS ({finish_sql} AND EXISTS (SELECT 1 FROM recorded))")  # noqa: S608
         params += finish_params
         select += "NULL"
-    sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - see _update_sql
+    sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
     with connection.cursor() as cursor:
-        if commits.relaxed(using):
-            # the statement and SET LOCAL form one implicit transaction (see module doc)
-            cursor.execute(f"{commits.SQL}; {sql}", params)
-            cursor.nextset()
-        else:
-            cursor.execute(sql, params)
+        commits.execute_unflushed(cursor, sql, params, using=using)
         count, follower_pk = cursor.fetchone()
     return bool(count), follower_pk
-
-
-def _update_sql(rows: QuerySet, values: dict, using: str) -> tuple[str, tuple]:
-    """Django's own compiled `UPDATE … WHERE (…)` for `rows.update(**values)` (quoted
-    names, every value a parameter), so the caller can add a condition and RETURNING."""
-    query = rows.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    sql, params = query.get_compiler(using=using).as_sql()
-    if " WHERE " not in sql:
-        raise RuntimeError(f"unexpected UPDATE shape: {sql[:80]}")
-    return sql, params
-
-
-def insert_from(row, source: str, using: str) -> tuple[str, tuple]:
-    """`INSERT INTO <row's table> (…) SELECT <values> FROM <source>`: Django's own
-    compiled INSERT for `row`, written only if `source` (a CTE) returned a row."""
-    insert = _INSERTS.get(type(row)) or _INSERTS.setdefault(type(row), CompiledInsert(type(row)))
-    sql, params = insert.sql_params(row, using)
-    head, _, values = sql.rpartition(" VALUES (")
-    if not head or not values.endswith(")"):
-        raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
-    return f"{head} SELECT {values[:-1]} FROM {source}", tuple(params)  # noqa: S608
-
-
-_INSERTS: dict[type, CompiledInsert] = {}
 
 
 def _hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, pk: int) -> None:

@@ -1,5 +1,6 @@
 """Starting, cancelling and retrying runs."""
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -7,14 +8,13 @@ from django.db import IntegrityError, connections, router, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
-from automation.engine import settle
+from automation.engine import one_statement, settle
 from automation.engine.flow import step_timeout_seconds
 from automation.engine.graphs import graph_for
-from automation.engine.one_statement import insert_from
 from automation.engine.queue import enqueue_step
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, ApprovalRequest, Run, StepRun
-from entities.compiled import CompiledInsert
+from entities.compiled import CompiledInsert, insert_from
 from entities.models import Entity, EntityEvent
 
 
@@ -31,16 +31,9 @@ def run_start(
     inside a caller's transaction (the event dispatch), which saves two round trips.
     The run and its first step are written together or not at all.
     """
-    if not process.enabled and trigger.get("type") != "retry":
-        raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
-    version_id = version.pk if version is not None else process.current_version_id  # no fetch
-    graph = graph_for(version_id)
-    run = Run(process=process, version_id=version_id, trigger=trigger, input=input or {},
-              parameters=parameters or {}, entity=entity, event=event, batch=batch,
-              idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
-              started_at=timezone.now())
-    first = graph.steps[graph.start]
-    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=input or {})
+    run, step_run, first = _new_rows(
+        process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
+        event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version)
     using = router.db_for_write(Run)
     one_statement = connections[using].vendor == "postgresql"
     with nullcontext() if one_statement else transaction.atomic(using=using, savepoint=False):
@@ -53,6 +46,48 @@ def run_start(
             return existing, False
         enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
     return run, True
+
+
+def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] | None:
+    """run_start(**start) as CTEs that write only if the CTE `source` has a row (the
+    event dispatch's claim, entities.outbox): `(ctes, params, started)`. The CTE
+    `written_row` holds the first step run's id, none if the idempotency key was taken;
+    the statement hands it to `started`, which rings for the step once the statement has
+    committed. None where the statement cannot say everything run_start would (not
+    PostgreSQL, inside a transaction, a disabled process): run_start then does it the
+    general way."""
+    if not one_statement.available() or not start["process"].enabled:
+        return None
+    run, step_run, first = _new_rows(**start)
+    using = router.db_for_write(Run)
+    ctes, params = _start_ctes(run, step_run, using, source=source)
+    ctes += ", written_row AS (SELECT id FROM first_step)"
+
+    def started(step_run_pk: int | None) -> None:
+        if step_run_pk is None:  # the key was taken: the run exists, and was rung for
+            return
+        _written(run, step_run, step_run_pk, using)
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+
+    return ctes, params, started
+
+
+def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
+              parameters: dict | None = None, entity: Entity | None = None,
+              event: EntityEvent | None = None, batch=None, idempotency_key: str | None = None,
+              user=None, version=None) -> tuple[Run, StepRun, Any]:
+    """The run and its first step run, unsaved, and the first step's definition."""
+    if not process.enabled and trigger.get("type") != "retry":
+        raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
+    version_id = version.pk if version is not None else process.current_version_id  # no fetch
+    graph = graph_for(version_id)
+    run = Run(process=process, version_id=version_id, trigger=trigger, input=input or {},
+              parameters=parameters or {}, entity=entity, event=event, batch=batch,
+              idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
+              started_at=timezone.now())
+    first = graph.steps[graph.start]
+    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=input or {})
+    return run, step_run, first
 
 
 def _insert_in_turn(run: Run, step_run: StepRun, using: str) -> bool:
@@ -74,24 +109,34 @@ def _insert_in_turn(run: Run, step_run: StepRun, using: str) -> bool:
 
 def _insert_together(run: Run, step_run: StepRun, using: str) -> bool:
     """PostgreSQL: the run and its first step in one statement (atomic on its own, one
-    round trip instead of four at the top level), the step only if the run was written:
-    WITH r AS (INSERT run … ON CONFLICT DO NOTHING RETURNING id) INSERT step … FROM r."""
-    connection = connections[using]
-    run_sql, run_params = _run_insert(run).sql_params(run, using)
-    step_sql, step_params = insert_from(step_run, "r", using)
-    pk = connection.ops.quote_name(Run._meta.pk.column)
-    # only Django's compiled SQL and quoted names go in; every value is a parameter
-    sql = (f"WITH r AS ({run_sql} RETURNING {pk}) {step_sql} "  # noqa: S608
-           f"RETURNING {connection.ops.quote_name(StepRun._meta.pk.column)}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*run_params, *step_params))
+    round trip instead of four at the top level), the step only if the run was written."""
+    ctes, params = _start_ctes(run, step_run, using)
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"WITH {ctes} SELECT id FROM first_step", params)  # noqa: S608
         row = cursor.fetchone()
     if row is None:
         return False
+    _written(run, step_run, row[0], using)
+    return True
+
+
+def _start_ctes(run: Run, step_run: StepRun, using: str, *, source: str | None = None
+                ) -> tuple[str, tuple]:
+    """`run_row AS (INSERT run … [FROM source] ON CONFLICT DO NOTHING RETURNING id),
+    first_step AS (INSERT step … FROM run_row RETURNING id)`."""
+    qn = connections[using].ops.quote_name
+    run_sql, run_params = insert_from(run, source, using, insert=_run_insert(run))
+    step_sql, step_params = insert_from(step_run, "run_row", using)
+    # only Django's compiled SQL and quoted names go in; every value is a parameter
+    ctes = (f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
+            f"first_step AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)})")
+    return ctes, (*run_params, *step_params)
+
+
+def _written(run: Run, step_run: StepRun, step_run_pk: int, using: str) -> None:
     for obj in (run, step_run):
         obj._state.adding, obj._state.db = False, using
-    step_run.pk = row[0]
-    return True
+    step_run.pk = step_run_pk
 
 
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID

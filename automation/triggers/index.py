@@ -113,27 +113,45 @@ def handle_event(event: EntityEvent) -> list:
     from automation.models import ProcessTrigger
     from automation.services.runs import run_start
 
-    runs = []
+    starts, skipped = _starts(event)
+    for trigger_id in skipped:
+        ProcessTrigger.objects.filter(pk=trigger_id).update(skipped_count=F("skipped_count") + 1)
+    return [run_start(**start)[0] for start in starts]
+
+
+def event_statement(event: EntityEvent) -> tuple | None:
+    """The common case, one process started and no condition that failed (which counts
+    a skip), as CTEs of the dispatch's one statement (entities.outbox.subscribe)."""
+    from automation.services.runs import run_start_statement
+
+    starts, skipped = _starts(event)
+    if len(starts) != 1 or skipped:
+        return None
+    return run_start_statement(source="claimed", **starts[0])
+
+
+def _starts(event: EntityEvent) -> tuple[list[dict], list[int]]:
+    """run_start's arguments for each process `event` starts, and the triggers whose
+    condition did not hold."""
     scope_event = event_scope(event)
     scope = {"event": scope_event, "input": scope_event["data"]}
     if event.entity_id:
         scope["entity"] = event.snapshot
-    seen: set[int] = set()
+    starts, skipped, seen = [], [], set()
     for entry in current().match(event):
         if entry.process_id in seen:
             continue
         if entry.condition and not _condition_holds(entry, scope):
-            ProcessTrigger.objects.filter(pk=entry.trigger_id).update(skipped_count=F("skipped_count") + 1)
+            skipped.append(entry.trigger_id)
             continue
         seen.add(entry.process_id)
-        run, _ = run_start(
-            process=entry.version.process, version=entry.version,
-            trigger={"type": entry.type, "triggerId": entry.trigger_id, "event": scope_event},
-            input=scope_event["data"], entity=event.entity, event=event,
-            idempotency_key=f"event:{event.pk}:process:{entry.process_id}",
-        )
-        runs.append(run)
-    return runs
+        starts.append({
+            "process": entry.version.process, "version": entry.version,
+            "trigger": {"type": entry.type, "triggerId": entry.trigger_id, "event": scope_event},
+            "input": scope_event["data"], "entity": event.entity, "event": event,
+            "idempotency_key": f"event:{event.pk}:process:{entry.process_id}",
+        })
+    return starts, skipped
 
 
 def _condition_holds(entry: Entry, scope: dict) -> bool:

@@ -1,5 +1,6 @@
-"""api_trigger_per_s: POST /api/workflow-definitions/{id}/trigger through gunicorn
-(2 sync workers) with a concurrent client on loopback; every answer must be a 202.
+"""api_trigger_per_s: POST /api/workflow-definitions/{id}/trigger through gunicorn as
+the README recommends it (config/gunicorn.py: sync workers, one more than the cores)
+with a concurrent client on loopback; every answer must be a 202.
 
 No qcluster runs meanwhile: the figure is the API's (a run and its first step row
 written, the step enqueued), not the workers'. Prints "n/a" when the API, its auth or
@@ -133,7 +134,10 @@ def run(opts) -> dict:
             server.stop()
         queue_purge()
     rate = ok / elapsed
-    rows = [(f"POST …/trigger, gunicorn 2 workers, {CONNECTIONS} client connections",
+    from config import gunicorn as served  # the settings the bench's gunicorn read
+
+    rows = [(f"POST …/trigger, gunicorn {served.workers} sync workers, "
+             f"{CONNECTIONS} client connections",
              f"{rate:.0f} req/s ({ok} × 202 in {elapsed:.1f} s)")]
     if errors:
         rows.append(("API errors", ", ".join(f"{k}: {v}" for k, v in errors.items())))

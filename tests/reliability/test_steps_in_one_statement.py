@@ -1,6 +1,7 @@
-"""PostgreSQL records most steps in one statement (automation.engine.one_statement). It
-must leave exactly the history the general way leaves, and give way to it whenever the
-run is no longer running, the claim was lost, or the run's end has a webhook to write."""
+"""PostgreSQL records most steps in one statement (automation.engine.one_statement), and
+dispatches most events in one (entities.outbox). Each must leave exactly what the
+general way leaves, and give way to it whenever the run is no longer running, the claim
+was lost, the run's end has a webhook to write, or a trigger's condition failed."""
 
 import pytest
 from django.db import connection
@@ -9,10 +10,14 @@ from django.test.utils import CaptureQueriesContext
 from automation.engine.executor import claim_step, execute_step
 from automation.engine.flow import complete_step
 from automation.engine.outcome import Outcome
-from automation.models import Run, StepRun, WebhookDelivery
+from automation.models import ProcessTrigger, Run, StepRun, WebhookDelivery
 from automation.services import webhooks
 from automation.services.processes import process_save
 from automation.services.runs import run_cancel, run_start
+from entities.models import EntityEvent
+from entities.outbox import event_dispatch, event_publish
+from entities.services import entity_create
+from tests.factories import make_entity_type
 from tests.integrations.fakes.echo import EchoServer
 from tests.reliability.test_lost_work import lease_runs_out
 
@@ -121,3 +126,70 @@ def test_runs_are_the_same_with_every_commit_flushed(settings, relaxed):
     (status, result, finished, steps), _ = run_through(process, settings, one_statement=True)
     assert (status, result, finished) == (Run.Status.COMPLETED, {"n": 1}, True)
     assert [s[1] for s in steps] == [StepRun.Status.COMPLETED] * 3
+
+
+# --- The event dispatch in one statement (entities.outbox, runs.run_start_statement) ---
+
+PLACED = {"type": "event", "config": {"eventType": "order.placed"}}
+
+
+def dispatched(settings, *, one_statement: bool, total: int = 1) -> tuple:
+    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = one_statement
+    with CaptureQueriesContext(connection) as queries:
+        event = event_publish(type="order.placed", data={"total": total}, source="shop")
+    event.refresh_from_db()
+    return event, Run.objects.filter(event=event).first(), len(queries)
+
+
+def test_an_event_dispatched_in_one_statement_starts_the_same_run(settings, queued):
+    process = process_save(slug="placed", name="Placed",
+                           definition={"steps": THREE, "triggers": [PLACED]})
+    general_event, general, general_queries = dispatched(settings, one_statement=False)
+    fast_event, fast, fast_queries = dispatched(settings, one_statement=True)
+    for field in ("process_id", "version_id", "input", "status", "entity_id", "batch_id"):
+        assert getattr(fast, field) == getattr(general, field)
+    assert fast.trigger["triggerId"] == general.trigger["triggerId"]
+    assert fast.trigger["event"] == {**general.trigger["event"], "id": fast_event.pk,
+                                     "occurredAt": fast_event.occurred_at.isoformat()}
+    assert fast.idempotency_key == f"event:{fast_event.pk}:process:{process.pk}"
+    [general_step], [fast_step] = (list(StepRun.objects.filter(run=r)) for r in (general, fast))
+    assert ((fast_step.step_id, fast_step.status, fast_step.input, fast_step.attempt)
+            == (general_step.step_id, general_step.status, general_step.input,
+                general_step.attempt) == ("a", StepRun.Status.PENDING, {"total": 1}, 0))
+    assert general_event.dispatched_at and fast_event.dispatched_at
+    assert queued == [general_step.pk, fast_step.pk]  # each rung once, after its commit
+    assert fast_queries < general_queries
+
+
+def test_an_event_already_dispatched_is_not_dispatched_again(settings, queued):
+    process_save(slug="placed", name="Placed", definition={"steps": THREE, "triggers": [PLACED]})
+    event, run, _ = dispatched(settings, one_statement=True)
+    assert event_dispatch(event.pk, event=event) is False  # the claim is lost: nothing written
+    assert list(Run.objects.filter(event=event)) == [run]
+    assert queued == [StepRun.objects.get(run=run).pk]
+
+
+def test_a_failed_condition_still_counts_its_skip(settings, queued):
+    guarded = {**PLACED, "condition": "event.data.total > 0"}
+    process = process_save(slug="guarded", name="Guarded",
+                           definition={"steps": THREE, "triggers": [guarded]})
+    _, skipped, _ = dispatched(settings, one_statement=True, total=0)
+    _, started, _ = dispatched(settings, one_statement=True, total=5)
+    assert skipped is None and started.input == {"total": 5}
+    assert ProcessTrigger.objects.get(process=process).skipped_count == 1
+
+
+def test_a_save_dispatched_in_one_statement_leaves_the_commit_setting_alone(settings, queued):
+    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = True
+    entity_type = make_entity_type()
+    created = {"type": "event", "config": {"eventType": "entity.created",
+                                           "entityType": entity_type.key}}
+    process_save(slug="on-create", name="On create",
+                 definition={"steps": THREE, "triggers": [created]})
+    entity = entity_create(entity_type=entity_type, reference="R-1", data={"n": 1})
+    run = Run.objects.get(entity=entity)
+    assert (run.status, run.input["n"]) == (Run.Status.RUNNING, 1)
+    assert EntityEvent.objects.get(entity=entity).dispatched_at is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"

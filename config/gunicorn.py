@@ -1,0 +1,17 @@
+"""gunicorn settings for serving entityflow: `gunicorn -c config/gunicorn.py config.wsgi`.
+
+Sync workers, one more than the machine has cores (GUNICORN_WORKERS overrides it). A
+sync worker sits idle while PostgreSQL flushes the run a request wrote and while Redis
+takes its doorbell: with one worker per core, a third of a 2-core machine stayed idle
+under the API benchmark (`python -m bench --only api`); the extra worker fills those
+waits. More than that bought nothing there, and each worker costs its own memory and
+database connection. Put a buffering proxy (nginx) in front for slow clients, as
+gunicorn's documentation says for sync workers.
+"""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS") or (os.cpu_count() or 1) + 1)
+worker_class = "sync"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
