@@ -38,6 +38,8 @@ class CompiledLookup:
         return None if row is None else builder.build(row)
 
     def _compiled_for(self, using: str | None) -> tuple:
+        # One compiler per database, shared by threads: after as_sql() it is only read,
+        # and its converters use the connection's ops and features, never a cursor.
         key = using or ""
         compiled = self._compiled.get(key)
         if compiled is None:
