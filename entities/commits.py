@@ -31,11 +31,13 @@ def commit_without_flush(using: str = "default") -> None:
             cursor.execute(SQL)
 
 
-def execute_unflushed(cursor, sql: str, params, *, using: str = "default") -> None:
-    """Outside a transaction: run one statement whose commit does not wait for the disk.
-    SET LOCAL and the statement sent as one query form one implicit transaction, so the
-    setting holds for that statement alone; its result is the cursor's current one."""
-    if relaxed(using):
+def execute_alone(cursor, sql: str, params, *, using: str = "default",
+                  durable: bool = False) -> None:
+    """Outside a transaction: run one statement, its own transaction, whose commit does
+    not wait for the disk unless `durable`. SET LOCAL and the statement sent as one query
+    form one implicit transaction, so the setting holds for that statement alone; its
+    result is the cursor's current one."""
+    if not durable and relaxed(using):
         cursor.execute(f"{SQL}; {sql}", params)
         cursor.nextset()
     else:

@@ -15,7 +15,7 @@ from functools import lru_cache
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from entities.commits import commit_without_flush, execute_unflushed
+from entities.commits import commit_without_flush, execute_alone
 from entities.compiled import update_sql
 from entities.models import Entity, EntityEvent
 
@@ -172,10 +172,7 @@ def _dispatch_in_one_statement(event: EntityEvent, *, durable: bool) -> bool | N
         sql = (f"WITH claimed AS ({claim_sql} RETURNING 1), {ctes} "  # noqa: S608
                "SELECT (SELECT count(*) FROM claimed), (SELECT * FROM written_row)")
         with connection.cursor() as cursor:
-            if durable:
-                cursor.execute(sql, (*claim_params, *params))
-            else:
-                execute_unflushed(cursor, sql, (*claim_params, *params), using=using)
+            execute_alone(cursor, sql, (*claim_params, *params), using=using, durable=durable)
             claimed, value = cursor.fetchone()
     except Exception:
         logger.exception("dispatch of event %s failed; the sweeper will retry it", event.pk)

@@ -143,7 +143,18 @@ def get_or_404(queryset, what: str, **lookup):
     try:
         return queryset.get(**lookup)
     except (queryset.model.DoesNotExist, DjangoValidationError, ValueError):
-        raise NotFound(f"No {what} with that id.") from None
+        raise not_found(what) from None
+
+
+def found_or_404(obj, what: str):
+    """`obj`, or the 404 get_or_404 answers when it is None."""
+    if obj is None:
+        raise not_found(what)
+    return obj
+
+
+def not_found(what: str) -> NotFound:
+    return NotFound(f"No {what} with that id.")
 
 
 def unprocessable(field: str, message: str) -> ValidationError:

@@ -2,7 +2,6 @@
 
 from django.utils.text import slugify
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from automation.api.auth import django_user, principal
@@ -10,6 +9,7 @@ from automation.api.base import (
     IDEMPOTENCY_PARAMETER,
     PAGE_PARAMETERS,
     ApiView,
+    found_or_404,
     get_or_404,
     idempotency_header,
     paginate,
@@ -171,9 +171,7 @@ class DefinitionTriggerApi(ApiView):
              errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],
              summary="Start a run of a workflow definition")
     def post(self, request, id):
-        process = _TRIGGERED.first(id)
-        if process is None:
-            raise NotFound("No workflow definition with that id.")
+        process = found_or_404(_TRIGGERED.first(id), "workflow definition")
         data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),

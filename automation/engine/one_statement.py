@@ -74,7 +74,7 @@ def claim(rows: QuerySet, values: dict) -> StepRun | None:
     builder, select_from = _claimed_select(using)
     sql = f"WITH claimed AS ({claim_sql} RETURNING *) {select_from}"  # noqa: S608
     with connection.cursor() as cursor:
-        commits.execute_unflushed(cursor, sql, claim_params, using=using)  # see claims_relaxed
+        commits.execute_alone(cursor, sql, claim_params, using=using)  # see claims_relaxed
         row = cursor.fetchone()
     return None if row is None else builder.build(row)
 
@@ -192,7 +192,7 @@ def _execute(step_run: StepRun, recorded: dict, follower: StepRun | None, *, end
         select += "NULL"
     sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
     with connection.cursor() as cursor:
-        commits.execute_unflushed(cursor, sql, params, using=using)
+        commits.execute_alone(cursor, sql, params, using=using)
         count, follower_pk = cursor.fetchone()
     return bool(count), follower_pk
 

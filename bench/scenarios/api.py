@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from bench import fixtures, profiling
 from bench.env import ROOT, environment
 from bench.procs import free_port, gunicorn, queue_purge
+from config import gunicorn as served  # the settings the bench's gunicorn reads
 
 CONNECTIONS = 8
 
@@ -134,8 +135,6 @@ def run(opts) -> dict:
             server.stop()
         queue_purge()
     rate = ok / elapsed
-    from config import gunicorn as served  # the settings the bench's gunicorn read
-
     rows = [(f"POST …/trigger, gunicorn {served.workers} sync workers, "
              f"{CONNECTIONS} client connections",
              f"{rate:.0f} req/s ({ok} × 202 in {elapsed:.1f} s)")]
