@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from entities.commits import commit_without_flush, execute_alone
@@ -23,11 +24,20 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Offer:
+    """What a subscriber would write for an event, as SQL (see `subscribe`)."""
+    ctes: str
+    params: tuple
+    written: Callable[[Any], None]
+    fresh: Callable[[], bool] = lambda: True
+
+
+@dataclass(frozen=True)
 class Subscriber:
     name: str
     handle: Callable[[EntityEvent], None]
     interested: Callable[[EntityEvent], bool]
-    statement: Callable[[EntityEvent], tuple | None] | None = None
+    statement: Callable[[EntityEvent], Offer | None] | None = None
 
 
 _subscribers: dict[str, Subscriber] = {}
@@ -38,9 +48,12 @@ def subscribe(name: str, handle: Callable, interested: Callable | None = None,
     """Register (or replace) a subscriber; `handle` runs inside the dispatch transaction.
 
     `statement(event)`, when given, may offer what `handle` would write as SQL instead:
-    `(ctes, params, written)`, CTE definitions that write only if the CTE `claimed` has
-    a row and that define `written_row`, whose first column `written(value)` receives
-    (None when nothing was written) after the commit; or None for "use handle"."""
+    an `Offer` of CTE definitions that write only if the CTE `claimed` has a row and
+    that define `written_row`, whose first column `written(value)` receives (None when
+    nothing was written) after the commit; or None for "use handle". It is asked when
+    the event is written, inside the save's transaction, so that only the statement is
+    left for after the commit (the time between a save's commit and its first step);
+    `fresh()` says after the commit whether the offer still stands, else `handle` runs."""
     _subscribers[name] = Subscriber(name, handle, interested or (lambda event: True),
                                     statement)
 
@@ -102,16 +115,33 @@ def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) 
 
 
 def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
-    if not any(s.interested(event) for s in _subscribers.values()):
+    interested = [s for s in list(_subscribers.values()) if s.interested(event)]
+    if not interested:
         event.dispatched_at = timezone.now()
         event.save(force_insert=True)
         return
     event.save(force_insert=True)
-    transaction.on_commit(lambda: event_dispatch(event.pk, event=event, durable=durable))
+    offer = _offer(event, interested)
+    transaction.on_commit(
+        lambda: event_dispatch(event.pk, event=event, durable=durable, offer=offer))
+
+
+def _offer(event: EntityEvent, interested: list[Subscriber]) -> Offer | None:
+    """The one interested subscriber's Offer, asked now (inside the save's transaction),
+    where the dispatch can take it (PostgreSQL); None: the general way, after commit."""
+    if (len(interested) != 1 or interested[0].statement is None
+            or connections[router.db_for_write(EntityEvent)].vendor != "postgresql"):
+        return None
+    try:
+        return interested[0].statement(event)
+    except DatabaseError:
+        raise  # the save's transaction is broken: the save fails, as it would anyway
+    except Exception:  # the general way will meet it again after commit, and log it
+        return None
 
 
 def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
-                   durable: bool = False) -> bool:
+                   durable: bool = False, offer: Offer | None = None) -> bool:
     """Hand one event to every subscriber, exactly once.
 
     The claim (a conditional UPDATE) and everything subscribers write commit together:
@@ -125,8 +155,8 @@ def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
     durable before anything leaves. `durable` is for callers that tell someone what the
     dispatch wrote (POST /api/events answers with the runs it started).
     """
-    if event is not None:
-        dispatched = _dispatch_in_one_statement(event, durable=durable)
+    if event is not None and offer is not None:
+        dispatched = _dispatch_in_one_statement(event, offer, durable=durable)
         if dispatched is not None:
             return dispatched
     try:
@@ -149,37 +179,32 @@ def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
         return False
 
 
-def _dispatch_in_one_statement(event: EntityEvent, *, durable: bool) -> bool | None:
-    """The common case (one subscriber is interested and can say what it writes as SQL)
+def _dispatch_in_one_statement(event: EntityEvent, offer: Offer, *,
+                               durable: bool) -> bool | None:
+    """The common case (one subscriber is interested and said what it writes as SQL)
     as one statement, atomic on its own: the claim, and the subscriber's writes reading
     it, so a lost claim writes nothing. One round trip where the transaction takes five
     (BEGIN, SET LOCAL, the claim, the writes, COMMIT). None: not here, use the general
     way."""
     using = router.db_for_write(EntityEvent)
     connection = connections[using]
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
-        return None
-    interested = [s for s in list(_subscribers.values()) if s.interested(event)]
-    if len(interested) != 1 or interested[0].statement is None:
+    if connection.in_atomic_block or not offer.fresh():
         return None
     try:
-        offered = interested[0].statement(event)
-        if offered is None:
-            return None
-        ctes, params, written = offered
         claim_sql, claim_params = _claim_sql(using), (timezone.now(), event.pk)
         # compiled SQL and the subscriber's (likewise compiled) CTEs; values are parameters
-        sql = (f"WITH claimed AS ({claim_sql} RETURNING 1), {ctes} "  # noqa: S608
+        sql = (f"WITH claimed AS ({claim_sql} RETURNING 1), {offer.ctes} "  # noqa: S608
                "SELECT (SELECT count(*) FROM claimed), (SELECT * FROM written_row)")
         with connection.cursor() as cursor:
-            execute_alone(cursor, sql, (*claim_params, *params), using=using, durable=durable)
+            execute_alone(cursor, sql, (*claim_params, *offer.params), using=using,
+                          durable=durable)
             claimed, value = cursor.fetchone()
     except Exception:
         logger.exception("dispatch of event %s failed; the sweeper will retry it", event.pk)
         return False
     if not claimed:
         return False
-    written(value)
+    offer.written(value)
     return True
 
 

@@ -60,8 +60,13 @@ RUN_END_EVENT = "workflow.completed"
 
 def available() -> bool:
     """Statements here commit by themselves: PostgreSQL, outside any transaction."""
-    connection = connections[router.db_for_write(StepRun)]
-    return (connection.vendor == "postgresql" and not connection.in_atomic_block
+    return enabled() and not connections[router.db_for_write(StepRun)].in_atomic_block
+
+
+def enabled() -> bool:
+    """PostgreSQL, and not switched off (ENTITYFLOW_ONE_STATEMENT_STEPS = False); for a
+    statement built now and run on its own later (the event dispatch's)."""
+    return (connections[router.db_for_write(StepRun)].vendor == "postgresql"
             and getattr(settings, "ENTITYFLOW_ONE_STATEMENT_STEPS", True))
 
 

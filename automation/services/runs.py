@@ -53,10 +53,10 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
     event dispatch's claim, entities.outbox): `(ctes, params, started)`. The CTE
     `written_row` holds the first step run's id, none if the idempotency key was taken;
     the statement hands it to `started`, which rings for the step once the statement has
-    committed. None where the statement cannot say everything run_start would (not
-    PostgreSQL, inside a transaction, a disabled process): run_start then does it the
-    general way."""
-    if not one_statement.available() or not start["process"].enabled:
+    committed. The caller runs the statement on its own, outside any transaction. None
+    where the statement cannot say everything run_start would (not PostgreSQL, a
+    disabled process): run_start then does it the general way."""
+    if not one_statement.enabled() or not start["process"].enabled:
         return None
     run, step_run, first = _new_rows(**start)
     using = router.db_for_write(Run)

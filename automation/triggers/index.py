@@ -15,6 +15,7 @@ from django.db.models import F
 from entities.exceptions import ExpressionError
 from entities.expressions import evaluate_bool
 from entities.models import EntityEvent
+from entities.outbox import Offer
 
 logger = logging.getLogger(__name__)
 STAMP_CHECK_SECONDS = 1.0
@@ -119,15 +120,22 @@ def handle_event(event: EntityEvent) -> list:
     return [run_start(**start)[0] for start in starts]
 
 
-def event_statement(event: EntityEvent) -> tuple | None:
+def event_statement(event: EntityEvent) -> Offer | None:
     """The common case, one process started and no condition that failed (which counts
-    a skip), as CTEs of the dispatch's one statement (entities.outbox.subscribe)."""
+    a skip), as CTEs of the dispatch's one statement (entities.outbox.subscribe). Asked
+    inside the save's transaction: it stands while this process's index is the one it
+    was matched on (a process changed in that transaction drops the index at commit)."""
     from automation.services.runs import run_start_statement
 
+    index = current()
     starts, skipped = _starts(event)
     if len(starts) != 1 or skipped:
         return None
-    return run_start_statement(source="claimed", **starts[0])
+    offered = run_start_statement(source="claimed", **starts[0])
+    if offered is None:
+        return None
+    ctes, params, started = offered
+    return Offer(ctes, params, started, fresh=lambda: _state["index"] is index)
 
 
 def _starts(event: EntityEvent) -> tuple[list[dict], list[int]]:

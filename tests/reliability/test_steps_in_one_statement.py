@@ -4,7 +4,7 @@ general way leaves, and give way to it whenever the run is no longer running, th
 was lost, the run's end has a webhook to write, or a trigger's condition failed."""
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from automation.engine.executor import claim_step, execute_step
@@ -12,7 +12,7 @@ from automation.engine.flow import complete_step
 from automation.engine.outcome import Outcome
 from automation.models import ProcessTrigger, Run, StepRun, WebhookDelivery
 from automation.services import webhooks
-from automation.services.processes import process_save
+from automation.services.processes import process_save, process_set_enabled
 from automation.services.runs import run_cancel, run_start
 from entities.models import EntityEvent
 from entities.outbox import event_dispatch, event_publish
@@ -193,3 +193,20 @@ def test_a_save_dispatched_in_one_statement_leaves_the_commit_setting_alone(sett
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"
+
+
+def test_a_process_disabled_in_the_saves_own_transaction_starts_nothing(settings, queued):
+    """The one statement is built when the event is written; disabling the process later
+    in the same transaction must still stop the run, as it does the general way."""
+    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = True
+    process = process_save(slug="placed", name="Placed",
+                           definition={"steps": THREE, "triggers": [PLACED]})
+    before = event_publish(type="order.placed", data={"total": 1}, source="shop")
+    [started] = Run.objects.filter(event=before)
+    with transaction.atomic():
+        process_set_enabled(process=process, enabled=False)
+        event = event_publish(type="order.placed", data={"total": 2}, source="shop")
+    event.refresh_from_db()
+    assert event.dispatched_at is not None
+    assert not Run.objects.filter(event=event).exists()
+    assert queued == [StepRun.objects.get(run=started).pk]
