@@ -12,7 +12,9 @@ every commit, so nothing is done on SQLite.
 """
 
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
+
+from entities import prepared
 
 SQL = "SET LOCAL synchronous_commit = off"
 
@@ -32,11 +34,25 @@ def commit_without_flush(using: str = "default") -> None:
 
 
 def execute_alone(cursor, sql: str, params, *, using: str = "default",
-                  durable: bool = False) -> None:
+                  durable: bool = False, prepare: bool = False) -> None:
     """Outside a transaction: run one statement, its own transaction, whose commit does
     not wait for the disk unless `durable`. SET LOCAL and the statement sent as one query
     form one implicit transaction, so the setting holds for that statement alone; its
-    result is the cursor's current one."""
+    result is the cursor's current one. `prepare`: a statement run again and again is
+    planned once per connection (entities.prepared)."""
+    if not prepare:
+        _execute(cursor, sql, params, using=using, durable=durable)
+        return
+    try:
+        _execute(cursor, prepared.executable(cursor, sql, len(params), using=using), params,
+                 using=using, durable=durable)
+    except DatabaseError as exc:
+        if not prepared.lost(exc, using=using):
+            raise
+        _execute(cursor, sql, params, using=using, durable=durable)  # the failed one did nothing
+
+
+def _execute(cursor, sql: str, params, *, using: str, durable: bool) -> None:
     if not durable and relaxed(using):
         cursor.execute(f"{SQL}; {sql}", params)
         cursor.nextset()

@@ -197,7 +197,7 @@ def _dispatch_in_one_statement(event: EntityEvent, offer: Offer, *,
                "SELECT (SELECT count(*) FROM claimed), (SELECT * FROM written_row)")
         with connection.cursor() as cursor:
             execute_alone(cursor, sql, (*claim_params, *offer.params), using=using,
-                          durable=durable)
+                          durable=durable, prepare=True)
             claimed, value = cursor.fetchone()
     except Exception:
         logger.exception("dispatch of event %s failed; the sweeper will retry it", event.pk)

@@ -210,3 +210,28 @@ def test_a_process_disabled_in_the_saves_own_transaction_starts_nothing(settings
     assert event.dispatched_at is not None
     assert not Run.objects.filter(event=event).exists()
     assert queued == [StepRun.objects.get(run=started).pk]
+
+
+def test_the_dispatch_is_planned_once_per_connection_and_survives_losing_the_plan(settings,
+                                                                                 queued):
+    """The dispatch statement is PREPAREd on first use; a connection that loses it (a
+    pooler, DISCARD ALL) runs it unprepared from then on, losing no event."""
+    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = True
+    process_save(slug="placed", name="Placed", definition={"steps": THREE, "triggers": [PLACED]})
+
+    def prepared_here() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall()]
+
+    first = event_publish(type="order.placed", data={"total": 1}, source="shop")
+    [statement] = prepared_here()
+    assert "entities_entityevent" in statement and "automation_run" in statement
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    second = event_publish(type="order.placed", data={"total": 2}, source="shop")
+    third = event_publish(type="order.placed", data={"total": 3}, source="shop")
+    runs = [Run.objects.get(event=event) for event in (first, second, third)]
+    assert [run.input["total"] for run in runs] == [1, 2, 3]
+    assert prepared_here() == []  # no longer prepared on this connection
+    assert len(queued) == 3
