@@ -118,24 +118,16 @@ def peak_rss_mb(pids: list[int]) -> dict[int, float]:
 def quiesce() -> None:
     """Between scenarios: an empty queue and no unfinished step anywhere, so the minutely
     sweeper of the next cluster does not ring for work a previous scenario left behind."""
-    from django.db import DatabaseError, connection
+    from django.db import connection
 
     from automation.models import Run, StepRun
 
     queue_purge()
     StepRun.objects.filter(status__in=StepRun.ACTIVE).update(status=StepRun.Status.CANCELLED)
     Run.objects.exclude(status__in=Run.FINISHED).update(status=Run.Status.CANCELLED)
-    # What one scenario leaves (dead rows, a full write-ahead log) is cleaned up now, not
-    # by autovacuum or a checkpoint in the middle of the next scenario's measurement.
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
+    if connection.vendor == "sqlite":  # fold the write-ahead log back in now, not mid-scenario
+        with connection.cursor() as cursor:
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return
-        cursor.execute("VACUUM (ANALYZE)")
-        try:
-            cursor.execute("CHECKPOINT")
-        except DatabaseError:  # needs superuser or pg_checkpoint: the server's own will do
-            pass
 
 
 def queue_purge() -> None:
