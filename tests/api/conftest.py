@@ -2,9 +2,13 @@
 
 API tests run with real commits (transaction=True): runs start and steps execute in
 `on_commit` callbacks, as in production (steps run synchronously in test settings).
-`serialized_rollback` brings back what migrations created (the Case type, the sweeper
-schedule) before each test, since a transactional test empties the tables after it.
+A transactional test empties the tables after it, so what the data migrations create
+(the Case type, the sweeper schedule) is made again before each test. (Not with
+`serialized_rollback`: it reloads the content types with the ids they had at setup, and
+fails as soon as a transactional test without it, from another folder, made them again.)
 """
+
+from importlib import import_module
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -16,6 +20,18 @@ from automation.models import Function
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.services.processes import process_save
 from automation.triggers import index
+
+
+@pytest.fixture(autouse=True)
+def _migration_rows(request):
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    request.getfixturevalue("_django_db_helper")
+    from django.apps import apps
+
+    for module, function in (("entities.migrations.0002_case_type", "create_case_type"),
+                             ("automation.migrations.0002_sweeper_schedule", "add_schedule")):
+        getattr(import_module(module), function)(apps, None)  # both update_or_create
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from automation.services.api_auth import tokens_issue
 
-API_DB = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+API_DB = pytest.mark.django_db(transaction=True)
 
 # DESIGN §2, verbatim.
 APPROVE_PURCHASE = {

@@ -11,7 +11,7 @@ import requests
 
 from tests.worker import ROOT, wait_for, worker_env
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def closed_port() -> int:
