@@ -12,6 +12,7 @@ at its first failure: the statement then runs as it is. The failed EXECUTE did n
 so running it again is safe. ENTITYFLOW_PREPARED_STATEMENTS = False never prepares.
 """
 
+import hashlib
 import logging
 
 from django.conf import settings
@@ -50,7 +51,9 @@ def executable(cursor, sql: str, count: int, *, using: str = "default") -> str:
 
 
 def _prepare(cursor, state: _Prepared, sql: str, count: int) -> str | None:
-    name = f"entityflow_{len(state.names)}"
+    # Named by the text itself: where a pooler lets connections share server sessions, a
+    # name another client prepared can only stand for this same statement.
+    name = f"entityflow_{hashlib.blake2b(sql.encode(), digest_size=10).hexdigest()}"
     try:
         numbered = sql % tuple(f"${i}" for i in range(1, count + 1))  # %% stays a %
     except (TypeError, ValueError):  # not psycopg's %s style: leave it alone
