@@ -12,7 +12,7 @@ every commit, so nothing is done on SQLite.
 """
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import connections
 
 from entities import prepared
 
@@ -40,21 +40,14 @@ def execute_alone(cursor, sql: str, params, *, using: str = "default",
     form one implicit transaction, so the setting holds for that statement alone; its
     result is the cursor's current one. `prepare`: a statement run again and again is
     planned once per connection (entities.prepared)."""
-    if not prepare:
-        _execute(cursor, sql, params, using=using, durable=durable)
-        return
-    try:
-        _execute(cursor, prepared.executable(cursor, sql, len(params), using=using), params,
-                 using=using, durable=durable)
-    except DatabaseError as exc:
-        if not prepared.lost(exc, using=using):
-            raise
-        _execute(cursor, sql, params, using=using, durable=durable)  # the failed one did nothing
+    def send(cursor, sql: str, params) -> None:
+        if not durable and relaxed(using):
+            cursor.execute(f"{SQL}; {sql}", params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, params)
 
-
-def _execute(cursor, sql: str, params, *, using: str, durable: bool) -> None:
-    if not durable and relaxed(using):
-        cursor.execute(f"{SQL}; {sql}", params)
-        cursor.nextset()
+    if prepare:
+        prepared.execute(cursor, sql, params, using=using, send=send)
     else:
-        cursor.execute(sql, params)
+        send(cursor, sql, params)

@@ -18,6 +18,8 @@ from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
+from entities import prepared
+
 
 class CompiledLookup:
     """`CompiledLookup(lambda value: Model.objects.filter(unique_field=value))`, then
@@ -32,8 +34,9 @@ class CompiledLookup:
         builder, sql, params, slot = self._compiled_for(using)
         params = list(params)
         params[slot] = value
-        with connections[builder.compiler.using].cursor() as cursor:
-            cursor.execute(sql, params)
+        using = builder.compiler.using
+        with connections[using].cursor() as cursor:
+            prepared.execute(cursor, sql, params, using=using)
             row = cursor.fetchone()
         return None if row is None else builder.build(row)
 

@@ -6,7 +6,8 @@ is parsed and planned again each time, a fifth of its cost. Here it is PREPAREd 
 each connection, with the parameter types PostgreSQL infers from the statement, and run
 as `EXECUTE name(<the same client-bound values>)`.
 
-A connection that cannot keep a prepared statement (a pooler in transaction mode hands
+Only outside a transaction: there a failed PREPARE or EXECUTE would abort it. A
+connection that cannot keep a prepared statement (a pooler in transaction mode hands
 each transaction to another server connection; DISCARD ALL drops them) stops preparing
 at its first failure: the statement then runs as it is. The failed EXECUTE did nothing,
 so running it again is safe. ENTITYFLOW_PREPARED_STATEMENTS = False never prepares.
@@ -21,6 +22,7 @@ from django.db import DatabaseError, connections
 logger = logging.getLogger(__name__)
 MOST_PER_CONNECTION = 32  # a handful of shapes are prepared; anything beyond runs as is
 LOST = "26000"  # invalid_sql_statement_name: the server does not know the name
+READ = "entityflow_read_"  # the prefix of statements that are a plain SELECT
 
 
 class _Prepared:
@@ -30,12 +32,29 @@ class _Prepared:
         self.raw, self.names, self.off = raw, {}, False
 
 
+def execute(cursor, sql: str, params, *, using: str = "default", send=None) -> None:
+    """`send(cursor, sql, params)` (default: cursor.execute), with `sql` prepared on this
+    connection where it can be: PostgreSQL, outside a transaction (a failed PREPARE or
+    EXECUTE there would abort it)."""
+    send = send or _send
+    try:
+        send(cursor, executable(cursor, sql, len(params), using=using), params)
+    except DatabaseError as exc:
+        if not lost(exc, using=using):
+            raise
+        send(cursor, sql, params)  # the failed EXECUTE did nothing
+
+
+def _send(cursor, sql: str, params) -> None:
+    cursor.execute(sql, params)
+
+
 def executable(cursor, sql: str, count: int, *, using: str = "default") -> str:
     """`EXECUTE name(%s, …)` for `sql` (with `count` parameters), preparing it on this
     connection first; `sql` itself where it cannot be prepared."""
     connection = connections[using]
-    if connection.vendor != "postgresql" or not getattr(
-            settings, "ENTITYFLOW_PREPARED_STATEMENTS", True):
+    if (connection.vendor != "postgresql" or connection.in_atomic_block
+            or not getattr(settings, "ENTITYFLOW_PREPARED_STATEMENTS", True)):
         return sql
     state = getattr(connection, "_entityflow_prepared", None)
     if state is None or state.raw is not connection.connection:  # a new connection
@@ -53,7 +72,8 @@ def executable(cursor, sql: str, count: int, *, using: str = "default") -> str:
 def _prepare(cursor, state: _Prepared, sql: str, count: int) -> str | None:
     # Named by the text itself: where a pooler lets connections share server sessions, a
     # name another client prepared can only stand for this same statement.
-    name = f"entityflow_{hashlib.blake2b(sql.encode(), digest_size=10).hexdigest()}"
+    digest = hashlib.blake2b(sql.encode(), digest_size=10).hexdigest()
+    name = f"{READ if _reads_only(sql) else 'entityflow_'}{digest}"
     try:
         numbered = sql % tuple(f"${i}" for i in range(1, count + 1))  # %% stays a %
     except (TypeError, ValueError):  # not psycopg's %s style: leave it alone
@@ -67,6 +87,17 @@ def _prepare(cursor, state: _Prepared, sql: str, count: int) -> str | None:
         return None
     state.names[sql] = name
     return name
+
+
+def _reads_only(sql: str) -> bool:
+    words = sql.lstrip(" \t\r\n(").split(None, 1)
+    return bool(words) and words[0].upper() == "SELECT"
+
+
+def is_read_name(name: str) -> bool:
+    """Whether a prepared statement's name (`EXECUTE name(…)`) says it only reads: what
+    tells a lost connection's retry (automation.api.db_loss) that nothing was written."""
+    return name.startswith(READ)
 
 
 def lost(exc: Exception, *, using: str = "default") -> bool:

@@ -29,6 +29,8 @@ from django.db.transaction import TransactionManagementError
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
+from entities import prepared
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -59,9 +61,18 @@ class DatabaseUnavailable(APIException):
 
 
 def is_write(sql: str) -> bool:
-    """Whether a statement may change what the server keeps (anything but a read)."""
-    words = str(sql).lstrip(" \t\r\n(").split(None, 1)
-    return not words or words[0].upper() not in READ_KEYWORDS
+    """Whether a statement may change what the server keeps (anything but a read). A
+    PREPARE only keeps a plan in the session; an EXECUTE is what its statement is
+    (entities.prepared names the reads)."""
+    words = str(sql).lstrip(" \t\r\n(").split(None, 2)
+    if not words:
+        return True
+    first = words[0].upper()
+    if first == "PREPARE":
+        return False
+    if first == "EXECUTE":
+        return len(words) < 2 or not prepared.is_read_name(words[1])
+    return first not in READ_KEYWORDS
 
 
 def raw_lost(raw) -> bool:

@@ -14,6 +14,7 @@ from automation.engine.graphs import graph_for
 from automation.engine.queue import enqueue_step
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, ApprovalRequest, Run, StepRun
+from entities import prepared
 from entities.compiled import CompiledInsert, insert_from
 from entities.models import Entity, EntityEvent
 
@@ -112,7 +113,8 @@ def _insert_together(run: Run, step_run: StepRun, using: str) -> bool:
     round trip instead of four at the top level), the step only if the run was written."""
     ctes, params = _start_ctes(run, step_run, using)
     with connections[using].cursor() as cursor:
-        cursor.execute(f"WITH {ctes} SELECT id FROM first_step", params)  # noqa: S608
+        prepared.execute(cursor, f"WITH {ctes} SELECT id FROM first_step", params,  # noqa: S608
+                         using=using)
         row = cursor.fetchone()
     if row is None:
         return False

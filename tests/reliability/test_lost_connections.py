@@ -189,6 +189,9 @@ def test_reads_repeated_after_a_lost_connection_must_be_reads(case_type):
     ('INSERT INTO "t" VALUES (1)', True), ('UPDATE "t" SET a = 1', True),
     ('DELETE FROM "t"', True), ("WITH r AS (INSERT INTO t VALUES (1) RETURNING *) SELECT 1", True),
     ("CREATE TABLE t (a int)", True), ("", True),
+    ('PREPARE entityflow_1 AS INSERT INTO "t" VALUES ($1)', False),
+    ("EXECUTE entityflow_read_ab12(%s)", False), ("EXECUTE entityflow_ab12(%s)", True),
+    ("EXECUTE", True),
 ])
 def test_what_counts_as_a_write(sql, write):
     assert db_loss.is_write(sql) is write
