@@ -184,8 +184,9 @@ ENTITYFLOW_RELAXED_COMMITS = env_bool("ENTITYFLOW_RELAXED_COMMITS", True)
 # PostgreSQL: claim a step, and record a completed one, in one statement each
 # (automation.engine.one_statement). Off: the general transactional way only.
 ENTITYFLOW_ONE_STATEMENT_STEPS = env_bool("ENTITYFLOW_ONE_STATEMENT_STEPS", True)
-# PostgreSQL: the event dispatch's statement is planned once per connection (PREPARE);
-# a connection that loses it (a pooler in transaction mode) stops preparing by itself.
+# PostgreSQL: the statements of every save's event dispatch and every API trigger are
+# planned once per connection (PREPARE, entities.prepared); a connection that loses them
+# (a pooler in transaction mode) stops preparing by itself. Off: never prepared.
 ENTITYFLOW_PREPARED_STATEMENTS = env_bool("ENTITYFLOW_PREPARED_STATEMENTS", True)
 
 # --- Integrations ---------------------------------------------------------------------
