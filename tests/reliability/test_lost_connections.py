@@ -195,3 +195,18 @@ def test_reads_repeated_after_a_lost_connection_must_be_reads(case_type):
 ])
 def test_what_counts_as_a_write(sql, write):
     assert db_loss.is_write(sql) is write
+
+
+@postgres
+def test_a_trigger_terminated_at_its_prepared_lookup_runs_again_and_starts_one_run(api):
+    """The trigger's lookups are prepared statements (entities.prepared): losing the
+    connection at one (an EXECUTE of a read) is still a loss before anything was written,
+    and the fresh connection prepares them again."""
+    process_save(slug="lost-trigger", name="Lost trigger", definition={"steps": NOOP})
+    with terminated_at("EXECUTE entityflow_read_") as lost:
+        response = api.post("/api/workflow-definitions/lost-trigger/trigger",
+                            {"input": {"n": 1}}, format="json")
+    assert lost.terminated == 1
+    assert response.status_code == 202, response.content[:500]
+    run = Run.objects.get(process__slug="lost-trigger")
+    assert str(run.pk) == str(response.json()["executionId"]) and run.input == {"n": 1}
