@@ -89,9 +89,15 @@ def _prepare(cursor, state: _Prepared, sql: str, count: int) -> str | None:
     return name
 
 
+def first_words(sql: str, count: int = 1) -> list[str]:
+    """The statement's first `count` words (the first upper-cased), past any leading
+    parenthesis: what says what kind of statement it is."""
+    words = str(sql).lstrip(" \t\r\n(").split(None, count)[:count]
+    return [words[0].upper(), *words[1:]] if words else []
+
+
 def _reads_only(sql: str) -> bool:
-    words = sql.lstrip(" \t\r\n(").split(None, 1)
-    return bool(words) and words[0].upper() == "SELECT"
+    return first_words(sql) == ["SELECT"]
 
 
 def is_read_name(name: str) -> bool:

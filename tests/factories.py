@@ -1,6 +1,7 @@
 """Test data, built in one place. Writes go through the services like real callers."""
 
 import itertools
+from importlib import import_module
 
 from entities.demo import demo_order_data, order_reference, order_type_ensure
 from entities.models import Entity, EntityType, Requirement, Status, Transition
@@ -47,3 +48,21 @@ def make_order(**overrides) -> Entity:
     data = overrides.pop("data", None)
     data = order_data(**overrides) if data is None else data
     return entity_create(entity_type=entity_type, reference=reference, data=data)
+
+
+# What the data migrations create, as (module, function); both functions update_or_create.
+MIGRATION_ROWS = {
+    "case_type": ("entities.migrations.0002_case_type", "create_case_type"),
+    "sweeper_schedule": ("automation.migrations.0002_sweeper_schedule", "add_schedule"),
+}
+
+
+def migration_rows(*names: str) -> None:
+    """Make again what the named data migrations create (all of them by default): a
+    transactional test's flush empties the tables, and serialized_rollback breaks once
+    a transactional test without it has made the content types again."""
+    from django.apps import apps
+
+    for name in names or MIGRATION_ROWS:
+        module, function = MIGRATION_ROWS[name]
+        getattr(import_module(module), function)(apps, None)

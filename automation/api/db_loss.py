@@ -64,15 +64,14 @@ def is_write(sql: str) -> bool:
     """Whether a statement may change what the server keeps (anything but a read). A
     PREPARE only keeps a plan in the session; an EXECUTE is what its statement is
     (entities.prepared names the reads)."""
-    words = str(sql).lstrip(" \t\r\n(").split(None, 2)
+    words = prepared.first_words(sql, 2)
     if not words:
         return True
-    first = words[0].upper()
-    if first == "PREPARE":
+    if words[0] == "PREPARE":
         return False
-    if first == "EXECUTE":
+    if words[0] == "EXECUTE":
         return len(words) < 2 or not prepared.is_read_name(words[1])
-    return first not in READ_KEYWORDS
+    return words[0] not in READ_KEYWORDS
 
 
 def raw_lost(raw) -> bool:

@@ -128,7 +128,7 @@ def event_statement(event: EntityEvent) -> Offer | None:
     from automation.services.runs import run_start_statement
 
     index = current()
-    starts, skipped = _starts(event)
+    starts, skipped = _starts(event, index)
     if len(starts) != 1 or skipped:
         return None
     offered = run_start_statement(source="claimed", **starts[0])
@@ -138,15 +138,16 @@ def event_statement(event: EntityEvent) -> Offer | None:
     return Offer(ctes, params, started, fresh=lambda: _state["index"] is index)
 
 
-def _starts(event: EntityEvent) -> tuple[list[dict], list[int]]:
-    """run_start's arguments for each process `event` starts, and the triggers whose
-    condition did not hold."""
+def _starts(event: EntityEvent, index: TriggerIndex | None = None
+            ) -> tuple[list[dict], list[int]]:
+    """run_start's arguments for each process `event` starts (matched on `index`, else
+    the current one), and the triggers whose condition did not hold."""
     scope_event = event_scope(event)
     scope = {"event": scope_event, "input": scope_event["data"]}
     if event.entity_id:
         scope["entity"] = event.snapshot
     starts, skipped, seen = [], [], set()
-    for entry in current().match(event):
+    for entry in (index or current()).match(event):
         if entry.process_id in seen:
             continue
         if entry.condition and not _condition_holds(entry, scope):

@@ -8,8 +8,6 @@ A transactional test empties the tables after it, so what the data migrations cr
 fails as soon as a transactional test without it, from another folder, made them again.)
 """
 
-from importlib import import_module
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -20,6 +18,7 @@ from automation.models import Function
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.services.processes import process_save
 from automation.triggers import index
+from tests.factories import migration_rows
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +26,7 @@ def _migration_rows(request):
     if request.node.get_closest_marker("django_db") is None:
         return
     request.getfixturevalue("_django_db_helper")
-    from django.apps import apps
-
-    for module, function in (("entities.migrations.0002_case_type", "create_case_type"),
-                             ("automation.migrations.0002_sweeper_schedule", "add_schedule")):
-        getattr(import_module(module), function)(apps, None)  # both update_or_create
+    migration_rows()
 
 
 @pytest.fixture(autouse=True)

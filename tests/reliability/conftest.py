@@ -113,14 +113,10 @@ def _fresh_api_caches():
 
 @pytest.fixture
 def case_type(db):
-    """The built-in Case type, as its migration makes it (a transactional test's flush
-    removes it; the suite does not use serialized_rollback, which breaks as soon as a
-    test without it has run before)."""
-    from importlib import import_module
+    """The built-in Case type, as its migration makes it (tests.factories.migration_rows)."""
+    from tests.factories import migration_rows
 
-    from django.apps import apps
-
-    import_module("entities.migrations.0002_case_type").create_case_type(apps, None)
+    migration_rows("case_type")
 
 
 @pytest.fixture
