@@ -5,7 +5,7 @@
 query parameter); 422 for input that was read but is not valid (serializer errors,
 invalid definitions); 413 for bodies over the limit, including Django's own
 RequestDataTooBig; 503 `unavailable` (with Retry-After) for a lost database connection
-(automation/api/db_loss.py). Anything else is a 500 `server_error` with a generic
+(entities/db/db_loss.py). Anything else is a 500 `server_error` with a generic
 message: the exception is logged with its traceback, never shown."""
 
 from django.core import signals

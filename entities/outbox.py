@@ -16,8 +16,8 @@ from typing import Any
 from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
-from entities.commits import commit_without_flush, execute_alone
-from entities.compiled import update_sql
+from entities.db.commits import commit_without_flush, execute_alone
+from entities.db.compiled import update_sql
 from entities.models import Entity, EntityEvent
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
     if a subscriber fails, nothing is kept and the sweeper tries again later. Two
     dispatchers racing for one event cannot both win the claim.
 
-    The commit does not wait for the disk (entities.commits) unless `durable`: the event
+    The commit does not wait for the disk (entities.db.commits) unless `durable`: the event
     itself was made durable by the save's own commit, and a dispatch a database crash
     forgets is forgotten with its claim, so the sweeper dispatches the event again. A
     step that calls out is claimed by an ordinary commit first, which makes the dispatch

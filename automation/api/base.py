@@ -13,7 +13,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from automation.api import db_loss
+from entities.db import db_loss
 from automation.api.parsers import check_content_length
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields

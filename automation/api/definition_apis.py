@@ -24,7 +24,7 @@ from automation.inbound.validation import keep_stored_secrets
 from automation.models import ApiProcess
 from automation.services.idempotency import run_start_once
 from automation.services.processes import process_save, process_set_enabled
-from entities.compiled import CompiledLookup
+from entities.db.compiled import CompiledLookup
 from entities.models import EntityType
 
 SLUG = r"^[-a-zA-Z0-9_]+$"
@@ -35,7 +35,7 @@ def processes():
 
 
 # Starting a run needs the process row alone (the version's graph is cached): the API's
-# busiest lookup, so its SQL is compiled once (entities.compiled).
+# busiest lookup, so its SQL is compiled once (entities.db.compiled).
 _TRIGGERED = CompiledLookup(lambda slug: ApiProcess.objects.filter(slug=slug))
 
 

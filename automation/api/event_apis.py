@@ -3,7 +3,7 @@
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from automation.api import db_loss
+from entities.db import db_loss
 from automation.api.base import ApiView, validate_input
 from automation.api.schema import ObjectField, api_doc
 from automation.models import Run

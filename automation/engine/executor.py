@@ -117,7 +117,7 @@ def _execute_one(step_run: StepRun | None) -> None:
             one_statement.claims_relaxed() and not flow.is_cheap(step)):
         # The lease follows the step's own time limit. And a step that may call out is
         # not run on a claim that skipped the disk flush: this ordinary commit makes
-        # everything the run wrote so far durable first (entities.commits).
+        # everything the run wrote so far durable first (entities.db.commits).
         StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(
             lease_expires_at=timezone.now() + timedelta(seconds=lease))
     started = time.monotonic()

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from automation.definition import Graph
+from automation.definitions import Graph
 from automation.engine import one_statement, queue, settle
 from automation.engine.graphs import graph_for, is_sequential
 from automation.engine.outcome import Outcome

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from automation.definition import Graph, build_graph
+from automation.definitions import Graph, build_graph
 
 
 @lru_cache(maxsize=1024)

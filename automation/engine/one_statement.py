@@ -26,7 +26,7 @@ committed before its successor can start, DESIGN §2):
                       AND EXISTS (SELECT 1 FROM recorded))
     SELECT (SELECT count(*) FROM recorded), (SELECT id FROM follower)
 
-These statements commit without waiting for the disk (entities.commits): still
+These statements commit without waiting for the disk (entities.db.commits): still
 committed, visible and atomic before the successor starts; only a crash of the database
 server in the next fraction of a second could forget them, and then the work since the
 last durable commit is done again, as after a lost worker (the same attempt, so the same
@@ -47,13 +47,13 @@ from django.db import connections, router
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from automation.definition import Graph
+from automation.definitions import Graph
 from automation.engine import queue
 from automation.engine.graphs import graph_for, is_plain, is_sequential
 from automation.engine.outcome import Outcome
 from automation.models import Run, StepRun, WebhookSubscription
-from entities import commits
-from entities.compiled import RowBuilder, insert_from, update_sql
+from entities.db import commits
+from entities.db.compiled import RowBuilder, insert_from, update_sql
 
 RUN_END_EVENT = "workflow.completed"
 
@@ -99,7 +99,7 @@ def _claimed_select(using: str) -> tuple[RowBuilder, str]:
 
 
 def claims_relaxed() -> bool:
-    """Whether claims here skip the disk flush (entities.commits). A claim changes
+    """Whether claims here skip the disk flush (entities.db.commits). A claim changes
     nothing anyone outside has seen; the executor makes an ordinary commit before a
     step that may call out starts."""
     return available() and commits.relaxed(router.db_for_write(StepRun))

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from automation.definition import Graph, Step
+from automation.definitions import Graph, Step
 from automation.engine.graphs import is_plain, is_sequential
 from automation.engine.queue import enqueue_step
 from automation.models import ApprovalRequest, Run, StepRun

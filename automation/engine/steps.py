@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from automation.definition import Step
+from automation.definitions import Step
 from automation.engine.outcome import Outcome
 from automation.exceptions import AutomationError, StepFailedError
 from automation.functions import StepContext, resolve_function

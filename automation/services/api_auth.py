@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from automation.exceptions import AutomationError
 from automation.models import ApiClient, ApiToken
-from entities.compiled import CompiledLookup
+from entities.db.compiled import CompiledLookup
 
 DEFAULT_ACCESS_SECONDS = 3600
 DEFAULT_REFRESH_SECONDS = 30 * 86400
@@ -96,7 +96,7 @@ def tokens_refresh(*, refresh_token: str) -> dict:
     return tokens_issue(client=row.client)
 
 
-# Every API request looks its token up: compiled once (entities.compiled), read each time.
+# Every API request looks its token up: compiled once (entities.db.compiled), read each time.
 _ACCESS_TOKENS = CompiledLookup(lambda hashed: ApiToken.objects.select_related("client")
                                 .filter(token_hash=hashed, kind=ApiToken.Kind.ACCESS))
 

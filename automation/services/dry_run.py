@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from automation.definition import Graph, Step
+from automation.definitions import Graph, Step
 from automation.engine.graphs import graph_for
 from automation.models import ApiProcess
 from entities.exceptions import ExpressionError

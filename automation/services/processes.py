@@ -5,7 +5,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from automation.definition import validate_definition
+from automation.definitions import validate_definition
 from automation.exceptions import DefinitionInvalidError
 from automation.functions import function_exists, function_params_check
 from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion

@@ -14,8 +14,8 @@ from automation.engine.graphs import graph_for
 from automation.engine.queue import enqueue_step
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, ApprovalRequest, Run, StepRun
-from entities import prepared
-from entities.compiled import CompiledInsert, insert_from
+from entities.db import prepared
+from entities.db.compiled import CompiledInsert, insert_from
 from entities.models import Entity, EntityEvent
 
 

@@ -179,13 +179,13 @@ ENTITYFLOW_STEP_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_STEP_LEASE_SECOND
 ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
 # PostgreSQL: the engine's own bookkeeping (claims, step records, event dispatch) commits
 # without waiting for the disk; everything before anything leaves the system is flushed
-# (entities.commits). Off: every commit waits for the disk.
+# (entities.db.commits). Off: every commit waits for the disk.
 ENTITYFLOW_RELAXED_COMMITS = env_bool("ENTITYFLOW_RELAXED_COMMITS", True)
 # PostgreSQL: claim a step, and record a completed one, in one statement each
 # (automation.engine.one_statement). Off: the general transactional way only.
 ENTITYFLOW_ONE_STATEMENT_STEPS = env_bool("ENTITYFLOW_ONE_STATEMENT_STEPS", True)
 # PostgreSQL: the statements of every save's event dispatch and every API trigger are
-# planned once per connection (PREPARE, entities.prepared); a connection that loses them
+# planned once per connection (PREPARE, entities.db.prepared); a connection that loses them
 # (a pooler in transaction mode) stops preparing by itself. Off: never prepared.
 ENTITYFLOW_PREPARED_STATEMENTS = env_bool("ENTITYFLOW_PREPARED_STATEMENTS", True)
 

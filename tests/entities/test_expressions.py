@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entities import expression_bounds as bounds
+from entities.expressions import bounds
 from entities.exceptions import (
     ExpressionError,
     ExpressionEvaluationError,

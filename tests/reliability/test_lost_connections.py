@@ -15,7 +15,7 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.transaction import TransactionManagementError
 
-from automation.api import db_loss
+from entities.db import db_loss
 from automation.models import Run
 from automation.services.processes import process_save
 from entities.models import Entity, EntityEvent
@@ -90,7 +90,7 @@ def cases_named(first_name: str):
                          ids=["before-any-write", "at-the-write-in-its-transaction"])
 def test_a_request_terminated_before_it_committed_answers_as_usual_and_writes_once(
         api, case_type, caplog, fragment):
-    caplog.set_level(logging.WARNING, logger="automation.api.db_loss")
+    caplog.set_level(logging.WARNING, logger="entities.db.db_loss")
     with terminated_at(fragment) as lost:
         response = api.post("/api/cases", {"firstName": "Ada"}, format="json")
     assert lost.terminated == 1
@@ -199,7 +199,7 @@ def test_what_counts_as_a_write(sql, write):
 
 @postgres
 def test_a_trigger_terminated_at_its_prepared_lookup_runs_again_and_starts_one_run(api):
-    """The trigger's lookups are prepared statements (entities.prepared): losing the
+    """The trigger's lookups are prepared statements (entities.db.prepared): losing the
     connection at one (an EXECUTE of a read) is still a loss before anything was written,
     and the fresh connection prepares them again."""
     process_save(slug="lost-trigger", name="Lost trigger", definition={"steps": NOOP})

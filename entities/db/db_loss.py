@@ -29,7 +29,7 @@ from django.db.transaction import TransactionManagementError
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from entities import prepared
+from entities.db import prepared
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class DatabaseUnavailable(APIException):
 def is_write(sql: str) -> bool:
     """Whether a statement may change what the server keeps (anything but a read). A
     PREPARE only keeps a plan in the session; an EXECUTE is what its statement is
-    (entities.prepared names the reads)."""
+    (entities.db.prepared names the reads)."""
     words = prepared.first_words(sql, 2)
     if not words:
         return True

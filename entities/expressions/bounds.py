@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from entities.exceptions import ExpressionTooComplexError
-from entities.expression_tokens import Token, tokenize, translate  # noqa: F401 (re-exported)
+from entities.expressions.tokens import Token, tokenize, translate  # noqa: F401 (re-exported)
 
 MAX_SOURCE_LENGTH = 2000
 MAX_BRACKET_DEPTH = 32

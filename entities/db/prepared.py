@@ -102,7 +102,7 @@ def _reads_only(sql: str) -> bool:
 
 def is_read_name(name: str) -> bool:
     """Whether a prepared statement's name (`EXECUTE name(…)`) says it only reads: what
-    tells a lost connection's retry (automation.api.db_loss) that nothing was written."""
+    tells a lost connection's retry (entities.db.db_loss) that nothing was written."""
     return name.startswith(READ)
 
 

@@ -18,7 +18,7 @@ from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
-from entities import prepared
+from entities.db import prepared
 
 
 class CompiledLookup:

@@ -14,7 +14,7 @@ every commit, so nothing is done on SQLite.
 from django.conf import settings
 from django.db import connections
 
-from entities import prepared
+from entities.db import prepared
 
 SQL = "SET LOCAL synchronous_commit = off"
 
@@ -39,7 +39,7 @@ def execute_alone(cursor, sql: str, params, *, using: str = "default",
     not wait for the disk unless `durable`. SET LOCAL and the statement sent as one query
     form one implicit transaction, so the setting holds for that statement alone; its
     result is the cursor's current one. `prepare`: a statement run again and again is
-    planned once per connection (entities.prepared)."""
+    planned once per connection (entities.db.prepared)."""
     def send(cursor, sql: str, params) -> None:
         if not durable and relaxed(using):
             cursor.execute(f"{SQL}; {sql}", params)

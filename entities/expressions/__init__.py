@@ -15,7 +15,7 @@ compiled; nothing is evaluated to decide it. One cost depends on the data: the e
 `map`/`filter` copy their partial result on every iteration, so they cost about
 n * (size of the results). That is estimated on the literals alone when an expression
 is saved, and on the converted scope by `evaluate` before anything runs. See
-`entities.expression_bounds`.
+`entities.expressions.bounds`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 
 import cel
 
-from entities import expression_bounds as bounds
+from entities.expressions import bounds
 from entities.exceptions import ExpressionEvaluationError, ExpressionSyntaxError
 
 __all__ = ["compile_expression", "evaluate", "evaluate_bool", "expression_variables",

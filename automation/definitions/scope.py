@@ -1,0 +1,28 @@
+"""The one place an expression's scope is put together.
+
+Trigger conditions, steps, the dry run and explain all evaluate CEL against the same
+names (docs/user-guide.md, "Expressions"): `input`, `parameters`, `event`, `steps`,
+`entity` (and `case` when the entity is a case), and, where they apply, `result`,
+`item` and `index`. Each caller passes what it knows; what it does not know is empty.
+"""
+
+from typing import Any
+
+
+def expression_scope(*, input: Any = None, event: dict | None = None,
+                     entity: dict | None = None, parameters: dict | None = None,
+                     steps: dict | None = None, **known: Any) -> dict[str, Any]:
+    """`entity` is the entity's snapshot (entities.outbox.entity_snapshot); `known` adds
+    `result`, `item` and `index` where the caller has them."""
+    scope: dict[str, Any] = {
+        "input": {} if input is None else input,
+        "parameters": parameters or {},
+        "event": event or {},
+        "steps": {} if steps is None else steps,
+    }
+    if entity is not None:
+        scope["entity"] = entity
+        if entity.get("type") == "case":
+            scope["case"] = {"id": entity["id"], **(entity.get("data") or {})}
+    scope.update(known)
+    return scope

@@ -1,0 +1,50 @@
+"""The trigger part of a definition: its types, keys and each type's config.
+
+Cron and time zone of schedules, path and credentials of webhooks are checked by the
+trigger types' own validators, so a definition is refused at save time for a trigger
+that could not be served."""
+
+from typing import Any
+
+from automation.definitions.errors import DefinitionErrors, check_expression
+
+TRIGGER_TYPES = {"status", "event", "schedule", "webhook", "manual"}
+TRIGGER_KEYS = {"type", "config", "condition", "name", "description"}
+
+
+def check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
+    if not isinstance(triggers, list):
+        errors.add("triggers", "triggers must be a list.")
+        return
+    for i, trig in enumerate(triggers):
+        path = f"triggers[{i}]"
+        if not isinstance(trig, dict) or trig.get("type") not in TRIGGER_TYPES:
+            errors.add(f"{path}.type", f"Trigger type must be one of {', '.join(sorted(TRIGGER_TYPES))}.")
+            continue
+        for key in sorted(set(trig) - TRIGGER_KEYS, key=str):
+            errors.add(f"{path}.{key}", f"Unknown key '{key}'; a trigger has "
+                                        f"{', '.join(sorted(TRIGGER_KEYS))}.")
+        config = trig.get("config") or {}
+        if not isinstance(config, dict):
+            errors.add(f"{path}.config", "config must be an object.")
+            continue
+        required = {"status": ["entityType", "status"], "event": ["eventType"],
+                    "schedule": ["cron"], "webhook": ["path"]}.get(trig["type"], [])
+        for key in required:
+            if not isinstance(config.get(key), str) or not config.get(key):
+                errors.add(f"{path}.config.{key}", f"A {trig['type']} trigger needs config.{key}.")
+        _check_trigger_config(trig["type"], config, path, errors)
+        if trig.get("condition") is not None:
+            check_expression(trig.get("condition"), f"{path}.condition", errors)
+
+
+def _check_trigger_config(kind: str, config: dict, path: str, errors: DefinitionErrors) -> None:
+    """Cron and time zone of schedules, path and credentials of webhooks."""
+    from automation.inbound.validation import validate_webhook_config
+    from automation.triggers.schedules import validate_schedule_config
+
+    check = {"schedule": validate_schedule_config, "webhook": validate_webhook_config}.get(kind)
+    for key, messages in (check(config, prefix=f"{path}.config") if check else {}).items():
+        for message in messages:
+            if message not in errors.fields.get(key, []):
+                errors.add(key, message)
