@@ -18,3 +18,17 @@ class AutomationConfig(AppConfig):
         for module in getattr(settings, "ENTITYFLOW_FUNCTION_MODULES", []):
             import_module(module)  # user functions registered with @function
         receivers.connect()
+        _wire_the_run_store()
+
+
+def _wire_the_run_store() -> None:
+    """The store calls up through these, so it never imports the layers above it
+    (docs/architecture.md, "Layers")."""
+    from automation.engine.executor import execute_step
+    from automation.services import notifications
+    from automation.store import doorbell, hooks
+
+    doorbell.set_synchronous_runner(execute_step)
+    hooks.on_run_end("webhooks", notifications.run_finished,
+                     idle_when=notifications.subscribers_of)
+    hooks.on_approval_requested("webhooks", notifications.approval_requested)

@@ -1,6 +1,13 @@
-"""Thin django-q2 adapters: take ids, call one service."""
+"""Thin django-q2 adapters: take ids, call one service. Tasks are named by their dotted
+path (`automation.tasks.step_execute`), so nothing below this layer imports it."""
 
 from automation.engine.executor import execute_step
+from automation.services.approvals import approvals_expire
+from automation.services.batches import batch_fanout_run, batches_sweep
+from automation.services.sweeper import steps_sweep
+from automation.services.webhooks import deliveries_due_sweep
+from automation.triggers.schedules import sync_schedules
+from entities.outbox import events_sweep
 
 
 def step_execute(step_run_id: int) -> None:
@@ -8,12 +15,16 @@ def step_execute(step_run_id: int) -> None:
 
 
 def sweep() -> dict:
-    from automation.services.sweeper import sweep_all
-
     return sweep_all()
 
 
-def batch_fanout(batch_id: str) -> None:
-    from automation.services.batches import batch_fanout_run
+def sweep_all() -> dict:
+    """One pass over everything a crash or a lost task can leave behind
+    (docs/reliability.md): events, steps, approvals, webhooks, schedules, batches."""
+    return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
+            "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
+            "batches": batches_sweep()}
 
+
+def batch_fanout(batch_id: str) -> None:
     batch_fanout_run(batch_id)

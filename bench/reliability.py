@@ -14,7 +14,7 @@ runs, an HTTP client publishes events and starts runs through the API (gunicorn)
 With --chaos, while the load runs: a worker is SIGKILLed every few seconds and a new one
 started, the PostgreSQL connections of every other process are terminated once, and
 Redis is restarted once (always started again, also when the scenario fails). Lost work
-is recovered by the sweeper: the harness calls automation.services.sweeper.sweep_all
+is recovered by the sweeper: the harness calls automation.tasks.sweep_all
 every few seconds, as the scheduled sweeper does every minute, with a shorter pending
 grace (ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS) so a lost doorbell costs seconds here.
 
@@ -435,7 +435,7 @@ class Scenario:
                 self.clusters[i] = self._spawn()
 
     def _sweep(self) -> None:
-        from automation.services.sweeper import sweep_all
+        from automation.tasks import sweep_all
 
         try:
             swept = sweep_all()
@@ -767,7 +767,7 @@ def _setup(env: dict) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0, interactive=False)
-    from automation.engine.queue import _broker
+    from automation.store.doorbell import _broker
 
     _broker().connection.delete(_broker().list_key)
     fixtures_ensure()

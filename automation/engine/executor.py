@@ -1,69 +1,68 @@
-"""Execute one step: claim it atomically, run it, record the outcome.
+"""Execute one step: claim it, run its type, record the outcome; all writes go through
+the run store (automation.store).
 
 A redelivered task finds the step already claimed (or finished) and does nothing; a
 step whose worker died is claimed again once its lease has expired.
 """
 
 import time
-import uuid
-from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from automation.engine import flow, one_statement
-from automation.engine.graphs import graph_for
-from automation.engine.outcome import Outcome
+from automation.definitions import Step
+from automation.definitions.steps.outcome import Outcome
+from automation.engine.context import Execution
 from automation.engine.scope import build_scope, load_entity
 from automation.engine.steps import function_rows, run_step
 from automation.functions import StepContext
-from automation.models import Run, StepRun
+from automation.functions.redaction import redact
+from automation.models import Run
+from automation.store import Claim, RunStore, get_store
+from automation.store.graphs import graph_for
+from automation.store.policy import is_cheap, max_attempts, step_timeout_seconds, time_limit_ms
 
-# A step whose worker keeps dying is given up after this many claims (DESIGN §8).
+# A step whose worker keeps dying is given up after this many claims
+# (docs/reliability.md).
 CRASH_ATTEMPTS = 3
 
 
-def claim_step(step_run_id: int, *, lease_seconds: int) -> StepRun | None:
-    """Take the step if it is due, or if the worker that held it let its lease expire.
+def execute_step(step_run_id: int) -> None:
+    """Run the step, then any cheap steps it led to, each committed before the next.
 
-    One conditional UPDATE decides, so two deliveries of one task cannot both win.
-    The returned row (with its run and process) has `reclaimed` set when the previous
-    attempt never reported back.
+    The cheap successors arrive already claimed by this worker (engine.context) and
+    share the run row loaded for the first one: a run's input, trigger and version never
+    change, and its status is read again under lock when each step is recorded.
     """
-    now = timezone.now()
-    claim = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(), "attempt": F("attempt") + 1,
-             "lease_expires_at": now + timedelta(seconds=lease_seconds), "started_at": now}
-    due = Q(status=StepRun.Status.PENDING) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
-    step_run = _take(step_run_id, StepRun.objects.filter(due, pk=step_run_id), claim)
-    reclaimed = step_run is None
-    if reclaimed:
-        # The holder's lease ran out. The attempt it never reported is remembered by this
-        # very UPDATE (the right-hand side sees the old row): a worker killed again right
-        # after it cannot make the next attempt send a key the outside has not seen.
-        expired = StepRun.objects.filter(pk=step_run_id, status=StepRun.Status.RUNNING,
-                                         lease_expires_at__lt=now)
-        remembered = {**claim, "key_attempt": Coalesce(F("key_attempt"), F("attempt"))}
-        step_run = _take(step_run_id, expired, remembered)
-        if step_run is None:
-            return None
-    step_run.reclaimed = reclaimed
-    return step_run
+    store = get_store()
+    if settings.Q_CLUSTER.get("sync"):
+        _execute_one(store, claim_when_due(store, step_run_id), None)
+        return
+    budget = getattr(settings, "ENTITYFLOW_INLINE_STEPS", 20)
+    with Execution(store, budget) as execution, function_rows():
+        claim = claim_when_due(store, step_run_id)
+        _execute_one(store, claim, execution)
+        run = claim.step_run.run if claim is not None else None
+        while execution:
+            claim = execution.popleft()
+            if run is not None and claim.step_run.run_id == run.pk:
+                claim.step_run.run = run
+            _execute_one(store, claim, execution)
+            run = claim.step_run.run
 
 
-def _take(step_run_id: int, rows, values: dict) -> StepRun | None:
-    if one_statement.available():
-        return one_statement.claim(rows, values)
-    if not rows.update(**values):
-        return None
-    return StepRun.objects.select_related("run__process").get(pk=step_run_id)
+def claim_when_due(store: RunStore, step_run_id: int) -> Claim | None:
+    """Claim the step; a retry due in a few seconds is waited for here (longer ones are
+    rung again by the sweeper)."""
+    lease = settings.ENTITYFLOW_STEP_LEASE_SECONDS
+    claim = store.claim(step_run_id, lease_seconds=lease)
+    if claim is None and _waited_for_backoff(store, step_run_id):
+        claim = store.claim(step_run_id, lease_seconds=lease)
+    return claim
 
 
-def wait_for_backoff(step_run_id: int) -> bool:
-    """A retry due in a few seconds is waited for here; longer ones go to the sweeper."""
-    due = StepRun.objects.filter(pk=step_run_id, status=StepRun.Status.PENDING).values_list(
-        "not_before", flat=True).first()
+def _waited_for_backoff(store: RunStore, step_run_id: int) -> bool:
+    due = store.due_at(step_run_id)
     if due is None:
         return False
     wait = (due - timezone.now()).total_seconds()
@@ -73,109 +72,77 @@ def wait_for_backoff(step_run_id: int) -> bool:
     return True
 
 
-def execute_step(step_run_id: int) -> None:
-    """Run the step, then any cheap steps it led to, each committed before the next.
-
-    The cheap successors arrive already claimed by this worker (queue.take_inline) and
-    share the run row loaded for the first one: a run's input, trigger and version never
-    change, and its status is read again under lock when each step is recorded.
-    """
-    if settings.Q_CLUSTER.get("sync"):
-        _execute_one(_claim(step_run_id))
+def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | None) -> None:
+    if claim is None:
         return
-    from automation.engine.queue import inline_steps
-
-    with inline_steps(getattr(settings, "ENTITYFLOW_INLINE_STEPS", 20)) as inline, function_rows():
-        step_run = _claim(step_run_id)
-        _execute_one(step_run)
-        run = step_run.run if step_run is not None else None
-        while inline:
-            step_run = inline.popleft()
-            if run is not None and step_run.run_id == run.pk:
-                step_run.run = run
-            _execute_one(step_run)
-            run = step_run.run
-
-
-def _claim(step_run_id: int) -> StepRun | None:
-    lease = settings.ENTITYFLOW_STEP_LEASE_SECONDS
-    step_run = claim_step(step_run_id, lease_seconds=lease)
-    if step_run is None and wait_for_backoff(step_run_id):
-        step_run = claim_step(step_run_id, lease_seconds=lease)
-    return step_run
-
-
-def _execute_one(step_run: StepRun | None) -> None:
-    if step_run is None:
-        return
-    run = step_run.run
-    step = graph_for(run.version_id).steps[step_run.step_id]
-    timeout = flow.step_timeout_seconds(step)
+    run = claim.step_run.run
+    step = graph_for(run.version_id).steps[claim.step_run.step_id]
+    timeout = step_timeout_seconds(step)
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)
     lease = timeout + margin if timeout else settings.ENTITYFLOW_STEP_LEASE_SECONDS
-    if lease != settings.ENTITYFLOW_STEP_LEASE_SECONDS or (
-            one_statement.claims_relaxed() and not flow.is_cheap(step)):
+    if lease != settings.ENTITYFLOW_STEP_LEASE_SECONDS or store.must_flush_before(
+            claim, cheap=is_cheap(step)):
         # The lease follows the step's own time limit. And a step that may call out is
         # not run on a claim that skipped the disk flush: this ordinary commit makes
         # everything the run wrote so far durable first (entities.db.commits).
-        StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(
-            lease_expires_at=timezone.now() + timedelta(seconds=lease))
+        store.extend_lease(claim, seconds=lease)
     started = time.monotonic()
-    outcome = _outcome(run, step_run, step)
-    flow.complete_step(step_run, outcome, duration_ms=int((time.monotonic() - started) * 1000))
+    outcome = _outcome(store, run, claim, step)
+    store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
+                 handover=execution)
 
 
-def _outcome(run: Run, step_run: StepRun, step) -> Outcome:
+def _outcome(store: RunStore, run: Run, claim: Claim, step: Step) -> Outcome:
     if run.is_finished:
         return Outcome.failed("The run had already finished.", code="run_finished")
-    lost = _lost_attempt(step_run, step)
+    lost = _lost_attempt(store, claim, step)
     if lost is not None:
         return lost
+    step_run = claim.step_run
     entity = load_entity(run)
-    scope = build_scope(run, step_run, entity)
-    step_run.scope_steps = scope["steps"]
+    scope = build_scope(run, step_run, entity, known_steps=claim.known_steps)
+    claim.seen_steps = scope["steps"]
     ctx = StepContext(
         run_id=str(run.pk), step_id=step.id, attempt=step_run.attempt, input=step_run.input,
-        params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(step_run),
+        params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(claim),
     )
-    return flow_redacted(run_step(step, ctx))
+    return _redacted(run_step(step, ctx))
 
 
-def idempotency_key(step_run: StepRun) -> str:
+def idempotency_key(claim: Claim) -> str:
     """run:step:scope:attempt, where a re-run after a lost worker keeps the attempt that
     was lost: the outside system may have done the work, and must see the same key."""
+    step_run = claim.step_run
     attempt = step_run.key_attempt or step_run.attempt
     return f"{step_run.run_id}:{step_run.step_id}:{step_run.scope}:{attempt}"
 
 
-def _lost_attempt(step_run: StepRun, step) -> Outcome | None:
+def _lost_attempt(store: RunStore, claim: Claim, step: Step) -> Outcome | None:
     """The previous attempt never reported back: it timed out or its worker died.
 
     A step with a time limit gets its normal retries; one without gets a few more tries
     (a worker killed during a deploy is not the step's fault), then fails for good.
     """
-    if not getattr(step_run, "reclaimed", False):
+    if not claim.reclaimed:
         return None
-    previous = step_run.attempt - 1
-    limit_ms = step.config.get("timeout") if step.type != "human" else None
-    allowed = flow.max_attempts(step) if limit_ms else max(flow.max_attempts(step), CRASH_ATTEMPTS)
+    previous = claim.step_run.attempt - 1
+    limit_ms = time_limit_ms(step)
+    allowed = max_attempts(step) if limit_ms else max(max_attempts(step), CRASH_ATTEMPTS)
     if limit_ms:
-        message = f"Step '{step.id}' ran past its time limit of {limit_ms / 1000:g}s (attempt {previous})."
+        message = (f"Step '{step.id}' ran past its time limit of {limit_ms / 1000:g}s "
+                   f"(attempt {previous}).")
         code = "step_timeout"
     else:
         message = f"Step '{step.id}' lost its worker (attempt {previous})."
         code = "step_lost"
     if previous >= allowed:
         return Outcome.failed(f"{message} Giving up after {previous} attempt(s).", code=code)
-    step_run.logs = [*step_run.logs, {"message": f"{message} Running it again."}]
-    StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(logs=step_run.logs)
+    store.note(claim, f"{message} Running it again.")
     return None
 
 
-def flow_redacted(outcome: Outcome) -> Outcome:
+def _redacted(outcome: Outcome) -> Outcome:
     """Secrets of connections never reach run history (see functions.connectors)."""
-    from automation.functions.redaction import redact
-
     outcome.output = redact(outcome.output)
     outcome.error = redact(outcome.error)
     outcome.logs = redact(outcome.logs)

@@ -1,9 +1,11 @@
-"""What expressions and functions see while a step runs (DESIGN §3)."""
+"""What expressions and functions see while a step runs (docs/user-guide/expressions.md)."""
 
 from typing import Any
 
-from automation.engine.graphs import graph_for
+from automation.definitions.scope import expression_scope
 from automation.models import Run, StepRun
+from automation.store.graphs import graph_for
+from automation.store.state import StepState
 from entities.models import Entity
 from entities.outbox import entity_snapshot
 
@@ -48,29 +50,24 @@ def completed_outputs(run: Run, scope: str) -> dict[str, dict]:
     return steps
 
 
-def build_scope(run: Run, step_run: StepRun, entity: Entity | None) -> dict[str, Any]:
-    steps = getattr(step_run, "known_steps", None)
+def build_scope(run: Run, step_run: StepRun, entity: Entity | None, *,
+                known_steps: dict | None = None) -> dict[str, Any]:
+    """`known_steps`: what `steps` holds, when the step's predecessor knew it (the
+    store hands it over with an inline claim); read from the step runs otherwise."""
+    steps = known_steps
     if steps is None and not step_run.scope and step_run.step_id == graph_for(run.version_id).start:
         steps = {}  # the run's first step: nothing before it can have completed (no cycles)
     if steps is None:
         steps = completed_outputs(run, step_run.scope)
-    snapshot = entity_snapshot(entity) if entity is not None else None
-    scope: dict[str, Any] = {
-        "input": run.input or {},
-        "parameters": run.parameters or {},
-        "event": run.trigger.get("event") or {},
-        "result": step_run.input,
-        "steps": steps,
-    }
-    if snapshot is not None:
-        scope["entity"] = snapshot
-        if snapshot["type"] == "case":
-            scope["case"] = {"id": snapshot["id"], **snapshot["data"]}
+    known = {"result": step_run.input}
     iteration = iteration_of(step_run.scope)
     if iteration:
         loop = StepRun.objects.only("state").get(
             run_id=run.pk, step_id=iteration[0], scope=parent_scope(step_run.scope)
         )
-        scope["item"] = loop.state["items"][iteration[1]]
-        scope["index"] = iteration[1]
-    return scope
+        known["item"] = StepState.from_json(loop.state).items[iteration[1]]
+        known["index"] = iteration[1]
+    return expression_scope(
+        input=run.input or {}, parameters=run.parameters or {},
+        event=run.trigger.get("event") or {}, steps=steps,
+        entity=entity_snapshot(entity) if entity is not None else None, **known)

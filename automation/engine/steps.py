@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from automation.definitions import Step
-from automation.engine.outcome import Outcome
+from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import AutomationError, StepFailedError
 from automation.functions import StepContext, resolve_function
 from automation.functions.registry import validate_params

@@ -3,11 +3,11 @@
 from django.db import transaction
 from django.utils import timezone
 
-from automation.engine.flow import resume_step
-from automation.engine.graphs import graph_for
-from automation.engine.outcome import Outcome
+from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import ApprovalNotAllowedError, RunStateError
 from automation.models import ApprovalRequest
+from automation.store import get_store
+from automation.store.graphs import graph_for
 
 
 def approver_matches(approval: ApprovalRequest, *, name: str, user=None) -> bool:
@@ -51,7 +51,7 @@ def approval_decide(*, approval: ApprovalRequest, approved: bool, comment: str =
         output = {"approved": approved,
                   "comments": [d["comment"] for d in approval.decisions if d["comment"]],
                   "decidedBy": [d["decidedBy"] for d in approval.decisions]}
-        resume_step(approval.step_run_id, Outcome(
+        get_store().resume(approval.step_run_id, Outcome(
             "completed", output=output,
             logs=[{"message": f"{'approved' if approved else 'rejected'} by {decided_by}"}]))
     return approval
@@ -75,6 +75,6 @@ def approvals_expire(now=None) -> int:
                        if on_timeout else
                        Outcome.failed("The approval timed out with no decision.", code="approval_timeout",
                                       logs=log))
-            resume_step(approval.step_run_id, outcome)
+            get_store().resume(approval.step_run_id, outcome)
             expired += 1
     return expired

@@ -12,12 +12,11 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from automation.engine.flow import step_timeout_seconds
-from automation.engine.graphs import graph_for
-from automation.engine.queue import enqueue_many
 from automation.exceptions import ProcessDisabledError, RunStateError
-from automation.models import ApiProcess, Batch, Run, StepRun
-from automation.services.runs import run_retry
+from automation.models import ApiProcess, Batch, Run
+from automation.services.runs import run_cancel, run_retry
+from automation.store import get_store
+from automation.store.graphs import graph_for
 from entities.models import Entity, EntityType
 from entities.selectors import entity_filter
 
@@ -89,27 +88,19 @@ def batch_fanout_run(batch_id) -> None:
 
 
 def _create_chunk(batch: Batch, entity_ids: list) -> None:
+    """One chunk's runs and first steps (the store writes them, rings for them in one
+    broker round trip), then the batch's cursor moves past the chunk."""
     version = batch.process.current_version
-    first = graph_for(version.pk).steps[graph_for(version.pk).start]
+    graph = graph_for(version.pk)
+    runs = [Run(id=uuid.uuid4(), process=batch.process, version=version, entity_id=eid,
+                batch=batch, trigger={"type": "batch", "batchId": str(batch.pk)},
+                status=Run.Status.RUNNING, started_at=timezone.now(),
+                idempotency_key=f"batch:{batch.pk}:{eid}") for eid in entity_ids]
     with transaction.atomic():
-        runs = [Run(id=uuid.uuid4(), process=batch.process, version=version, entity_id=eid,
-                    batch=batch, trigger={"type": "batch", "batchId": str(batch.pk)},
-                    status=Run.Status.RUNNING, started_at=timezone.now(),
-                    idempotency_key=f"batch:{batch.pk}:{eid}") for eid in entity_ids]
-        Run.objects.bulk_create(runs, ignore_conflicts=True)
-        created = set(Run.objects.filter(batch=batch, entity_id__in=entity_ids, steps__isnull=True)
-                      .values_list("pk", flat=True))
-        steps = StepRun.objects.bulk_create([
-            StepRun(run_id=run_id, step_id=first.id, step_type=first.type, input={}) for run_id in created
-        ])
+        created = get_store().start_chunk(runs, graph.steps[graph.start])
         Batch.objects.filter(pk=batch.pk).update(cursor=str(entity_ids[-1]),
-                                                 created_runs=batch.created_runs + len(created))
-        batch.created_runs += len(created)
-        step_ids = [s.pk for s in steps] if all(s.pk for s in steps) else list(
-            StepRun.objects.filter(run_id__in=created).values_list("pk", flat=True))
-        timeout = step_timeout_seconds(first)
-        # one broker round trip for the whole chunk (not one INSERT or push each)
-        enqueue_many(step_ids, timeout=timeout)
+                                                 created_runs=batch.created_runs + created)
+        batch.created_runs += created
 
 
 def batch_progress(batch: Batch) -> dict:
@@ -134,8 +125,6 @@ def batch_progress(batch: Batch) -> dict:
 
 
 def batch_cancel(*, batch: Batch) -> Batch:
-    from automation.services.runs import run_cancel
-
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED, finished_at=timezone.now())
     for run in batch.runs.exclude(status__in=Run.FINISHED):
         try:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from automation.definitions import Graph, Step
-from automation.engine.graphs import graph_for
+from automation.store.graphs import graph_for
 from automation.models import ApiProcess
 from entities.exceptions import ExpressionError
 from entities.expressions import evaluate, evaluate_bool, expression_variables

@@ -1,9 +1,11 @@
 """Outbound notifications when runs end or approvals are requested.
 
 Each matching webhook subscription gets a delivery row in the same transaction; the
-delivery itself happens after commit (see services.webhooks)."""
+delivery itself happens after commit (see services.webhooks). The run store calls these
+as its hooks (store.hooks, registered in automation.apps)."""
 
 from django.db import transaction
+from django.db.models import Q, QuerySet
 
 from automation.models import ApprovalRequest, Run, WebhookDelivery, WebhookSubscription
 
@@ -18,6 +20,14 @@ def run_finished(run: Run) -> None:
         "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
     }
     notify(event, payload)
+
+
+def subscribers_of(event: str) -> QuerySet:
+    """The subscriptions a notification of `event` writes a delivery for: while there are
+    none, a run's end needs nothing from this hook (the PostgreSQL store checks this in
+    the statement that records the run's last step)."""
+    return WebhookSubscription.objects.filter(active=True).filter(
+        Q(events__contains=[event]) | Q(events__contains=["*"]))
 
 
 def approval_requested(approval: ApprovalRequest) -> None:

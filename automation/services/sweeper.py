@@ -8,10 +8,9 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from automation.engine.queue import queued_doorbells, send_step
 from automation.models import StepRun
-from automation.services.approvals import approvals_expire
-from entities.outbox import events_sweep
+from automation.store import get_store
+from automation.store.doorbell import queued_doorbells, send_step
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
             break
         rung.append(step_run_id)
     if rung:
-        StepRun.objects.filter(pk__in=rung).update(rung_at=now)
+        get_store().mark_rung(rung, now)
     return len(rung)
 
 
@@ -67,13 +66,3 @@ def _unqueued(pending: int) -> int:
                        exc_info=True)
         queued = 0
     return max(0, pending - queued)
-
-
-def sweep_all() -> dict:
-    from automation.services.batches import batches_sweep
-    from automation.services.webhooks import deliveries_due_sweep
-    from automation.triggers.schedules import sync_schedules
-
-    return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
-            "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
-            "batches": batches_sweep()}

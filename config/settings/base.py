@@ -182,7 +182,7 @@ ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SE
 # (entities.db.commits). Off: every commit waits for the disk.
 ENTITYFLOW_RELAXED_COMMITS = env_bool("ENTITYFLOW_RELAXED_COMMITS", True)
 # PostgreSQL: claim a step, and record a completed one, in one statement each
-# (automation.engine.one_statement). Off: the general transactional way only.
+# (automation.store.postgresql). Off: the general transactional way only.
 ENTITYFLOW_ONE_STATEMENT_STEPS = env_bool("ENTITYFLOW_ONE_STATEMENT_STEPS", True)
 # PostgreSQL: the statements of every save's event dispatch and every API trigger are
 # planned once per connection (PREPARE, entities.db.prepared); a connection that loses them

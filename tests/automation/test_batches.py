@@ -108,14 +108,14 @@ def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, rec
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
-    from automation.engine import queue
+    from automation.store import doorbell
     from automation.models import StepRun
 
     monkeypatch.setattr(batches, "CHUNK", 4)
     make_orders(order_type, 10)
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
     broker = get_broker(f"{settings.Q_CLUSTER['name']}-batch-ring")
-    monkeypatch.setattr(queue, "_broker", lambda: broker)
+    monkeypatch.setattr(doorbell, "_broker", lambda: broker)
     batch = batch_create(entity_type=order_type, process=record_process)
     batches.batch_fanout_run(batch.pk)
     if settings.Q_CLUSTER.get("redis"):
@@ -126,7 +126,7 @@ def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, rec
     tasks = [SignedPackage.loads(p) for p in payloads]
     steps = set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
     assert len(steps) == 10 and sorted(t["args"][0] for t in tasks) == sorted(steps)
-    assert {t["func"] for t in tasks} == {queue.TASK}
+    assert {t["func"] for t in tasks} == {doorbell.TASK}
 
 
 def test_a_batch_whose_fan_out_was_never_enqueued_is_enqueued_by_the_sweeper(

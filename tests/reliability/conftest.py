@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from automation.engine import graphs
+from automation.store import graphs
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.triggers import index
 
@@ -140,9 +140,9 @@ def api(tokens):
 @pytest.fixture
 def queued(settings, monkeypatch):
     """Steps are queued, not run: doorbells are collected instead of being sent."""
-    from automation.engine import queue
+    from automation.store import doorbell
 
     rung: list[int] = []
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    monkeypatch.setattr(queue, "send_step", lambda step_run_id, **kw: rung.append(step_run_id))
+    monkeypatch.setattr(doorbell, "send_step", lambda step_run_id, **kw: rung.append(step_run_id))
     return rung

@@ -3,7 +3,7 @@ three saver processes moving entities new -> received -> approved, each status c
 starting a four-step process with a fan-out and an AND-join (bench/reliability.py has
 the scenario; `python -m bench reliability` runs it at full size).
 
-The harness calls the sweeper (automation.services.sweeper.sweep_all) every few seconds
+The harness calls the sweeper (automation.tasks.sweep_all) every few seconds
 from this process, as the scheduled sweeper does every minute in production, with an
 8-second pending grace instead of 60; workers hold a step for 10 seconds (the lease), so
 a step whose worker was killed is taken back within seconds.
@@ -24,7 +24,7 @@ WORKER_ENV = {"Q_WORKERS": "1", "Q_TIMEOUT": "8", "Q_RETRY": "30", "LOG_LEVEL": 
 
 
 def purge_queue() -> None:
-    from automation.engine.queue import _broker
+    from automation.store.doorbell import _broker
 
     broker = _broker()
     broker.connection.delete(broker.list_key)

@@ -8,10 +8,11 @@ import pytest
 import redis
 from django.utils import timezone
 
-from automation.engine import queue
+from automation.store import doorbell
 from automation.engine.executor import execute_step
 from automation.functions import function
 from automation.models import Run, StepRun
+from automation import tasks
 from automation.services import sweeper
 from automation.services.processes import process_save
 from automation.services.runs import run_start
@@ -118,14 +119,14 @@ class BrokerDown:
 @pytest.fixture
 def broker_down(settings, monkeypatch):
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    monkeypatch.setattr(queue, "_broker", lambda: BrokerDown())
+    monkeypatch.setattr(doorbell, "_broker", lambda: BrokerDown())
 
 
 def sweep_when_back(settings, monkeypatch) -> None:
     """The broker is back; the scheduled sweeper rings for every step left pending."""
     monkeypatch.undo()
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": True}
-    sweeper.sweep_all()  # events
+    tasks.sweep_all()  # events
     sweeper.steps_sweep(pending_grace_seconds=0)
 
 
@@ -188,7 +189,7 @@ def test_the_sweeper_rings_only_as_many_waiting_steps_as_the_queue_cannot_hold(
     runs = [run_start(process=process, trigger={"type": "manual"})[0] for _ in range(5)]
     StepRun.objects.filter(run__in=runs).update(
         created_at=timezone.now() - timedelta(seconds=90))
-    broker = queue._broker()
+    broker = doorbell._broker()
     broker.purge_queue()
     for _ in range(3):  # three doorbells still wait in the queue
         broker.enqueue("a doorbell behind the backlog")
@@ -203,14 +204,14 @@ def test_a_step_whose_workers_die_twice_before_running_it_keeps_the_first_key(
         queued, monkeypatch):
     """Killed right after the claim, twice: the attempt that was lost first is the one
     whose key the outside may have seen, so the third attempt sends it again."""
-    from automation.engine.executor import claim_step
+    from automation.store import get_store
 
     monkeypatch.setattr(sweeper, "send_step", queued.append)
     process = process_save(slug="count-twice", name="Count", definition={"steps": COUNT})
     run, _ = run_start(process=process, trigger={"type": "manual"})
     step = StepRun.objects.get(run=run)
     for attempt in (1, 2):  # each worker claims the step and dies before reporting
-        assert claim_step(step.pk, lease_seconds=60).attempt == attempt
+        assert get_store().claim(step.pk, lease_seconds=60).step_run.attempt == attempt
         lease_runs_out(step)
     assert sweeper.steps_sweep(pending_grace_seconds=60) == 1
     execute_step(queued[-1])

@@ -1,4 +1,4 @@
-"""PostgreSQL records most steps in one statement (automation.engine.one_statement), and
+"""PostgreSQL records most steps in one statement (automation.store.postgresql), and
 dispatches most events in one (entities.outbox). Each must leave exactly what the
 general way leaves, and give way to it whenever the run is no longer running, the claim
 was lost, the run's end has a webhook to write, or a trigger's condition failed."""
@@ -7,13 +7,13 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from automation.engine.executor import claim_step, execute_step
-from automation.engine.flow import complete_step
-from automation.engine.outcome import Outcome
+from automation.definitions.steps.outcome import Outcome
+from automation.engine.executor import execute_step
 from automation.models import ProcessTrigger, Run, StepRun, WebhookDelivery
 from automation.services import webhooks
 from automation.services.processes import process_save, process_set_enabled
 from automation.services.runs import run_cancel, run_start
+from automation.store import Claim, get_store
 from entities.models import EntityEvent
 from entities.outbox import event_dispatch, event_publish
 from entities.services import entity_create
@@ -69,31 +69,39 @@ def test_the_end_of_a_run_still_writes_and_sends_its_webhook(settings):
     assert call.json()["status"] == "completed"
 
 
-def started(queued, slug: str) -> tuple[Run, StepRun]:
+def started(queued, slug: str) -> tuple[Run, Claim]:
     process = process_save(slug=slug, name=slug, definition={"steps": THREE})
     run, _ = run_start(process=process, trigger={"type": "manual"})
-    return run, claim_step(StepRun.objects.get(run=run, step_id="a").pk, lease_seconds=60)
+    return run, claim(StepRun.objects.get(run=run, step_id="a").pk)
+
+
+def claim(step_run_id: int) -> Claim | None:
+    return get_store().claim(step_run_id, lease_seconds=60)
+
+
+def record(claim: Claim, output: dict) -> None:
+    get_store().record(claim, Outcome("completed", output=output), duration_ms=1)
 
 
 def test_a_step_finishing_after_its_run_was_cancelled_starts_nothing(queued):
     run, step = started(queued, "cancelled")
     run_cancel(run=run)
-    complete_step(step, Outcome("completed", output={"late": True}), duration_ms=1)
-    assert StepRun.objects.get(pk=step.pk).status == StepRun.Status.CANCELLED
+    record(step, {"late": True})
+    assert StepRun.objects.get(pk=step.step_run.pk).status == StepRun.Status.CANCELLED
     assert not StepRun.objects.filter(run=run, step_id="b").exists()
     assert Run.objects.get(pk=run.pk).status == Run.Status.CANCELLED
 
 
 def test_a_worker_whose_claim_was_taken_over_records_nothing(queued):
     run, first = started(queued, "taken-over")
-    lease_runs_out(first)
-    second = claim_step(first.pk, lease_seconds=60)
+    lease_runs_out(first.step_run)
+    second = claim(first.step_run.pk)
     assert second is not None and second.reclaimed
-    complete_step(first, Outcome("completed", output={"from": "first"}), duration_ms=1)
-    row = StepRun.objects.get(pk=first.pk)
-    assert row.status == StepRun.Status.RUNNING and row.claim == second.claim
+    record(first, {"from": "first"})
+    row = StepRun.objects.get(pk=first.step_run.pk)
+    assert row.status == StepRun.Status.RUNNING and row.claim == second.step_run.claim
     assert not StepRun.objects.filter(run=run, step_id="b").exists()
-    complete_step(second, Outcome("completed", output={"from": "second"}), duration_ms=1)
+    record(second, {"from": "second"})
     [successor] = StepRun.objects.filter(run=run, step_id="b")
     assert successor.input == {"from": "second"}
     execute_step(successor.pk)
@@ -114,7 +122,7 @@ def test_commits_that_skip_the_disk_flush_do_not_change_the_connection(queued):
     is flushed as usual."""
     run, step = started(queued, "relaxed")
     assert synchronous_commit() == "on"
-    complete_step(step, Outcome("completed", output={"x": 1}), duration_ms=1)
+    record(step, {"x": 1})
     assert StepRun.objects.get(run=run, step_id="b").input == {"x": 1}
     assert synchronous_commit() == "on"
 

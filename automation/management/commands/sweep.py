@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from automation.services.sweeper import sweep_all
+from automation.tasks import sweep_all
 
 
 class Command(BaseCommand):

@@ -1,16 +1,21 @@
 """The queue is a doorbell: it only says "step N may be ready". The step-run rows
-decide whether anything runs (see executor.claim_step)."""
+decide whether anything runs (the store's claim); docs/architecture.md, "Durability".
+
+A doorbell is a django-q2 task naming `automation.tasks.step_execute` by its dotted
+path. In synchronous mode (unit tests, `run_process --sync`) a ring runs the step right
+here instead, through the runner the worker side registers (`set_synchronous_runner`):
+the store never imports the engine."""
 
 import logging
 import threading
-import uuid
 from collections import deque
-from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
+
+from automation.models import StepRun
 
 logger = logging.getLogger(__name__)
 TASK = "automation.tasks.step_execute"
@@ -39,10 +44,6 @@ def _queue_in_transaction() -> bool:
     alias = settings.Q_CLUSTER.get("orm")
     if settings.Q_CLUSTER.get("sync") or not alias or not isinstance(_broker(), ORM):
         return False
-    from django.db import router
-
-    from automation.models import StepRun
-
     return alias == router.db_for_write(StepRun) and not transaction.get_autocommit(using=alias)
 
 
@@ -80,87 +81,6 @@ def ring_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
     except Exception:
         logger.warning("could not enqueue %d step runs; the sweeper will ring again",
                        len(step_run_ids), exc_info=True)
-
-
-class InlineQueue(deque):
-    """Cheap steps the current worker runs itself, already claimed by it (see
-    `take_inline`); at most `budget` per task, so a long chain (a loop of transforms)
-    still goes back through the queue now and then."""
-
-    def __init__(self, budget: int):
-        super().__init__()
-        self.budget = budget
-
-    def accept(self) -> bool:
-        if self.budget <= 0:
-            return False
-        self.budget -= 1
-        return True
-
-
-class inline_steps:
-    """Context in which cheap successor steps are collected for the current worker."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-
-    def __enter__(self) -> InlineQueue:
-        self.previous = getattr(_local, "inline", None)
-        _local.inline = InlineQueue(self.budget)
-        return _local.inline
-
-    def __exit__(self, *exc) -> None:
-        leftover = list(_local.inline)
-        _local.inline = self.previous
-        for step_run in leftover:  # never strand a step: hand back what was not run
-            _release(step_run)
-
-
-def take_inline(cheap: bool) -> dict | None:
-    """Claim fields for a new step row the current worker will run itself, or None.
-
-    The row is written already claimed (with a lease), in the transaction that records
-    its predecessor: no claim query and no queue round trip, and if this worker dies
-    before running it the lease runs out and the sweeper hands it to another worker.
-    """
-    inline = getattr(_local, "inline", None)
-    if not cheap or inline is None or not _outermost_transaction() or not inline.accept():
-        return None
-    now = timezone.now()
-    return {"status": "running", "claim": uuid.uuid4(), "attempt": 1, "started_at": now,
-            "lease_expires_at": now + timedelta(seconds=settings.ENTITYFLOW_STEP_LEASE_SECONDS)}
-
-
-def _outermost_transaction() -> bool:
-    """Only a row whose transaction commits right away can be handed over (the outermost
-    transaction, or a statement in autocommit mode, see one_statement); inside an
-    enclosing transaction the hand-over would wait for a commit that may come too late."""
-    from django.db import connections, router
-
-    from automation.models import StepRun
-
-    return len(connections[router.db_for_write(StepRun)].atomic_blocks) <= 1
-
-
-def run_here(step_run) -> None:
-    """After commit, hand the claimed row (see take_inline) to this worker's queue."""
-    inline = _local.inline
-    transaction.on_commit(lambda: inline.append(step_run))
-
-
-def _release(step_run) -> None:
-    """Give back a claim taken by take_inline and ring for the step instead."""
-    from automation.models import StepRun
-
-    try:
-        StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim,
-                               status=StepRun.Status.RUNNING).update(
-            status=StepRun.Status.PENDING, claim=None, lease_expires_at=None, started_at=None,
-            attempt=step_run.attempt - 1)
-    except Exception:  # the lease runs out and the sweeper takes it back
-        logger.warning("could not release step run %s", step_run.pk, exc_info=True)
-        return
-    ring(step_run.pk)
 
 
 def send_step(step_run_id: int, *, timeout: int | None = None) -> None:
@@ -212,17 +132,25 @@ def queued_doorbells() -> int:
 
 @lru_cache(maxsize=1)
 def _broker():
-    """One broker per process: opening a Redis client per enqueue costs ~8x (DESIGN §8)."""
+    """One broker per process: opening a Redis client per enqueue costs ~8x
+    (docs/performance.md)."""
     from django_q.brokers import get_broker
 
     return get_broker()
 
 
-def _run_inline(step_run_id: int) -> None:
-    """Synchronous mode (unit tests, `run_process --sync`): a trampoline, not recursion,
-    so a long chain of steps does not grow the stack."""
-    from automation.tasks import step_execute
+_synchronous_runner = None
 
+
+def set_synchronous_runner(runner) -> None:
+    """`runner(step_run_id)` executes one step; registered by the engine at startup."""
+    global _synchronous_runner
+    _synchronous_runner = runner
+
+
+def _run_inline(step_run_id: int) -> None:
+    """Synchronous mode: a trampoline, not recursion, so a long chain of steps does not
+    grow the stack."""
     pending = getattr(_local, "pending", None)
     if pending is not None:
         pending.append(step_run_id)
@@ -230,6 +158,6 @@ def _run_inline(step_run_id: int) -> None:
     _local.pending = deque([step_run_id])
     try:
         while _local.pending:
-            step_execute(_local.pending.popleft())
+            _synchronous_runner(_local.pending.popleft())
     finally:
         _local.pending = None

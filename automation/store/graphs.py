@@ -3,12 +3,11 @@
 from functools import lru_cache
 
 from automation.definitions import Graph, build_graph
+from automation.models import ProcessVersion
 
 
 @lru_cache(maxsize=1024)
 def _graph(version_id: int) -> Graph:
-    from automation.models import ProcessVersion
-
     return build_graph(ProcessVersion.objects.only("definition").get(pk=version_id).definition)
 
 
@@ -19,7 +18,7 @@ def graph_for(version_id: int) -> Graph:
 @lru_cache(maxsize=1024)
 def _plain(version_id: int) -> bool:
     graph = _graph(version_id)
-    return not any(graph.is_join(sid) or step.type == "loop" for sid, step in graph.steps.items())
+    return not any(graph.is_join(sid) or sid in graph.loop_bodies for sid in graph.steps)
 
 
 def is_plain(version_id: int) -> bool:

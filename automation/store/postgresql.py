@@ -1,0 +1,272 @@
+"""The PostgreSQL run store: a claim, a completed step's record and a run's start in one
+statement each, planned once per connection where that pays, committed without waiting
+for the disk. Whatever a statement cannot say takes the portable way (store.base).
+
+Claiming (RunStore.claim) is the conditional UPDATE and then a SELECT of the row
+with its run and process; here the SELECT reads the UPDATE's RETURNING instead:
+
+    WITH claimed AS (UPDATE step_run SET status = 'running', claim = … WHERE id = …
+                     AND <due> RETURNING *)
+    SELECT <the step run, its run and process> FROM claimed AS step_run JOIN run … JOIN …
+
+Recording a completed step:
+
+The general way (store.recording.record) is a transaction of five round trips: BEGIN, the
+run's row lock, the recording UPDATE, the successor's INSERT, COMMIT. When a step of a
+run with no join and no loop completes into one successor, or ends a sequential run,
+the same writes fit in one statement, atomic on its own (so the step's result is still
+committed before its successor can start, docs/architecture.md):
+
+    WITH run_row AS MATERIALIZED (SELECT status FROM run WHERE id = … FOR UPDATE),
+         recorded AS (UPDATE step_run SET … WHERE id = … AND claim = <ours>
+                      AND status = 'running'
+                      AND EXISTS (SELECT 1 FROM run_row WHERE status = 'running')
+                      RETURNING id),
+         follower AS (INSERT INTO step_run (…) SELECT … FROM recorded RETURNING id)
+         -- or, for the step that ends the run:
+         finished AS (UPDATE run SET status = 'completed', … WHERE id = …
+                      AND EXISTS (SELECT 1 FROM recorded))
+    SELECT (SELECT count(*) FROM recorded), (SELECT id FROM follower)
+
+These statements commit without waiting for the disk (entities.db.commits): still
+committed, visible and atomic before the successor starts; only a crash of the database
+server in the next fraction of a second could forget them, and then the work since the
+last durable commit is done again, as after a lost worker (the same attempt, so the same
+idempotency key). Nothing has left the system on the strength of them: before a step
+that may call out runs, the executor makes an ordinary commit, which makes everything
+written before it durable too; a run's end that a run-end hook has work for (a webhook
+delivery to write, store.hooks) takes the general way (an ordinary commit).
+
+When the statement writes nothing (the claim was lost, the run is no longer running, or
+a run-end hook has work to do), nothing has changed and
+the caller takes the general way, which knows what to do in each of those cases."""
+
+from functools import lru_cache
+
+from django.db import connections
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from automation.definitions import Graph, Step
+from automation.definitions.steps.outcome import Outcome
+from automation.models import Run, StepRun
+from automation.store import hooks
+from automation.store.base import RunStore, StoreFeatures, run_insert
+from automation.store.claims import Claim, Handover, inline_claim_fields
+from automation.store.doorbell import enqueue_step
+from automation.store.graphs import graph_for, is_plain, is_sequential
+from automation.store.policy import is_cheap, step_timeout_seconds
+from automation.store.state import StepState
+from automation.store.successors import hand_over
+from entities.db import commits, prepared
+from entities.db.compiled import RowBuilder, insert_from, update_sql
+
+
+class PostgresRunStore(RunStore):
+    features = StoreFeatures(one_statement=True, start_in_statement=True)
+
+    def _alone(self) -> bool:
+        """Statements here commit by themselves: outside any transaction only."""
+        return not connections[self.using].in_atomic_block
+
+    # -- starting ----------------------------------------------------------------------
+
+    def start(self, run: Run, step_run: StepRun, first: Step) -> bool:
+        """The run and its first step in one statement (atomic on its own, one round trip
+        instead of four at the top level), the step only if the run was written."""
+        ctes, params = self._start_ctes(run, step_run)
+        with connections[self.using].cursor() as cursor:
+            prepared.execute(cursor, f"WITH {ctes} SELECT id FROM first_step", params,  # noqa: S608
+                             using=self.using)
+            row = cursor.fetchone()
+        if row is None:
+            return False
+        self._written(run, step_run, row[0])
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+        return True
+
+    def start_statement(self, run: Run, step_run: StepRun, first: Step, *, source: str):
+        """The start as CTEs that write only if the CTE `source` has a row (the event
+        dispatch's claim, entities.outbox): `(ctes, params, started)`. The CTE
+        `written_row` holds the first step run's id, none if the idempotency key was
+        taken; the caller runs the statement on its own and hands that id to `started`,
+        which rings for the step."""
+        ctes, params = self._start_ctes(run, step_run, source=source)
+        ctes += ", written_row AS (SELECT id FROM first_step)"
+
+        def started(step_run_pk: int | None) -> None:
+            if step_run_pk is None:  # the key was taken: the run exists, and was rung for
+                return
+            self._written(run, step_run, step_run_pk)
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+
+        return ctes, params, started
+
+    def _start_ctes(self, run: Run, step_run: StepRun, *, source: str | None = None
+                    ) -> tuple[str, tuple]:
+        """`run_row AS (INSERT run … [FROM source] ON CONFLICT DO NOTHING RETURNING id),
+        first_step AS (INSERT step … FROM run_row RETURNING id)`."""
+        qn = connections[self.using].ops.quote_name
+        run_sql, run_params = insert_from(run, source, self.using, insert=run_insert(run))
+        step_sql, step_params = insert_from(step_run, "run_row", self.using)
+        # only Django's compiled SQL and quoted names go in; every value is a parameter
+        ctes = (f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
+                f"first_step AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)})")
+        return ctes, (*run_params, *step_params)
+
+    def _written(self, run: Run, step_run: StepRun, step_run_pk: int) -> None:
+        for obj in (run, step_run):
+            obj._state.adding, obj._state.db = False, self.using
+        step_run.pk = step_run_pk
+
+    # -- claiming ----------------------------------------------------------------------
+
+    def _take(self, step_run_id: int, rows: QuerySet, values: dict) -> StepRun | None:
+        """UPDATE `rows` (at most one step run) with `values` and return the row as
+        `StepRun.objects.select_related("run__process")` loads it, in one statement."""
+        if not self._alone():
+            return super()._take(step_run_id, rows, values)
+        claim_sql, claim_params = update_sql(rows, values, self.using)
+        builder, select_from = _claimed_select(self.using)
+        sql = f"WITH claimed AS ({claim_sql} RETURNING *) {select_from}"  # noqa: S608
+        with connections[self.using].cursor() as cursor:
+            commits.execute_alone(cursor, sql, claim_params, using=self.using)
+            row = cursor.fetchone()
+        return None if row is None else builder.build(row)
+
+    def must_flush_before(self, claim: Claim, *, cheap: bool) -> bool:
+        """A claim here skipped the disk flush (entities.db.commits). It changes nothing
+        anyone outside has seen; a step that may call out makes it durable first."""
+        return not cheap and self._alone() and commits.relaxed(self.using)
+
+    # -- recording ---------------------------------------------------------------------
+
+    def record(self, claim: Claim, outcome: Outcome, *, duration_ms: int,
+               handover: Handover | None = None) -> None:
+        if not self._record_in_one(claim, outcome, duration_ms=duration_ms, handover=handover):
+            super().record(claim, outcome, duration_ms=duration_ms, handover=handover)
+
+    def _record_in_one(self, claim: Claim, outcome: Outcome, *, duration_ms: int,
+                       handover: Handover | None) -> bool:
+        """A step of a run with no join and no loop that completes into one successor, or
+        ends a sequential run. False when nothing was written: the general way records it."""
+        step_run = claim.step_run
+        if not (outcome.kind == "completed" and self._alone()
+                and step_run.status == StepRun.Status.RUNNING and step_run.claim is not None
+                and StepRun.run.is_cached(step_run) and is_plain(step_run.run.version_id)):
+            return False
+        run = step_run.run
+        graph = graph_for(run.version_id)
+        step = graph.steps[step_run.step_id]
+        targets = step.next if outcome.targets is None else outcome.targets
+        ends_run = not targets and is_sequential(run.version_id)
+        if len(targets) > 1 or (not targets and not ends_run):
+            return False
+        now = timezone.now()
+        state = StepState.from_json(step_run.state).merged(outcome.state)
+        state.terminal = not targets  # the branch (here: the run) ends
+        recorded = {"status": StepRun.Status.COMPLETED, "output": outcome.output, "error": None,
+                    "logs": [*step_run.logs, *outcome.logs], "state": state.to_json(),
+                    "finished_at": now, "duration_ms": duration_ms}
+        follower = _follower(run, graph, step_run, targets[0], outcome.output,
+                             handover) if targets else None
+        written, follower_pk = self._execute(step_run, recorded, follower, ends_run=ends_run,
+                                             now=now)
+        if not written:
+            return False
+        for name, value in recorded.items():
+            setattr(step_run, name, value)
+        if follower is not None:
+            follower.pk = follower_pk
+            follower._state.adding, follower._state.db = False, self.using
+            hand_over(run, graph, step_run, follower, claimed=follower.claim is not None,
+                      handover=handover, seen_steps=claim.seen_steps)
+        else:
+            run.status, run.result, run.finished_at = Run.Status.COMPLETED, outcome.output, now
+        return True
+
+    def _execute(self, step_run: StepRun, recorded: dict, follower: StepRun | None, *,
+                 ends_run: bool, now) -> tuple[bool, int | None]:
+        qn = connections[self.using].ops.quote_name
+        run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
+        record_sql, record_params = update_sql(StepRun.objects.filter(
+            pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING), recorded,
+            self.using)
+        parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
+                 f"WHERE {qn('id')} = %s FOR UPDATE)"]
+        params: list = [step_run.run_id]
+        guard = "EXISTS (SELECT 1 FROM run_row WHERE status = %s)"
+        guard_params: list = [Run.Status.RUNNING]
+        if ends_run:
+            idle_sql, idle_params = self._hooks_idle("workflow.completed")
+            guard += idle_sql
+            guard_params += idle_params
+        # compiled SQL, quoted names and placeholders only; every value is a parameter
+        parts.append(f"recorded AS ({record_sql} AND {guard} "  # noqa: S608
+                     f"RETURNING {step_table}.{qn('id')})")
+        params += [*record_params, *guard_params]
+        select = "SELECT (SELECT count(*) FROM recorded), "
+        if follower is not None:
+            insert_sql, insert_params = insert_from(follower, "recorded", self.using)
+            parts.append(f"follower AS ({insert_sql} RETURNING {qn('id')})")
+            params += insert_params
+            select += "(SELECT id FROM follower)"
+        else:
+            finish_sql, finish_params = update_sql(
+                Run.objects.filter(pk=step_run.run_id), {"status": Run.Status.COMPLETED,
+                                                         "result": recorded["output"],
+                                                         "finished_at": now}, self.using)
+            parts.append(f"finished AS ({finish_sql} "  # noqa: S608
+                         "AND EXISTS (SELECT 1 FROM recorded))")
+            params += finish_params
+            select += "NULL"
+        sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
+        with connections[self.using].cursor() as cursor:
+            commits.execute_alone(cursor, sql, params, using=self.using)
+            count, follower_pk = cursor.fetchone()
+        return bool(count), follower_pk
+
+    def _hooks_idle(self, event: str) -> tuple[str, list]:
+        """` AND NOT EXISTS (…)` for each run-end hook's rows that need work: a run whose
+        end some hook must act on is recorded the general way, where the hooks run."""
+        sql, params = "", []
+        for hook in hooks.run_end_hooks():
+            if hook.idle_when is None:
+                return " AND FALSE", []  # a hook that cannot say: always the general way
+            rows_sql, rows_params = _compiled_rows(hook, event, self.using)
+            sql += f" AND NOT EXISTS ({rows_sql})"
+            params += rows_params
+        return sql, params
+
+
+@lru_cache(maxsize=64)
+def _compiled_rows(hook: hooks.RunEndHook, event: str, using: str) -> tuple[str, list]:
+    """A hook's rows-that-need-work query as SQL, compiled once per event and database."""
+    rows = hook.idle_when(event).values("pk")
+    sql, params = rows.query.get_compiler(using=using).as_sql()
+    return sql, list(params)
+
+
+def _follower(run: Run, graph: Graph, from_run: StepRun, target: str, result,
+              handover: Handover | None) -> StepRun:
+    """The successor's row as successors.follow writes it: already claimed by this worker
+    when it is cheap and the worker takes it inline (claims.inline_claim_fields)."""
+    step = graph.steps[target]
+    claimed = inline_claim_fields(handover, is_cheap(step))
+    return StepRun(run=run, step_id=target, step_type=step.type, scope=from_run.scope,
+                   input=result, index=from_run.index if from_run.scope else None,
+                   **(claimed or {}))
+
+
+@lru_cache(maxsize=8)
+def _claimed_select(using: str) -> tuple[RowBuilder, str]:
+    """The step run with its run and process, read from `claimed` (compiled SQL only):
+    the same for every claim, so compiled once per database."""
+    compiler = StepRun.objects.select_related("run__process").order_by().query.get_compiler(
+        using=using)
+    select_sql, _ = compiler.as_sql()
+    table = connections[using].ops.quote_name(StepRun._meta.db_table)
+    head, found, joins = select_sql.partition(f" FROM {table} ")
+    if not found or not joins.startswith("INNER JOIN") or " WHERE " in joins:
+        raise RuntimeError(f"unexpected SELECT shape: {select_sql[:80]}")
+    return RowBuilder(compiler), f"{head} FROM claimed AS {table} {joins}"

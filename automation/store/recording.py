@@ -1,0 +1,169 @@
+"""After a step: record what it did and write what runs next.
+
+Everything here runs in one transaction that holds the run's row lock, so two workers
+finishing sibling branches at the same moment cannot both miss (or both fire) a join.
+"""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from automation.definitions import Graph, Step
+from automation.definitions.steps.outcome import Outcome
+from automation.models import ApprovalRequest, Run, StepRun
+from automation.store import hooks, settling
+from automation.store.claims import Claim, Handover
+from automation.store.doorbell import enqueue_step
+from automation.store.graphs import graph_for
+from automation.store.policy import backoff_seconds, max_attempts, step_timeout_seconds
+from automation.store.state import StepState
+from automation.store.successors import finish_loop, follow, start_iteration
+
+
+def record(claim: Claim, outcome: Outcome, *, duration_ms: int,
+           handover: Handover | None = None) -> None:
+    """Record the outcome of a claimed step (ignored if the claim was lost meanwhile).
+
+    The row is as claimed: while the claim holds, nobody else writes it, so the
+    recording UPDATE carries the claim in its WHERE clause instead of a re-read.
+    """
+    step_run = claim.step_run
+    with transaction.atomic():
+        run = _lock_run(step_run)
+        step_run.logs = [*step_run.logs, *outcome.logs]
+        step_run.duration_ms = duration_ms
+        step_run.finished_at = timezone.now()
+        if run.is_finished:
+            _save(step_run, status=StepRun.Status.CANCELLED)
+            return
+        graph = graph_for(run.version_id)
+        followers = _apply(run, graph, step_run, outcome, handover=handover,
+                           seen_steps=claim.seen_steps)
+        if followers is None:
+            return
+        ended = step_run if step_run.status == StepRun.Status.COMPLETED and StepState.from_json(
+            step_run.state).terminal else None
+        settling.settle_run(run, graph, created=followers, ended=ended, handover=handover)
+
+
+def _lock_run(step_run: StepRun) -> Run:
+    """The run's row, locked, with its status read again. Everything else a worker uses
+    of a run (version, input, trigger, process) never changes, so the copy the claim
+    loaded is kept instead of being read and decoded again."""
+    loaded = step_run.run if StepRun.run.is_cached(step_run) else None
+    if loaded is None:
+        run = Run.objects.select_for_update().get(pk=step_run.run_id)
+    else:
+        run = loaded
+        run.status = Run.objects.select_for_update().values_list("status", flat=True).get(pk=run.pk)
+    step_run.run = run
+    return run
+
+
+def resume(step_run_id: int, outcome: Outcome) -> bool:
+    """Finish a WAITING step from outside a worker (an approval decided or timed out)."""
+    with transaction.atomic():
+        run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
+        run = Run.objects.select_for_update().get(pk=run_id)
+        step_run = StepRun.objects.get(pk=step_run_id)
+        if run.is_finished or step_run.status != StepRun.Status.WAITING:
+            return False
+        step_run.logs = [*step_run.logs, *outcome.logs]
+        step_run.finished_at = timezone.now()
+        graph = graph_for(run.version_id)
+        _apply(run, graph, step_run, outcome)
+        settling.settle_run(run, graph)
+        return True
+
+
+def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
+           handover: Handover | None = None, seen_steps: dict | None = None
+           ) -> list[StepRun] | None:
+    """Write the step's new state, then schedule what follows: the new step runs. None:
+    the claim was lost (the row is no longer this worker's), nothing was written."""
+    step = graph.steps[step_run.step_id]
+    state = StepState.from_json(step_run.state)
+    if outcome.kind == "failed":
+        return _apply_failure(run, graph, step_run, step, outcome)
+    if outcome.kind == "completed":
+        targets = step.next if outcome.targets is None else outcome.targets
+        state = state.merged(outcome.state)
+        state.terminal = state.terminal or not targets  # a branch ends here
+        step_run.state = state.to_json()
+        if not _save(step_run, status=StepRun.Status.COMPLETED, output=outcome.output, error=None):
+            return None
+        return follow(run, graph, step_run, targets, result=outcome.output, handover=handover,
+                      seen_steps=seen_steps)
+    if outcome.kind == "waiting":
+        step_run.state = state.merged(outcome.state).to_json()
+        if not _save(step_run, status=StepRun.Status.WAITING):
+            return None
+        _open_approval(run, step_run)
+        return []
+    # a loop: its items are known, its body runs once per item
+    state = StepState.from_json({**(outcome.state or {}), "current": 0})
+    step_run.state = state.to_json()
+    if not _save(step_run, status=StepRun.Status.WAITING):
+        return None
+    if state.items:
+        start_iteration(run, graph, step_run, 0, handover=handover)
+    else:
+        finish_loop(run, graph, step_run, handover=handover)
+    return []
+
+
+def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
+                   outcome: Outcome) -> list[StepRun] | None:
+    error = {**(outcome.error or {}), "step": step_run.step_id}
+    step_run.key_attempt = None  # this attempt reported back: a retry sends a new key
+    if outcome.retryable and step_run.attempt < max_attempts(step):
+        delay = max(backoff_seconds(step_run.attempt), outcome.retry_after or 0)
+        step_run.logs.append({"message": f"attempt {step_run.attempt} failed: {error['message']}; "
+                                         f"retrying in {delay:.1f}s"})
+        if not _save(step_run, status=StepRun.Status.PENDING, error=error,
+                     not_before=timezone.now() + timedelta(seconds=delay), claim=None,
+                     lease_expires_at=None):
+            return None
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
+        return []
+    if step.on_error:
+        state = StepState.from_json(step_run.state)
+        state.handled = True
+        step_run.state = state.to_json()
+    if not _save(step_run, status=StepRun.Status.FAILED, error=error):
+        return None
+    if step.on_error:
+        return follow(run, graph, step_run, [step.on_error],
+                      result={"error": error, "input": step_run.input})
+    settling.fail_run(run, step_run, error)
+    return []
+
+
+def _open_approval(run: Run, step_run: StepRun) -> None:
+    state = StepState.from_json(step_run.state)
+    approval = ApprovalRequest.objects.create(
+        run=run, step_run=step_run, approvers=state.approvers or [],
+        required_approvals=state.requiredApprovals or 1,
+        deadline=parse_datetime(state.deadline) if state.deadline else None,
+        context={"process": run.process.name, "step": step_run.step_id, "input": step_run.input},
+    )
+    hooks.approval_requested(approval)
+
+
+RECORDED = ("status", "output", "error", "logs", "state", "attempt", "claim", "not_before",
+            "lease_expires_at", "started_at", "finished_at", "duration_ms", "key_attempt")
+
+
+def _save(step_run: StepRun, **changes) -> bool:
+    """Write what a step's run records. A claimed row (RUNNING with this worker's claim)
+    is written only if it is still so: False when the claim was lost meanwhile."""
+    claim = step_run.claim
+    held = step_run.status == StepRun.Status.RUNNING and claim is not None
+    for key, value in changes.items():
+        setattr(step_run, key, value)
+    rows = StepRun.objects.filter(pk=step_run.pk)
+    if held:
+        rows = rows.filter(claim=claim, status=StepRun.Status.RUNNING)
+    return bool(rows.update(**{name: getattr(step_run, name) for name in RECORDED}))

@@ -1,0 +1,52 @@
+"""What the engine remembers about one step run between its writes (`StepRun.state`).
+
+Typed here, stored as a flat JSON object: the keys are the ones the column has always
+held, so rows written before stay readable and the queries on them (`state__terminal`,
+`state__stopped_by`) keep working. Absent or default values are not written.
+"""
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class StepState:
+    # Every step run
+    terminal: bool = False  # a branch ended here (its output is part of the run's result)
+    handled: bool = False  # failed, and config.onError took over: the run goes on
+    stopped_status: str | None = None  # what it was when a cancel or a failure stopped it
+    stopped_by: str | None = None  # "cancel" | "failure"
+    # A join (a step reached from several branches) while it waits for them
+    join: bool = False
+    arrivals: dict[str, Any] | None = None  # predecessor step id -> its result
+    # A loop
+    items: list | None = None
+    results: list | None = None
+    total: int | None = None
+    truncated: bool | None = None
+    current: int | None = None
+    # A human step
+    approvers: list[str] | None = None
+    requiredApprovals: int | None = None  # noqa: N815 - the definition's key
+    deadline: str | None = None
+    # A condition
+    value: bool | None = None
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "StepState":
+        unknown = set(data or {}) - _NAMES
+        if unknown:
+            raise ValueError(f"unknown step state keys: {', '.join(sorted(unknown))}")
+        return cls(**(data or {}))
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items()
+                if value is not None and not (value is False and name in _FLAGS)}
+
+    def merged(self, changes: dict | None) -> "StepState":
+        """A copy with `changes` (a step type's outcome state, JSON keys) applied."""
+        return StepState.from_json({**self.to_json(), **(changes or {})})
+
+
+_NAMES = {f.name for f in fields(StepState)}
+_FLAGS = {f.name for f in fields(StepState) if f.default is False}  # written only when set

@@ -1,0 +1,109 @@
+"""Writing the step runs that come after one: plain successors, arrivals at a join, and
+the iterations of a loop. Called by the store with the run's row lock held."""
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from automation.definitions import Graph, Step
+from automation.models import Run, StepRun
+from automation.store.claims import Claim, Handover, inline_claim_fields
+from automation.store.doorbell import enqueue_step
+from automation.store.graphs import is_sequential
+from automation.store.policy import is_cheap, step_timeout_seconds
+from automation.store.state import StepState
+
+
+def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, result: Any,
+           scope: str | None = None, handover: Handover | None = None,
+           seen_steps: dict | None = None) -> list[StepRun]:
+    """Schedule `targets` after `from_run`; no target means a branch ended here.
+
+    A cheap target is written already claimed by the worker when its handover takes it
+    (claims.inline_claim_fields); every other one gets a doorbell after commit. Returns
+    the new rows (the run's status can then be settled without a re-read).
+    """
+    scope = from_run.scope if scope is None else scope
+    if not targets:
+        state = StepState.from_json(from_run.state)
+        if not state.terminal:
+            state.terminal = True
+            from_run.state = state.to_json()
+            from_run.save(update_fields=["state"])
+        return []
+    followers = []
+    for target in targets:
+        step = graph.steps[target]
+        if graph.is_join(target):
+            arrive_at_join(run, step, scope, from_run.step_id, result)
+            continue
+        claimed = inline_claim_fields(handover, is_cheap(step))
+        new = StepRun.objects.create(run=run, step_id=target, step_type=step.type, scope=scope,
+                                     input=result, index=from_run.index if scope else None,
+                                     **(claimed or {}))
+        hand_over(run, graph, from_run, new, claimed=bool(claimed), handover=handover,
+                  seen_steps=seen_steps)
+        followers.append(new)
+    return followers
+
+
+def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *, claimed: bool,
+              handover: Handover | None, seen_steps: dict | None) -> None:
+    """Once `new` is written: queue it on this worker after commit, or ring for it."""
+    if claimed:
+        claim = Claim(new, known_steps=known_steps(run, from_run, seen_steps))
+        transaction.on_commit(lambda: handover.run_here(claim))
+    else:
+        enqueue_step(new.pk, timeout=step_timeout_seconds(graph.steps[new.step_id]))
+
+
+def known_steps(run: Run, from_run: StepRun, seen: dict | None) -> dict | None:
+    """What `steps` holds for the successor of `from_run` in a sequential run (see
+    graphs.is_sequential), so the successor need not read it again; None otherwise."""
+    if seen is None or from_run.status != StepRun.Status.COMPLETED:
+        return None
+    if not is_sequential(run.version_id):
+        return None
+    return {**seen, from_run.step_id: {"output": from_run.output}}
+
+
+def arrive_at_join(run: Run, step: Step, scope: str, from_step: str, result: Any) -> None:
+    join, _ = StepRun.objects.get_or_create(
+        run=run, step_id=step.id, scope=scope,
+        defaults={"step_type": step.type, "status": StepRun.Status.WAITING,
+                  "state": StepState(join=True, arrivals={}).to_json()},
+    )
+    state = StepState.from_json(join.state)
+    if join.status != StepRun.Status.WAITING or not state.join:
+        return  # already released: a late branch cannot fire the join twice
+    state.arrivals = {**(state.arrivals or {}), from_step: result}
+    join.state = state.to_json()
+    join.save(update_fields=["state"])
+
+
+def iteration_scope(loop_run: StepRun, index: int) -> str:
+    name = f"{loop_run.step_id}[{index}]"
+    return f"{loop_run.scope}/{name}" if loop_run.scope else name
+
+
+def start_iteration(run: Run, graph: Graph, loop_run: StepRun, index: int, *,
+                    handover: Handover | None = None) -> None:
+    state = StepState.from_json(loop_run.state)
+    state.current = index
+    loop_run.state = state.to_json()
+    loop_run.save(update_fields=["state"])
+    follow(run, graph, loop_run, graph.steps[loop_run.step_id].next,
+           result=state.items[index], scope=iteration_scope(loop_run, index), handover=handover)
+    StepRun.objects.filter(run=run, scope=iteration_scope(loop_run, index)).update(index=index)
+
+
+def finish_loop(run: Run, graph: Graph, loop_run: StepRun, *,
+                handover: Handover | None = None) -> None:
+    loop_run.status = StepRun.Status.COMPLETED
+    loop_run.output = StepState.from_json(loop_run.state).results or []
+    loop_run.finished_at = timezone.now()
+    loop_run.save()
+    then = graph.steps[loop_run.step_id].config.get("then")
+    follow(run, graph, loop_run, [then] if then else [], result=loop_run.output,
+           handover=handover)
