@@ -19,6 +19,7 @@ class AutomationConfig(AppConfig):
             import_module(module)  # user functions registered with @function
         receivers.connect()
         _wire_the_run_store()
+        _wire_the_triggers()
 
 
 def _wire_the_run_store() -> None:
@@ -32,3 +33,14 @@ def _wire_the_run_store() -> None:
     hooks.on_run_end("webhooks", notifications.run_finished,
                      idle_when=notifications.subscribers_of)
     hooks.on_approval_requested("webhooks", notifications.approval_requested)
+
+
+def _wire_the_triggers() -> None:
+    """A change to any process's triggers rebuilds the index, then the schedules."""
+    from automation.services.processes import triggers_changed
+    from automation.triggers import index, schedules
+
+    triggers_changed.connect(lambda **_: index.invalidate(), weak=False,
+                             dispatch_uid="entityflow-trigger-index")
+    triggers_changed.connect(lambda **_: schedules.sync_schedules(), weak=False,
+                             dispatch_uid="entityflow-schedules")

@@ -6,14 +6,14 @@ import os
 
 from django.conf import settings
 
-from automation.models import ApiProcess, Connection
-from automation.services.connections import (
+from automation.connections.secrets import SecretDecryptError
+from automation.connections.services import (
     connection_create,
     connection_credentials,
     connection_update,
 )
+from automation.models import ApiProcess, Connection
 from automation.services.processes import process_save
-from automation.services.secrets import SecretDecryptError
 from entities.demo import DEMO_USERNAME
 from entities.models import EntityType
 

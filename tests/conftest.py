@@ -14,8 +14,8 @@ from entities.demo import order_type_ensure
 def _fresh_process_caches():
     """Databases are flushed between tests; caches that live in the process must not
     carry one test's processes or rules into the next."""
-    from automation.store import graphs
     from automation.functions import catalog
+    from automation.store import graphs
     from automation.triggers import index
     from entities import requirements
 

@@ -9,9 +9,9 @@ only the chosen provider's inputs are read.
 
 from django import forms
 
+from automation.connections import services as connection_services
+from automation.connections.secrets import SecretDecryptError
 from automation.models import Connection
-from automation.services import connections as connection_services
-from automation.services.secrets import SecretDecryptError
 from integrations.base import CredentialField
 from integrations.exceptions import ConnectorError
 from integrations.registry import all_connectors, get_connector_class

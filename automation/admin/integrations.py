@@ -16,16 +16,16 @@ from automation.admin.forms_connections import (
     clearable,
     credential_input_name,
 )
-from automation.exceptions import AutomationError
-from automation.functions.registry import all_actions, get_action, validate_params
-from automation.models import Connection, Function, WebhookDelivery, WebhookSubscription
-from automation.services.connections import (
+from automation.connections.secrets import SecretDecryptError
+from automation.connections.services import (
     connection_create,
     connection_credentials_present,
     connection_test,
     connection_update,
 )
-from automation.services.secrets import SecretDecryptError
+from automation.exceptions import AutomationError
+from automation.functions.registry import all_actions, get_action, validate_params
+from automation.models import Connection, Function, WebhookDelivery, WebhookSubscription
 from automation.views.present import status_pill
 from integrations.exceptions import ConnectorError
 from integrations.registry import all_connectors

@@ -13,10 +13,10 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from entities.db import db_loss
 from automation.api.parsers import check_content_length
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields
+from entities.db import db_loss
 from entities.services import printable, unstorable_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -3,10 +3,10 @@
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from entities.db import db_loss
 from automation.api.base import ApiView, validate_input
 from automation.api.schema import ObjectField, api_doc
 from automation.models import Run
+from entities.db import db_loss
 from entities.outbox import event_publish
 
 

@@ -16,14 +16,14 @@ from typing import Any
 
 from django.conf import settings
 
+from automation.connections import services as connection_services
+from automation.connections.secrets import SecretDecryptError
 from automation.exceptions import StepFailedError
 from automation.functions import response_mapping
 from automation.functions.redaction import register_secrets
 from automation.functions.registry import StepContext, function
 from automation.functions.templating import PLACEHOLDER, render_text
 from automation.models import Connection
-from automation.services import connections as connection_services
-from automation.services.secrets import SecretDecryptError
 from entities import selectors as entity_selectors
 from entities import services as entity_services
 from entities.expressions import evaluate

@@ -1,8 +1,8 @@
 from automation.models.approvals import ApprovalRequest
 from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
-from automation.models.inbound import InboundDelivery
 from automation.models.connections import Connection, Function
+from automation.models.inbound import InboundDelivery
 from automation.models.processes import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from automation.models.runs import Parameters, Run, StepRun
 from automation.models.webhooks import WebhookDelivery, WebhookSubscription

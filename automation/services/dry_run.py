@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from automation.definitions import Graph, Step
-from automation.store.graphs import graph_for
 from automation.models import ApiProcess
+from automation.store.graphs import graph_for
 from entities.exceptions import ExpressionError
 from entities.expressions import evaluate, evaluate_bool, expression_variables
 from entities.models import Entity

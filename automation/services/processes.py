@@ -4,6 +4,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 
 from automation.definitions import validate_definition
 from automation.exceptions import DefinitionInvalidError
@@ -88,15 +89,15 @@ def _sync_triggers(process: ApiProcess) -> None:
     index_changed()
 
 
+# Sent once a change to any process's triggers has committed. The trigger index and the
+# schedules listen (connected in automation.apps): services never import the triggers.
+triggers_changed = Signal()
+
+
 def index_changed() -> None:
     stamp, _ = IndexStamp.objects.get_or_create(pk=1)
     IndexStamp.objects.filter(pk=1).update(generation=F("generation") + 1)
-    from automation.triggers import index
-
-    transaction.on_commit(index.invalidate)
-    from automation.triggers import schedules
-
-    transaction.on_commit(schedules.sync_schedules)
+    transaction.on_commit(lambda: triggers_changed.send(sender=ApiProcess))
 
 
 @transaction.atomic

@@ -18,9 +18,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from automation.connections import secrets
 from automation.exceptions import AutomationError
 from automation.models import WebhookDelivery, WebhookSubscription
-from automation.services import secrets
 from integrations.exceptions import ConnectorError
 from integrations.webhook import webhook_post
 

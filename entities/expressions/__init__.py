@@ -31,8 +31,8 @@ from typing import Any
 
 import cel
 
-from entities.expressions import bounds
 from entities.exceptions import ExpressionEvaluationError, ExpressionSyntaxError
+from entities.expressions import bounds
 
 __all__ = ["compile_expression", "evaluate", "evaluate_bool", "expression_variables",
            "validate_expression"]

@@ -13,10 +13,10 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from automation.store import graphs
 from automation.models import Function
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.services.processes import process_save
+from automation.store import graphs
 from automation.triggers import index
 from tests.factories import migration_rows
 

@@ -7,6 +7,7 @@ from django.contrib.auth.hashers import check_password
 from django.db import connection as db_connection
 from django.urls import reverse
 
+from automation.connections.services import connection_credentials
 from automation.models import (
     ApiClient,
     Connection,
@@ -14,7 +15,6 @@ from automation.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from automation.services.connections import connection_credentials
 from tests.integrations.fakes.hubspot import FakeHubSpot
 
 pytestmark = pytest.mark.django_db

@@ -108,8 +108,8 @@ def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, rec
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
-    from automation.store import doorbell
     from automation.models import StepRun
+    from automation.store import doorbell
 
     monkeypatch.setattr(batches, "CHUNK", 4)
     make_orders(order_type, 10)

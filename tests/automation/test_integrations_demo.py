@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
+from automation.connections.services import connection_credentials
 from automation.demo import COPY_TO_HUBSPOT_SLUG, HUBSPOT_PLACEHOLDER
 from automation.models import ApiProcess, Connection, Run
-from automation.services.connections import connection_credentials
 from automation.services.runs import run_start
 from entities.models import Entity
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from automation.connections.services import connection_create, connection_credentials
 from automation.models import Connection, Run, StepRun
-from automation.services.connections import connection_create, connection_credentials
 from automation.services.processes import process_save
 from automation.services.runs import run_start
 from entities.services import entity_create, entity_update

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from automation.api.services import function_save
+from automation.connections.services import connection_create
 from automation.models import Run, StepRun
-from automation.services.connections import connection_create
 from automation.services.processes import process_save
 from automation.services.runs import run_start
 from entities.services import entity_create

@@ -6,12 +6,12 @@
 import pytest
 
 from automation.api.services import function_save
-from automation.models import Connection, Run, StepRun
-from automation.services.connections import (
+from automation.connections.services import (
     connection_create,
     connection_credentials,
     connection_test,
 )
+from automation.models import Connection, Run, StepRun
 from automation.services.processes import process_save
 from automation.services.runs import run_start
 from entities.services import entity_create, entity_update

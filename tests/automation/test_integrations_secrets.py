@@ -12,14 +12,14 @@ from django.test import Client
 from django.utils import timezone
 
 from automation.api.services import function_save
-from automation.models import Connection, Run, StepRun, WebhookDelivery, WebhookSubscription
-from automation.services import secrets
-from automation.services.connections import (
+from automation.connections import secrets
+from automation.connections.services import (
     connection_create,
     connection_credentials,
     connection_test,
     connection_update,
 )
+from automation.models import Connection, Run, StepRun, WebhookDelivery, WebhookSubscription
 from automation.services.processes import process_save
 from automation.services.runs import run_start
 from automation.services.webhooks import deliveries_due_sweep, webhook_subscription_create
@@ -90,7 +90,7 @@ def test_connection_update_replaces_credentials_encrypted():
 
 
 def test_unknown_provider_is_refused():
-    from automation.services.connections import ConnectionInvalidError
+    from automation.connections.services import ConnectionInvalidError
 
     with pytest.raises(ConnectionInvalidError) as caught:
         connection_create(provider="salesforce", name="sf", credentials={})
@@ -98,7 +98,7 @@ def test_unknown_provider_is_refused():
 
 
 def test_each_provider_checks_its_credentials():
-    from automation.services.connections import ConnectionInvalidError
+    from automation.connections.services import ConnectionInvalidError
 
     with pytest.raises(ConnectionInvalidError) as hubspot:
         connection_create(provider="hubspot", name="hs", credentials={"accessToken": ""})
@@ -118,7 +118,7 @@ def test_each_provider_checks_its_credentials():
 
 
 def test_credentials_changes_keep_what_is_not_named():
-    from automation.services.connections import (
+    from automation.connections.services import (
         ConnectionInvalidError,
         connection_credentials_present,
     )

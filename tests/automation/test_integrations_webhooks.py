@@ -7,12 +7,12 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from automation.connections.secrets import SecretDecryptError
 from automation.models import Run, WebhookDelivery, WebhookSubscription
 from automation.services import webhooks
 from automation.services.notifications import notify
 from automation.services.processes import process_save
 from automation.services.runs import run_start
-from automation.services.secrets import SecretDecryptError
 from automation.tasks_webhooks import deliver
 from integrations.exceptions import SignatureError
 from integrations.signing import verify

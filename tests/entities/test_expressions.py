@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entities.expressions import bounds
 from entities.exceptions import (
     ExpressionError,
     ExpressionEvaluationError,
@@ -18,6 +17,7 @@ from entities.exceptions import (
     ExpressionTooComplexError,
 )
 from entities.expressions import (
+    bounds,
     compile_expression,
     evaluate,
     evaluate_bool,

@@ -66,9 +66,9 @@ def order_type_shape() -> tuple[int, int, int]:
 
 
 def test_load_demo_sets_up_hubspot_but_stays_offline(settings):
+    from automation.connections.services import connection_credentials
     from automation.demo import HUBSPOT_PLACEHOLDER
     from automation.models import ApiProcess, Connection, Run
-    from automation.services.connections import connection_credentials
 
     out, _ = load_demo("--orders", "10")
 

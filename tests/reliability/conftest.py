@@ -18,8 +18,8 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from automation.store import graphs
 from automation.services.api_auth import api_client_create, tokens_issue
+from automation.store import graphs
 from automation.triggers import index
 
 DEFAULT_SERVICES = (("PostgreSQL", "127.0.0.1", 5432), ("Redis", "127.0.0.1", 6379))

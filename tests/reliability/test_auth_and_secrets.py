@@ -20,9 +20,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from automation.api.urls import PUBLIC
+from automation.connections.services import connection_create
 from automation.models import ApiToken, InboundDelivery, Run, StepRun, WebhookDelivery
 from automation.services.api_auth import token_hash, tokens_issue
-from automation.services.connections import connection_create
 from automation.services.processes import process_save
 from entities.models import EntityEvent
 from integrations import signing

@@ -15,9 +15,9 @@ import pytest
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.transaction import TransactionManagementError
 
-from entities.db import db_loss
 from automation.models import Run
 from automation.services.processes import process_save
+from entities.db import db_loss
 from entities.models import Entity, EntityEvent
 from tests.reliability.support import NOOP, assert_error
 

@@ -8,14 +8,14 @@ import pytest
 import redis
 from django.utils import timezone
 
-from automation.store import doorbell
+from automation import tasks
 from automation.engine.executor import execute_step
 from automation.functions import function
 from automation.models import Run, StepRun
-from automation import tasks
 from automation.services import sweeper
 from automation.services.processes import process_save
 from automation.services.runs import run_start
+from automation.store import doorbell
 from entities.models import EntityEvent
 from entities.services import entity_create, entity_transition
 from tests.reliability import worker_functions

@@ -3,8 +3,8 @@
 import pytest
 from playwright.sync_api import expect
 
+from automation.connections.services import connection_create
 from automation.models import Connection
-from automation.services.connections import connection_create
 from tests.ui.support import shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -10,9 +10,9 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from automation.connections import secrets
 from automation.exceptions import AutomationError
 from automation.models import Connection
-from automation.services import secrets
 from integrations.base import ConnectionConfig
 from integrations.exceptions import ConnectorError
 from integrations.registry import get_connector, get_connector_class
