@@ -91,9 +91,9 @@ def _sync_triggers(process: ApiProcess) -> None:
 def index_changed() -> None:
     stamp, _ = IndexStamp.objects.get_or_create(pk=1)
     IndexStamp.objects.filter(pk=1).update(generation=F("generation") + 1)
-    from automation.triggers import index
+    from automation.triggers import events
 
-    transaction.on_commit(index.invalidate)
+    transaction.on_commit(events.invalidate)
     from automation.triggers import schedules
 
     transaction.on_commit(schedules.sync_schedules)
