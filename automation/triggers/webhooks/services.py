@@ -15,7 +15,6 @@ therefore count as one.
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +41,6 @@ from integrations.signing import (
     signature_timestamp,
     verify,
 )
-
-logger = logging.getLogger(__name__)
 
 DELIVERY_HEADERS = ("X-Entityflow-Delivery", "X-Delivery-Id", "Idempotency-Key")
 MAX_DELIVERY_ID = 128
