@@ -38,9 +38,9 @@ def _wire_the_run_store() -> None:
 def _wire_the_triggers() -> None:
     """A change to any process's triggers rebuilds the index, then the schedules."""
     from automation.services.processes import triggers_changed
-    from automation.triggers import index, schedules
+    from automation.triggers import events, schedules
 
-    triggers_changed.connect(lambda **_: index.invalidate(), weak=False,
+    triggers_changed.connect(lambda **_: events.invalidate(), weak=False,
                              dispatch_uid="entityflow-trigger-index")
     triggers_changed.connect(lambda **_: schedules.sync_schedules(), weak=False,
                              dispatch_uid="entityflow-schedules")

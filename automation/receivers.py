@@ -12,8 +12,8 @@ def connect() -> None:
         signal.connect(functions_changed, sender=Function, dispatch_uid=f"catalog-{signal}")
     if not getattr(settings, "ENTITYFLOW_ENGINE_ENABLED", True):
         return
-    from automation.triggers import index
+    from automation.triggers import events
     from entities import outbox
 
-    outbox.subscribe("automation", index.handle_event, interested=index.is_interesting,
-                     statement=index.event_statement)
+    outbox.subscribe("automation", events.handle_event, interested=events.is_interesting,
+                     statement=events.event_statement)

@@ -6,7 +6,7 @@ from django.db.models import OuterRef, Subquery
 
 from automation.models import ApiProcess, ProcessTrigger, ProcessVersion
 from automation.services.processes import definition_validate, index_changed, process_save
-from automation.triggers import index
+from automation.triggers import events
 from entities.models import Entity, EntityType, Status, Transition
 
 NOOP = {"type": "function", "function": "noop"}
@@ -100,7 +100,7 @@ def processes_bulk(prefix: str, start: int, stop: int, targets: tuple[str, ...])
                            config=triggers[p.pk]["config"])
             for p, v in zip(procs, versions, strict=True)], batch_size=1000)
         index_changed()
-    index.invalidate()
+    events.invalidate()
 
 
 def processes_retire(prefix: str) -> None:
@@ -109,4 +109,4 @@ def processes_retire(prefix: str) -> None:
         ProcessTrigger.objects.filter(process__slug__startswith=f"{prefix}-").delete()
         ApiProcess.objects.filter(slug__startswith=f"{prefix}-").update(enabled=False)
         index_changed()
-    index.invalidate()
+    events.invalidate()

@@ -4,7 +4,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("automation.api.urls")),
-    path("hooks/", include("automation.inbound.urls")),
+    path("hooks/", include("automation.triggers.webhooks.urls")),
     path("", include("automation.api.ops_urls")),
 ]
 

@@ -64,11 +64,23 @@ class CredentialField:
 
 @dataclass(frozen=True)
 class Action:
-    """`method` names the connector method that performs the action; it takes `params`."""
+    """`method` names the connector method that performs the action; it takes `params`.
+
+    What a caller needs to know beyond the params: `maps_response`, its output may be
+    reshaped by a `response` mapping the caller applies; `updates_existing_object_type`,
+    an external link of that type on the caller's entity makes the action update that
+    object (its id passed as `externalId`) instead of creating another;
+    `overwrites_existing_object_type`, such a link makes it replace the object
+    (`mode: "overwrite"` unless a mode is given); `entity_content`, its `content` param may
+    be "entity.json" or "entity.csv", the caller's entity written as that file."""
 
     method: str
     params_schema: dict
     description: str = ""
+    maps_response: bool = False
+    updates_existing_object_type: str | None = None
+    overwrites_existing_object_type: str | None = None
+    entity_content: bool = False
 
 
 # Credential keys that only describe the shape (redacting "bearer" would garble messages).
@@ -87,7 +99,13 @@ def _flatten_strings(value: Any) -> list[str]:
 
 class Connector:
     """Base class. Subclasses set the class attributes and implement `test_connection`
-    plus one method per entry of `actions`; a forgotten one fails loudly."""
+    plus one method per entry of `actions`; a forgotten one fails loudly.
+
+    `explicit_connection_only`: the connector sends credentials wherever its params
+    point, so a caller never picks a connection for it implicitly (without one named, it
+    runs without credentials). `default_timeout`: seconds per call unless the caller's
+    settings say otherwise. `creates_external_links`: its actions link the caller's
+    entity to the objects they create (ActionResult.external_links)."""
 
     slug: str = ""
     display_name: str = ""
@@ -96,6 +114,9 @@ class Connector:
     actions: dict[str, Action] = {}
     credential_fields: tuple[CredentialField, ...] = ()
     rate_limit_default_wait: float = 10.0
+    explicit_connection_only: bool = False
+    default_timeout: float = 10.0
+    creates_external_links: bool = False
 
     def __init__(
         self,

@@ -54,6 +54,7 @@ def _auth_kind(credentials: dict) -> str:
 class HttpConnector(Connector):
     slug = "http"
     display_name = "HTTP"
+    explicit_connection_only = True  # credentials go to whatever URL the params name
     credential_fields = (
         CredentialField("type", "Authentication", required=False, secret=False,
                         choices=AUTH_TYPES,
@@ -82,7 +83,8 @@ class HttpConnector(Connector):
                                   "minimum": 100, "maximum": 599},
                  "followRedirects": {"type": "boolean"},
              }},
-            "Send one HTTP request; returns {status, headers, body, truncated}."),
+            "Send one HTTP request; returns {status, headers, body, truncated}.",
+            maps_response=True),
     }
 
     @classmethod

@@ -31,6 +31,7 @@ class OpenAIConnector(Connector):
     default_base_url = "https://api.openai.com/v1"
     base_url_setting = "OPENAI_BASE_URL"
     rate_limit_default_wait = 2.0
+    default_timeout = 60.0  # a model may think for a while
     credential_fields = (CredentialField("apiKey", "API key", help_text="Sent as a Bearer token."),)
     actions = {
         "chat_json": Action(

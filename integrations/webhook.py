@@ -1,4 +1,4 @@
-"""Outbound webhooks: a JSON POST signed Stripe-style (DESIGN §4, integrations.signing).
+"""Outbound webhooks: a JSON POST signed Stripe-style (integrations.signing).
 
 `webhook_post()` serves the automation app's subscription deliveries (no stored
 connection needed); `WebhookConnector` is the `webhook.post` function for process steps.
@@ -80,6 +80,7 @@ def _raise_unless_delivered(resp: requests.Response, text: str) -> None:
 class WebhookConnector(Connector):
     slug = "webhook"
     display_name = "Webhook"
+    explicit_connection_only = True  # credentials go to whatever URL the params name
     credential_fields = (CredentialField(
         "secret", "Signing secret",
         help_text="Signs each POST (X-Entityflow-Signature); the receiver verifies with it."),)

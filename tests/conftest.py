@@ -16,10 +16,10 @@ def _fresh_process_caches():
     carry one test's processes or rules into the next."""
     from automation.functions import catalog
     from automation.store import graphs
-    from automation.triggers import index
+    from automation.triggers import events
     from entities import requirements
 
-    index.invalidate()
+    events.invalidate()
     catalog.invalidate()
     requirements._cache.clear()
     # Graphs are cached by version id, which a rolled-back test hands out again (in

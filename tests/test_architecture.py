@@ -67,3 +67,22 @@ def test_no_eval_or_exec_in_product_code():
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") in {"eval", "exec"}:
                     pytest.fail(f"{path.relative_to(ROOT)}:{node.lineno} calls {node.func.id}")
+
+
+# Within automation: definitions are the lowest layer, and the adapters (the trigger types,
+# the REST API, the admin views) never import one another.
+FORBIDDEN_WITHIN = {
+    "automation/definitions": ("automation.triggers", "automation.api", "automation.views",
+                               "automation.admin", "automation.services", "automation.engine"),
+    "automation/triggers": ("automation.api", "automation.views", "automation.admin"),
+    "automation/api": ("automation.triggers", "automation.views", "automation.admin"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN_WITHIN))
+def test_automation_layers_import_downwards_only(package):
+    rules = FORBIDDEN_WITHIN[package]
+    broken = [f"{path.relative_to(ROOT)} imports {name}"
+              for path in (ROOT / package).rglob("*.py")
+              for name in imports_of(path) if name.startswith(rules)]
+    assert not broken, "\n".join(broken)

@@ -19,8 +19,8 @@ from automation.api.base import (
 )
 from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
 from automation.api.schema import ObjectField, StepsField, TriggersField, api_doc, paginated
+from automation.definitions.webhook_config import keep_stored_secrets
 from automation.exceptions import RunStateError
-from automation.inbound.validation import keep_stored_secrets
 from automation.models import ApiProcess
 from automation.services.idempotency import run_start_once
 from automation.services.processes import process_save, process_set_enabled

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from automation.api.schema import AnyJsonField, ObjectField, StepsField, TriggersField
-from automation.inbound.validation import redact_triggers
+from automation.definitions.webhook_config import redact_triggers
 
 
 class RunErrorSerializer(serializers.Serializer):

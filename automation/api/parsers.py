@@ -5,10 +5,10 @@ upload is refused without reading it), and while parsing (a body without an hone
 Content-Length is read at most one byte past the limit).
 
 Then what no database can hold is refused before any view sees it: nesting deeper than
-MAX_JSON_DEPTH (400; JSON 10,000 deep would otherwise exhaust Python's stack in the
-parser or later in the JSON encoder), and NUL characters or lone UTF-16 surrogates in
-any string or key (422 naming the field; PostgreSQL's JSON and text types refuse them,
-SQLite does not, and both databases must answer alike)."""
+MAX_JSON_DEPTH (400; the limit inbound webhooks share, automation.services.payloads),
+and NUL characters or lone UTF-16 surrogates in any string or key (422 naming the field;
+PostgreSQL's JSON and text types refuse them, SQLite does not, and both databases must
+answer alike)."""
 
 import json
 import re
@@ -20,10 +20,10 @@ from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
 
+from automation.services.payloads import MAX_JSON_DEPTH, json_depth_exceeds
 from entities.services import unstorable_text
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-MAX_JSON_DEPTH = 100
 # Only these escapes decode to NUL or a surrogate (raw ones are not valid JSON / UTF-8).
 _RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
@@ -77,24 +77,6 @@ class LimitedJSONParser(JSONParser):
 
 def too_deep_message() -> str:
     return f"The request body nests deeper than {MAX_JSON_DEPTH} levels."
-
-
-def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether arrays and objects nest deeper than `limit` (iterative, stops early)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return False
 
 
 def check_storable_json(value: Any, text: str) -> None:

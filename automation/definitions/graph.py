@@ -1,6 +1,6 @@
 """A process definition as a graph of steps: what each step leads to, what it can
 reach, which steps are joins and which belong to a loop's body. Built once per version
-(engine.graphs caches it) from an already validated definition (definitions.validation).
+(store.graphs caches it) from an already validated definition (definitions.validation).
 """
 
 from dataclasses import dataclass, field

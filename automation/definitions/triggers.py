@@ -1,12 +1,15 @@
 """The trigger part of a definition: its types, keys and each type's config.
 
-Cron and time zone of schedules, path and credentials of webhooks are checked by the
-trigger types' own validators, so a definition is refused at save time for a trigger
-that could not be served."""
+Cron and time zone of schedules (schedule_config), path, method and credentials of
+webhooks (webhook_config) are checked here too, so a definition is refused at save time
+for a trigger that could not be served. The trigger types (automation.triggers) use the
+same rules; definitions never import them."""
 
 from typing import Any
 
 from automation.definitions.errors import DefinitionErrors, check_expression
+from automation.definitions.schedule_config import validate_schedule_config
+from automation.definitions.webhook_config import validate_webhook_config
 
 TRIGGER_TYPES = {"status", "event", "schedule", "webhook", "manual"}
 TRIGGER_KEYS = {"type", "config", "condition", "name", "description"}
@@ -40,9 +43,6 @@ def check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
 
 def _check_trigger_config(kind: str, config: dict, path: str, errors: DefinitionErrors) -> None:
     """Cron and time zone of schedules, path and credentials of webhooks."""
-    from automation.inbound.validation import validate_webhook_config
-    from automation.triggers.schedules import validate_schedule_config
-
     check = {"schedule": validate_schedule_config, "webhook": validate_webhook_config}.get(kind)
     for key, messages in (check(config, prefix=f"{path}.config") if check else {}).items():
         for message in messages:

@@ -2,6 +2,11 @@
 `http.request`, `webhook.post`, `openai.chat_json`, … and `call_connector`, which agent
 steps use too.
 
+Which actions there are, and what each needs beyond its params (a response mapping,
+updating the object an earlier run created, an explicit connection, a longer timeout),
+each connector says itself (integrations.base.Connector and Action); this module reads
+it from integrations.registry and never names a connector.
+
 A function step's params (a Function row's config merged with the step's
 `config.params`) are templates: `{{ expression }}` placeholders are rendered against the
 step's scope before the connector sees them. Credentials are decrypted only to build the
@@ -28,27 +33,13 @@ from entities import selectors as entity_selectors
 from entities import services as entity_services
 from entities.expressions import evaluate
 from entities.outbox import entity_snapshot
-from integrations.base import ConnectionConfig
+from integrations.base import Action, ConnectionConfig, Connector
 from integrations.exceptions import ConnectorAuthError, ConnectorError
-from integrations.registry import get_action as get_connector_action
-from integrations.registry import get_connector
+from integrations.registry import all_connectors, get_connector
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = (
-    "hubspot.upsert_contact", "hubspot.upsert_company", "hubspot.upsert_deal",
-    "hubspot.associate", "hubspot.add_note",
-    "dropbox.create_folder", "dropbox.upload_file", "dropbox.create_shared_link",
-    "http.request", "webhook.post", "openai.chat_json",
-)
-# Actions whose params take a `response` mapping (automation.functions.response_mapping).
-MAPPED_RESPONSES = frozenset({"http.request"})
-# These send credentials to whatever URL the params name, so a connection is never
-# picked for them implicitly: without one named, they run without credentials.
-EXPLICIT_CONNECTION_ONLY = frozenset({"http", "webhook"})
-# Object types whose existing ExternalLink turns "create" into "update this one".
-UPDATE_EXISTING = {("hubspot", "upsert_deal"): "deal"}
-DEFAULT_TIMEOUTS = {"openai": 60.0}
+DEFAULT_TIMEOUT = 10.0  # a provider no connector serves (its call fails anyway)
 ENTITY_CONTENT = ("entity.json", "entity.csv")
 CONNECTION_PARAM = {"type": "string", "minLength": 1,
                     "description": "Name of the connection, when the function row has none."}
@@ -56,12 +47,13 @@ CONNECTION_PARAM = {"type": "string", "minLength": 1,
 
 # -- the functions -----------------------------------------------------------------
 
-def _register(qualified: str) -> None:
-    provider, action = qualified.split(".", 1)
-    _, _, spec = get_connector_action(qualified)
+def _register(provider: str, action: str, spec: Action) -> None:
+    """`provider.action` as a function, its params schema plus `connection` (and the
+    `response` mapping where the action's output may be mapped)."""
+    qualified = f"{provider}.{action}"
     schema = dict(spec.params_schema)
     schema["properties"] = {**schema.get("properties", {}), "connection": CONNECTION_PARAM}
-    mapped = qualified in MAPPED_RESPONSES
+    mapped = spec.maps_response
     if mapped:
         schema["properties"][response_mapping.PARAM] = response_mapping.SCHEMA
 
@@ -70,7 +62,7 @@ def _register(qualified: str) -> None:
         mapping = raw.pop(response_mapping.PARAM, None) if mapped else None
         params = render_params(raw, ctx.scope, schema)  # the mapping is not a template
         name = params.pop("connection", None)
-        if provider == "dropbox" and params.get("content") in ENTITY_CONTENT:
+        if spec.entity_content and params.get("content") in ENTITY_CONTENT:
             params["content"] = entity_content(_require_entity(ctx), params["content"])
         output = call_connector(ctx, provider=provider, action=action, connection_name=name,
                                 params=params)
@@ -84,8 +76,9 @@ def _register(qualified: str) -> None:
              check=response_mapping.mapping_errors if mapped else None)(handler)
 
 
-for _qualified in ACTIONS:
-    _register(_qualified)
+for _slug, _connector in all_connectors().items():
+    for _action, _spec in _connector.actions.items():
+        _register(_slug, _action, _spec)
 
 
 # -- calling a connector -------------------------------------------------------------
@@ -119,14 +112,15 @@ def call_connector(ctx: StepContext, *, provider: str, action: str,
 
 def find_connection(ctx: StepContext, provider: str, name: str | None) -> Connection | None:
     """The step's connection: the function row's, else the named one, else the only one
-    of that provider (not for http/webhook, which then go without credentials)."""
+    of that provider (not for a connector that is explicit_connection_only: it then goes
+    without credentials)."""
     connection = ctx.connection
     if connection is None and name:
         connection = Connection.objects.filter(name=name).first()
         if connection is None:
             raise StepFailedError(f"No connection named '{name}'.", code="connection_not_found",
                                   retryable=False)
-    if connection is None and provider not in EXPLICIT_CONNECTION_ONLY:
+    if connection is None and not _explicit_connection_only(provider):
         candidates = list(Connection.objects.filter(provider=provider)[:2])
         if not candidates:
             raise StepFailedError(
@@ -155,8 +149,24 @@ def _config(connection: Connection | None, provider: str) -> ConnectionConfig:
                               code=exc.code, retryable=False) from None
 
 
+def _connector_class(provider: str) -> type[Connector] | None:
+    return all_connectors().get(provider)
+
+
+def _explicit_connection_only(provider: str) -> bool:
+    cls = _connector_class(provider)
+    return cls is not None and cls.explicit_connection_only
+
+
+def _action_spec(provider: str, action: str) -> Action | None:
+    cls = _connector_class(provider)
+    return cls.actions.get(action) if cls is not None else None
+
+
 def _timeout(provider: str) -> float:
-    default = DEFAULT_TIMEOUTS.get(provider, 10.0)
+    """`<PROVIDER>_TIMEOUT` from settings, else the connector's own default."""
+    cls = _connector_class(provider)
+    default = cls.default_timeout if cls is not None else DEFAULT_TIMEOUT
     return float(getattr(settings, f"{provider.upper()}_TIMEOUT", default))
 
 
@@ -167,18 +177,20 @@ def _param_secrets(params: dict) -> list[str]:
 
 def _update_existing(ctx: StepContext, provider: str, action: str, params: dict) -> dict:
     """Update what this entity's earlier runs created instead of creating another one."""
-    if ctx.entity is None:
+    spec = _action_spec(provider, action)
+    if ctx.entity is None or spec is None:
         return params
-    object_type = UPDATE_EXISTING.get((provider, action))
+    object_type = spec.updates_existing_object_type
     if object_type and not params.get("externalId"):
         link = entity_selectors.external_link_get(entity=ctx.entity, provider=provider,
                                                   object_type=object_type)
         if link is not None:
             ctx.log(f"updating the existing {provider} {object_type} {link.external_id}")
             return {**params, "externalId": link.external_id}
-    if (provider, action) == ("dropbox", "upload_file") and "mode" not in params:
-        link = entity_selectors.external_link_get(entity=ctx.entity, provider="dropbox",
-                                                  object_type="file")
+    object_type = spec.overwrites_existing_object_type
+    if object_type and "mode" not in params:
+        link = entity_selectors.external_link_get(entity=ctx.entity, provider=provider,
+                                                  object_type=object_type)
         if link is not None:  # a re-run replaces the entity's file rather than conflicting
             return {**params, "mode": "overwrite"}
     return params

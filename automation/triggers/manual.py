@@ -5,16 +5,13 @@ checked against the input (and entity) before the run starts, like any trigger's
 process without a manual trigger may still be started by hand (ops tooling does that).
 """
 
-import logging
 from typing import Any
 
 from django.db.models import F
 
-from entities.exceptions import ExpressionError
-from entities.expressions import evaluate_bool
+from automation.definitions.scope import expression_scope
+from automation.triggers.conditions import condition_holds
 from entities.outbox import entity_snapshot
-
-logger = logging.getLogger(__name__)
 
 
 def manual_start(
@@ -28,25 +25,17 @@ def manual_start(
 
     trigger = (ProcessTrigger.objects.filter(process=process, type=ProcessTrigger.Type.MANUAL)
                .order_by("position").first())
-    scope = {"input": input or {}, "event": {"type": "manual", "source": source,
-                                              "data": input or {}}}
-    if entity is not None:
-        scope["entity"] = entity_snapshot(entity)
-    if trigger is not None and trigger.condition and not _holds(trigger, scope):
+    event = {"type": "manual", "source": source, "data": input or {}}
+    scope = expression_scope(input=input or {}, event=event, parameters=parameters,
+                             entity=entity_snapshot(entity) if entity is not None else None)
+    if trigger is not None and not condition_holds(trigger.pk, trigger.condition, scope):
         ProcessTrigger.objects.filter(pk=trigger.pk).update(skipped_count=F("skipped_count") + 1)
         return None
     run, _ = run_start(
         process=process, input=input, entity=entity, user=user, parameters=parameters,
         trigger={"type": "manual", "source": source, "triggerId": trigger.pk if trigger else None,
-                 "event": scope["event"]},
+                 "event": event},
         idempotency_key=idempotency_key,
     )
     return run
 
-
-def _holds(trigger, scope: dict) -> bool:
-    try:
-        return evaluate_bool(trigger.condition, scope)
-    except ExpressionError as exc:
-        logger.warning("trigger %s condition failed: %s", trigger.pk, exc.message)
-        return False

@@ -6,9 +6,9 @@ row is a ONCE schedule (`repeats=1`) whose `next_run` we compute in the trigger'
 zone. When django-q2's scheduler fires it, `fire` starts the run and re-arms the same row
 for the next local occurrence.
 
-Rules of local time: cron is matched against the wall clock of the zone. A time that a
-spring-forward change skips (02:30) runs one hour later that day (03:30); a time that a
-fall-back change repeats (01:30) runs once, at its first occurrence.
+Cron, time zone and the local-time rules (a skipped time runs an hour later, a repeated
+one once) live with the definition (automation.definitions.schedule_config), which
+refuses at save time what could not be scheduled here.
 
 The rows are identified by `func` and `args` (process id, position); `name` is a label
 for the admin (`entityflow:<slug>:<position>`).
@@ -19,111 +19,24 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import Schedule
 
-from entities.exceptions import ExpressionError
-from entities.expressions import evaluate_bool
+from automation.definitions.schedule_config import (
+    ScheduleConfigError,
+    timezone_name,
+    trigger_next_occurrence,
+)
+from automation.definitions.scope import expression_scope
+from automation.triggers.conditions import condition_holds
 
 logger = logging.getLogger(__name__)
 
+# django-q2 Schedule rows store this path: it must keep naming `fire` in this module.
 FIRE = "automation.triggers.schedules.fire"
-DEFAULT_TIMEZONE = "UTC"
-MAX_CRON_LENGTH = 100  # Schedule.cron holds it for the admin
-_MAX_CANDIDATES = 1000  # bounds the search through a repeated (fall-back) hour
 SYNC_ATTEMPTS = 3
-
-
-class ScheduleConfigError(ValueError):
-    """A schedule trigger's cron or time zone cannot be used."""
-
-
-# --- Validation and local-time arithmetic ---------------------------------------------
-
-def validate_schedule_config(config: object, *, prefix: str = "config") -> dict[str, list[str]]:
-    """Field errors of a schedule trigger's config, keyed by path (`<prefix>.cron`).
-
-    Empty when the config can be scheduled: a five-field cron expression (or a croniter
-    `@daily`-style alias) that occurs at least once, and an IANA time zone name.
-    """
-    if not isinstance(config, dict):
-        return {prefix: ["config must be an object."]}
-    errors: dict[str, list[str]] = {}
-    cron, tz_name = config.get("cron"), timezone_name(config)
-    cron_error = _cron_error(cron)
-    if cron_error:
-        errors[f"{prefix}.cron"] = [cron_error]
-    try:
-        zone = _zone(tz_name)
-    except ScheduleConfigError as exc:
-        errors[f"{prefix}.timezone"] = [str(exc)]
-        return errors
-    if not cron_error:
-        try:
-            next_occurrence(cron, zone, after=timezone.now())
-        except ScheduleConfigError as exc:
-            errors[f"{prefix}.cron"] = [str(exc)]
-    return errors
-
-
-def _cron_error(cron: object) -> str | None:
-    if not isinstance(cron, str) or not cron.strip():
-        return "A schedule trigger needs config.cron."
-    if len(cron) > MAX_CRON_LENGTH:
-        return f"The cron expression is longer than {MAX_CRON_LENGTH} characters."
-    if not cron.strip().startswith("@") and len(cron.split()) != 5:
-        return "Use five cron fields: minute hour day-of-month month day-of-week."
-    if not croniter.is_valid(cron.strip()):
-        return f"'{cron}' is not a valid cron expression."
-    return None
-
-
-def _zone(tz_name: object) -> ZoneInfo:
-    if not isinstance(tz_name, str) or not tz_name:
-        raise ScheduleConfigError("config.timezone must be an IANA time zone name.")
-    try:
-        return ZoneInfo(tz_name)
-    except (KeyError, ValueError, OSError):
-        raise ScheduleConfigError(
-            f"Unknown time zone '{tz_name}'. Use an IANA name such as America/New_York."
-        ) from None
-
-
-def next_occurrence(cron: str, zone: ZoneInfo | str, *, after: datetime) -> datetime:
-    """The first time strictly after `after` whose wall clock in `zone` matches `cron`,
-    in UTC. Iterates over naive wall-clock times (each local time once) and only then
-    attaches the zone, so DST changes neither shift nor double a run."""
-    zone = zone if isinstance(zone, ZoneInfo) else _zone(zone)
-    after_utc = after.astimezone(UTC)
-    wall = after_utc.astimezone(zone).replace(tzinfo=None)
-    try:
-        candidates = croniter(cron.strip(), wall)
-        for _ in range(_MAX_CANDIDATES):
-            local = candidates.get_next(datetime).replace(tzinfo=zone)  # fold=0: first occurrence
-            at = local.astimezone(UTC)
-            if at > after_utc:
-                return at
-    except (CroniterBadCronError, CroniterBadDateError, ValueError) as exc:
-        raise ScheduleConfigError(f"The cron expression '{cron}' never occurs: {exc}") from None
-    raise ScheduleConfigError(f"No time matching '{cron}' was found after {after_utc.isoformat()}.")
-
-
-def trigger_next_occurrence(config: object, *, after: datetime) -> datetime:
-    """`next_occurrence` for a trigger's config; ScheduleConfigError when it is unusable."""
-    if not isinstance(config, dict):
-        raise ScheduleConfigError("config must be an object.")
-    cron_error = _cron_error(config.get("cron"))
-    if cron_error:
-        raise ScheduleConfigError(cron_error)
-    return next_occurrence(config["cron"], timezone_name(config), after=after)
-
-
-def timezone_name(config: dict) -> object:
-    tz_name = config.get("timezone")
-    return DEFAULT_TIMEZONE if tz_name is None else tz_name
 
 
 # --- Keeping the Schedule rows in step with the triggers --------------------------------
@@ -269,7 +182,8 @@ def _start(trigger, when: datetime) -> str | None:
     moment = {"scheduledFor": when.isoformat(), "timezone": tz_name,
               "localTime": when.astimezone(ZoneInfo(tz_name)).isoformat()}
     event = {"type": "schedule", "cron": config.get("cron"), **moment, "data": moment}
-    if trigger.condition and not _holds(trigger, {"input": moment, "event": event}):
+    if not condition_holds(trigger.pk, trigger.condition,
+                           expression_scope(input=moment, event=event)):
         ProcessTrigger.objects.filter(pk=trigger.pk).update(skipped_count=F("skipped_count") + 1)
         return None
     run, _ = run_start(
@@ -280,10 +194,3 @@ def _start(trigger, when: datetime) -> str | None:
     )
     return str(run.pk)
 
-
-def _holds(trigger, scope: dict) -> bool:
-    try:
-        return evaluate_bool(trigger.condition, scope)
-    except ExpressionError as exc:
-        logger.warning("trigger %s condition failed: %s", trigger.pk, exc.message)
-        return False

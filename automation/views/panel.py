@@ -17,8 +17,8 @@ from automation.models import ApiProcess, Batch, Run
 from automation.services.batches import batch_create, batch_entities
 from automation.views.common import admin_context, json_error, json_service_error, require_perm
 from entities.models import EntityType, ExternalLink, Status
+from integrations.registry import all_connectors
 
-KNOWN_PROVIDERS = ("hubspot", "dropbox")
 DATES = {
     "created_from": ("createdFrom", time.min),
     "created_to": ("createdTo", time.max),
@@ -79,7 +79,7 @@ def control_panel(request, model_admin):
     ]
     providers = sorted(
         set(ExternalLink.objects.order_by().values_list("provider", flat=True).distinct())
-        | set(KNOWN_PROVIDERS)
+        | set(linking_providers())
     )
     context = admin_context(
         request,
@@ -93,6 +93,12 @@ def control_panel(request, model_admin):
         start_url=reverse("admin:automation_panel_start"),
     )
     return TemplateResponse(request, "admin/automation/batch/panel.html", context)
+
+
+def linking_providers() -> list[str]:
+    """Providers whose connectors link entities to what they create: the link filters
+    offer them before any link exists."""
+    return [slug for slug, cls in all_connectors().items() if cls.creates_external_links]
 
 
 def recent_batches(limit: int = 8) -> list[dict]:

@@ -37,12 +37,12 @@ def _per_event_us(call, events: list[EntityEvent], rounds: int, repeats: int = 7
 
 
 def _measure(events: list[EntityEvent], rounds: int) -> dict:
-    from automation.triggers import index
+    from automation.triggers import events as event_triggers
 
-    idx = index.current()
+    idx = event_triggers.current()
     return {
         "index": idx,
-        "handle_us": _per_event_us(index.handle_event, events, max(1, rounds // 10)),
+        "handle_us": _per_event_us(event_triggers.handle_event, events, max(1, rounds // 10)),
         "matched": sum(len(idx.match(e)) for e in events),
         "entries": sum(map(len, idx.by_event.values())) + sum(map(len, idx.by_status.values())),
     }

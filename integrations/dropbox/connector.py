@@ -48,6 +48,7 @@ class DropboxConnector(Connector):
     default_base_url = "https://api.dropboxapi.com"
     base_url_setting = "DROPBOX_API_BASE_URL"
     rate_limit_default_wait = 5.0  # the SDK's default when neither body nor header says
+    creates_external_links = True
     credential_fields = CREDENTIAL_FIELDS
     actions = {
         "create_folder": Action(
@@ -60,7 +61,8 @@ class DropboxConnector(Connector):
                        mode={"enum": ["add", "overwrite"]}, autorename={"type": "boolean"}),
              "anyOf": [{"required": ["content"]}, {"required": ["contentUrl"]}],
              "anyOfMessage": "give content or contentUrl"},
-            "Upload text/JSON content, or the body fetched from contentUrl."),
+            "Upload text/JSON content, or the body fetched from contentUrl.",
+            overwrites_existing_object_type="file", entity_content=True),
         "create_shared_link": Action(
             "create_shared_link", _params(["path"], path=_PATH, settings={"type": "object"}),
             "Create a shared link, or return the one that already exists."),

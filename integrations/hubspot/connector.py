@@ -44,6 +44,7 @@ class HubSpotConnector(Connector):
     default_base_url = "https://api.hubapi.com"
     base_url_setting = "HUBSPOT_BASE_URL"
     rate_limit_default_wait = 10.0  # no Retry-After: wait out the 10-second window
+    creates_external_links = True
     credential_fields = (CredentialField(
         "accessToken", "Access token",
         help_text="The private app's access token (pat-…), with the CRM scopes you use."),)
@@ -60,7 +61,8 @@ class HubSpotConnector(Connector):
                        matchByName={"type": "boolean"}),
              "anyOf": [{"required": ["externalId"]}, {"required": ["dealname"]}],
              "anyOfMessage": "give externalId (update) or dealname"},
-            "Update the deal `externalId`, else the deal named `dealname`, else create it."),
+            "Update the deal `externalId`, else the deal named `dealname`, else create it.",
+            updates_existing_object_type="deal"),
         "associate": Action(
             "associate",
             _params(["fromObjectType", "fromObjectId", "toObjectType", "toObjectId"],

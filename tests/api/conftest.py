@@ -17,7 +17,7 @@ from automation.models import Function
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.services.processes import process_save
 from automation.store import graphs
-from automation.triggers import index
+from automation.triggers import events
 from tests.factories import migration_rows
 
 
@@ -36,11 +36,11 @@ def _fresh_api_caches():
     out again."""
     cache.clear()
     graphs._graph.cache_clear()
-    index.invalidate()
+    events.invalidate()
     yield
     cache.clear()
     graphs._graph.cache_clear()
-    index.invalidate()
+    events.invalidate()
 
 
 @pytest.fixture

@@ -47,6 +47,44 @@ def test_connector_implements_the_interface(slug):
     assert "abcdef" in connector.secret_values()
 
 
+@pytest.mark.parametrize("slug", SLUGS)
+def test_connector_describes_what_callers_need(slug):
+    """automation reads these instead of naming connectors: every one must say them."""
+    cls = registry.get_connector_class(slug)
+    assert isinstance(cls.explicit_connection_only, bool)
+    assert isinstance(cls.default_timeout, float) and cls.default_timeout > 0
+    assert isinstance(cls.creates_external_links, bool)
+    for action in cls.actions.values():
+        assert isinstance(action.maps_response, bool)
+        assert isinstance(action.entity_content, bool)
+        for object_type in (action.updates_existing_object_type,
+                            action.overwrites_existing_object_type):
+            assert object_type is None or (object_type and cls.creates_external_links)
+        if action.entity_content:
+            assert "content" in action.params_schema["properties"]
+        if action.overwrites_existing_object_type:
+            assert "overwrite" in action.params_schema["properties"]["mode"]["enum"]
+        if action.updates_existing_object_type:
+            assert "externalId" in action.params_schema["properties"]
+
+
+def test_builtin_connectors_describe_themselves_as_before():
+    """What automation used to hard-code, now said by each connector."""
+    connectors = registry.all_connectors()
+    assert {s for s, c in connectors.items() if c.explicit_connection_only} == {"http", "webhook"}
+    assert {s for s, c in connectors.items() if c.creates_external_links} == {"dropbox", "hubspot"}
+    assert {s: c.default_timeout for s, c in connectors.items() if c.default_timeout != 10.0} == {
+        "openai": 60.0}
+    actions = {f"{s}.{name}": spec for s, c in connectors.items() for name, spec in c.actions.items()}
+    assert {name for name, spec in actions.items() if spec.maps_response} == {"http.request"}
+    assert {name: spec.updates_existing_object_type for name, spec in actions.items()
+            if spec.updates_existing_object_type} == {"hubspot.upsert_deal": "deal"}
+    assert {name: spec.overwrites_existing_object_type for name, spec in actions.items()
+            if spec.overwrites_existing_object_type} == {"dropbox.upload_file": "file"}
+    assert {name for name, spec in actions.items() if spec.entity_content} == {
+        "dropbox.upload_file"}
+
+
 def test_get_action_resolves_qualified_names():
     cls, action, spec = registry.get_action("hubspot.upsert_contact")
     assert cls.slug == "hubspot" and action == "upsert_contact" and spec.method

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.store import graphs
-from automation.triggers import index
+from automation.triggers import events
 
 DEFAULT_SERVICES = (("PostgreSQL", "127.0.0.1", 5432), ("Redis", "127.0.0.1", 6379))
 
@@ -104,11 +104,11 @@ def _fresh_api_caches():
     when the test database is flushed)."""
     cache.clear()
     graphs._graph.cache_clear()
-    index.invalidate()
+    events.invalidate()
     yield
     cache.clear()
     graphs._graph.cache_clear()
-    index.invalidate()
+    events.invalidate()
 
 
 @pytest.fixture

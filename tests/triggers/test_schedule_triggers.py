@@ -7,16 +7,10 @@ from django_q.brokers import get_broker
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
 
+from automation.definitions.schedule_config import next_occurrence, validate_schedule_config
 from automation.models import ApiProcess, ProcessTrigger, Run
 from automation.services.processes import process_set_enabled
-from automation.triggers.schedules import (
-    FIRE,
-    fire,
-    next_occurrence,
-    next_run_for,
-    sync_schedules,
-    validate_schedule_config,
-)
+from automation.triggers.schedules import FIRE, fire, next_run_for, sync_schedules
 
 pytestmark = pytest.mark.django_db
 

@@ -11,9 +11,10 @@ from django_q.conf import Conf
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
 
+from automation.definitions.schedule_config import trigger_next_occurrence
 from automation.models import Run
 from automation.services.processes import process_save
-from automation.triggers.schedules import FIRE, trigger_next_occurrence
+from automation.triggers.schedules import FIRE
 from tests.worker import Worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -4,10 +4,10 @@ import time
 import pytest
 from django.test import Client
 
-from automation.inbound.services import webhook_triggers_for
-from automation.inbound.validation import validate_webhook_config
+from automation.definitions.webhook_config import validate_webhook_config
 from automation.models import InboundDelivery, ProcessTrigger, Run
 from automation.services.processes import process_set_enabled
+from automation.triggers.webhooks.services import webhook_triggers_for
 from integrations.signing import sign
 
 pytestmark = pytest.mark.django_db

@@ -1,10 +1,11 @@
-"""Which processes does an event start? An in-memory index keyed by what events carry
+"""Status and event triggers, and the dispatch of entity events to them.
+
+Which processes does an event start? An in-memory index keyed by what events carry
 ((event type, entity type or ""); (entity type, entered status)), so matching is a few
 dictionary lookups whatever the number of processes. Each process rebuilds it when the
 shared generation stamp moves (checked at most once a second) or at once after a local
 change."""
 
-import logging
 import threading
 import time
 from collections import defaultdict
@@ -12,12 +13,11 @@ from dataclasses import dataclass
 
 from django.db.models import F
 
-from entities.exceptions import ExpressionError
-from entities.expressions import evaluate_bool
+from automation.definitions.scope import expression_scope
+from automation.triggers.conditions import condition_holds
 from entities.models import EntityEvent
 from entities.outbox import Offer
 
-logger = logging.getLogger(__name__)
 STAMP_CHECK_SECONDS = 1.0
 
 
@@ -143,14 +143,13 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
     """run_start's arguments for each process `event` starts (matched on `index`, else
     the current one), and the triggers whose condition did not hold."""
     scope_event = event_scope(event)
-    scope = {"event": scope_event, "input": scope_event["data"]}
-    if event.entity_id:
-        scope["entity"] = event.snapshot
+    scope = expression_scope(input=scope_event["data"], event=scope_event,
+                             entity=event.snapshot if event.entity_id else None)
     starts, skipped, seen = [], [], set()
     for entry in (index or current()).match(event):
         if entry.process_id in seen:
             continue
-        if entry.condition and not _condition_holds(entry, scope):
+        if not condition_holds(entry.trigger_id, entry.condition, scope):
             skipped.append(entry.trigger_id)
             continue
         seen.add(entry.process_id)
@@ -162,10 +161,3 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
         })
     return starts, skipped
 
-
-def _condition_holds(entry: Entry, scope: dict) -> bool:
-    try:
-        return evaluate_bool(entry.condition, scope)
-    except ExpressionError as exc:
-        logger.warning("trigger %s condition failed: %s", entry.trigger_id, exc.message)
-        return False

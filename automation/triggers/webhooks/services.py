@@ -15,7 +15,6 @@ therefore count as one.
 import hashlib
 import hmac
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,17 +22,17 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from automation.api.parsers import MAX_JSON_DEPTH, json_depth_exceeds
-from automation.inbound.exceptions import (
+from automation.definitions.scope import expression_scope
+from automation.definitions.webhook_config import normalize_method
+from automation.models import InboundDelivery, ProcessTrigger
+from automation.services.payloads import MAX_JSON_DEPTH, json_depth_exceeds
+from automation.triggers.conditions import condition_holds
+from automation.triggers.webhooks.exceptions import (
     WebhookBodyInvalidError,
     WebhookMethodNotAllowedError,
     WebhookNotFoundError,
     WebhookUnauthorizedError,
 )
-from automation.inbound.validation import normalize_method
-from automation.models import InboundDelivery, ProcessTrigger
-from entities.exceptions import ExpressionError
-from entities.expressions import evaluate_bool
 from entities.services import unstorable_text
 from integrations.exceptions import SignatureError
 from integrations.signing import (
@@ -42,8 +41,6 @@ from integrations.signing import (
     signature_timestamp,
     verify,
 )
-
-logger = logging.getLogger(__name__)
 
 DELIVERY_HEADERS = ("X-Entityflow-Delivery", "X-Delivery-Id", "Idempotency-Key")
 MAX_DELIVERY_ID = 128
@@ -221,7 +218,8 @@ def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, keys: list[str]) -> Delivery:
     slug, delivery_id = trigger.process.slug, keys[0]
-    if trigger.condition and not _condition_holds(trigger, {"input": payload, "event": event}):
+    if not condition_holds(trigger.pk, trigger.condition,
+                           expression_scope(input=payload, event=event)):
         ProcessTrigger.objects.filter(pk=trigger.pk).update(skipped_count=F("skipped_count") + 1)
         return Delivery(slug, Outcome.SKIPPED)
     from automation.services.runs import run_start
@@ -245,10 +243,3 @@ def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, keys: list[
         InboundDelivery.objects.filter(pk__in=[row.pk for row in seen]).update(run=run)
     return Delivery(slug, Outcome.STARTED if created else Outcome.DUPLICATE, str(run.pk))
 
-
-def _condition_holds(trigger: ProcessTrigger, scope: dict) -> bool:
-    try:
-        return evaluate_bool(trigger.condition, scope)
-    except ExpressionError as exc:
-        logger.warning("trigger %s condition failed: %s", trigger.pk, exc.message)
-        return False

@@ -1,5 +1,5 @@
 """The inbound webhook endpoint: plain Django (the raw body is what senders sign), no
-session or CSRF, and every refusal in the one error format of DESIGN §5."""
+session or CSRF, and every refusal in the API's one error format (config.api_errors)."""
 
 import logging
 
@@ -8,11 +8,16 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from automation.exceptions import AutomationError
-from automation.inbound.exceptions import (
+from automation.triggers.webhooks.exceptions import (
     WebhookMethodNotAllowedError,
     WebhookPayloadTooLargeError,
 )
-from automation.inbound.services import Delivery, Outcome, webhook_deliver, webhook_triggers_for
+from automation.triggers.webhooks.services import (
+    Delivery,
+    Outcome,
+    webhook_deliver,
+    webhook_triggers_for,
+)
 from config.api_errors import error_body
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,6 @@
-"""What a webhook trigger's config must hold to be served (checked when a process is saved)."""
+"""What a webhook trigger's config must hold to be served (checked when a process is
+saved), and its credentials, which no output shows and a definition sent back keeps.
+The webhook trigger (automation.triggers.webhooks) reads the method the same way."""
 
 import re
 
@@ -12,7 +14,7 @@ def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[s
     """Field errors of a webhook trigger's config, keyed by path (`<prefix>.path`).
 
     A webhook is never open: it needs `validateSignature: true` with a `secret` (the
-    sender signs like our outbound webhooks, DESIGN §4) or a `token` of at least
+    sender signs like our outbound webhooks, integrations.signing) or a `token` of at least
     16 characters that callers pass as `?token=`.
     """
     if not isinstance(config, dict):
@@ -47,6 +49,7 @@ def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[s
 
 
 def normalize_method(config: dict) -> str:
+    """The HTTP method a webhook trigger listens for (POST unless it names another)."""
     method = config.get("method") or "POST"
     return method.upper() if isinstance(method, str) else "POST"
 

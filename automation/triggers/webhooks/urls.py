@@ -3,7 +3,7 @@
 
 from django.urls import re_path
 
-from automation.inbound.views import webhook_receive
+from automation.triggers.webhooks.views import webhook_receive
 
 app_name = "inbound"
 urlpatterns = [

@@ -1,1 +1,0 @@
-"""Inbound webhooks: `/hooks` + a webhook trigger's `config.path` starts its process."""
