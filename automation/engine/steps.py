@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from automation.definitions import Step
-from automation.definitions.steps import Outcome, step_type
+from automation.definitions.steps import Outcome, StepPolicy, step_type
 from automation.exceptions import AutomationError, StepFailedError
 from automation.functions import StepContext, resolve_function
 from automation.functions.registry import validate_params
@@ -84,6 +84,19 @@ class EngineRuntime:
                   "model": config.get("model")}
         return call_connector(self.ctx, provider="openai", action="chat_json",
                               connection_name=config.get("connection"), params=params)
+
+
+def step_policy(step: Step) -> StepPolicy:
+    """How the engine schedules the step: its type's policy, with the function registry
+    saying which actions are cheap."""
+    return step_type(step.type).policy(step, action_is_cheap=_action_is_cheap)
+
+
+def _action_is_cheap(name: str) -> bool:
+    from automation.functions.registry import all_actions
+
+    spec = all_actions().get(name)
+    return bool(spec and spec.cheap)
 
 
 def run_step(step: Step, ctx: StepContext) -> Outcome:

@@ -302,3 +302,12 @@ def test_summary_per_type():
     assert step_type("human").summary({"config": []}) == "1 of ?"
     assert step_type("agent").summary({"config": {"agentRole": "x" * 200}}) == "x" * 120
     assert step_type("parallel").summary({"next": ["a", "b"]}) == ""
+
+
+def test_the_engine_asks_the_function_registry_which_actions_are_cheap():
+    from automation.engine.steps import step_policy
+
+    transform = make({"id": "t", "type": "function", "function": "transform"})
+    send = make({"id": "s", "type": "function", "function": "email.send"})
+    assert step_policy(transform).cheap and not step_policy(send).cheap
+    assert not step_policy(make({"id": "u", "type": "function", "function": "no-such"})).cheap

@@ -7,9 +7,9 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from automation.definitions.steps import Outcome
 from automation.engine.executor import claim_step, execute_step
 from automation.engine.flow import complete_step
-from automation.engine.outcome import Outcome
 from automation.models import ProcessTrigger, Run, StepRun, WebhookDelivery
 from automation.services import webhooks
 from automation.services.processes import process_save, process_set_enabled
