@@ -1,4 +1,4 @@
-"""OpenAPI building blocks shared by every view: the one error shape of DESIGN §5,
+"""OpenAPI building blocks shared by every view: the one error shape (config/api_errors.py),
 paginated list wrappers, and JSON fields whose shape the schema should show."""
 
 import inspect
@@ -6,6 +6,8 @@ import inspect
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
+
+from automation.definitions import STEP_TYPES
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (body is not JSON, or a query parameter cannot be read).",
@@ -75,8 +77,7 @@ STEP_SCHEMA = {
     "properties": {
         "id": {"type": "string"},
         "name": {"type": "string"},
-        "type": {"type": "string",
-                 "enum": ["function", "condition", "parallel", "loop", "human", "agent"]},
+        "type": {"type": "string", "enum": list(STEP_TYPES)},
         "function": {"type": "string"},
         "condition": {"type": "string"},
         "next": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},

@@ -3,23 +3,11 @@ reach, which steps are joins and which belong to a loop's body. Built once per v
 (store.graphs caches it) from an already validated definition (definitions.validation).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from automation.definitions.steps import Step, step_type
 
-@dataclass
-class Step:
-    id: str
-    type: str
-    raw: dict
-    next: list[str] = field(default_factory=list)
-
-    @property
-    def config(self) -> dict:
-        return self.raw.get("config") or {}
-
-    @property
-    def on_error(self) -> str | None:
-        return self.config.get("onError")
+__all__ = ["Graph", "Step", "build_graph", "forward_edges"]
 
 
 @dataclass
@@ -41,13 +29,8 @@ class Graph:
 
 
 def forward_edges(step: Step) -> list[tuple[str, str]]:
-    """(label, target) of every edge leaving the step; loop `then` included."""
-    edges = [("next", target) for target in step.next]
-    for key in ("else", "onError", "onTimeout", "then"):
-        target = step.config.get(key)
-        if isinstance(target, str) and target:
-            edges.append((key, target))
-    return edges
+    """(label, target) of every edge leaving the step; a loop's `then` included."""
+    return step_type(step.type).edges(step)
 
 
 def build_graph(definition: dict) -> Graph:
@@ -55,8 +38,10 @@ def build_graph(definition: dict) -> Graph:
     steps = {}
     for raw in definition["steps"]:
         nxt = raw.get("next") or []
-        steps[raw["id"]] = Step(raw["id"], raw["type"], raw, [nxt] if isinstance(nxt, str) else list(nxt))
-    loop_bodies = {sid: _loop_body(steps, sid) for sid, s in steps.items() if s.type == "loop"}
+        targets = [nxt] if isinstance(nxt, str) else list(nxt)
+        steps[raw["id"]] = Step(raw["id"], raw["type"], raw, targets)
+    loop_bodies = {sid: _loop_body(steps, sid)
+                   for sid, s in steps.items() if step_type(s.type).has_body}
     edges = {sid: [t for _, t in forward_edges(s) if not _is_back_edge(sid, t, loop_bodies)]
              for sid, s in steps.items()}
     predecessors: dict[str, set[str]] = {sid: set() for sid in steps}

@@ -3,11 +3,13 @@ path; nothing is saved while any is left (services.processes)."""
 
 from typing import Any
 
-from automation.definitions.errors import DefinitionErrors, check_expression, check_int
+from automation.definitions.errors import DefinitionErrors, check_expression
 from automation.definitions.graph import build_graph
+from automation.definitions.steps import BRANCH_KEYS, STEP_TYPES, find_step_type
 from automation.definitions.triggers import check_triggers
 
-STEP_TYPES = {"function", "condition", "parallel", "loop", "human", "agent"}
+__all__ = ["MAX_STEPS", "STEP_KEYS", "STEP_TYPES", "validate_definition"]
+
 MAX_STEPS = 500
 STEP_KEYS = {"id", "name", "type", "function", "condition", "next", "config", "description"}
 
@@ -44,14 +46,9 @@ def validate_definition(
 
 def _check_function_params(steps: list, errors: DefinitionErrors, check_params) -> None:
     for i, raw in enumerate(steps):
-        if not isinstance(raw, dict) or raw.get("type") != "function":
-            continue
-        config = raw.get("config")
-        params = config.get("params") if isinstance(config, dict) else None
-        if isinstance(params, dict) and isinstance(raw.get("function"), str):
-            for sub, problems in check_params(raw["function"], params).items():
-                for problem in problems:
-                    errors.add(f"steps[{i}].config.params.{sub}", problem)
+        kind = find_step_type(raw.get("type")) if isinstance(raw, dict) else None
+        if kind is not None:
+            kind.validate_params(raw, f"steps[{i}]", errors, check_params)
 
 
 def _check_steps(steps: list, errors: DefinitionErrors, function_exists) -> dict[str, int]:
@@ -78,9 +75,11 @@ def _check_steps(steps: list, errors: DefinitionErrors, function_exists) -> dict
 
 
 def _check_step_fields(raw: dict, path: str, errors: DefinitionErrors, function_exists) -> None:
-    stype, config = raw.get("type"), raw.get("config", {})
-    if stype not in STEP_TYPES:
-        errors.add(f"{path}.type", f"Unknown step type {stype!r}; use one of {', '.join(sorted(STEP_TYPES))}.")
+    """The checks every step gets; its type adds its own (automation.definitions.steps)."""
+    kind, config = find_step_type(raw.get("type")), raw.get("config", {})
+    if kind is None:
+        errors.add(f"{path}.type", f"Unknown step type {raw.get('type')!r}; "
+                                   f"use one of {', '.join(sorted(STEP_TYPES))}.")
     if not isinstance(config, dict):
         errors.add(f"{path}.config", "config must be an object.")
         return
@@ -89,31 +88,8 @@ def _check_step_fields(raw: dict, path: str, errors: DefinitionErrors, function_
         isinstance(nxt, list) and all(isinstance(n, str) for n in nxt)
     ):
         errors.add(f"{path}.next", "next must be a step id or a list of step ids.")
-    if stype == "function":
-        name = raw.get("function")
-        if not isinstance(name, str) or not name:
-            errors.add(f"{path}.function", "A function step names its function.")
-        elif not function_exists(name):
-            errors.add(f"{path}.function", f"Unknown function '{name}'.")
-        check_int(config, "retries", path, errors, 0, 20)
-        check_int(config, "timeout", path, errors, 1, 3_600_000)
-    elif stype == "condition":
-        check_expression(raw.get("condition"), f"{path}.condition", errors)
-        if not raw.get("next") and not config.get("else"):
-            errors.add(f"{path}.next", "A condition needs next (when true) or config.else.")
-    elif stype == "loop":
-        check_expression(config.get("items"), f"{path}.config.items", errors)
-        check_int(config, "maxIterations", path, errors, 1, 10_000)
-        if not raw.get("next"):
-            errors.add(f"{path}.next", "A loop needs next: the first step of its body.")
-    elif stype == "human":
-        people = config.get("approvers") or config.get("reviewers")
-        if not isinstance(people, list) or not people or not all(isinstance(p, str) for p in people):
-            errors.add(f"{path}.config.approvers", "List at least one approver (user, email or group:<name>).")
-        check_int(config, "requiredApprovals", path, errors, 1, 100)
-        check_int(config, "timeout", path, errors, 1, 365 * 86_400_000)
-    elif stype == "agent" and not isinstance(config.get("agentRole"), str):
-        errors.add(f"{path}.config.agentRole", "An agent step needs config.agentRole (its instructions).")
+    if kind is not None:
+        kind.validate(raw, path, errors, function_exists=function_exists)
     if "input" in config:
         mapping = config["input"]
         if not isinstance(mapping, dict):
@@ -123,10 +99,6 @@ def _check_step_fields(raw: dict, path: str, errors: DefinitionErrors, function_
                 check_expression(expr, f"{path}.config.input.{key}", errors)
 
 
-
-
-
-
 def _check_references(raw: dict, path: str, ids: dict, errors: DefinitionErrors) -> None:
     nxt = raw.get("next")
     targets = [nxt] if isinstance(nxt, str) else (nxt if isinstance(nxt, list) else [])
@@ -134,7 +106,7 @@ def _check_references(raw: dict, path: str, ids: dict, errors: DefinitionErrors)
         if isinstance(target, str) and target not in ids:
             errors.add(f"{path}.next", f"unknown step '{target}'")
     config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
-    for key in ("else", "onError", "onTimeout", "then"):
+    for key in BRANCH_KEYS:
         target = config.get(key)
         if target is not None and (not isinstance(target, str) or target not in ids):
             errors.add(f"{path}.config.{key}", f"unknown step '{target}'")
@@ -148,5 +120,5 @@ def _check_graph(definition: dict, ids: dict[str, int], errors: DefinitionErrors
             errors.add(f"steps[{index}]", f"Step '{sid}' is unreachable from the first step.")
     for sid in graph.steps:
         if sid in graph.reach[sid]:
-            errors.add(f"steps[{ids[sid]}].next",
-                       f"Step '{sid}' is part of a cycle; only a loop body may lead back to its loop.")
+            errors.add(f"steps[{ids[sid]}].next", f"Step '{sid}' is part of a cycle; "
+                                                  "only a loop body may lead back to its loop.")

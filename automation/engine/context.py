@@ -1,4 +1,5 @@
-"""The execution context of one worker task: the cheap steps it runs itself.
+"""The execution context of one worker task: the cheap steps it runs itself, and the
+functions it has looked up.
 
 A worker that finishes a step may run a cheap successor (a condition, a transform)
 straight away instead of a queue round trip; the store writes that successor already
@@ -23,6 +24,8 @@ class Execution(deque):
         super().__init__()
         self.store = store
         self.budget = budget
+        # (function name, params) -> (spec, params, connection), looked up once per task
+        self.function_rows: dict = {}
 
     def accept(self) -> bool:
         if self.budget <= 0:

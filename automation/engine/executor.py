@@ -14,7 +14,7 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.engine.context import Execution
 from automation.engine.scope import build_scope, load_entity
-from automation.engine.steps import function_rows, run_step
+from automation.engine.steps import run_step
 from automation.functions import StepContext
 from automation.functions.redaction import redact
 from automation.models import Run
@@ -39,7 +39,7 @@ def execute_step(step_run_id: int) -> None:
         _execute_one(store, claim_when_due(store, step_run_id), None)
         return
     budget = getattr(settings, "ENTITYFLOW_INLINE_STEPS", 20)
-    with Execution(store, budget) as execution, function_rows():
+    with Execution(store, budget) as execution:
         claim = claim_when_due(store, step_run_id)
         _execute_one(store, claim, execution)
         run = claim.step_run.run if claim is not None else None
@@ -87,12 +87,13 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
         # everything the run wrote so far durable first (entities.db.commits).
         store.extend_lease(claim, seconds=lease)
     started = time.monotonic()
-    outcome = _outcome(store, run, claim, step)
+    outcome = _outcome(store, run, claim, step, execution)
     store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
                  handover=execution)
 
 
-def _outcome(store: RunStore, run: Run, claim: Claim, step: Step) -> Outcome:
+def _outcome(store: RunStore, run: Run, claim: Claim, step: Step,
+             execution: Execution | None) -> Outcome:
     if run.is_finished:
         return Outcome.failed("The run had already finished.", code="run_finished")
     lost = _lost_attempt(store, claim, step)
@@ -106,7 +107,8 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step) -> Outcome:
         run_id=str(run.pk), step_id=step.id, attempt=step_run.attempt, input=step_run.input,
         params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(claim),
     )
-    return _redacted(run_step(step, ctx))
+    rows = execution.function_rows if execution is not None else None
+    return _redacted(run_step(step, ctx, function_rows=rows))
 
 
 def idempotency_key(claim: Claim) -> str:

@@ -12,15 +12,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from automation.definitions import Graph, Step
-from automation.models import ApiProcess
+from automation.definitions import Graph, step_type
+from automation.definitions.scope import expression_scope
 from automation.store.graphs import graph_for
-from entities.exceptions import ExpressionError
-from entities.expressions import evaluate, evaluate_bool, expression_variables
+from automation.models import ApiProcess
 from entities.models import Entity
 from entities.outbox import entity_snapshot
-
-UNKNOWN_AFTER = {"function", "human", "agent", "loop"}
 
 
 @dataclass(frozen=True)
@@ -51,20 +48,15 @@ def dry_run(*, process: ApiProcess, entity: Entity) -> dict:
         return summary
     summary["version"] = process.current_version.number
     graph = graph_for(process.current_version_id)
-    entries = _walk(graph, _scope(snapshot))
+    entries = _walk(graph, expression_scope(entity=snapshot))
     summary["steps"] = list(entries.values())
     summary["skipped"] = [sid for sid in graph.steps if sid not in entries]
     return summary
 
 
-def _scope(snapshot: dict) -> dict:
-    scope = {"input": {}, "parameters": {}, "event": {}, "entity": snapshot, "steps": {}}
-    if snapshot["type"] == "case":
-        scope["case"] = {"id": snapshot["id"], **(snapshot["data"] or {})}
-    return scope
-
-
 def _walk(graph: Graph, scope: dict) -> dict[str, dict]:
+    """Breadth first from the first step; each step's type fills in its entry and says
+    where to go on (automation.definitions.steps: StepType.dry_run)."""
     entries: dict[str, dict] = {}
     queue = deque([Visit(graph.start, True, {}, frozenset())])
     while queue:
@@ -77,11 +69,10 @@ def _walk(graph: Graph, scope: dict) -> dict[str, dict]:
                  "wouldRun": "yes" if visit.certain else "maybe"}
         unknown = visit.unknown | ({"result"} if graph.is_join(step.id) else set())
         result = None if "result" in unknown else visit.result
-        targets = _describe(step, entry, {**scope, "result": result}, unknown)
+        kind = step_type(step.type)
+        targets = kind.dry_run(step, entry, {**scope, "result": result}, unknown)
         entries[step.id] = {**(known or {}), **entry}
-        after = unknown | ({"result", "steps"} if step.type in UNKNOWN_AFTER else set())
-        if step.type == "loop":
-            after |= {"item", "index"}
+        after = unknown | kind.hides_after
         for target, certain in targets:
             if target in graph.steps and not _is_loop_back(graph, step.id, target):
                 queue.append(Visit(target, visit.certain and certain, result, frozenset(after)))
@@ -90,51 +81,3 @@ def _walk(graph: Graph, scope: dict) -> dict[str, dict]:
 
 def _is_loop_back(graph: Graph, source: str, target: str) -> bool:
     return target in graph.loop_bodies and source in graph.loop_bodies[target]
-
-
-def _describe(step: Step, entry: dict, scope: dict, unknown: frozenset) -> list[tuple[str, bool]]:
-    """Fill in what is known about `step`; return (target, certain) pairs to go on to."""
-    config = step.config
-    maybe = [(config[k], False) for k in ("onError", "onTimeout")
-             if isinstance(config.get(k), str)]
-    if step.type == "condition":
-        return _condition(step, entry, scope, unknown)
-    if step.type == "human":
-        entry["approvers"] = config.get("approvers") or config.get("reviewers") or []
-    if step.type == "function":
-        entry["function"] = step.raw.get("function")
-    if step.type == "loop":
-        return _loop(step, entry, scope, unknown) + maybe
-    return [(t, True) for t in step.next] + maybe
-
-
-def _condition(step: Step, entry: dict, scope: dict, unknown: frozenset):
-    source = step.raw["condition"]
-    entry.update({"condition": source, "value": None})
-    orelse = [step.config["else"]] if step.config.get("else") else []
-    try:
-        if expression_variables(source) & unknown:
-            entry["evaluation"] = "unknown"
-            return [(t, False) for t in [*step.next, *orelse]]
-        value = evaluate_bool(source, scope)
-    except ExpressionError as exc:
-        entry.update({"evaluation": "error", "error": exc.message})
-        return [(t, False) for t in [*step.next, *orelse]]
-    entry.update({"value": value, "evaluation": "true" if value else "false"})
-    return [(t, True) for t in (step.next if value else orelse)]
-
-
-def _loop(step: Step, entry: dict, scope: dict, unknown: frozenset):
-    source = step.config.get("items", "")
-    then = [step.config["then"]] if isinstance(step.config.get("then"), str) else []
-    entry["items"] = None
-    try:
-        if not expression_variables(source) & unknown:
-            items = evaluate(source, scope)
-            entry["items"] = len(items) if isinstance(items, list) else None
-    except ExpressionError as exc:
-        entry["error"] = exc.message
-    body_certain = bool(entry["items"])
-    if entry["items"] == 0:
-        return [(t, True) for t in then]
-    return [(t, body_certain) for t in step.next] + [(t, True) for t in then]

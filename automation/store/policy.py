@@ -1,36 +1,41 @@
-"""How a step may be run: cheap enough to run inline, its time limit, how many attempts
-it gets, and the backoff between them (docs/user-guide/api-processes.md, "Retries")."""
+"""How a step may be run, as its type says (automation.definitions.steps): cheap enough
+to run inline, its time limit, how many attempts it gets; and the backoff between
+attempts (docs/user-guide/processes.md, "Retries")."""
 
 import random
 
 from django.conf import settings
 
-from automation.definitions import Step
+from automation.definitions.steps import Step, StepPolicy, step_type
 from automation.functions.registry import all_actions
 
 
+def policy(step: Step) -> StepPolicy:
+    """The step type's policy, with the function registry saying which actions are cheap."""
+    return step_type(step.type).policy(step, action_is_cheap=_action_is_cheap)
+
+
+def _action_is_cheap(name: str) -> bool:
+    spec = all_actions().get(name)
+    return bool(spec and spec.cheap)
+
+
 def step_timeout_seconds(step: Step) -> int | None:
-    timeout_ms = step.config.get("timeout") if step.type != "human" else None
-    return int(timeout_ms / 1000) + 1 if timeout_ms else None
+    return policy(step).timeout_seconds
 
 
 def is_cheap(step: Step) -> bool:
     """Local work with no I/O, safe to run straight after its predecessor."""
-    if step.type in ("condition", "parallel"):
-        return True
-    if step.type == "function" and not step.config.get("timeout"):
-        spec = all_actions().get(step.raw.get("function"))
-        return bool(spec and spec.cheap)
-    return False
+    return policy(step).cheap
 
 
 def max_attempts(step: Step) -> int:
-    return int(step.config.get("retries", 0)) + 1 if step.type == "function" else 1
+    return policy(step).max_attempts
 
 
 def time_limit_ms(step: Step) -> int | None:
     """The step's own run-time limit (a human step's timeout is its approval deadline)."""
-    return step.config.get("timeout") if step.type != "human" else None
+    return policy(step).time_limit_ms
 
 
 def backoff_seconds(attempt: int) -> float:

@@ -10,11 +10,11 @@ from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
+from automation.definitions.steps import find_step_type
 from automation.exceptions import DefinitionInvalidError
 from automation.services.processes import definition_validate
 from automation.views.common import require_perm
 from automation.views.graph import render_graph, step_edges
-from automation.views.present import human_ms
 
 STEP_PATH = re.compile(r"^steps\[(\d+)\](?:\.(.+))?$")
 EDGE_NAMES = {
@@ -59,25 +59,9 @@ def split_errors(errors: dict[str, list[str]]) -> tuple[dict[int, list[dict]], l
 
 
 def step_detail(raw: dict) -> str:
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
-    kind = raw.get("type")
-    if kind == "function":
-        extra = f" · retries {config['retries']}" if config.get("retries") else ""
-        return f"{raw.get('function') or '?'}{extra}"
-    if kind == "condition":
-        return str(raw.get("condition") or "")
-    if kind == "loop":
-        return f"for each in {config.get('items') or '?'}"
-    if kind == "human":
-        people = config.get("approvers") or config.get("reviewers") or []
-        need = config.get("requiredApprovals", 1)
-        wait = human_ms(config.get("timeout"))
-        return f"{need} of {', '.join(map(str, people)) or '?'}" + (
-            f" · timeout {wait}" if wait else ""
-        )
-    if kind == "agent":
-        return str(config.get("agentRole") or "")[:120]
-    return ""
+    """The step type's one-line summary; "" for a type that is not registered."""
+    kind = find_step_type(raw.get("type"))
+    return kind.summary(raw) if kind is not None else ""
 
 
 def definition_panel(text: str, errors: dict[str, list[str]] | None = None) -> dict:

@@ -8,8 +8,9 @@ not: a reference to an unknown step becomes a node of type "unknown".
 
 from dataclasses import dataclass, field
 
+from automation.definitions.steps import BRANCH_KEYS, find_step_type
+
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD, WAYPOINT_W = 172, 50, 28, 58, 24, 16
-EDGE_KEYS = ("else", "onError", "onTimeout", "then")
 
 Edge = tuple[str, str, str]  # (source, target, label); label "" is a plain `next`
 
@@ -48,7 +49,7 @@ def step_edges(raw: dict) -> list[tuple[str, str]]:
     edges = [("", t) for t in targets if isinstance(t, str) and t]
     config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
     return edges + [
-        (k, config[k]) for k in EDGE_KEYS if isinstance(config.get(k), str) and config[k]
+        (k, config[k]) for k in BRANCH_KEYS if isinstance(config.get(k), str) and config[k]
     ]
 
 
@@ -90,7 +91,8 @@ def _loop_bodies(nodes: dict[str, Node], edges: list[Edge], steps: list) -> dict
         out.setdefault(s, []).append(t)
     bodies = {}
     for sid, node in nodes.items():
-        if node.type != "loop":
+        kind = find_step_type(node.type)
+        if kind is None or not kind.has_body:
             continue
         config = steps[node.index].get("config")
         then = config.get("then") if isinstance(config, dict) else None

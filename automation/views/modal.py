@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from automation.definitions.steps import find_step_type
 from automation.exceptions import AutomationError
 from automation.models import ApiProcess
 from automation.services.dry_run import dry_run
@@ -143,7 +144,8 @@ def _dry_step(step: dict) -> dict:
     detail = step.get("function") or ""
     if step.get("approvers"):
         detail = "approvers: " + ", ".join(map(str, step["approvers"]))
-    if step.get("type") == "loop" and step.get("items") is not None:
+    kind = find_step_type(step.get("type"))
+    if kind is not None and kind.has_body and step.get("items") is not None:
         detail = f"{step['items']} item(s)"
     return {
         "id": step.get("id", "?"),

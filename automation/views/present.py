@@ -8,6 +8,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from automation.definitions.durations import duration, human_ms
+
+__all__ = ["between", "duration", "human_ms", "ms", "pretty_json", "status_pill",
+           "trigger_summary", "until"]
+
 
 def status_pill(status: str) -> SafeString:
     """Run, step, batch and approval statuses share one palette (see ui.css)."""
@@ -20,21 +25,6 @@ def status_pill(status: str) -> SafeString:
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
-
-
-def duration(seconds: float | None) -> str:
-    """1.2 s, 340 ms, 3 min 4 s, 2 h 5 min."""
-    if seconds is None:
-        return "—"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
 
 
 def between(start: datetime | None, end: datetime | None) -> str:
@@ -66,12 +56,6 @@ def trigger_summary(definition: dict) -> str:
             text = str(kind or "?")
         parts.append(text + (" (if …)" if trig.get("condition") else ""))
     return ", ".join(parts) or "manual only"
-
-
-def human_ms(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return ""
-    return duration(value / 1000) if value < 86_400_000 else f"{value / 86_400_000:g} d"
 
 
 def until(moment: datetime | None) -> str:

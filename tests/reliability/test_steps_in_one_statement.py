@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from automation.definitions.steps.outcome import Outcome
+from automation.definitions.steps import Outcome
 from automation.engine.executor import execute_step
 from automation.models import ProcessTrigger, Run, StepRun, WebhookDelivery
 from automation.services import webhooks

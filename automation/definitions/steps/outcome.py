@@ -1,4 +1,4 @@
-"""What running one step produced; the flow decides what happens next from it."""
+"""What running one step produced; the run store decides what happens next from it."""
 
 from dataclasses import dataclass, field
 from typing import Any
