@@ -1,4 +1,4 @@
-"""Outbound webhooks: a JSON POST signed Stripe-style (DESIGN §4, integrations.signing).
+"""Outbound webhooks: a JSON POST signed Stripe-style (integrations.signing).
 
 `webhook_post()` serves the automation app's subscription deliveries (no stored
 connection needed); `WebhookConnector` is the `webhook.post` function for process steps.

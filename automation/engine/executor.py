@@ -21,7 +21,7 @@ from automation.engine.steps import function_rows, run_step
 from automation.functions import StepContext
 from automation.models import Run, StepRun
 
-# A step whose worker keeps dying is given up after this many claims (DESIGN §8).
+# A step whose worker keeps dying is given up after this many claims (docs/reliability.md).
 CRASH_ATTEMPTS = 3
 
 

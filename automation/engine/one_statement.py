@@ -13,7 +13,7 @@ The general way (flow.complete_step) is a transaction of five round trips: BEGIN
 run's row lock, the recording UPDATE, the successor's INSERT, COMMIT. When a step of a
 run with no join and no loop completes into one successor, or ends a sequential run,
 the same writes fit in one statement, atomic on its own (so the step's result is still
-committed before its successor can start, DESIGN §2):
+committed before its successor can start, docs/architecture.md):
 
     WITH run_row AS MATERIALIZED (SELECT status FROM run WHERE id = … FOR UPDATE),
          recorded AS (UPDATE step_run SET … WHERE id = … AND claim = <ours>

@@ -212,7 +212,7 @@ def queued_doorbells() -> int:
 
 @lru_cache(maxsize=1)
 def _broker():
-    """One broker per process: opening a Redis client per enqueue costs ~8x (DESIGN §8)."""
+    """One broker per process: a Redis client per enqueue costs ~8x (docs/performance.md)."""
     from django_q.brokers import get_broker
 
     return get_broker()

@@ -1,4 +1,4 @@
-"""What expressions and functions see while a step runs (DESIGN §3)."""
+"""What expressions and functions see while a step runs (docs/user-guide/expressions.md)."""
 
 from typing import Any
 
