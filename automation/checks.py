@@ -1,4 +1,4 @@
-"""System checks for settings that trials showed to matter (DESIGN §8)."""
+"""System checks for settings that trials showed to matter (docs/operating.md)."""
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register

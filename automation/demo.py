@@ -1,6 +1,6 @@
 """Demo API processes for `load_demo`. They run offline: "Copy order to HubSpot" needs
-a HubSpot token, so it is created disabled unless one is configured (README,
-Integrations)."""
+a HubSpot token, so it is created disabled unless one is configured (see
+docs/user-guide/integrations.md, the demo)."""
 
 import os
 

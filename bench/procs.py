@@ -66,7 +66,7 @@ def free_port() -> int:
 
 
 def gunicorn(opts: Options, port: int) -> Proc:
-    """gunicorn as the README recommends it (config/gunicorn.py), on `port`."""
+    """gunicorn as docs/operating.md recommends it (config/gunicorn.py), on `port`."""
     argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py",
             "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
     proc = Proc("gunicorn", argv, opts)

@@ -1,4 +1,4 @@
-"""The single DRF exception handler: every API error has the shape of DESIGN §5,
+"""The single DRF exception handler: every API error has the shape of docs/rest-api.md,
 {"error": {"code", "message", "fields"}}.
 
 400 is for what cannot be read (malformed JSON, a body that is not an object, a bad

@@ -1,7 +1,7 @@
 """Errors raised by the entities app.
 
 Each error declares the HTTP status and machine-readable code the API error handler
-uses, so the one error shape of DESIGN §5 is produced without per-view mapping.
+uses, so the one error shape of docs/rest-api.md is produced without per-view mapping.
 """
 
 

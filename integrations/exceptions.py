@@ -4,7 +4,7 @@ Every failure that leaves a connector is a `ConnectorError`: no `requests` excep
 escapes. Class attributes tell callers what to do without inspecting messages:
 `retryable` says whether the engine should schedule another attempt (after
 `retry_after` seconds when the vendor said so), and `code` / `http_status` are what
-the API error handler (DESIGN §5) answers when such an error reaches a view, for
+the API error handler (docs/rest-api.md) answers when such an error reaches a view, for
 example from "test connection". The vendor's own status is kept in `upstream_status`.
 """
 

@@ -1,4 +1,4 @@
-"""Stripe-style webhook signatures (DESIGN §4), for outbound deliveries and for
+"""Stripe-style webhook signatures, for outbound deliveries and for
 inbound webhook triggers that are signed the same way.
 
 Header: `X-Entityflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.

@@ -1,4 +1,4 @@
-"""The import rules of STYLE §1, checked by parsing every module with `ast`."""
+"""The import rules of docs/contributing.md, checked by parsing every module with `ast`."""
 
 import ast
 import sys
@@ -19,7 +19,7 @@ ALLOWED = {
                    "jsonschema", "croniter", "cryptography", "entities", "integrations.base",
                    "integrations.registry", "integrations.exceptions", "integrations.signing",
                    "integrations.webhook", "integrations.net", "redis", "requests",
-                   # the one error shape of DESIGN §5, reused by views outside DRF (/hooks)
+                   # the one error shape of docs/rest-api.md, reused by views outside DRF (/hooks)
                    "config.api_errors"},
 }
 # Concrete connector modules automation must never import (it goes through the registry).

@@ -45,7 +45,7 @@ class ProcessForm(forms.ModelForm):
                 "data-ef-editor": "1",
             }
         ),
-        help_text="JSON with steps and triggers (DESIGN §2 shape). Checked as you type.",
+        help_text="JSON with steps and triggers (the API's definition shape). Checked as you type.",
     )
 
     class Meta:

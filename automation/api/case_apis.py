@@ -1,4 +1,4 @@
-"""The case flow of DESIGN §5: cases, parameter sets, workflow runs and their results."""
+"""The case flow (docs/rest-api.md): cases, parameter sets, workflow runs and their results."""
 
 from rest_framework import serializers, status
 from rest_framework.response import Response

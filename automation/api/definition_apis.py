@@ -1,4 +1,4 @@
-"""Workflow definitions (API processes) in the JSON shape of DESIGN §2."""
+"""Workflow definitions (API processes) in the JSON shape of docs/user-guide/processes.md."""
 
 from django.utils.text import slugify
 from rest_framework import serializers, status
@@ -40,7 +40,7 @@ _TRIGGERED = CompiledLookup(lambda slug: ApiProcess.objects.filter(slug=slug))
 
 
 class DefinitionInputSerializer(serializers.Serializer):
-    """DESIGN §2 verbatim:
+    """The documented definition shape, verbatim:
     {id?, name, description?, entityType?, enabled?, steps, triggers, metadata?}."""
 
     id = serializers.RegexField(SLUG, max_length=100, required=False)

@@ -1,4 +1,4 @@
-"""Response shapes shared by several endpoints (camelCase, as DESIGN §5 shows them)."""
+"""Response shapes shared by several endpoints (camelCase, as docs/rest-api.md shows them)."""
 
 from rest_framework import serializers
 

@@ -1,4 +1,4 @@
-"""OpenAPI building blocks shared by every view: the one error shape (config/api_errors.py),
+"""OpenAPI building blocks shared by every view: the one error shape of docs/rest-api.md,
 paginated list wrappers, and JSON fields whose shape the schema should show."""
 
 import inspect

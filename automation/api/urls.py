@@ -1,4 +1,4 @@
-"""Everything under /api/ (DESIGN §5). Paths, verbs and keys are what external users
+"""Everything under /api/ (docs/rest-api.md). Paths, verbs and keys are what external users
 already send: do not rename them."""
 
 from django.urls import path, re_path

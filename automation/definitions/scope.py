@@ -1,7 +1,7 @@
 """The one place an expression's scope is put together.
 
 Trigger conditions, steps, the dry run and explain all evaluate CEL against the same
-names (docs/user-guide.md, "Expressions"): `input`, `parameters`, `event`, `steps`,
+names (docs/user-guide/expressions.md): `input`, `parameters`, `event`, `steps`,
 `entity` (and `case` when the entity is a case), and, where they apply, `result`,
 `item` and `index`. Each caller passes what it knows; what it does not know is empty.
 """

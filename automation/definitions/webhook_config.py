@@ -14,7 +14,7 @@ def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[s
     """Field errors of a webhook trigger's config, keyed by path (`<prefix>.path`).
 
     A webhook is never open: it needs `validateSignature: true` with a `secret` (the
-    sender signs like our outbound webhooks, integrations.signing) or a `token` of at least
+    sender signs like our outbound webhooks) or a `token` of at least
     16 characters that callers pass as `?token=`.
     """
     if not isinstance(config, dict):

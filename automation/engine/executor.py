@@ -22,8 +22,7 @@ from automation.store import Claim, RunStore, get_store
 from automation.store.graphs import graph_for
 from automation.store.policy import is_cheap, max_attempts, step_timeout_seconds, time_limit_ms
 
-# A step whose worker keeps dying is given up after this many claims
-# (docs/reliability.md).
+# A step whose worker keeps dying is given up after this many claims (docs/reliability.md).
 CRASH_ATTEMPTS = 3
 
 

@@ -1,7 +1,7 @@
 """`http.request`'s `response` option: the step's output built from the response.
 
 `{"response": {"dealId": "response.body.id", "ok": "response.status == 200"}}` makes
-the step's output `{"dealId": …, "ok": …}`. Each value is an expression (DESIGN §3)
+the step's output `{"dealId": …, "ok": …}`. Each value is an expression
 evaluated with `response` = `{status, headers, body}` (header names in lower case,
 `body` parsed when the reply is JSON) next to the step's usual scope (`input`, `entity`,
 `result`, `steps`, …). Without `response` the output is the whole response, as before.

@@ -132,8 +132,7 @@ def queued_doorbells() -> int:
 
 @lru_cache(maxsize=1)
 def _broker():
-    """One broker per process: opening a Redis client per enqueue costs ~8x
-    (docs/performance.md)."""
+    """One broker per process: a Redis client per enqueue costs ~8x (docs/performance.md)."""
     from django_q.brokers import get_broker
 
     return get_broker()

@@ -30,7 +30,7 @@ def admin_context(request, model_admin, title: str, **extra) -> dict:
 def json_error(
     message: str, *, status: int = 400, code: str = "bad_request", fields: dict | None = None
 ) -> JsonResponse:
-    """The API's one error shape (DESIGN §5), for the pages' JSON endpoints too."""
+    """The API's one error shape (docs/rest-api.md), for the pages' JSON endpoints too."""
     return JsonResponse(
         {"error": {"code": code, "message": message, "fields": fields or {}}}, status=status
     )

@@ -1,5 +1,5 @@
 """api_trigger_per_s: POST /api/workflow-definitions/{id}/trigger through gunicorn as
-the README recommends it (config/gunicorn.py: sync workers, one more than the cores)
+docs/operating.md recommends it (config/gunicorn.py: sync workers, one more than the cores)
 with a concurrent client on loopback; every answer must be a 202.
 
 No qcluster runs meanwhile: the figure is the API's (a run and its first step row

@@ -68,7 +68,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 # SQLite by default so a new user needs nothing but Python. Web server and worker share
-# the file, so: WAL journal, a busy timeout, and IMMEDIATE transactions (DESIGN §8: the
+# the file, so: WAL journal, a busy timeout, and IMMEDIATE transactions (docs/operating.md: the
 # default DEFERRED mode lost task results to "database is locked" in trials).
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))

@@ -1,4 +1,4 @@
-"""The built-in Case entity type (DESIGN §1): a person or company going through a workflow."""
+"""The built-in Case entity type: a person or company going through a workflow."""
 
 from django.db import migrations
 

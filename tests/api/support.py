@@ -7,7 +7,7 @@ from automation.services.api_auth import tokens_issue
 
 API_DB = pytest.mark.django_db(transaction=True)
 
-# DESIGN §2, verbatim.
+# The definition shape of docs/user-guide/processes.md, verbatim.
 APPROVE_PURCHASE = {
     "name": "Approve Purchase",
     "steps": [
@@ -36,7 +36,7 @@ PURCHASE_FUNCTIONS = [
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
-    """The one error format of DESIGN §5."""
+    """The one error format of docs/rest-api.md."""
     assert response.status_code == status, (response.status_code, response.content[:500])
     body = response.json()
     assert set(body) == {"error"}, body

@@ -1,4 +1,4 @@
-"""Each 4xx of DESIGN §5, produced for real, in the one error format; and the 500 of an
+"""Each 4xx of docs/rest-api.md, produced for real, in the one error format; and the 500 of an
 unhandled exception, in the same format."""
 
 import logging

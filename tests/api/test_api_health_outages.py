@@ -23,7 +23,7 @@ def closed_port() -> int:
 
 @pytest.fixture
 def server():
-    """Start gunicorn (the README's app server) with extra environment variables; yields
+    """Start gunicorn (the app server of docs/operating.md) with extra environment variables; yields
     a function that returns the started server's base URL."""
     started = []
 

@@ -1,6 +1,6 @@
 """The seed scenario end to end against the fake HubSpot on 127.0.0.1: an order reaching
 `received` becomes a deal, a second run updates the same deal, and the vendor's 429 and
-401 answers are handled as DESIGN §4 says."""
+401 answers are handled as docs/user-guide/integrations.md says."""
 
 
 import pytest

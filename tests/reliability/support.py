@@ -61,7 +61,7 @@ def at_once(*calls: Callable[[], Any], timeout: float = 60) -> list[tuple[str, A
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
-    """The one error format of DESIGN §5."""
+    """The one error format of docs/rest-api.md."""
     assert response.status_code == status, (response.status_code, response.content[:500])
     body = response.json()
     assert set(body) == {"error"}, body

@@ -4,7 +4,7 @@ webhook deliveries arriving at the same moment. Every racer runs in its own thre
 its own database connection; on PostgreSQL these are real row-lock races, on SQLite the
 IMMEDIATE transactions serialize them (both lanes run this module).
 
-The API has no entity update (entities are read-only there, DESIGN §5), so the two
+The API has no entity update (entities are read-only there), so the two
 writers race through entities.services, which every writer of entities uses."""
 
 import threading

@@ -1,4 +1,4 @@
-"""Refusals of an inbound webhook, each with the HTTP status it answers."""
+"""Refusals of an inbound webhook, each with the HTTP status it answers (docs/rest-api.md)."""
 
 from automation.exceptions import AutomationError
 

@@ -1,5 +1,5 @@
 """The inbound webhook endpoint: plain Django (the raw body is what senders sign), no
-session or CSRF, and every refusal in the API's one error format (config.api_errors)."""
+session or CSRF, and every refusal in the one error format of docs/rest-api.md."""
 
 import logging
 
