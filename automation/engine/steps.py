@@ -11,9 +11,9 @@ from typing import Any
 
 from automation.definitions import Step
 from automation.definitions.steps import Outcome, step_type
-from automation.functions.connectors import call_connector
 from automation.exceptions import AutomationError, StepFailedError
 from automation.functions import StepContext, resolve_function
+from automation.functions.connectors import call_connector
 from automation.functions.registry import validate_params
 from automation.functions.templating import evaluate_tree
 from entities.exceptions import ExpressionError

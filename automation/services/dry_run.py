@@ -14,8 +14,8 @@ from typing import Any
 
 from automation.definitions import Graph, step_type
 from automation.definitions.scope import expression_scope
-from automation.store.graphs import graph_for
 from automation.models import ApiProcess
+from automation.store.graphs import graph_for
 from entities.models import Entity
 from entities.outbox import entity_snapshot
 
