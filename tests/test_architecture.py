@@ -270,18 +270,22 @@ def test_runs_and_step_runs_are_written_only_in_the_store():
     assert not writes, "write runs through automation.store:\n" + "\n".join(writes)
 
 
+def sample_module(text: str) -> Path:
+    """A module under the project for a finder to read (the checks above would pass on a
+    finder that finds nothing: these make sure each finds what it is for)."""
+    path = ROOT / "var" / "architecture_sample.py"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
 def test_the_write_finder_finds_writes():
-    """The check above would pass on an empty finder; here it must find each kind."""
-    sample = ROOT / "var" / "arch_sample.py"
-    sample.parent.mkdir(exist_ok=True)
-    sample.write_text("Run.objects.filter(pk=1).update(status='x')\nstep_run.save()\n"
-                      "batch.runs.update(status='x')\nStepRun.objects.create()\n"
-                      "q = f'UPDATE {Run._meta.db_table}'\nsql = 'DELETE FROM automation_steprun'\n"
-                      "Run.objects.filter(pk=1).first()\n")
-    try:
-        assert len(run_writes(sample)) == 6
-    finally:
-        sample.unlink()
+    sample = sample_module(
+        "Run.objects.filter(pk=1).update(status='x')\nstep_run.save()\n"
+        "batch.runs.update(status='x')\nStepRun.objects.create()\n"
+        "q = f'UPDATE {Run._meta.db_table}'\nsql = 'DELETE FROM automation_steprun'\n"
+        "Run.objects.filter(pk=1).first()\n")
+    assert len(run_writes(sample)) == 6
 
 
 # -- step types are named once, in their registry ----------------------------------------
@@ -338,15 +342,12 @@ def test_step_types_are_switched_on_only_in_their_registry():
 
 
 def test_the_switch_finder_finds_switches():
-    sample = ROOT / "var" / "arch_switch_sample.py"
-    sample.parent.mkdir(exist_ok=True)
-    sample.write_text('step.type == "loop"\nkind in ("condition", "parallel")\n'
-                      'raw.get("type") != "human"\nHANDLERS = {"function": f, "agent": g}\n'
-                      'step_run.step_type == "loop"\nstatus == "loop"\n')
-    try:
-        assert len(step_type_switches(sample)) == 5
-    finally:
-        sample.unlink()
+    sample = sample_module(
+        'step.type == "loop"\nkind in ("condition", "parallel")\n'
+        'raw.get("type") != "human"\nHANDLERS = {"function": f, "agent": g}\n'
+        'step_run.step_type == "loop"\nstatus == "loop"\n'
+        'SCHEMA = {"function": {}, "condition": {}, "next": {}}\n')
+    assert len(step_type_switches(sample)) == 5
 
 
 def test_the_database_plumbing_knows_no_model():
