@@ -1,0 +1,62 @@
+"""The OpenAPI document describes our outbound deliveries in its `webhooks` section, and
+what a real run end sends matches the documented schema and its example's shape."""
+
+import uuid
+from types import SimpleNamespace
+
+import jsonschema
+import pytest
+import yaml
+from django.test import Client
+from django.utils import timezone
+
+from automation.models import Run
+from automation.services import notifications
+
+pytestmark = pytest.mark.django_db
+
+EVENTS = ("workflow.completed", "workflow.failed", "approval.requested")
+
+
+def as_json_schema(schema: dict) -> dict:
+    """OpenAPI 3.0's `nullable` as JSON Schema (for jsonschema)."""
+    if isinstance(schema, dict):
+        out = {key: as_json_schema(value) for key, value in schema.items() if key != "nullable"}
+        if schema.get("nullable"):
+            out["type"] = [schema["type"], "null"]
+        return out
+    return schema
+
+
+@pytest.fixture
+def document() -> dict:
+    response = Client().get("/api/schema/")
+    assert response.status_code == 200
+    return yaml.safe_load(response.content)
+
+
+def test_every_outbound_event_is_documented_with_its_signing_headers(document):
+    assert set(document["webhooks"]) == set(EVENTS)
+    for event in EVENTS:
+        operation = document["webhooks"][event]["post"]
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        assert {"X-Entityflow-Signature", "X-Entityflow-Delivery", "webhook-id",
+                "webhook-timestamp", "webhook-signature"} <= headers
+        content = operation["requestBody"]["content"]["application/json"]
+        example = content["examples"][event]["value"]
+        jsonschema.validate(example, as_json_schema(content["schema"]))
+
+
+@pytest.mark.parametrize("status", [Run.Status.COMPLETED, Run.Status.FAILED])
+def test_what_a_run_end_sends_matches_the_documented_payload(document, monkeypatch, status):
+    sent = []
+    monkeypatch.setattr(notifications, "notify", lambda event, payload: sent.append(payload))
+    for entity_id in (uuid.uuid4(), None):
+        notifications.run_finished(SimpleNamespace(
+            pk=uuid.uuid4(), status=status, entity_id=entity_id, finished_at=timezone.now(),
+            process=SimpleNamespace(slug="purchase-approval")))
+    event = sent[0]["event"]
+    schema = document["webhooks"][event]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    for payload in sent:
+        jsonschema.validate(payload, as_json_schema(schema))
