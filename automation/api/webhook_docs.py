@@ -1,5 +1,6 @@
 """The outbound webhook deliveries, described in the OpenAPI document's `webhooks`
-section (SPECTACULAR_SETTINGS["WEBHOOKS"] names the objects below).
+section (SPECTACULAR_SETTINGS["WEBHOOKS"] names the objects below; the section exists
+from OpenAPI 3.1 on, hence OAS_VERSION there, and these schemas are JSON Schema).
 
 Each is a raw operation: what we POST to a subscription's URL, the headers that sign
 it, and what the receiver's answer means. The payloads are built in
@@ -32,11 +33,11 @@ RUN_FINISHED = {
     "properties": {
         "event": {"type": "string", "enum": ["workflow.completed", "workflow.failed"]},
         "id": {"type": "string", "format": "uuid", "description": "The run (execution) id."},
-        "caseId": {"type": "string", "format": "uuid", "nullable": True,
+        "caseId": {"type": ["string", "null"], "format": "uuid",
                    "description": "The entity the run was about, if any."},
         "status": {"type": "string", "enum": ["completed", "failed"]},
         "workflowDefinitionId": {"type": "string", "description": "The process slug."},
-        "finishedAt": {"type": "string", "format": "date-time", "nullable": True},
+        "finishedAt": {"type": ["string", "null"], "format": "date-time"},
     },
 }
 APPROVAL_REQUESTED = {
@@ -48,7 +49,7 @@ APPROVAL_REQUESTED = {
         "executionId": {"type": "string", "format": "uuid"},
         "step": {"type": "string", "description": "The id of the human step waiting."},
         "approvers": {"type": "array", "items": {"type": "string"}},
-        "deadline": {"type": "string", "format": "date-time", "nullable": True},
+        "deadline": {"type": ["string", "null"], "format": "date-time"},
     },
 }
 EXAMPLES = {

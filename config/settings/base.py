@@ -168,7 +168,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SERVE_INCLUDE_SCHEMA": False,
-    # the outbound deliveries, in the document's `webhooks` section
+    # the outbound deliveries, in the document's `webhooks` section (OpenAPI 3.1)
+    "OAS_VERSION": "3.1.0",
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
                  "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK"],
