@@ -32,6 +32,12 @@ def _as_bytes(body: bytes | str) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
+def current_time() -> float:
+    """The clock every signature tolerance is checked against, ours and the inbound
+    presets' alike."""
+    return time.time()
+
+
 def compute_signature(secret: str, body: bytes | str, timestamp: int) -> str:
     payload = f"{timestamp}.".encode() + _as_bytes(body)
     return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).hexdigest()

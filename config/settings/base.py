@@ -170,6 +170,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # the outbound deliveries, in the document's `webhooks` section (OpenAPI 3.1)
     "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "automation.api.schema.any_value_includes_null"],
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
                  "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK"],

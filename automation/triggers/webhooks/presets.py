@@ -11,14 +11,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from automation.definitions.webhook_verify import Verification, standard_key
 from integrations.exceptions import SignatureError
-from integrations.signing import SIGNATURE_HEADER
+from integrations.signing import SIGNATURE_HEADER, current_time
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def verify_signed(verification: Verification, secrets: list[str], body: bytes,
                for mine in expected for theirs in signed.signatures):
         raise SignatureError("No signature matches the body with this webhook's secret.")
     if signed.timestamp is not None:
-        current = time.time() if now is None else now
+        current = current_time() if now is None else now
         if abs(current - signed.timestamp) > verification.tolerance:
             raise SignatureError(f"The signature timestamp is outside the "
                                  f"{verification.tolerance} s tolerance.")
