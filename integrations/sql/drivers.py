@@ -79,9 +79,10 @@ class PostgresSession(Session):
             return self.timed_out()
         if state == "25006":
             return ConnectorRequestError(READ_ONLY_MESSAGE)
-        if state.startswith("28") or any(sign in message for sign in _AUTH_FAILED):
+        login = not state  # the server refused the connection itself
+        if state.startswith("28") or (login and any(sign in message for sign in _AUTH_FAILED)):
             return ConnectorAuthError(f"The {where} rejected the credentials: {message}")
-        if "does not exist" in message and not state:  # the database named in the URL
+        if login and "does not exist" in message:  # the database named in the URL
             return ConnectorRequestError(f"The {where} cannot be opened: {message}")
         if state.startswith(("08", "40", "53", "57P")) or (
                 not state and isinstance(exc, psycopg.OperationalError)):
@@ -99,12 +100,12 @@ class SqliteSession(Session):
     dialect = "sqlite"
     paramstyle = NAMED
     errors = (sqlite3.Error,)
+    _interrupted = False  # set by the progress handler when the deadline passed
 
     def connect(self, connect_timeout: float) -> None:
         path = check_sqlite_file(self.target.path)
         mode = "ro" if self.read_only else "rw"
         self._deadline = math.inf
-        self._interrupted = False
         self.connection = sqlite3.connect(f"file:{quote(path)}?mode={mode}", uri=True,
                                           timeout=connect_timeout, isolation_level=None)
         if self.read_only:

@@ -19,7 +19,7 @@ SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql
            "sqlite": "sqlite"}
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
 # URL query keys passed on to the driver: how to encrypt, never where to connect.
-PASSED_QUERY_KEYS = {"postgresql": {"sslmode"}, "mysql": {"ssl_mode", "charset"}, "sqlite": set()}
+PASSED_QUERY_KEYS = {"postgresql": {"sslmode"}, "mysql": {"charset"}, "sqlite": set()}
 URL_HELP = ("postgresql://user@host:5432/dbname, mysql://user@host/dbname or "
             "sqlite:///absolute/path/file.sqlite3 (the password goes in its own field)")
 
