@@ -40,7 +40,7 @@ def prepare(sql: str, *, dialect: str, paramstyle: str) -> Statement:
     one statement with named placeholders."""
     out: list[str] = []
     names: list[str] = []
-    ended = False  # a `;` ended the statement: only comments may follow
+    started = ended = False  # ended: a `;` ended the statement, only comments may follow
     i = 0
     while i < len(sql):
         end = _literal_end(sql, i, dialect)
@@ -53,13 +53,16 @@ def prepare(sql: str, *, dialect: str, paramstyle: str) -> Statement:
             _refuse("one statement per call: there is more SQL after the ';'.")
         if end is not None:
             out.append(_escaped(sql[i:end], paramstyle))
-            i = end
+            i, started = end, True
             continue
         if sql[i] == ";":  # the end: dropped, so a driver may wrap the statement
             ended = True
             i += 1
             continue
         i = _token(sql, i, dialect, paramstyle, out, names)
+        started = True
+    if not started:
+        _refuse("there is no statement.")
     return Statement("".join(out).rstrip(), tuple(names))
 
 

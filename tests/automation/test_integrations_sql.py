@@ -224,7 +224,7 @@ def test_a_sqlite_file_outside_the_allowed_directories_is_refused(sqlite_url, se
 
 def test_the_password_is_stored_encrypted_and_kept_out_of_history(postgres_url):
     secret = "pg-password-never-shown-7f3a"
-    url = postgres_url.replace("postgres@", "nobody@")
+    url = postgres_url.replace("postgres@", "entityflow_no_such_role@")
     connection = connection_create(provider="sql", name="shop",
                                    credentials={"url": url, "password": secret})
 
@@ -243,13 +243,13 @@ def test_the_password_is_stored_encrypted_and_kept_out_of_history(postgres_url):
     ({"url": "postgresql://db.example.com/shop?host=/var/run/postgresql"}, "credentials.url"),
     ({"password": "x"}, "credentials.url"),
 ])
-def test_unusable_database_urls_are_refused_when_saved(db, credentials, field):
+def test_unusable_database_urls_are_refused_when_saved(credentials, field):
     with pytest.raises(ConnectionInvalidError) as caught:
         connection_create(provider="sql", name="shop", credentials=credentials)
     assert field in caught.value.fields
 
 
-def test_options_that_change_what_a_connection_may_do_are_checked(db):
+def test_options_that_change_what_a_connection_may_do_are_checked():
     with pytest.raises(ConnectionInvalidError) as caught:
         connection_create(provider="sql", name="shop", options={"allowWrites": "yes"},
                           credentials={"url": "postgresql://app@db.example.com/shop"})

@@ -45,6 +45,7 @@ def test_literals_comments_and_casts_are_left_alone(sql, text):
     ("sqlite", "SELECT ?", "positional"),
     ("sqlite", "SELECT @a", "positional"),
     ("postgresql", "SELECT {{ entity.id }}", "not a template"),
+    ("postgresql", "-- only a comment\n;", "no statement"),
 ])
 def test_what_would_be_ambiguous_is_refused(dialect, sql, says):
     style = NAMED if dialect == "sqlite" else PYFORMAT
