@@ -94,7 +94,8 @@ def test_query_returns_rows_as_objects_with_templated_params(database, order_typ
     process = sql_step("sql.query", sql="SELECT name, email, total FROM customers "
                                         "WHERE total >= :least ORDER BY id",
                        params={"least": "{{ entity.data.total }}"})
-    order = entity_create(entity_type=order_type, reference="ORD-1", data={"total": 5})
+    order = entity_create(entity_type=order_type, reference="ORD-1",
+                          data={"customer": {"name": "Ada"}, "total": 5})
 
     run = run_of(process, entity=order)
 
