@@ -26,8 +26,8 @@ ALLOWED = {
                    "config.api_errors"},
 }
 # Concrete connector modules automation must never import (it goes through the registry).
-CONCRETE = ("integrations.hubspot", "integrations.dropbox", "integrations.openai", "integrations.http",
-            "integrations.sql")
+CONCRETE = ("integrations.hubspot", "integrations.dropbox", "integrations.openai",
+            "integrations.http", "integrations.sql")
 
 
 def imports_of(path: Path) -> list[str]:

@@ -148,7 +148,7 @@ def _fetch(cursor: Any, limit: int, *, affected: bool) -> dict:
     rows a write changed (`affected`), else the rows returned."""
     columns = [str(column[0]) for column in cursor.description or ()]
     batch = cursor.fetchmany(limit + 1) if columns else []
-    rows = [dict(zip(columns, (jsonable(v) for v in row))) for row in batch[:limit]]
+    rows = [dict(zip(columns, map(jsonable, row), strict=True)) for row in batch[:limit]]
     count = max(cursor.rowcount, 0) if affected else len(rows)
     return {"rows": rows, "columns": columns, "rowCount": count, "truncated": len(batch) > limit}
 

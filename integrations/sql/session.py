@@ -7,6 +7,7 @@ its connection with a connect timeout, starts the transaction (read-only for
 ConnectorErrors whose messages name the database, never the password.
 """
 
+import contextlib
 import json
 from typing import Any
 
@@ -58,10 +59,8 @@ class Session:
 
     def close(self) -> None:
         if self.connection is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken connection may fail too
                 self.connection.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail too
-                pass
 
     def error(self, exc: Exception) -> ConnectorError:
         raise NotImplementedError
