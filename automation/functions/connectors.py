@@ -10,8 +10,9 @@ it from integrations.registry and never names a connector.
 A function step's params (a Function row's config merged with the step's
 `config.params`) are templates: `{{ expression }}` placeholders are rendered against the
 step's scope before the connector sees them, except the response mapping and the params
-an action declares literal (the SQL text of `sql.*`). Credentials are decrypted only to build the
-connector, and their values are registered for redaction before any call is made.
+an action declares literal (the SQL text of `sql.*`). Credentials are decrypted only to
+build the connector, and their values are registered for redaction before any call is
+made.
 """
 
 import csv
