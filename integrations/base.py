@@ -72,7 +72,9 @@ class Action:
     object (its id passed as `externalId`) instead of creating another;
     `overwrites_existing_object_type`, such a link makes it replace the object
     (`mode: "overwrite"` unless a mode is given); `entity_content`, its `content` param may
-    be "entity.json" or "entity.csv", the caller's entity written as that file."""
+    be "entity.json" or "entity.csv", the caller's entity written as that file;
+    `literal_params`, params the caller must pass as written, never rendered as templates
+    (SQL text: a value pasted into it would be an injection)."""
 
     method: str
     params_schema: dict
@@ -81,6 +83,7 @@ class Action:
     updates_existing_object_type: str | None = None
     overwrites_existing_object_type: str | None = None
     entity_content: bool = False
+    literal_params: tuple[str, ...] = ()
 
 
 # Credential keys that only describe the shape (redacting "bearer" would garble messages).
@@ -192,12 +195,22 @@ class Connector:
                     f"{spec.label} must be one of {', '.join(spec.choices)}.")
         return errors
 
+    @classmethod
+    def validate_options(cls, options: dict) -> dict[str, list[str]]:
+        """Field errors for a connection's options (empty when usable). Most connectors
+        read their options leniently; one whose options change what it may do (the SQL
+        connector's `allowWrites`) checks them when the connection is saved."""
+        return {}
+
     def secret_values(self) -> list[str]:
-        """Every raw secret string of this connection, for redaction by callers."""
+        """Every raw secret string of this connection, for redaction by callers (not the
+        fields the connector declares non-secret, such as a database URL)."""
+        shown = NON_SECRET_CREDENTIAL_KEYS | {spec.name for spec in self.credential_fields
+                                              if not spec.secret}
         values: list[str] = []
         for creds in (self.credentials, self.connection.credentials, self.updated_credentials):
             values += _flatten_strings({k: v for k, v in (creds or {}).items()
-                                        if k not in NON_SECRET_CREDENTIAL_KEYS})
+                                        if k not in shown})
         return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
     def close(self) -> None:

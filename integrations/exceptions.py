@@ -69,6 +69,15 @@ class ConnectorUnavailableError(ConnectorError):
     default_message = "The external service is unavailable or did not answer in time."
 
 
+class ConnectorTimeoutError(ConnectorError):
+    """A statement ran past its time limit and was cancelled. Not retried: the same
+    work would most likely run out of time again, and load the database each time."""
+
+    code = "connector_timeout"
+    http_status = 504
+    default_message = "The external service did not finish the work in time."
+
+
 class ConnectorBadResponseError(ConnectorError):
     code = "connector_bad_response"
     default_message = "The external service sent a response we could not understand."

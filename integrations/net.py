@@ -145,13 +145,24 @@ def _target(url: str) -> tuple[str, int]:
 
 def check_url(url: str) -> None:
     """Raise OutboundBlockedError unless `url` may be fetched (see the module docstring)."""
-    host, port = _target(url)
+    check_host(*_target(url))
+
+
+def check_host(host: str, port: int) -> str | None:
+    """Raise OutboundBlockedError unless `host` may be reached; return the checked address
+    to connect to, so a client that is not `requests` (a database driver) can pin it and a
+    second DNS answer cannot differ. None: the host is allowlisted by name (use the name)."""
+    host = host.lower().strip("[]").rstrip(".")
     hosts, networks = _allowlist()
     if host in hosts:
-        return
+        return None
     literal = _literal_ip(host)
-    for ip in [literal] if literal else sorted(_resolve(host, port), key=str):
+    addresses = [literal] if literal else sorted(_resolve(host, port), key=str)
+    if not addresses:
+        raise ConnectorUnavailableError(f"Could not resolve host {host}.")
+    for ip in addresses:
         _refuse_if_blocked(host, ip, networks)
+    return str(addresses[0])
 
 
 def _check_peer(sock: socket.socket, host: str) -> None:

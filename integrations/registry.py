@@ -12,6 +12,7 @@ BUILTIN_CONNECTOR_MODULES = (
     "integrations.http",
     "integrations.webhook",
     "integrations.openai",
+    "integrations.sql",
 )
 
 _connectors: dict[str, type[Connector]] = {}

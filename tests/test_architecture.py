@@ -15,8 +15,11 @@ ALLOWED = {
     "entities": {"django", "rest_framework", "django_fsm", "jsonschema", "cel"},
     # urllib3 is requests' own transport: net.py reads the address a connection really
     # reached, which is how the outbound guard stops DNS rebinding.
-    # standardwebhooks signs outbound deliveries the Standard Webhooks way (signing.py).
-    "integrations": {"requests", "django.conf", "urllib3", "standardwebhooks"},
+    # standardwebhooks signs outbound deliveries the Standard Webhooks way (signing.py);
+    # psycopg and (when installed) PyMySQL are the SQL connector's drivers: it opens a
+    # plain connection to the user's database per call, never through Django's.
+    "integrations": {"requests", "django.conf", "urllib3", "standardwebhooks", "psycopg",
+                     "pymysql"},
     "automation": {"django", "rest_framework", "drf_spectacular", "django_q", "django_filters",
                    "jsonschema", "croniter", "cryptography", "entities", "integrations.base",
                    "integrations.registry", "integrations.exceptions", "integrations.signing",
@@ -25,7 +28,8 @@ ALLOWED = {
                    "config.api_errors"},
 }
 # Concrete connector modules automation must never import (it goes through the registry).
-CONCRETE = ("integrations.hubspot", "integrations.dropbox", "integrations.openai", "integrations.http")
+CONCRETE = ("integrations.hubspot", "integrations.dropbox", "integrations.openai",
+            "integrations.http", "integrations.sql")
 
 
 def imports_of(path: Path) -> list[str]:

@@ -20,7 +20,7 @@ SET_MARK = "•••• set"
 OPTIONS_HELP = (
     "Optional JSON object of non-secret settings, e.g. HubSpot {\"portalId\": 123}, "
     "Dropbox {\"contentBaseUrl\": \"…\"}, OpenAI {\"model\": \"gpt-4o-mini\"}, "
-    "HTTP {\"testUrl\": \"…\"}."
+    "HTTP {\"testUrl\": \"…\"}, SQL {\"allowWrites\": true, \"timeout\": 10}."
 )
 
 
@@ -113,6 +113,9 @@ class ConnectionFormBase(forms.ModelForm):
             except SecretDecryptError as exc:  # start afresh: what is typed replaces the set
                 unreadable = exc.message
                 self.replace_credentials = True
+        for key, problems in connection_services.option_errors(
+                provider=provider, options=cleaned.get("options") or {}).items():
+            self.add_error("options", [f"{key.removeprefix('options.')} {p}" for p in problems])
         errors = connection_services.credential_errors(provider=provider, credentials=credentials)
         if errors and unreadable:
             self.add_error(None, f"{unreadable} Enter all of this connection's credentials.")

@@ -53,6 +53,25 @@ def _check_credentials(provider: str, credentials) -> dict:
     return credentials
 
 
+def _check_options(provider: str, options: dict) -> dict:
+    errors = option_errors(provider=provider, options=options)
+    if errors:
+        first = next(iter(errors))
+        raise ConnectionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
+    return options
+
+
+def option_errors(*, provider: str, options: dict) -> dict[str, list[str]]:
+    """The provider's own rules for its options, keyed `options.<name>` (none for a
+    provider that is no longer registered: its options are kept as they are)."""
+    try:
+        cls = get_connector_class(provider)
+    except ConnectorError:
+        return {}
+    return {f"options.{key}": problems
+            for key, problems in cls.validate_options(options).items()}
+
+
 def credential_errors(*, provider: str, credentials: dict) -> dict[str, list[str]]:
     """The provider's own rules for a complete credential set, keyed `credentials.<name>`
     (messages name fields, never values)."""
@@ -96,7 +115,8 @@ def connection_create(
     """A connection whose credentials are stored encrypted (never in plain text)."""
     _check_provider(provider)
     connection = Connection(
-        provider=provider, name=name, base_url=base_url or "", options=options or {},
+        provider=provider, name=name, base_url=base_url or "",
+        options=_check_options(provider, options or {}),
         credentials_encrypted=secrets.encrypt_json(_check_credentials(provider, credentials or {})),
     )
     connection.full_clean()
@@ -122,6 +142,8 @@ def connection_update(
         connection.credentials_encrypted = secrets.encrypt_json(
             _check_credentials(connection.provider, credentials))
         fields.append("credentials_encrypted")
+    if options is not None:
+        _check_options(connection.provider, options)
     for field, value in (("base_url", base_url), ("options", options), ("name", name)):
         if value is not None:
             setattr(connection, field, value)

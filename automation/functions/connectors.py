@@ -9,8 +9,10 @@ it from integrations.registry and never names a connector.
 
 A function step's params (a Function row's config merged with the step's
 `config.params`) are templates: `{{ expression }}` placeholders are rendered against the
-step's scope before the connector sees them. Credentials are decrypted only to build the
-connector, and their values are registered for redaction before any call is made.
+step's scope before the connector sees them, except the response mapping and the params
+an action declares literal (the SQL text of `sql.*`). Credentials are decrypted only to
+build the connector, and their values are registered for redaction before any call is
+made.
 """
 
 import csv
@@ -60,7 +62,8 @@ def _register(provider: str, action: str, spec: Action) -> None:
     def handler(ctx: StepContext) -> Any:
         raw = dict(ctx.params or {})
         mapping = raw.pop(response_mapping.PARAM, None) if mapped else None
-        params = render_params(raw, ctx.scope, schema)  # the mapping is not a template
+        literal = {key: raw.pop(key) for key in spec.literal_params if key in raw}
+        params = {**render_params(raw, ctx.scope, schema), **literal}  # nor are these
         name = params.pop("connection", None)
         if spec.entity_content and params.get("content") in ENTITY_CONTENT:
             params["content"] = entity_content(_require_entity(ctx), params["content"])

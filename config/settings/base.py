@@ -181,6 +181,8 @@ SPECTACULAR_SETTINGS = {
 ENTITYFLOW_ENGINE_ENABLED = env_bool("ENTITYFLOW_ENGINE_ENABLED", True)
 ENTITYFLOW_ENCRYPTION_KEY = os.environ.get("ENTITYFLOW_ENCRYPTION_KEY", "")
 ENTITYFLOW_OUTBOUND_ALLOWLIST = env_list("ENTITYFLOW_OUTBOUND_ALLOWLIST")
+# Directories whose SQLite files a `sql` connection may open (none: SQLite is refused).
+ENTITYFLOW_SQL_SQLITE_DIRS = env_list("ENTITYFLOW_SQL_SQLITE_DIRS")
 ENTITYFLOW_FUNCTION_MODULES = env_list("ENTITYFLOW_FUNCTION_MODULES")
 # Seconds a worker holds a claimed step before the sweeper may take it back.
 ENTITYFLOW_STEP_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_STEP_LEASE_SECONDS", "150"))

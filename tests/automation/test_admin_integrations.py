@@ -331,3 +331,33 @@ def test_unreadable_stored_credentials_can_be_entered_again(admin_client):
     assert fixed.status_code == 302
     assert connection_credentials(Connection.objects.get(pk=connection.pk)) == {
         "accessToken": NEW_TOKEN}
+
+
+def test_admin_adds_a_sql_connection_with_its_password_encrypted(admin_client):
+    url = "postgresql://reporting@db.example.com:5432/shop"
+    password = "sql-admin-typed-password-93c1"
+
+    response = add_connection(admin_client, provider="sql", name="shop-db",
+                              options='{"allowWrites": true, "timeout": 5}',
+                              sql__url=url, sql__password=password)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    connection = Connection.objects.get(name="shop-db")
+    assert connection.options == {"allowWrites": True, "timeout": 5}
+    assert connection_credentials(connection) == {"url": url, "password": password}
+    assert password not in raw_row(connection)
+    html = admin_client.get(
+        reverse("admin:automation_connection_change", args=[connection.pk])).content.decode()
+    assert url in html and password not in html and "•••• set" in html  # the URL is shown
+
+
+def test_admin_refuses_a_sql_url_with_a_password_and_loose_options(admin_client):
+    response = add_connection(admin_client, provider="sql", name="shop-db",
+                              options='{"allowWrites": "yes"}',
+                              sql__url="postgresql://reporting:pw@db.example.com/shop")
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert "Password field" in form.errors["sql__url"][0]
+    assert form.errors["options"] == ["allowWrites must be true or false"]
+    assert not Connection.objects.filter(name="shop-db").exists()

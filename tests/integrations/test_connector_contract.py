@@ -8,7 +8,9 @@ from integrations import registry
 from integrations.base import Action, ActionResult, ConnectionConfig, Connector, CredentialField
 from integrations.exceptions import ConnectorConfigError
 
-SLUGS = ["dropbox", "http", "hubspot", "openai", "webhook"]
+SLUGS = ["dropbox", "http", "hubspot", "openai", "sql", "webhook"]
+# A usable credential set where any text would not do (a database URL has a shape).
+EXAMPLES = {"sql": {"url": "postgresql://app@db.example.com:5432/shop"}}
 INTERFACE = ["test_connection", "run", "validate_params", "validate_credentials", "secret_values"]
 
 
@@ -41,6 +43,7 @@ def test_connector_implements_the_interface(slug):
     assert len({f.name for f in fields}) == len(fields)
     assert isinstance(cls.validate_credentials({}), dict)
     everything = {f.name: (f.choices[-1] if f.choices else "value-123456") for f in fields}
+    everything.update(EXAMPLES.get(slug, {}))
     assert cls.validate_credentials(everything) == {}, "a full credential set must be usable"
     connector = cls(ConnectionConfig(slug, {"token": "abcdef"}), idempotency_key="k", timeout=3)
     assert connector.timeout == 3 and connector.idempotency_key == "k"
@@ -57,6 +60,7 @@ def test_connector_describes_what_callers_need(slug):
     for action in cls.actions.values():
         assert isinstance(action.maps_response, bool)
         assert isinstance(action.entity_content, bool)
+        assert set(action.literal_params) <= set(action.params_schema["properties"])
         for object_type in (action.updates_existing_object_type,
                             action.overwrites_existing_object_type):
             assert object_type is None or (object_type and cls.creates_external_links)
