@@ -4,6 +4,7 @@ path (`automation.tasks.step_execute`), so nothing below this layer imports it."
 from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire
 from automation.services.batches import batch_fanout_run, batches_sweep
+from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
 from automation.services.webhooks import deliveries_due_sweep
 from automation.triggers.schedules import sync_schedules
@@ -28,3 +29,8 @@ def sweep_all() -> dict:
 
 def batch_fanout(batch_id: str) -> None:
     batch_fanout_run(batch_id)
+
+
+def prune() -> dict:
+    """The daily retention prune (migration 0006 schedules it)."""
+    return retention_prune()
