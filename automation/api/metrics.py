@@ -41,12 +41,13 @@ def _window() -> int:
 
 
 def runs_by_status() -> GaugeMetricFamily:
-    """Live runs exactly; finished ones among the most recent runs (by created_at)."""
-    live = Run.objects.filter(status__in=LIVE)
-    recent = Run.objects.order_by("-created_at").values("pk")[:_window()]
-    finished = Run.objects.filter(pk__in=recent, status__in=Run.FINISHED)
-    counts = {status: n for query in (live, finished)
-              for status, n in query.order_by().values_list("status").annotate(n=Count("pk"))}
+    """Live runs exactly; finished ones among the most recent runs: an aggregate over
+    the newest rows of the created_at index (a LIMIT inside, so never the whole table)."""
+    live = Run.objects.filter(status__in=LIVE).order_by().values_list("status")
+    counts = dict(live.annotate(n=Count("pk")))
+    recent = Run.objects.order_by("-created_at")[:_window()]
+    counts.update(recent.aggregate(**{status: Count("pk", filter=Q(status=status))
+                                      for status in Run.FINISHED}))
     family = GaugeMetricFamily(
         "entityflow_runs", "Runs by status (finished ones among the most recent "
                            "ENTITYFLOW_METRICS_WINDOW runs).", labels=["status"])
