@@ -31,6 +31,17 @@ def batch_fanout(batch_id: str) -> None:
     batch_fanout_run(batch_id)
 
 
+# The daily prune stops within the cluster's task timeout (Q_TIMEOUT, 120 s by default)
+# and, when work is left, queues itself again: a first prune of years of rows goes on in
+# steps instead of being killed mid-way.
+PRUNE_TASK_SECONDS = 60
+
+
 def prune() -> dict:
     """The daily retention prune (migration 0006 schedules it)."""
-    return retention_prune()
+    deleted = retention_prune(seconds=PRUNE_TASK_SECONDS)
+    if deleted["more"]:
+        from django_q.tasks import async_task
+
+        async_task("automation.tasks.prune")
+    return deleted

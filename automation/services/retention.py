@@ -7,6 +7,7 @@ runs of a batch still going. Runs and step runs are deleted by the run store alo
 Ledger rows do not exist yet; when they do, they get a kind here. docs/operating.md#retention
 """
 
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -66,11 +67,13 @@ def prune_counts(now: datetime | None = None) -> dict[str, int]:
 
 
 def prune(*, chunk: int | None = None, now: datetime | None = None,
-          progress: Progress | None = None) -> dict[str, int]:
-    """Delete what retention says may go; returns the numbers deleted per kind.
+          progress: Progress | None = None, seconds: float | None = None) -> dict[str, int]:
+    """Delete what retention says may go; returns the numbers deleted per kind, and
+    `more` = 1 when it stopped after `seconds` with work left (the task goes on later).
     `progress(kind, deleted)` is told after every chunk."""
     chunk = chunk or getattr(settings, "ENTITYFLOW_PRUNE_CHUNK", 1000)
-    deleted = dict.fromkeys([*KINDS, "steps"], 0)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    deleted = dict.fromkeys([*KINDS, "steps", "more"], 0)
     for kind, before in cutoffs(now).items():
         chunks = _run_chunks(before, chunk) if kind == "runs" else _chunks(kind, before, chunk)
         for rows, steps in chunks:
@@ -78,6 +81,9 @@ def prune(*, chunk: int | None = None, now: datetime | None = None,
             deleted["steps"] += steps
             if progress:
                 progress(kind, deleted[kind])
+            if deadline is not None and time.monotonic() > deadline:
+                deleted["more"] = 1
+                return deleted
     return deleted
 
 

@@ -162,3 +162,17 @@ def test_the_daily_prune_is_scheduled_once():
         migration.add_schedule(apps, None)
     schedule = Schedule.objects.get(name="entityflow-prune")
     assert schedule.func == "automation.tasks.prune" and schedule.schedule_type == Schedule.DAILY
+
+
+def test_the_daily_task_stops_in_time_and_queues_the_rest(process, monkeypatch, settings):
+    from automation import tasks
+
+    for _ in range(3):
+        a_run(process, Run.Status.COMPLETED, OLD)
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda name: queued.append(name))
+    monkeypatch.setattr(tasks, "PRUNE_TASK_SECONDS", -1)  # out of time after one chunk
+    settings.ENTITYFLOW_PRUNE_CHUNK = 2
+    assert tasks.prune()["runs"] == 2 and queued == ["automation.tasks.prune"]
+    monkeypatch.setattr(tasks, "PRUNE_TASK_SECONDS", 60)
+    assert tasks.prune()["runs"] == 1 and queued == ["automation.tasks.prune"]

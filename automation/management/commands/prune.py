@@ -25,6 +25,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"{kind}: {count} would be deleted{self._kept(kind, days)}")
             return
         deleted = self._prune(counts, chunk)
+        deleted.pop("more")
         for kind, count in deleted.items():
             self.stdout.write(f"{kind}: {count} deleted{self._kept(kind, days)}")
 
