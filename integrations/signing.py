@@ -1,13 +1,20 @@
-"""Stripe-style webhook signatures, for outbound deliveries and for
-inbound webhook triggers that are signed the same way.
+"""Webhook signatures: Stripe-style for outbound deliveries and for inbound webhook
+triggers signed the same way, and the Standard Webhooks headers next to them.
 
 Header: `X-Entityflow-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
 Several `v1` entries may be present (secret rotation); any one of them may match.
+
+Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature) are made with the
+maintained `standardwebhooks` package, so any of that specification's libraries can
+verify them (docs/user-guide/integrations.md).
 """
 
 import hashlib
 import hmac
 import time
+from datetime import UTC, datetime
+
+from standardwebhooks import Webhook
 
 from integrations.exceptions import SignatureError
 
@@ -15,10 +22,20 @@ SIGNATURE_HEADER = "X-Entityflow-Signature"
 DELIVERY_HEADER = "X-Entityflow-Delivery"
 EVENT_HEADER = "X-Entityflow-Event"
 DEFAULT_TOLERANCE = 300
+STANDARD_ID_HEADER = "webhook-id"
+STANDARD_TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+STANDARD_PREFIX = "whsec_"
 
 
 def _as_bytes(body: bytes | str) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+def current_time() -> float:
+    """The clock every signature tolerance is checked against, ours and the inbound
+    presets' alike."""
+    return time.time()
 
 
 def compute_signature(secret: str, body: bytes | str, timestamp: int) -> str:
@@ -76,3 +93,23 @@ def verify(
         raise SignatureError(
             f"The signature timestamp is outside the {tolerance} s tolerance."
         )
+
+
+def standard_webhook(secret: str) -> Webhook:
+    """The Standard Webhooks signer of a secret. A `whsec_<base64>` secret is read as
+    the specification says; any other secret's UTF-8 bytes are the key, so a receiver
+    passes `secret.encode()` to the library (docs/user-guide/integrations.md)."""
+    return Webhook(secret if secret.startswith(STANDARD_PREFIX) else secret.encode("utf-8"))
+
+
+def standard_headers(secret: str, body: bytes | str, message_id: str,
+                     timestamp: int) -> dict[str, str]:
+    """webhook-id, webhook-timestamp and webhook-signature for `body` (the exact bytes
+    sent). `message_id` stays the same across retries of one delivery."""
+    text = body if isinstance(body, str) else bytes(body).decode("utf-8")
+    moment = datetime.fromtimestamp(int(timestamp), tz=UTC)
+    return {
+        STANDARD_ID_HEADER: message_id,
+        STANDARD_TIMESTAMP_HEADER: str(int(timestamp)),
+        STANDARD_SIGNATURE_HEADER: standard_webhook(secret).sign(message_id, moment, text),
+    }

@@ -1,4 +1,6 @@
-"""Outbound webhooks: a JSON POST signed Stripe-style (integrations.signing).
+"""Outbound webhooks: a JSON POST signed Stripe-style (X-Entityflow-Signature) and with the
+Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature), both made
+in integrations.signing over the same bytes and timestamp.
 
 `webhook_post()` serves the automation app's subscription deliveries (no stored
 connection needed); `WebhookConnector` is the `webhook.post` function for process steps.
@@ -15,7 +17,13 @@ from integrations.base import Action, ActionResult, Connector, CredentialField, 
 from integrations.exceptions import ConnectorConfigError, ConnectorRequestError
 from integrations.net import GuardedSession, guarded_session, read_limited
 from integrations.registry import register
-from integrations.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
+from integrations.signing import (
+    DELIVERY_HEADER,
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    sign,
+    standard_headers,
+)
 
 USER_AGENT = "entityflow-webhooks/1"
 
@@ -43,8 +51,7 @@ def webhook_post(
         raise ConnectorConfigError("A webhook needs a signing secret.")
     body = encode_payload(payload)
     delivery_id = delivery_id or str(uuid.uuid4())
-    sent = {**(headers or {}), "Content-Type": "application/json", "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: sign(secret, body), DELIVERY_HEADER: delivery_id}
+    sent = signed_headers(secret, body, delivery_id, headers)
     if event:
         sent[EVENT_HEADER] = event
     own = session is None
@@ -61,6 +68,16 @@ def webhook_post(
     _raise_unless_delivered(resp, text)
     return {"status": resp.status_code, "deliveryId": delivery_id,
             "durationMs": int((time.monotonic() - started) * 1000), "responseBody": text}
+
+
+def signed_headers(secret: str, body: bytes, delivery_id: str,
+                   extra: dict | None = None) -> dict[str, str]:
+    """The headers of one attempt: both signatures share one timestamp, and the delivery
+    id is both X-Entityflow-Delivery and webhook-id (the same on every retry)."""
+    now = int(time.time())
+    return {**(extra or {}), "Content-Type": "application/json", "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: sign(secret, body, now), DELIVERY_HEADER: delivery_id,
+            **standard_headers(secret, body, delivery_id, now)}
 
 
 def _raise_unless_delivered(resp: requests.Response, text: str) -> None:
@@ -83,7 +100,8 @@ class WebhookConnector(Connector):
     explicit_connection_only = True  # credentials go to whatever URL the params name
     credential_fields = (CredentialField(
         "secret", "Signing secret",
-        help_text="Signs each POST (X-Entityflow-Signature); the receiver verifies with it."),)
+        help_text="Signs each POST (X-Entityflow-Signature and the Standard Webhooks "
+                  "headers); the receiver verifies with it."),)
     actions = {
         "post": Action(
             "post",

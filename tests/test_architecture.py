@@ -15,7 +15,8 @@ ALLOWED = {
     "entities": {"django", "rest_framework", "django_fsm", "jsonschema", "cel"},
     # urllib3 is requests' own transport: net.py reads the address a connection really
     # reached, which is how the outbound guard stops DNS rebinding.
-    "integrations": {"requests", "django.conf", "urllib3"},
+    # standardwebhooks signs outbound deliveries the Standard Webhooks way (signing.py).
+    "integrations": {"requests", "django.conf", "urllib3", "standardwebhooks"},
     "automation": {"django", "rest_framework", "drf_spectacular", "django_q", "django_filters",
                    "jsonschema", "croniter", "cryptography", "entities", "integrations.base",
                    "integrations.registry", "integrations.exceptions", "integrations.signing",

@@ -146,3 +146,22 @@ class ApiAutoSchema(AutoSchema):
             if cls.__name__ == owner and cls.__dict__.get("__doc__"):
                 return inspect.cleandoc(cls.__doc__)
         return ""
+
+
+def any_value_includes_null(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: under OpenAPI 3.1 a nullable field of any JSON value comes
+    out as `oneOf: [{}, {"type": "null"}]`, which null matches twice (so no null would be
+    valid); `{}` alone already admits null."""
+
+    def fix(node):
+        if isinstance(node, dict):
+            branches = node.get("oneOf")
+            if isinstance(branches, list) and sorted(map(str, branches)) == sorted(
+                    map(str, [{}, {"type": "null"}])):
+                node = {k: v for k, v in node.items() if k != "oneOf"}
+            return {key: fix(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [fix(item) for item in node]
+        return node
+
+    return fix(result)

@@ -4,6 +4,9 @@ The webhook trigger (automation.triggers.webhooks) reads the method the same way
 
 import re
 
+from automation.definitions.webhook_verify import SECRET_KEYS as SIGNING_SECRET_KEYS
+from automation.definitions.webhook_verify import check_verify
+
 METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MAX_PATH_LENGTH = 300  # ProcessTrigger.path
 MIN_TOKEN_LENGTH = 16
@@ -13,9 +16,10 @@ _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$")
 def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[str, list[str]]:
     """Field errors of a webhook trigger's config, keyed by path (`<prefix>.path`).
 
-    A webhook is never open: it needs `validateSignature: true` with a `secret` (the
-    sender signs like our outbound webhooks) or a `token` of at least
-    16 characters that callers pass as `?token=`.
+    A webhook is open only when it says `public: true`. Otherwise it needs `verify` (a
+    vendor's preset or `hmac`, webhook_verify), `validateSignature: true` with a
+    `secret` (the sender signs like our outbound webhooks), or a `token` of at least 16
+    characters that callers pass as `?token=`.
     """
     if not isinstance(config, dict):
         return {prefix: ["config must be an object."]}
@@ -35,17 +39,39 @@ def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[s
     method = config.get("method", "POST")
     if not isinstance(method, str) or method.upper() not in METHODS:
         add("method", f"The method must be one of {', '.join(METHODS)}.")
+    _check_credentials(config, add)
+    return errors
+
+
+def _check_credentials(config: dict, add) -> None:
+    """A signature (`verify`, or `validateSignature` with a `secret`), a `?token=`, or
+    an explicit `public: true` with neither."""
     signed = config.get("validateSignature", False)
     if not isinstance(signed, bool):
         add("validateSignature", "validateSignature must be true or false.")
     secret, token = config.get("secret"), config.get("token")
-    if signed is True and (not isinstance(secret, str) or not secret):
+    verify = config.get("verify")
+    if verify is not None:
+        check_verify(config, add)
+    elif signed is True and (not isinstance(secret, str) or not secret):
         add("secret", "A signed webhook needs the secret its sender signs with.")
     if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH):
         add("token", f"The token must be a string of at least {MIN_TOKEN_LENGTH} characters.")
-    if signed is not True and token is None:
+    public = config.get("public", False)
+    if not isinstance(public, bool):
+        add("public", "public must be true or false.")
+    elif public:
+        if verify is not None or signed is True or token is not None:
+            add("public", "A public webhook is not verified: remove public, or remove "
+                          "verify, validateSignature and token.")
+    elif signed is not True and token is None and verify is None:
         add("token", "A webhook needs validateSignature with a secret, or a token.")
-    return errors
+
+
+def is_public(config: object) -> bool:
+    """A webhook trigger anyone may call (config.public): warned about in the admin and
+    rate limited per path."""
+    return isinstance(config, dict) and config.get("public") is True
 
 
 def normalize_method(config: dict) -> str:
@@ -56,7 +82,7 @@ def normalize_method(config: dict) -> str:
 
 # --- credentials: never shown, kept when a client sends the definition back ----------
 
-SECRET_KEYS = ("secret", "token")
+SECRET_KEYS = (*SIGNING_SECRET_KEYS, "token")
 
 
 def _is_webhook(trigger: object) -> bool:

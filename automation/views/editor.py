@@ -15,6 +15,7 @@ from automation.exceptions import DefinitionInvalidError
 from automation.services.processes import definition_validate
 from automation.views.common import require_perm
 from automation.views.graph import render_graph, step_edges
+from automation.views.present import public_webhook_warnings
 
 STEP_PATH = re.compile(r"^steps\[(\d+)\](?:\.(.+))?$")
 EDGE_NAMES = {
@@ -99,6 +100,7 @@ def definition_panel(text: str, errors: dict[str, list[str]] | None = None) -> d
         "parse_error": None,
         "steps": steps,
         "general": general,
+        "warnings": public_webhook_warnings(definition),
         "valid": not errors,
         "error_count": sum(len(m) for m in errors.values()),
         "trigger_count": len(triggers) if isinstance(triggers, list) else 0,

@@ -9,9 +9,10 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from automation.definitions.durations import duration, human_ms
+from automation.definitions.webhook_config import is_public
 
-__all__ = ["between", "duration", "human_ms", "ms", "pretty_json", "status_pill",
-           "trigger_summary", "until"]
+__all__ = ["between", "duration", "human_ms", "ms", "pretty_json", "public_webhook_warnings",
+           "status_pill", "trigger_summary", "until"]
 
 
 def status_pill(status: str) -> SafeString:
@@ -37,6 +38,19 @@ def ms(value: int | None) -> str:
     return "—" if value is None else duration(value / 1000)
 
 
+PUBLIC_MARK = " ⚠ public: anyone may call it"
+
+
+def public_webhook_warnings(definition: object) -> list[str]:
+    """One warning per webhook trigger that verifies nothing (config.public)."""
+    triggers = definition.get("triggers") if isinstance(definition, dict) else None
+    return [f"triggers[{i}]: the webhook /hooks{t['config'].get('path', '')} is public: "
+            "anyone who knows the URL can start this process (rate limited per path). "
+            "Prefer a verify preset or a token."
+            for i, t in enumerate(triggers if isinstance(triggers, list) else [])
+            if isinstance(t, dict) and t.get("type") == "webhook" and is_public(t.get("config"))]
+
+
 def trigger_summary(definition: dict) -> str:
     parts = []
     for trig in (definition or {}).get("triggers") or []:
@@ -52,6 +66,7 @@ def trigger_summary(definition: dict) -> str:
             text = f"cron {config.get('cron', '?')}"
         elif kind == "webhook":
             text = f"webhook {config.get('method', 'POST')} /hooks{config.get('path', '')}"
+            text += PUBLIC_MARK if is_public(config) else ""
         else:
             text = str(kind or "?")
         parts.append(text + (" (if …)" if trig.get("condition") else ""))

@@ -140,6 +140,8 @@ ENTITYFLOW_REFRESH_TOKEN_SECONDS = int(
 )
 ENTITYFLOW_MAX_BODY_BYTES = int(os.environ.get("ENTITYFLOW_MAX_BODY_BYTES", str(1024 * 1024)))
 DATA_UPLOAD_MAX_MEMORY_SIZE = ENTITYFLOW_MAX_BODY_BYTES
+# requests a minute per path of a webhook trigger with config.public (0 = no limit)
+ENTITYFLOW_WEBHOOK_PUBLIC_RATE = int(os.environ.get("ENTITYFLOW_WEBHOOK_PUBLIC_RATE", "60"))
 ENTITYFLOW_METRICS_TOKEN = os.environ.get("ENTITYFLOW_METRICS_TOKEN", "")
 ENTITYFLOW_WORKER_HEARTBEAT_MAX_AGE_SECONDS = int(
     os.environ.get("ENTITYFLOW_WORKER_HEARTBEAT_MAX_AGE_SECONDS", "60")
@@ -167,6 +169,13 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SERVE_INCLUDE_SCHEMA": False,
+    # the outbound deliveries, in the document's `webhooks` section (OpenAPI 3.1)
+    "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "automation.api.schema.any_value_includes_null"],
+    "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
+                 "automation.api.webhook_docs.WORKFLOW_FAILED",
+                 "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK"],
 }
 
 # --- Engine ---------------------------------------------------------------------------

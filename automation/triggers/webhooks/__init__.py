@@ -1,5 +1,6 @@
 """Webhook triggers: `/hooks` + a webhook trigger's `config.path` starts its process.
 
-services finds the triggers by path, authenticates, dedupes and starts runs; views is
-the endpoint; the config rules live with the definition (automation.definitions.
-webhook_config)."""
+services finds the triggers by path, dedupes and starts runs; auth decides who may call
+(a verification preset, a `?token=`, or a public webhook's rate); presets checks a
+request the way each vendor signs it; views is the endpoint. The config rules live with
+the definition (automation.definitions.webhook_config and webhook_verify)."""

@@ -46,3 +46,13 @@ class WebhookBodyInvalidError(WebhookError):
     code = "bad_request"
     http_status = 400
     default_message = "The webhook body must be JSON."
+
+
+class WebhookRateLimitedError(WebhookError):
+    code = "rate_limited"
+    http_status = 429
+    default_message = "Too many requests on this public webhook; try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

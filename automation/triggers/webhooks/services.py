@@ -5,15 +5,15 @@ parsed before it is authenticated: path (404), method (405), size (413, in the v
 signature or token (401), JSON (400). Then per process: the trigger's condition (false
 only counts a skip), and the delivery rows plus the run, committed together.
 
-A delivery is seen once per key: its delivery id (a sender's retry, signed again later,
-keeps it) and, for a signed webhook, the signed timestamp and body (the delivery id
-header is not signed, so a captured request replayed within the tolerance with a new id
-is a duplicate too). Two deliveries with byte-identical bodies signed in the same second
-therefore count as one.
+A delivery is seen once per key: its delivery id (the vendor's own where its preset
+names one, such as X-GitHub-Delivery or a Stripe event's id, which a sender's retry keeps),
+and, for a signed webhook, a hash of what the signature covers (a delivery id header is
+usually not signed, so a captured request replayed within the tolerance with a new id is
+a duplicate too). Two deliveries with byte-identical bodies signed in the same second
+(or, for schemes without a timestamp such as GitHub's, ever) therefore count as one.
 """
 
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,30 +23,26 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from automation.definitions.scope import expression_scope
-from automation.definitions.webhook_config import normalize_method
+from automation.definitions.webhook_config import is_public, normalize_method
+from automation.definitions.webhook_verify import verification_of
 from automation.models import InboundDelivery, ProcessTrigger
 from automation.services.payloads import MAX_JSON_DEPTH, json_depth_exceeds
 from automation.triggers.conditions import condition_holds
+from automation.triggers.webhooks.auth import authenticate, public_rate_check
 from automation.triggers.webhooks.exceptions import (
     WebhookBodyInvalidError,
     WebhookMethodNotAllowedError,
     WebhookNotFoundError,
     WebhookUnauthorizedError,
 )
+from automation.triggers.webhooks.presets import signature_headers, vendor_delivery_id
 from entities.services import unstorable_text
-from integrations.exceptions import SignatureError
-from integrations.signing import (
-    DEFAULT_TOLERANCE,
-    SIGNATURE_HEADER,
-    signature_timestamp,
-    verify,
-)
 
 DELIVERY_HEADERS = ("X-Entityflow-Delivery", "X-Delivery-Id", "Idempotency-Key")
 MAX_DELIVERY_ID = 128
 REPLAY_PREFIX = "signed-sha256:"
 _SECRET_HEADER_PARTS = ("auth", "cookie", "token", "secret", "signature", "key", "session",
-                        "password", "csrf")
+                        "password", "csrf", "hmac")
 MAX_HEADER_VALUE = 1024
 
 
@@ -54,6 +50,7 @@ class Outcome:
     STARTED = "started"
     DUPLICATE = "duplicate"
     SKIPPED = "skipped"
+    CHALLENGE = "challenge"
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,7 @@ class Delivery:
     process: str
     outcome: str
     execution_id: str | None = None
+    reply: dict | None = None  # the answer a sender's URL check expects (CHALLENGE)
 
 
 def webhook_triggers_for(path: str, method: str) -> list[ProcessTrigger]:
@@ -90,77 +88,87 @@ def webhook_deliver(
 ) -> list[Delivery]:
     """Start (at most) one run per process whose trigger authenticates this request.
 
-    Raises WebhookUnauthorizedError when no trigger accepts the credentials and
-    WebhookBodyInvalidError when the body is not JSON.
+    Raises WebhookUnauthorizedError when no trigger accepts the credentials,
+    WebhookRateLimitedError past a public webhook's rate, and WebhookBodyInvalidError
+    when the body is not JSON.
     """
     chosen = _authenticated(triggers, body, headers, token, now)
+    if any(is_public(trigger.config) for trigger, _ in chosen):
+        public_rate_check(chosen[0][0].path)
     payload = parse_json(body)
-    delivery_id = delivery_id_for(body, headers)
-    event = {"data": payload, "headers": safe_headers(headers)}
-    return [_deliver_one(trigger, payload, event, _seen_keys(trigger, body, headers, delivery_id))
-            for trigger in chosen]
+    challenge = slack_challenge(chosen, payload)
+    if challenge is not None:
+        return [challenge]
+    return [_deliver_one(trigger, payload, _event(trigger, payload, headers),
+                         _seen_keys(trigger, signed, payload, body, headers))
+            for trigger, signed in chosen]
 
 
-def replay_key_for(body: bytes, headers: Mapping[str, str]) -> str:
-    """What the signature covers (its timestamp and the body), as a dedupe key.
+def slack_challenge(chosen: list[tuple[ProcessTrigger, Any]], payload: Any) -> Delivery | None:
+    """Slack checks an Events API URL with a signed `url_verification` request that must
+    be answered with its `challenge`; it is not an event, so it starts nothing."""
+    if not (isinstance(payload, dict) and payload.get("type") == "url_verification"
+            and isinstance(payload.get("challenge"), str)):
+        return None
+    for trigger, _ in chosen:
+        verification = _verification_or_none(trigger.config)
+        if verification is not None and verification.preset == "slack":
+            return Delivery(trigger.process.slug, Outcome.CHALLENGE,
+                            reply={"challenge": payload["challenge"]})
+    return None
 
-    The delivery id header is not signed: a captured request replayed within the
-    tolerance with a new id would pass as a new delivery. Its signed timestamp and body
+
+def replay_key_for(signed: bytes) -> str:
+    """What the signature covers (for most schemes its timestamp and the body), as a
+    dedupe key. A delivery id header is usually not signed: a captured request replayed
+    within the tolerance with a new id would pass as a new delivery. What was signed
     cannot change without the secret, so this key catches such a replay."""
-    timestamp = signature_timestamp(headers.get(SIGNATURE_HEADER))
-    signed = f"{timestamp}.".encode() + body
     return REPLAY_PREFIX + hashlib.sha256(signed).hexdigest()
 
 
-def _seen_keys(trigger: ProcessTrigger, body: bytes, headers: Mapping[str, str],
-               delivery_id: str) -> list[str]:
+def _seen_keys(trigger: ProcessTrigger, signed: bytes | None, payload: Any, body: bytes,
+               headers: Mapping[str, str]) -> list[str]:
     """Keys that each mark this delivery as seen: the delivery id (a sender's retry,
     re-signed later, keeps it) and, for signed webhooks, the signed content."""
-    if trigger.config.get("validateSignature") is True:
-        return [delivery_id, replay_key_for(body, headers)]
-    return [delivery_id]
+    verification = _verification_or_none(trigger.config)
+    vendor_id = vendor_delivery_id(verification, payload, headers) if verification else None
+    delivery_id = _storable_id(vendor_id) if vendor_id else delivery_id_for(body, headers)
+    return [delivery_id] if signed is None else [delivery_id, replay_key_for(signed)]
 
 
-def _authenticated(triggers, body, headers, token, now) -> list[ProcessTrigger]:
-    """The first trigger of each process that accepts the request's credentials."""
-    chosen: dict[int, ProcessTrigger] = {}
+def _verification_or_none(config: dict):
+    try:
+        return verification_of(config)
+    except (KeyError, TypeError, AttributeError):  # refused by authenticate already
+        return None
+
+
+def _event(trigger: ProcessTrigger, payload: Any, headers: Mapping[str, str]) -> dict:
+    """`event` for conditions and steps: the body and the headers that carry no
+    credentials (the trigger's own signature or token header included)."""
+    verification = _verification_or_none(trigger.config)
+    hidden = signature_headers(verification) if verification else set()
+    return {"data": payload, "headers": safe_headers(headers, hidden=hidden)}
+
+
+def _authenticated(triggers, body, headers, token, now) -> list[tuple[ProcessTrigger, Any]]:
+    """The first trigger of each process that accepts the request's credentials, with
+    what its signature covered (None when nothing was signed)."""
+    chosen: dict[int, tuple[ProcessTrigger, Any]] = {}
     refusal: WebhookUnauthorizedError | None = None
     for trigger in triggers:
         if trigger.process_id in chosen:
             continue
         try:
-            authenticate(trigger.config, body=body, headers=headers, token=token, now=now)
+            signed = authenticate(trigger.config, body=body, headers=headers, token=token,
+                                  now=now)
         except WebhookUnauthorizedError as exc:
             refusal = refusal or exc
             continue
-        chosen[trigger.process_id] = trigger
+        chosen[trigger.process_id] = (trigger, signed)
     if not chosen:
         raise refusal or WebhookUnauthorizedError()
     return list(chosen.values())
-
-
-def authenticate(config: dict, *, body: bytes, headers: Mapping[str, str],
-                 token: str | None, now: float | None = None) -> None:
-    """Every mechanism the trigger configures must pass; one must be configured."""
-    checked = False
-    if config.get("validateSignature") is True:
-        secret = config.get("secret")
-        if not isinstance(secret, str) or not secret:
-            raise WebhookUnauthorizedError("This webhook has no signing secret configured.")
-        try:
-            verify(secret, body, headers.get(SIGNATURE_HEADER), tolerance=DEFAULT_TOLERANCE,
-                   now=now)
-        except SignatureError as exc:
-            raise WebhookUnauthorizedError(exc.message, code=exc.code) from None
-        checked = True
-    expected = config.get("token")
-    if isinstance(expected, str) and expected:
-        if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise WebhookUnauthorizedError("The webhook token is missing or wrong.",
-                                           code="invalid_token")
-        checked = True
-    if not checked:
-        raise WebhookUnauthorizedError("This webhook has no secret or token configured.")
 
 
 def parse_json(body: bytes) -> Any:
@@ -195,20 +203,26 @@ def delivery_id_for(body: bytes, headers: Mapping[str, str]) -> str:
     for name in DELIVERY_HEADERS:
         value = (headers.get(name) or "").strip()
         if value:
-            if (len(value) > MAX_DELIVERY_ID or value.startswith(REPLAY_PREFIX)
-                    or unstorable_text(value)):
-                raw = value.encode("utf-8", "surrogatepass")
-                return "sha256:" + hashlib.sha256(raw).hexdigest()
-            return value
+            return _storable_id(value)
     return "body-sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def _storable_id(value: str) -> str:
+    """A sender's delivery id as stored: hashed when long, unstorable, or shaped like
+    one of our own keys (so it cannot stand in for one)."""
+    if len(value) > MAX_DELIVERY_ID or value.startswith(REPLAY_PREFIX) or unstorable_text(value):
+        return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return value
+
+
+def safe_headers(headers: Mapping[str, str], *, hidden: set[str] = frozenset()) -> dict[str, str]:
     """Request headers conditions and steps may see: none that carry credentials."""
     safe = {}
     for name, value in headers.items():
         lower = name.lower()
         if any(part in lower for part in _SECRET_HEADER_PARTS) and lower != "idempotency-key":
+            continue
+        if lower in hidden:
             continue
         if unstorable_text(lower) or unstorable_text(str(value)):
             continue

@@ -11,6 +11,7 @@ from automation.exceptions import AutomationError
 from automation.triggers.webhooks.exceptions import (
     WebhookMethodNotAllowedError,
     WebhookPayloadTooLargeError,
+    WebhookRateLimitedError,
 )
 from automation.triggers.webhooks.services import (
     Delivery,
@@ -63,13 +64,19 @@ def error_response(exc: AutomationError) -> JsonResponse:
                             status=exc.http_status)
     if isinstance(exc, WebhookMethodNotAllowedError):
         response["Allow"] = ", ".join(exc.allowed)
+    if isinstance(exc, WebhookRateLimitedError):
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 
 def delivery_response(deliveries: list[Delivery]) -> JsonResponse:
     """202 {"started": true, "executionId"} when a run started; 200 {"duplicate": true,
     "executionId"} for a delivery seen before; 202 {"started": false} when the trigger's
-    condition was false. Several processes on one path add `executions`."""
+    condition was false. Several processes on one path add `executions`. A sender's URL
+    check (Slack's url_verification) gets 200 with the answer it expects."""
+    replies = [d.reply for d in deliveries if d.reply is not None]
+    if replies:
+        return JsonResponse(replies[0], status=200)
     started = [d for d in deliveries if d.outcome == Outcome.STARTED]
     duplicates = [d for d in deliveries if d.outcome == Outcome.DUPLICATE]
     if started:
