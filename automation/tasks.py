@@ -4,6 +4,7 @@ path (`automation.tasks.step_execute`), so nothing below this layer imports it."
 from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire
 from automation.services.batches import batch_fanout_run, batches_sweep
+from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
 from automation.services.webhooks import deliveries_due_sweep
 from automation.triggers.schedules import sync_schedules
@@ -28,3 +29,19 @@ def sweep_all() -> dict:
 
 def batch_fanout(batch_id: str) -> None:
     batch_fanout_run(batch_id)
+
+
+# The daily prune stops within the cluster's task timeout (Q_TIMEOUT, 120 s by default)
+# and, when work is left, queues itself again: a first prune of years of rows goes on in
+# steps instead of being killed mid-way.
+PRUNE_TASK_SECONDS = 60
+
+
+def prune() -> dict:
+    """The daily retention prune (migration 0006 schedules it)."""
+    deleted = retention_prune(seconds=PRUNE_TASK_SECONDS)
+    if deleted["more"]:
+        from django_q.tasks import async_task
+
+        async_task("automation.tasks.prune")
+    return deleted

@@ -1,5 +1,6 @@
 """python -m bench [--db sqlite|postgres] [--broker orm|redis] [--quick] [--profile]
-[--only SCENARIO,...]    (python -m bench reliability … runs bench/reliability.py instead)
+[--only SCENARIO,...]    (python -m bench reliability|prune|metrics … run bench/reliability.py,
+bench/retention.py, bench/metrics.py instead)
 
 Sets up a fresh database of its own, runs every scenario (real qcluster and gunicorn
 subprocesses), prints a table, and as the last line one JSON object {"figures": {...}}.
@@ -53,6 +54,14 @@ def main(argv: list[str]) -> int:
         from bench.reliability import main as reliability_main
 
         return reliability_main(argv[1:])
+    if argv[:1] == ["prune"]:  # retention's prune under load (PostgreSQL)
+        from bench.retention import main as prune_main
+
+        return prune_main(argv[1:])
+    if argv[:1] == ["metrics"]:  # the cost of a /metrics scrape as tables grow (PostgreSQL)
+        from bench.metrics import main as metrics_main
+
+        return metrics_main(argv[1:])
     from bench.report import KEYS, table
 
     opts, only = _parse(argv)

@@ -24,6 +24,8 @@ ALLOWED = {
                    "jsonschema", "croniter", "cryptography", "entities", "integrations.base",
                    "integrations.registry", "integrations.exceptions", "integrations.signing",
                    "integrations.webhook", "integrations.net", "redis", "requests",
+                   # /metrics in the Prometheus format (automation/api)
+                   "prometheus_client",
                    # the one error shape of docs/rest-api.md, reused by views outside DRF (/hooks)
                    "config.api_errors"},
 }

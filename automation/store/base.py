@@ -20,7 +20,7 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import recording, settling
+from automation.store import pruning, recording, settling
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.graphs import graph_for
@@ -209,6 +209,18 @@ class RunStore:
     def mark_rung(self, step_run_ids: list[int], at) -> None:
         """The sweeper rang for these (it rings each at most once per grace period)."""
         StepRun.objects.filter(pk__in=step_run_ids).update(rung_at=at)
+
+    # -- retention ---------------------------------------------------------------------
+
+    def prune_finished(self, before, *, chunk: int, after=None) -> pruning.Pruned:
+        """Delete one chunk of runs finished before `before` with their step runs (one
+        short transaction); call again with the returned cursor until it is None. A run
+        not finished, or in a batch still going, is never deleted (store/pruning.py)."""
+        return pruning.prune_chunk(self.using, before, chunk=chunk, after=after)
+
+    def count_prunable(self, before) -> tuple[int, int]:
+        """(runs, step runs) prune_finished would delete now."""
+        return pruning.count_prunable(self.using, before)
 
 
 def _requeue(step_run: StepRun, step: Step, *, log: str) -> None:

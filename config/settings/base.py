@@ -39,6 +39,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "automation.api.request_metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -199,6 +200,19 @@ ENTITYFLOW_ONE_STATEMENT_STEPS = env_bool("ENTITYFLOW_ONE_STATEMENT_STEPS", True
 # planned once per connection (PREPARE, entities.db.prepared); a connection that loses them
 # (a pooler in transaction mode) stops preparing by itself. Off: never prepared.
 ENTITYFLOW_PREPARED_STATEMENTS = env_bool("ENTITYFLOW_PREPARED_STATEMENTS", True)
+
+# --- Retention (automation.services.retention, docs/operating.md#retention) -----------
+# Days each kind of row is kept; 0 keeps it forever. `manage.py prune` and a daily
+# schedule in the worker delete what is older, ENTITYFLOW_PRUNE_CHUNK rows per transaction.
+ENTITYFLOW_RETENTION_DAYS = {
+    kind: int(os.environ.get(f"ENTITYFLOW_RETAIN_{kind.upper()}_DAYS", str(days)))
+    for kind, days in (("runs", 30), ("events", 30), ("webhook_deliveries", 30),
+                       ("inbound_deliveries", 30), ("task_results", 7))
+}
+ENTITYFLOW_PRUNE_CHUNK = int(os.environ.get("ENTITYFLOW_PRUNE_CHUNK", "1000"))
+# /metrics: finished runs by status and the step-duration histogram cover the most
+# recent this many runs and step runs, so a scrape costs the same at any table size.
+ENTITYFLOW_METRICS_WINDOW = int(os.environ.get("ENTITYFLOW_METRICS_WINDOW", "10000"))
 
 # --- Integrations ---------------------------------------------------------------------
 HUBSPOT_BASE_URL = os.environ.get("HUBSPOT_BASE_URL", "https://api.hubapi.com")

@@ -89,3 +89,30 @@ def test_metrics_text(settings):
     assert "entityflow_step_duration_seconds_count 1" in text
     assert "entityflow_queue_depth 0" in text
     assert "# TYPE entityflow_step_duration_seconds histogram" in text
+
+
+def test_metrics_count_requests_by_view_method_and_status_class(settings):
+    settings.ENTITYFLOW_METRICS_TOKEN = "metrics-secret"
+    Client().get("/healthz")
+    Client().get("/no-such-page")
+    text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-secret").content.decode()
+    assert 'entityflow_http_requests_total{method="GET",status="2xx",view="healthz"}' in text
+    assert 'entityflow_http_requests_total{method="GET",status="4xx",view="unmatched"}' in text
+    assert "# TYPE entityflow_http_request_duration_seconds histogram" in text
+    assert 'entityflow_http_request_duration_seconds_bucket{le="+Inf",method="GET",view="healthz"}' \
+        in text
+
+
+def test_metrics_read_only_the_most_recent_rows(settings):
+    """The histogram covers the newest ENTITYFLOW_METRICS_WINDOW step runs and the
+    finished runs the newest as many runs: a scrape's cost does not grow with the tables."""
+    settings.ENTITYFLOW_METRICS_TOKEN = "metrics-secret"
+    settings.ENTITYFLOW_METRICS_WINDOW = 1
+    process = process_save(slug="quick", name="Quick", definition={"steps": [
+        {"id": "a", "type": "function", "function": "noop"}]})
+    for _ in range(3):
+        run_start(process=process, trigger={"type": "manual"})
+    StepRun.objects.update(duration_ms=30)
+    text = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-secret").content.decode()
+    assert "entityflow_step_duration_seconds_count 1.0" in text
+    assert 'entityflow_runs{status="completed"} 1.0' in text
