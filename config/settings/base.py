@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here instead of a CDN
     "django_q",
     "entities.apps.EntitiesConfig",
     "automation.apps.AutomationConfig",
@@ -40,6 +41,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from any app server, gunicorn included (docs/operating.md, "Serving").
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -94,7 +97,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "var" / "static")
 
 LOGIN_URL = "admin:login"
 
@@ -123,6 +126,8 @@ Q_CLUSTER = {
     "recycle": int(os.environ.get("Q_RECYCLE", "100000")),
     "max_rss": int(os.environ.get("Q_MAX_RSS_KB", str(300 * 1024))),
     "label": "Task queue",
+    # django-q2 logs a line per task at INFO; `dev.py run` sets WARNING unless --verbose.
+    "log_level": os.environ.get("Q_LOG_LEVEL", "INFO").upper(),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -166,6 +171,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Engine ---------------------------------------------------------------------------
