@@ -90,7 +90,7 @@ def lock_check(lock: Path, extra: str | None) -> None:
     before the dependency was added)."""
     missing = sorted(declared(extra) - pinned(lock)) if lock.exists() else ["(no lock file)"]
     if missing:
-        raise Failed(f"{lock.relative_to(ROOT)} does not match pyproject.toml (missing: "
+        raise Failed(f"{os.path.relpath(lock, ROOT)} does not match pyproject.toml (missing: "
                      f"{', '.join(missing)}). Write the lock files again: python3 dev.py lock")
 
 
@@ -133,13 +133,18 @@ def lock(upgrade: bool) -> None:
     env = {**os.environ, "CUSTOM_COMPILE_COMMAND": "python3 dev.py lock"}
     compile_ = [str(tools / "bin" / "python"), "-m", "piptools", "compile", "--quiet",
                 "--generate-hashes", "--allow-unsafe", "--strip-extras",
-                "--build-deps-for=editable", "--no-emit-index-url"]
+                "--build-deps-for=editable", "--no-emit-index-url",
+                "--no-emit-find-links"]
     if upgrade:
         compile_.append("--upgrade")
     sh(*compile_, "--extra=dev", f"--output-file={DEV_LOCK.relative_to(ROOT)}",
        "pyproject.toml", env=env)
-    sh(*compile_, f"--constraint={DEV_LOCK.relative_to(ROOT)}",
-       f"--output-file={RUN_LOCK.relative_to(ROOT)}", "pyproject.toml", env=env)
+    pins = tools / "dev-pins.txt"  # dev.lock's versions without its hashes, as constraints
+    found = re.findall(r"^[A-Za-z0-9._-]+==[^\s;\\]+", DEV_LOCK.read_text(), re.M)
+    pins.write_text("".join(f"{pin}\n" for pin in found))
+    sh(*compile_, f"--constraint={pins.relative_to(ROOT)}",
+       f"--output-file={RUN_LOCK.relative_to(ROOT)}",
+       "pyproject.toml", env=env)
 
 
 # --- dev.py test ---------------------------------------------------------------------------
@@ -166,7 +171,7 @@ def test(extra: list[str]) -> int:
     setup(DEV_LOCK, "dev")
     chromium_ensure()
     (ROOT / "var").mkdir(exist_ok=True)
-    return subprocess.run([str(PY), "-m", "pytest", *extra], cwd=ROOT).returncode
+    return subprocess.run([str(PY), "-m", "pytest", *extra], cwd=ROOT).returncode  # noqa: S603
 
 
 # --- dev.py run ----------------------------------------------------------------------------
@@ -258,9 +263,9 @@ def serve(port: int, env: dict, children: dict[str, subprocess.Popen]) -> None:
 def run(verbose: bool) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    setup(RUN_LOCK, None, also_fresh=[DEV_LOCK])
     port = int(os.environ.get("PORT", "8000"))
-    port_check(port)
+    port_check(port)  # before anything else: the commonest reason not to start
+    setup(RUN_LOCK, None, also_fresh=[DEV_LOCK])
     (ROOT / "var").mkdir(exist_ok=True)
     children: dict[str, subprocess.Popen] = {}
     try:

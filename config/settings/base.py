@@ -126,8 +126,6 @@ Q_CLUSTER = {
     "recycle": int(os.environ.get("Q_RECYCLE", "100000")),
     "max_rss": int(os.environ.get("Q_MAX_RSS_KB", str(300 * 1024))),
     "label": "Task queue",
-    # django-q2 logs a line per task at INFO; `dev.py run` sets WARNING unless --verbose.
-    "log_level": os.environ.get("Q_LOG_LEVEL", "INFO").upper(),
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -211,4 +209,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-q2 logs a line per task and per enqueued task at INFO; `dev.py run` sets
+    # Q_LOG_LEVEL=WARNING unless --verbose. (Q_CLUSTER["log_level"] is read only when no
+    # handler is configured, and the root one is.)
+    "loggers": {"django-q": {"level": os.environ.get("Q_LOG_LEVEL", "INFO").upper()}},
 }

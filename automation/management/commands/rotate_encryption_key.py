@@ -13,8 +13,9 @@ class Command(BaseCommand):
             "secrets, every *_encrypted field) with the first key of ENTITYFLOW_ENCRYPTION_KEY.")
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--dry-run", action="store_true",
-                            help="Read every secret and say what would be rewritten; write nothing.")
+        parser.add_argument(
+            "--dry-run", action="store_true",
+            help="Read every secret and say what would be rewritten; write nothing.")
 
     def handle(self, *args, dry_run: bool, **options) -> None:
         if not (getattr(settings, "ENTITYFLOW_ENCRYPTION_KEY", "") or "").strip():
