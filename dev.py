@@ -238,7 +238,9 @@ def children_stop(children: dict[str, subprocess.Popen], grace: float = 20) -> N
 
 def run_env(verbose: bool) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if not verbose:  # django-q2 logs every task at INFO: thousands of lines a minute
+    if verbose:
+        env["Q_LOG_LEVEL"] = "INFO"
+    else:  # django-q2 logs every task at INFO: thousands of lines a minute
         env.setdefault("Q_LOG_LEVEL", "WARNING")
     return env
 
@@ -250,7 +252,7 @@ def serve(port: int, env: dict, children: dict[str, subprocess.Popen]) -> None:
     children["web server"] = start([str(PY), "manage.py", "runserver", f"127.0.0.1:{port}",
                                     "--noreload"], env)
     web_wait(children, port)
-    detail = "" if env.get("Q_LOG_LEVEL", "").upper() in ("INFO", "DEBUG") else \
+    detail = "" if env["Q_LOG_LEVEL"].upper() in ("INFO", "DEBUG") else \
         "; per-task log lines are off (python3 dev.py run --verbose shows them)"
     print(f"\nworker: qcluster running (pid {children['worker'].pid}){detail}", flush=True)
     print(f"entityflow is running: http://127.0.0.1:{port}/admin/  ({LOGIN})"

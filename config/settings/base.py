@@ -209,8 +209,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # django-q2 logs a line per task and per enqueued task at INFO; `dev.py run` sets
-    # Q_LOG_LEVEL=WARNING unless --verbose. (Q_CLUSTER["log_level"] is read only when no
-    # handler is configured, and the root one is.)
-    "loggers": {"django-q": {"level": os.environ.get("Q_LOG_LEVEL", "INFO").upper()}},
+    # django-q2 logs a line per task and per enqueued task at INFO; Q_LOG_LEVEL sets its
+    # level apart from LOG_LEVEL (`dev.py run` sets WARNING unless --verbose).
+    # Q_CLUSTER["log_level"] would be read only if no handler were configured.
+    "loggers": ({"django-q": {"level": os.environ["Q_LOG_LEVEL"].upper()}}
+                if os.environ.get("Q_LOG_LEVEL") else {}),
 }

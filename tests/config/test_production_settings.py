@@ -22,10 +22,10 @@ ASSET = re.compile(r'(?:src|href)="([^"]+)"')
 
 
 def production_env(tmp_path: Path, **extra: str | None) -> dict:
-    """The caller's environment without any settings choice, plus what production needs;
-    a None in `extra` removes that variable."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DJANGO_SETTINGS_MODULE", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS"}}
+    """A deployment's environment: only what production needs, nothing the test session
+    set (no DJANGO_SETTINGS_MODULE, DEBUG, DJANGO_ALLOW_ASYNC_UNSAFE, ...); a None in
+    `extra` removes that variable."""
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
     env.update(SECRET_KEY=KEY, ALLOWED_HOSTS="127.0.0.1,localhost", PYTHONPATH=str(ROOT),
                DATABASE_URL=f"sqlite:///{tmp_path / 'production.sqlite3'}",
                STATIC_ROOT=str(tmp_path / "static"))
