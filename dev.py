@@ -200,7 +200,7 @@ def children_check(children: dict[str, subprocess.Popen]) -> None:
         code = child.poll()
         if code is not None:
             raise Failed(f"the {name} exited with code {code} (its output is above), so "
-                         "dev.py stopped everything it had started.", code or 1)
+                         "dev.py stopped everything it had started.", max(code, 1))
 
 
 def web_wait(children: dict[str, subprocess.Popen], port: int, timeout: float = 120) -> None:
