@@ -7,9 +7,14 @@ under the API benchmark (`python -m bench --only api`); the extra worker fills t
 waits. More than that bought nothing there, and each worker costs its own memory and
 database connection. Put a buffering proxy (nginx) in front for slow clients, as
 gunicorn's documentation says for sync workers.
+
+Like config/wsgi.py, it picks the production settings unless DJANGO_SETTINGS_MODULE is
+set, so the workers it starts never run with DEBUG on by accident.
 """
 
 import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS") or (os.cpu_count() or 1) + 1)

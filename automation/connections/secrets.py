@@ -52,6 +52,20 @@ def _fernet() -> MultiFernet:
     return _box(getattr(settings, "ENTITYFLOW_ENCRYPTION_KEY", "") or "", settings.SECRET_KEY)
 
 
+def rotation_keys() -> tuple[Fernet, MultiFernet]:
+    """The current key (the first configured) and every key a stored secret may have been
+    written with: the configured ones, then the one derived from SECRET_KEY, so that a
+    rotation also moves secrets written before ENTITYFLOW_ENCRYPTION_KEY was set.
+
+    The derived key is only ever used here, to read a secret once and write it again with
+    the current key; day-to-day decryption uses the configured keys alone."""
+    _fernet()  # raises ImproperlyConfigured for a key that is not a Fernet key
+    configured = getattr(settings, "ENTITYFLOW_ENCRYPTION_KEY", "") or ""
+    keys = [part.strip().encode("ascii") for part in configured.split(",") if part.strip()]
+    keys = list(dict.fromkeys([*keys, derive_key(settings.SECRET_KEY)]))
+    return Fernet(keys[0]), MultiFernet([Fernet(key) for key in keys])
+
+
 def encrypt_text(value: str) -> str:
     return _fernet().encrypt(value.encode("utf-8")).decode("ascii")
 

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here instead of a CDN
     "django_q",
     "entities.apps.EntitiesConfig",
     "automation.apps.AutomationConfig",
@@ -41,6 +42,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "automation.api.request_metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from any app server, gunicorn included (docs/operating.md, "Serving").
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,7 +98,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "var" / "static")
 
 LOGIN_URL = "admin:login"
 
@@ -176,6 +179,10 @@ SPECTACULAR_SETTINGS = {
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
                  "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK"],
+    # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Engine ---------------------------------------------------------------------------
@@ -227,4 +234,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-q2 logs a line per task and per enqueued task at INFO; Q_LOG_LEVEL sets its
+    # level apart from LOG_LEVEL (`dev.py run` sets WARNING unless --verbose).
+    # Q_CLUSTER["log_level"] would be read only if no handler were configured.
+    "loggers": ({"django-q": {"level": os.environ["Q_LOG_LEVEL"].upper()}}
+                if os.environ.get("Q_LOG_LEVEL") else {}),
 }

@@ -21,3 +21,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 Q_CLUSTER = {**Q_CLUSTER, "name": f"entityflow-test-{_SESSION}",
              "sync": os.environ.get("ENTITYFLOW_Q_SYNC", "1") == "1"}
 ENTITYFLOW_OUTBOUND_ALLOWLIST = ["127.0.0.1", "localhost"]
+# whitenoise looks static files up per request instead of indexing STATIC_ROOT at start:
+# tests run without `collectstatic` (tests/config collects into a folder of their own).
+WHITENOISE_AUTOREFRESH = True
