@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from automation.definitions import Step
+from automation.definitions.steps import StepPolicy
 from automation.definitions.steps.outcome import Outcome
 from automation.engine.context import Execution
 from automation.engine.scope import build_scope, load_entity
@@ -20,7 +21,7 @@ from automation.functions.redaction import redact
 from automation.models import Run
 from automation.store import Claim, RunStore, get_store
 from automation.store.graphs import graph_for
-from automation.store.policy import is_cheap, max_attempts, step_timeout_seconds, time_limit_ms
+from automation.store.policy import policy
 
 # A step whose worker keeps dying is given up after this many claims (docs/reliability.md).
 CRASH_ATTEMPTS = 3
@@ -76,26 +77,27 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
         return
     run = claim.step_run.run
     step = graph_for(run.version_id).steps[claim.step_run.step_id]
-    timeout = step_timeout_seconds(step)
+    rules = policy(step)
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)
+    timeout = rules.timeout_seconds
     lease = timeout + margin if timeout else settings.ENTITYFLOW_STEP_LEASE_SECONDS
     if lease != settings.ENTITYFLOW_STEP_LEASE_SECONDS or store.must_flush_before(
-            claim, cheap=is_cheap(step)):
+            claim, cheap=rules.cheap):
         # The lease follows the step's own time limit. And a step that may call out is
         # not run on a claim that skipped the disk flush: this ordinary commit makes
         # everything the run wrote so far durable first (entities.db.commits).
         store.extend_lease(claim, seconds=lease)
     started = time.monotonic()
-    outcome = _outcome(store, run, claim, step, execution)
+    outcome = _outcome(store, run, claim, step, rules, execution)
     store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
                  handover=execution)
 
 
-def _outcome(store: RunStore, run: Run, claim: Claim, step: Step,
+def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPolicy,
              execution: Execution | None) -> Outcome:
     if run.is_finished:
         return Outcome.failed("The run had already finished.", code="run_finished")
-    lost = _lost_attempt(store, claim, step)
+    lost = _lost_attempt(store, claim, step, rules)
     if lost is not None:
         return lost
     step_run = claim.step_run
@@ -118,7 +120,8 @@ def idempotency_key(claim: Claim) -> str:
     return f"{step_run.run_id}:{step_run.step_id}:{step_run.scope}:{attempt}"
 
 
-def _lost_attempt(store: RunStore, claim: Claim, step: Step) -> Outcome | None:
+def _lost_attempt(store: RunStore, claim: Claim, step: Step,
+                  rules: StepPolicy) -> Outcome | None:
     """The previous attempt never reported back: it timed out or its worker died.
 
     A step with a time limit gets its normal retries; one without gets a few more tries
@@ -127,8 +130,8 @@ def _lost_attempt(store: RunStore, claim: Claim, step: Step) -> Outcome | None:
     if not claim.reclaimed:
         return None
     previous = claim.step_run.attempt - 1
-    limit_ms = time_limit_ms(step)
-    allowed = max_attempts(step) if limit_ms else max(max_attempts(step), CRASH_ATTEMPTS)
+    limit_ms = rules.time_limit_ms
+    allowed = rules.max_attempts if limit_ms else max(rules.max_attempts, CRASH_ATTEMPTS)
     if limit_ms:
         message = (f"Step '{step.id}' ran past its time limit of {limit_ms / 1000:g}s "
                    f"(attempt {previous}).")

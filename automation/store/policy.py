@@ -33,11 +33,6 @@ def max_attempts(step: Step) -> int:
     return policy(step).max_attempts
 
 
-def time_limit_ms(step: Step) -> int | None:
-    """The step's own run-time limit (a human step's timeout is its approval deadline)."""
-    return policy(step).time_limit_ms
-
-
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %."""
     base = getattr(settings, "ENTITYFLOW_RETRY_BASE_SECONDS", 2.0)

@@ -47,17 +47,17 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from automation.definitions import Graph, Step
+from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
 from automation.store import hooks
 from automation.store.base import RunStore, StoreFeatures, run_insert
-from automation.store.claims import Claim, Handover, inline_claim_fields
+from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import graph_for, is_plain, is_sequential
-from automation.store.policy import is_cheap, step_timeout_seconds
+from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
-from automation.store.successors import hand_over
+from automation.store.successors import hand_over, successor_row
 from entities.db import commits, prepared
 from entities.db.compiled import RowBuilder, insert_from, update_sql
 
@@ -115,9 +115,14 @@ class PostgresRunStore(RunStore):
         return ctes, (*run_params, *step_params)
 
     def _written(self, run: Run, step_run: StepRun, step_run_pk: int) -> None:
-        for obj in (run, step_run):
-            obj._state.adding, obj._state.db = False, self.using
-        step_run.pk = step_run_pk
+        self._saved(run)
+        self._saved(step_run, pk=step_run_pk)
+
+    def _saved(self, obj, *, pk=None) -> None:
+        """`obj` as the ORM leaves an instance it has inserted (this statement did)."""
+        obj._state.adding, obj._state.db = False, self.using
+        if pk is not None:
+            obj.pk = pk
 
     # -- claiming ----------------------------------------------------------------------
 
@@ -168,8 +173,8 @@ class PostgresRunStore(RunStore):
         recorded = {"status": StepRun.Status.COMPLETED, "output": outcome.output, "error": None,
                     "logs": [*step_run.logs, *outcome.logs], "state": state.to_json(),
                     "finished_at": now, "duration_ms": duration_ms}
-        follower = _follower(run, graph, step_run, targets[0], outcome.output,
-                             handover) if targets else None
+        follower = successor_row(run, graph.steps[targets[0]], step_run, outcome.output,
+                                 scope=step_run.scope, handover=handover) if targets else None
         written, follower_pk = self._execute(step_run, recorded, follower, ends_run=ends_run,
                                              now=now)
         if not written:
@@ -177,10 +182,9 @@ class PostgresRunStore(RunStore):
         for name, value in recorded.items():
             setattr(step_run, name, value)
         if follower is not None:
-            follower.pk = follower_pk
-            follower._state.adding, follower._state.db = False, self.using
-            hand_over(run, graph, step_run, follower, claimed=follower.claim is not None,
-                      handover=handover, seen_steps=claim.seen_steps)
+            self._saved(follower, pk=follower_pk)
+            hand_over(run, graph, step_run, follower, handover=handover,
+                      seen_steps=claim.seen_steps)
         else:
             run.status, run.result, run.finished_at = Run.Status.COMPLETED, outcome.output, now
         return True
@@ -245,17 +249,6 @@ def _compiled_rows(hook: hooks.RunEndHook, event: str, using: str) -> tuple[str,
     rows = hook.idle_when(event).values("pk")
     sql, params = rows.query.get_compiler(using=using).as_sql()
     return sql, list(params)
-
-
-def _follower(run: Run, graph: Graph, from_run: StepRun, target: str, result,
-              handover: Handover | None) -> StepRun:
-    """The successor's row as successors.follow writes it: already claimed by this worker
-    when it is cheap and the worker takes it inline (claims.inline_claim_fields)."""
-    step = graph.steps[target]
-    claimed = inline_claim_fields(handover, is_cheap(step))
-    return StepRun(run=run, step_id=target, step_type=step.type, scope=from_run.scope,
-                   input=result, index=from_run.index if from_run.scope else None,
-                   **(claimed or {}))
 
 
 @lru_cache(maxsize=8)

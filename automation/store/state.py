@@ -2,10 +2,10 @@
 
 Typed here, stored as a flat JSON object: the keys are the ones the column has always
 held, so rows written before stay readable and the queries on them (`state__terminal`,
-`state__stopped_by`) keep working. Absent or default values are not written.
+`state__stopped_by`) keep working. None, and flags that are not set, are not written.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -34,13 +34,16 @@ class StepState:
 
     @classmethod
     def from_json(cls, data: dict | None) -> "StepState":
-        unknown = set(data or {}) - _NAMES
+        unknown = set(data or {}).difference(_NAMES)
         if unknown:
             raise ValueError(f"unknown step state keys: {', '.join(sorted(unknown))}")
         return cls(**(data or {}))
 
     def to_json(self) -> dict[str, Any]:
-        return {name: value for name, value in asdict(self).items()
+        # field by field, not dataclasses.asdict: that deep-copies a loop's items on
+        # every write of its state
+        values = ((name, getattr(self, name)) for name in _NAMES)
+        return {name: value for name, value in values
                 if value is not None and not (value is False and name in _FLAGS)}
 
     def merged(self, changes: dict | None) -> "StepState":
@@ -48,5 +51,5 @@ class StepState:
         return StepState.from_json({**self.to_json(), **(changes or {})})
 
 
-_NAMES = {f.name for f in fields(StepState)}
+_NAMES = tuple(f.name for f in fields(StepState))
 _FLAGS = {f.name for f in fields(StepState) if f.default is False}  # written only when set

@@ -38,20 +38,27 @@ def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, res
         if graph.is_join(target):
             arrive_at_join(run, step, scope, from_run.step_id, result)
             continue
-        claimed = inline_claim_fields(handover, is_cheap(step))
-        new = StepRun.objects.create(run=run, step_id=target, step_type=step.type, scope=scope,
-                                     input=result, index=from_run.index if scope else None,
-                                     **(claimed or {}))
-        hand_over(run, graph, from_run, new, claimed=bool(claimed), handover=handover,
-                  seen_steps=seen_steps)
+        new = successor_row(run, step, from_run, result, scope=scope, handover=handover)
+        new.save(force_insert=True)
+        hand_over(run, graph, from_run, new, handover=handover, seen_steps=seen_steps)
         followers.append(new)
     return followers
 
 
-def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *, claimed: bool,
+def successor_row(run: Run, step: Step, from_run: StepRun, result: Any, *, scope: str,
+                  handover: Handover | None) -> StepRun:
+    """The row of `step` after `from_run`, unsaved: already claimed by this worker when
+    it is cheap and the worker's handover takes it (claims.inline_claim_fields)."""
+    claimed = inline_claim_fields(handover, is_cheap(step))
+    return StepRun(run=run, step_id=step.id, step_type=step.type, scope=scope, input=result,
+                   index=from_run.index if scope else None, **(claimed or {}))
+
+
+def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *,
               handover: Handover | None, seen_steps: dict | None) -> None:
-    """Once `new` is written: queue it on this worker after commit, or ring for it."""
-    if claimed:
+    """Once `new` is written: queue it on this worker after commit (it was written
+    claimed), or ring for it."""
+    if new.claim is not None:
         claim = Claim(new, known_steps=known_steps(run, from_run, seen_steps))
         transaction.on_commit(lambda: handover.run_here(claim))
     else:
