@@ -30,6 +30,12 @@ class FunctionConfigInvalidError(AutomationError):
     default_message = "The function's action or config is not valid."
 
 
+class AgentInvalidError(AutomationError):
+    code = "invalid_agent"
+    http_status = 422
+    default_message = "The agent is not valid."
+
+
 class ProcessDisabledError(AutomationError):
     code = "process_disabled"
     http_status = 409

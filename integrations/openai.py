@@ -47,6 +47,17 @@ class OpenAIConnector(Connector):
                  "maxTokens": {"type": "integer", "minimum": 1},
              }},
             "Send `system` (the agent role) and `input` as JSON; parse the JSON reply."),
+        "chat": Action(
+            "chat",
+            {"type": "object", "required": ["messages"], "additionalProperties": False,
+             "properties": {
+                 "model": {"type": "string", "minLength": 1},
+                 "messages": {"type": "array", "minItems": 1, "items": {"type": "object"}},
+                 "tools": {"type": "array", "items": {"type": "object"}},
+                 "outputSchema": {"type": "object"},
+                 "maxTokens": {"type": "integer", "minimum": 1},
+             }},
+            "One turn of an agent's conversation: the reply's JSON content or its tool calls."),
     }
 
     def test_connection(self) -> dict:
@@ -72,6 +83,27 @@ class OpenAIConnector(Connector):
             body["max_tokens"] = params["maxTokens"]
         reply = self.call_json("POST", f"{self.base_url}/chat/completions", json=body)
         return ActionResult(output=parse_reply(reply))
+
+    def chat(self, params: dict) -> ActionResult:
+        """One model turn of an agent loop. With `outputSchema` the reply is asked for as
+        structured output (response_format json_schema), else in JSON mode."""
+        messages = list(params["messages"])
+        if params.get("outputSchema"):
+            response_format = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": params["outputSchema"], "strict": False}}
+        else:
+            response_format = {"type": "json_object"}
+            text = " ".join(str(m.get("content") or "") for m in messages)
+            if "json" not in text.lower():  # json_object mode requires the word (VENDORS §3.2)
+                messages.insert(0, {"role": "system", "content": JSON_INSTRUCTION})
+        body = {"model": self._model(params), "messages": messages,
+                "response_format": response_format}
+        if params.get("tools"):
+            body["tools"] = params["tools"]
+        if "maxTokens" in params:
+            body["max_tokens"] = params["maxTokens"]
+        reply = self.call_json("POST", f"{self.base_url}/chat/completions", json=body)
+        return ActionResult(output=parse_reply(reply, parse_content=False))
 
     def _model(self, params: dict) -> str:
         model = params.get("model") or self.options.get("model")
@@ -122,8 +154,9 @@ class OpenAIConnector(Connector):
         super().raise_for_status(resp, detail)
 
 
-def parse_reply(reply: dict) -> dict:
-    """{content (parsed JSON or None), toolCalls, finishReason, model, usage, id}."""
+def parse_reply(reply: dict, *, parse_content: bool = True) -> dict:
+    """{content (parsed JSON or None), toolCalls, finishReason, model, usage, id}.
+    Without `parse_content` the content stays text (an agent loop parses it itself)."""
     try:
         choice = reply["choices"][0]
         message = choice.get("message") or {}
@@ -140,7 +173,7 @@ def parse_reply(reply: dict) -> dict:
             raise ConnectorRequestError(f"The model refused: {message['refusal']}")
         raise ConnectorBadResponseError("The chat completion has neither content nor tool calls.")
     try:
-        parsed = json.loads(content) if content is not None else None
+        parsed = json.loads(content) if content is not None and parse_content else content
     except ValueError:
         raise ConnectorBadResponseError("The model's reply is not valid JSON.") from None
     return {"content": parsed, "toolCalls": tool_calls, "finishReason": finish,
@@ -149,7 +182,8 @@ def parse_reply(reply: dict) -> dict:
 
 def _tool_call(call: dict) -> dict:
     function = call.get("function") or {}
-    out = {"id": call.get("id"), "name": function.get("name"), "arguments": None}
+    out = {"id": call.get("id"), "name": function.get("name"), "arguments": None,
+           "rawArguments": function.get("arguments") or ""}
     try:
         out["arguments"] = json.loads(function.get("arguments") or "{}")
     except ValueError:  # the model may emit invalid JSON here (VENDORS §3.3)

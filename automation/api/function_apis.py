@@ -27,6 +27,7 @@ class FunctionSerializer(serializers.Serializer):
     action = serializers.CharField()
     config = ObjectField()
     connection = serializers.CharField(source="connection.name", default=None, allow_null=True)
+    paramsSchema = ObjectField(source="params_schema", allow_null=True)
     description = serializers.CharField()
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
@@ -41,6 +42,9 @@ class FunctionInputSerializer(serializers.Serializer):
     config = ObjectField(required=False, default=dict)
     connection = serializers.CharField(max_length=100, required=False, allow_null=True,
                                        default=None, help_text="A connection's name.")
+    paramsSchema = ObjectField(required=False, allow_null=True, default=None,
+                               help_text="JSON Schema of the arguments an agent passes when "
+                                         "it calls this function as a tool.")
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
     class Meta:
@@ -59,7 +63,8 @@ def connection_from_body(name: str | None) -> Connection | None:
 def save(data: dict, function: Function | None = None) -> Function:
     return function_save(name=data["name"], action=data["action"], config=data["config"],
                          connection=connection_from_body(data.get("connection")),
-                         description=data.get("description") or "", function=function)
+                         description=data.get("description") or "", function=function,
+                         params_schema=data.get("paramsSchema"))
 
 
 class FunctionListApi(ApiView):

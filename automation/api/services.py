@@ -2,6 +2,7 @@
 functions, and ending a webhook subscription (creating one is services.webhooks')."""
 
 import secrets as random_secrets
+from typing import Any
 
 from django.db import transaction
 from django.db.models import ProtectedError
@@ -49,13 +50,34 @@ def function_validate(*, action: str, config: dict, connection: Connection | Non
         raise FunctionConfigInvalidError(message, fields={"connection": [message]})
 
 
+def schema_problem(schema: Any) -> str | None:
+    """Why `schema` is not a JSON Schema object (None: it is one)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    if not isinstance(schema, dict):
+        return "A JSON Schema object is expected."
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"Not a valid JSON Schema: {exc.message}."
+    return None
+
+
 @transaction.atomic
 def function_save(*, name: str, action: str, config: dict, connection: Connection | None = None,
-                  description: str = "", function: Function | None = None) -> Function:
-    """Create a function, or replace every field of `function`."""
+                  description: str = "", function: Function | None = None,
+                  params_schema: dict | None = None) -> Function:
+    """Create a function, or replace every field of `function`. `params_schema`: the JSON
+    Schema of the arguments an agent passes when it calls the function as a tool."""
     function_validate(action=action, config=config, connection=connection)
+    if params_schema is not None:
+        problem = schema_problem(params_schema)
+        if problem:
+            raise FunctionConfigInvalidError(f"paramsSchema: {problem}",
+                                             fields={"paramsSchema": [problem]})
     row = function or Function(name=name)
-    row.action, row.config = action, config
+    row.action, row.config, row.params_schema = action, config, params_schema
     row.connection, row.description = connection, description
     row.full_clean()
     row.save()

@@ -13,6 +13,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.definitions.steps import StepPolicy
 from automation.definitions.steps.outcome import Outcome
+from automation.engine.agents import Journal
 from automation.engine.context import Execution
 from automation.engine.scope import build_scope, load_entity
 from automation.engine.steps import run_step
@@ -109,7 +110,7 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPol
         params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(claim),
     )
     rows = execution.function_rows if execution is not None else None
-    return _redacted(run_step(step, ctx, function_rows=rows))
+    return _redacted(run_step(step, ctx, function_rows=rows, journal=Journal(store, claim)))
 
 
 def idempotency_key(claim: Claim) -> str:

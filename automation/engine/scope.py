@@ -41,7 +41,7 @@ def completed_outputs(run: Run, scope: str) -> dict[str, dict]:
     (an inner scope's step wins over an outer one of the same id)."""
     chain = scope_chain(scope)
     outputs = StepRun.objects.filter(
-        run_id=run.pk, scope__in=chain, status=StepRun.Status.COMPLETED
+        run_id=run.pk, scope__in=chain, status=StepRun.Status.COMPLETED, parent__isnull=True
     ).values_list("step_id", "scope", "output")
     depth = {s: i for i, s in enumerate(chain)}
     steps: dict[str, dict] = {}

@@ -11,9 +11,9 @@ from typing import Any
 
 from automation.definitions import Step
 from automation.definitions.steps import Outcome, step_type
+from automation.engine.agents import Journal, run_agent
 from automation.exceptions import AutomationError, StepFailedError
 from automation.functions import StepContext, resolve_function
-from automation.functions.connectors import call_connector
 from automation.functions.registry import validate_params
 from automation.functions.templating import evaluate_tree
 from entities.exceptions import ExpressionError
@@ -36,9 +36,11 @@ def _resolve(step: Step, rows: dict | None):
 class EngineRuntime:
     """A `StepRuntime` around the `StepContext` that function handlers receive unchanged."""
 
-    def __init__(self, ctx: StepContext, function_rows: dict | None) -> None:
+    def __init__(self, ctx: StepContext, function_rows: dict | None,
+                 journal: Journal | None = None) -> None:
         self.ctx = ctx
         self.function_rows = function_rows
+        self.journal = journal
 
     @property
     def input(self) -> Any:
@@ -64,17 +66,17 @@ class EngineRuntime:
             ctx.input = evaluate_tree(step.config["input"], ctx.scope)
         return spec.handler(ctx)
 
-    def call_agent(self, config: dict, input: Any) -> Any:
-        params = {"system": config["agentRole"], "input": input, "tools": config.get("tools", []),
-                  "model": config.get("model")}
-        return call_connector(self.ctx, provider="openai", action="chat_json",
-                              connection_name=config.get("connection"), params=params)
+    def run_agent(self, step: Step) -> Outcome:
+        return run_agent(step, self.ctx, self.journal)
 
 
-def run_step(step: Step, ctx: StepContext, *, function_rows: dict | None = None) -> Outcome:
+def run_step(step: Step, ctx: StepContext, *, function_rows: dict | None = None,
+             journal: Journal | None = None) -> Outcome:
+    """`journal`: where a step that records as it goes (an agent) writes; None in a
+    dry run or a test outside a worker."""
     kind = step_type(step.type)
     try:
-        return kind.execute(step, EngineRuntime(ctx, function_rows))
+        return kind.execute(step, EngineRuntime(ctx, function_rows, journal))
     except ExpressionError as exc:
         return Outcome.failed(exc.message, code=exc.code, logs=ctx.logs)
     except StepFailedError as exc:

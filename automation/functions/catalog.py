@@ -24,6 +24,7 @@ class FunctionRow:
     action: str
     config: dict
     connection_id: int | None
+    params_schema: dict | None = None  # the arguments a caller (an agent) passes
 
     def fresh_config(self) -> dict:
         return copy.deepcopy(self.config)  # callers may change what they are given
@@ -50,8 +51,9 @@ def _current() -> dict[str, FunctionRow]:
         generation = IndexStamp.objects.filter(pk=STAMP_ID).values_list(
             "generation", flat=True).first()
         if rows is None or generation != _state["generation"]:
-            rows = {f.name: FunctionRow(f.action, f.config, f.connection_id)
-                    for f in Function.objects.only("name", "action", "config", "connection_id")}
+            rows = {f.name: FunctionRow(f.action, f.config, f.connection_id, f.params_schema)
+                    for f in Function.objects.only("name", "action", "config", "connection_id",
+                                                   "params_schema")}
             _state.update(rows=rows, generation=generation)
         _state["checked"] = now
     return rows

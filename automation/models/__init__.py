@@ -1,3 +1,4 @@
+from automation.models.agents import Agent
 from automation.models.approvals import ApprovalRequest
 from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
@@ -8,6 +9,7 @@ from automation.models.runs import Parameters, Run, StepRun
 from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
+    "Agent",
     "ApiClient", "ApiToken", "InboundDelivery",
     "ApiProcess", "ApprovalRequest", "Batch", "Connection", "Function", "IndexStamp",
     "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "WebhookDelivery",

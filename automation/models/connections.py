@@ -30,6 +30,10 @@ class Function(models.Model):
     connection = models.ForeignKey(
         Connection, null=True, blank=True, on_delete=models.PROTECT, related_name="functions"
     )
+    params_schema = models.JSONField(
+        null=True, blank=True,
+        help_text="JSON Schema of the arguments a caller passes (an agent's tool schema); "
+                  "they reach the function as its input.")
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

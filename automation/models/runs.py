@@ -81,6 +81,9 @@ class StepRun(models.Model):
     ACTIVE = (Status.PENDING, Status.RUNNING, Status.WAITING)
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        help_text="The step whose execution this is part of (an agent's tool call).")
     step_id = models.CharField(max_length=100)
     step_type = models.CharField(max_length=20)
     scope = models.CharField(max_length=300, blank=True, default="")

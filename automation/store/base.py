@@ -20,7 +20,7 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import pruning, recording, settling
+from automation.store import children, pruning, recording, settling
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.graphs import graph_for
@@ -170,6 +170,23 @@ class RunStore:
         """Finish a waiting step from outside a worker (an approval decided or timed out)."""
         return recording.resume(step_run_id, outcome)
 
+    # -- a running step's own writes (an agent's turns and tool calls: store/children) ---
+
+    def save_running_state(self, claim: Claim, changes: dict) -> None:
+        children.save_running_state(claim, changes)
+
+    def find_child(self, claim: Claim, name: str) -> StepRun | None:
+        return children.find_child(claim, name)
+
+    def start_child(self, claim: Claim, name: str, *, step_type: str, input) -> StepRun:
+        return children.start_child(claim, name, step_type=step_type, input=input)
+
+    def next_child_attempt(self, child: StepRun, log: str) -> None:
+        children.next_child_attempt(child, log)
+
+    def finish_child(self, child: StepRun, outcome: Outcome, *, duration_ms: int) -> None:
+        children.finish_child(child, outcome, duration_ms=duration_ms)
+
     # -- run control -------------------------------------------------------------------
 
     def cancel(self, run: Run) -> Run:
@@ -191,14 +208,16 @@ class RunStore:
                 raise RunStateError(
                     f"Only a failed run can be retried; this one is {run.status}.")
             graph = graph_for(run.version_id)
-            failed = [s for s in StepRun.objects.filter(run=run, status=StepRun.Status.FAILED)
+            failed = [s for s in StepRun.objects.filter(run=run, status=StepRun.Status.FAILED,
+                                                        parent__isnull=True)
                       if not StepState.from_json(s.state).handled]
             if not failed:
                 raise RunStateError("The run has no failed step to retry.")
             for step_run in failed:
                 _requeue(step_run, graph.steps[step_run.step_id], log="retried by staff")
             for step_run in StepRun.objects.filter(run=run, status=StepRun.Status.CANCELLED,
-                                                   state__stopped_by="failure"):
+                                                   state__stopped_by="failure",
+                                                   parent__isnull=True):
                 _restore(step_run, graph.steps[step_run.step_id])
             run.status, run.error, run.finished_at = Run.Status.RUNNING, None, None
             run.save(update_fields=["status", "error", "finished_at"])

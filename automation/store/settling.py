@@ -43,7 +43,7 @@ def settle_run(run: Run, graph: Graph, *, created: list | None = None,
         finish_run(run, result=ended.output)
         return
     for _ in range(1000):
-        active = list(StepRun.objects.filter(run=run, status__in=ACTIVE)
+        active = list(StepRun.objects.filter(run=run, status__in=ACTIVE, parent__isnull=True)
                       .only("id", "step_id", "scope", "status", "step_type", "state"))
         if not (_release_joins(run, graph, active)
                 or _advance_loops(run, graph, active, handover=handover)):

@@ -31,6 +31,8 @@ class StepState:
     deadline: str | None = None
     # A condition
     value: bool | None = None
+    # An agent: its conversation, counters, token usage and cost (engine/agents.py)
+    agent: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, data: dict | None) -> "StepState":

@@ -70,8 +70,8 @@ class StepRuntime(Protocol):
         """Resolve the step's function, check its params, evaluate `config.input` into the
         input and call the function; its output."""
 
-    def call_agent(self, config: dict, input: Any) -> Any:
-        """Ask the agent connector, with the step's config and input; its output."""
+    def run_agent(self, step: Step) -> Outcome:
+        """Run the step's agent loop (docs/user-guide/agents.md) to its outcome."""
 
 
 Edge = tuple[str, str]  # (label, target); label "next" for a plain `next`

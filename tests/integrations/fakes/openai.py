@@ -29,6 +29,18 @@ class FakeOpenAI(FakeServer):
         self.replies.append({"content": content, "finish_reason": finish_reason,
                              "tool_calls": tool_calls})
 
+    def call_tools(self, *calls, content=None) -> None:
+        """Queue a reply calling tools: each call is (id, name, arguments); arguments that
+        are not text are sent as JSON, text is sent as it is (a malformed call)."""
+        tool_calls = [{"id": call_id, "type": "function", "function": {
+            "name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+            for call_id, name, args in calls]
+        self.reply(content, finish_reason="tool_calls", tool_calls=tool_calls)
+
+    def completions(self) -> list[dict]:
+        """The request bodies of every chat completion asked for, in order."""
+        return [c.json() for c in self.calls if c.path == f"{self.prefix}/chat/completions"]
+
     def rate_limit(self, *, times: int = 1, retry_after: int = 1) -> None:
         headers = {"retry-after": str(retry_after), "x-ratelimit-limit-requests": "500",
                    "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s",

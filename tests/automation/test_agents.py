@@ -1,0 +1,287 @@
+"""Agent steps as a tool-calling loop, end to end against the fake OpenAI-compatible
+server and a fake tool backend (both real HTTP on 127.0.0.1): the workflows users post,
+parallel, malformed and failing tool calls, answers that do not fit the output schema,
+limits, and definition-time validation (docs/user-guide/agents.md)."""
+
+import json
+
+import pytest
+from django.test import Client
+
+from automation.api.services import function_save
+from automation.connections.services import connection_create
+from automation.models import ApprovalRequest, Run, StepRun
+from automation.services.agents import agent_save
+from automation.services.approvals import approval_decide
+from automation.services.runs import run_start
+from tests.integrations.fakes.openai import FakeOpenAI
+from tests.integrations.fakes.tools import ToolServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEY = "sk-test-agents-0123456789abcdef"
+TOOL_SECRET = "whsec-tools-0123456789"
+REVIEW_SCHEMA = {"type": "object", "required": ["requiresHumanReview", "summary"],
+                 "properties": {"requiresHumanReview": {"type": "boolean"},
+                                "summary": {"type": "string"}}}
+TEXT_ARGS = {"type": "object", "required": ["text"], "additionalProperties": False,
+             "properties": {"text": {"type": "string"}}}
+
+
+@pytest.fixture
+def model():
+    fake = FakeOpenAI(api_key=KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def tools():
+    fake = ToolServer({"sentiment-analysis": {"sentiment": "negative", "score": -0.8},
+                       "compliance-check": {"compliant": False, "issues": ["medical claim"]},
+                       "lookup-customer": {"plan": "enterprise", "sla": "1h"},
+                       "page-oncall": {"paged": True}}).start()
+    yield fake
+    fake.stop()
+
+
+def tool(tools, name, schema=TEXT_ARGS):
+    return function_save(name=name, action="webhook.post", params_schema=schema,
+                         config={"url": tools.tool_url(name), "secret": TOOL_SECRET,
+                                 "payload": "{{ result }}"})
+
+
+@pytest.fixture
+def setup(db, model, tools):
+    connection_create(provider="openai", name="llm", base_url=model.base_url,
+                      credentials={"apiKey": KEY}, options={"model": "gpt-test"})
+    for name in ("sentiment-analysis", "compliance-check", "publish-content"):
+        tool(tools, name, None if name == "publish-content" else TEXT_ARGS)
+    tool(tools, "lookup-customer", {"type": "object", "required": ["email"],
+                                    "properties": {"email": {"type": "string"}}})
+    tool(tools, "page-oncall", {"type": "object", "properties": {"team": {"type": "string"}}})
+    agent_save(key="content-reviewer", instructions="Review the article. Answer in JSON.",
+               tools=["sentiment-analysis", "compliance-check"], output_schema=REVIEW_SCHEMA,
+               input_price=2, output_price=8)
+    return model, tools
+
+
+def content_review(make_process):
+    return make_process([
+        {"id": "review", "type": "agent", "next": "needs-review",
+         "config": {"agentRole": "content-reviewer",
+                    "tools": ["sentiment-analysis", "compliance-check"]}},
+        {"id": "needs-review", "type": "condition",
+         "condition": "result.requiresHumanReview === true", "next": "human-review",
+         "config": {"else": "publish"}},
+        {"id": "human-review", "type": "human", "next": "publish",
+         "config": {"approvers": ["editor"],
+                    "form": {"type": "object", "properties": {"reason": {"type": "string"}}}}},
+        {"id": "publish", "type": "function", "function": "publish-content"},
+    ], slug="content-review")
+
+
+def test_content_review_runs_tools_in_parallel_then_waits_for_a_person(setup, make_process):
+    model, tools = setup
+    model.call_tools(("call_s", "sentiment-analysis", {"text": "Cures everything!"}),
+                     ("call_c", "compliance-check", {"text": "Cures everything!"}))
+    model.reply({"requiresHumanReview": True, "summary": "medical claim"})
+    run, _ = run_start(process=content_review(make_process), trigger={"type": "manual"},
+                       input={"article": "Cures everything!"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.WAITING, run.error
+    review = StepRun.objects.get(run=run, step_id="review")
+    assert review.output == {"requiresHumanReview": True, "summary": "medical claim"}
+    # each tool call is a child step run of the agent step, with its own record
+    children = {c.step_id: c for c in review.children.all()}
+    assert set(children) == {"review/call_s", "review/call_c"}
+    assert all(c.status == "completed" and c.attempt == 1 for c in children.values())
+    assert json.loads(children["review/call_s"].output["responseBody"])["sentiment"] == "negative"
+    assert tools.effect_count("sentiment-analysis") == tools.effect_count("compliance-check") == 1
+    # the tools' params schemas were the tools' schemas; their results went back
+    first, second = model.completions()
+    assert {t["function"]["name"]: t["function"]["parameters"] for t in first["tools"]} == {
+        "sentiment-analysis": TEXT_ARGS, "compliance-check": TEXT_ARGS}
+    assert first["response_format"]["type"] == "json_schema"
+    assert first["response_format"]["json_schema"]["schema"] == REVIEW_SCHEMA
+    assert [m["role"] for m in second["messages"]] == ["system", "user", "assistant", "tool",
+                                                       "tool"]
+    sent_back = json.loads(second["messages"][3]["content"])
+    assert json.loads(sent_back["responseBody"])["tool"] == "sentiment-analysis"
+    # token usage and cost: two turns of the fake's 31 + 14 tokens at 2 and 8 per million
+    agent_state = review.state["agent"]
+    assert agent_state["usage"] == {"promptTokens": 62, "completionTokens": 28,
+                                    "totalTokens": 90}
+    assert agent_state["cost"] == "0.000348"
+    assert agent_state["iterations"] == 2 and agent_state["toolCalls"] == 2
+
+    approval = ApprovalRequest.objects.get(run=run)
+    approval_decide(approval=approval, approved=True, decided_by="editor")
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    assert tools.effect_count("publish-content") == 1
+
+
+def test_content_review_without_review_goes_straight_to_publish(setup, make_process):
+    model, tools = setup
+    model.reply({"requiresHumanReview": False, "summary": "fine"})
+    run, _ = run_start(process=content_review(make_process), trigger={"type": "manual"},
+                       input={"article": "A walk in the park."})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    assert not ApprovalRequest.objects.filter(run=run).exists()
+    assert tools.effect_count("publish-content") == 1
+
+
+def test_support_ticket_triage_then_a_second_agent_with_tools(setup, make_process):
+    model, tools = setup
+    agent_save(key="ticket-triage", instructions="Classify the ticket as JSON.",
+               output_schema={"type": "object", "required": ["urgency"], "properties": {
+                   "urgency": {"enum": ["low", "normal", "critical"]}}})
+    agent_save(key="incident-responder", instructions="Handle the critical ticket; JSON.",
+               tools=["lookup-customer", "page-oncall"])
+    process = make_process([
+        {"id": "triage", "type": "agent", "next": "is-critical",
+         "config": {"agentRole": "ticket-triage"}},
+        {"id": "is-critical", "type": "condition", "condition": 'result.urgency === "critical"',
+         "next": "respond"},
+        {"id": "respond", "type": "agent",
+         "config": {"agentRole": "incident-responder", "tools": ["lookup-customer",
+                                                                "page-oncall"]}},
+    ], slug="support-ticket")
+    model.reply({"urgency": "critical"})
+    model.call_tools(("c1", "lookup-customer", {"email": "ada@example.com"}))
+    model.call_tools(("c2", "page-oncall", {"team": "payments"}))
+    model.reply({"action": "paged", "team": "payments"})
+    run, _ = run_start(process=process, trigger={"type": "manual"},
+                       input={"subject": "Payments down", "from": "ada@example.com"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    assert run.result == {"action": "paged", "team": "payments"}
+    assert StepRun.objects.get(run=run, step_id="triage").output == {"urgency": "critical"}
+    assert tools.effect_count("lookup-customer") == tools.effect_count("page-oncall") == 1
+    assert len(model.completions()) == 4
+
+
+def test_malformed_and_unknown_tool_calls_are_answered_with_an_error(setup, make_process):
+    model, tools = setup
+    model.call_tools(("bad", "sentiment-analysis", "{not json"),
+                     ("ghost", "delete-everything", {}),
+                     ("wrong", "compliance-check", {"txt": "x"}))
+    model.reply({"requiresHumanReview": False, "summary": "gave up on tools"})
+    run, _ = run_start(process=content_review(make_process), trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    tool_messages = [m for m in model.completions()[1]["messages"] if m["role"] == "tool"]
+    errors = {m["tool_call_id"]: json.loads(m["content"])["error"] for m in tool_messages}
+    assert "not valid JSON" in errors["bad"]
+    assert "There is no tool 'delete-everything'" in errors["ghost"]
+    assert "Additional properties are not allowed" in errors["wrong"] or "'text'" in errors[
+        "wrong"]
+    assert tools.requests_to("sentiment-analysis") == tools.requests_to("compliance-check") == 0
+
+
+def test_a_failing_tool_is_retried_then_its_error_goes_to_the_model(setup, make_process):
+    model, tools = setup
+    tools.fail("sentiment-analysis", times=5)
+    model.call_tools(("s", "sentiment-analysis", {"text": "hi"}))
+    model.reply({"requiresHumanReview": True, "summary": "sentiment tool down"})
+    run, _ = run_start(process=content_review(make_process), trigger={"type": "manual"})
+    run.refresh_from_db()
+    child = StepRun.objects.get(run=run, step_id="review/s")
+    assert child.status == "failed" and child.attempt == 3
+    assert "500" in child.error["message"]
+    assert tools.requests_to("sentiment-analysis") == 3
+    content = json.loads(model.completions()[1]["messages"][-1]["content"])
+    assert "500" in content["error"]
+    assert run.status == Run.Status.WAITING  # the model decided: a person looks at it
+
+
+def test_an_answer_that_does_not_fit_the_schema_is_sent_back_once_corrected(setup,
+                                                                             make_process):
+    model, _ = setup
+    model.reply({"requiresHumanReview": "maybe"})
+    model.reply({"requiresHumanReview": False, "summary": "ok"})
+    run, _ = run_start(process=content_review(make_process), trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    correction = model.completions()[1]["messages"][-1]
+    assert correction["role"] == "user" and "does not fit" in correction["content"]
+
+
+def test_the_iteration_limit_fails_the_step_naming_it(setup, make_process):
+    model, _ = setup
+    for _ in range(3):
+        model.reply({"requiresHumanReview": "still no"})
+    process = make_process([{"id": "review", "type": "agent",
+                             "config": {"agentRole": "content-reviewer", "maxIterations": 2}}])
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert run.error["code"] == "agent_limit"
+    assert "maxIterations (2" in run.error["message"]
+    assert len(model.completions()) == 2
+    # what the turns cost is kept on the failed step
+    review = StepRun.objects.get(run=run, step_id="review")
+    assert review.state["agent"]["usage"]["totalTokens"] == 90
+
+
+def test_the_tool_call_limit_and_on_error(setup, make_process):
+    model, tools = setup
+    model.call_tools(("a", "sentiment-analysis", {"text": "x"}),
+                     ("b", "sentiment-analysis", {"text": "y"}))
+    process = make_process([
+        {"id": "review", "type": "agent",
+         "config": {"agentRole": "content-reviewer", "maxToolCalls": 1, "onError": "fallback"}},
+        {"id": "fallback", "type": "function", "function": "publish-content"}])
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    review = StepRun.objects.get(run=run, step_id="review")
+    assert review.status == "failed" and "maxToolCalls (1)" in review.error["message"]
+    assert tools.requests_to("sentiment-analysis") == 0
+    assert tools.effect_count("publish-content") == 1
+
+
+def test_a_retryable_model_error_uses_config_retries(setup, make_process, settings):
+    model, _ = setup
+    model.script(500, {"error": {"message": "overloaded", "type": "server_error"}}, times=3)
+    model.reply({"requiresHumanReview": False, "summary": "ok"})
+    ok = make_process([{"id": "review", "type": "agent",
+                        "config": {"agentRole": "content-reviewer", "retries": 3}}])
+    run, _ = run_start(process=ok, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    assert StepRun.objects.get(run=run).attempt == 4
+
+
+# -- definition-time validation ------------------------------------------------------------
+
+@pytest.fixture
+def staff_client(django_user_model):
+    client = Client()
+    client.force_login(django_user_model.objects.create_user(
+        "staff", password="x", is_staff=True, is_superuser=True))
+    return client
+
+
+def post_definition(client, steps):
+    return client.post("/api/workflow-definitions", {"id": "agents-check", "name": "Check",
+                                                     "steps": steps},
+                       content_type="application/json")
+
+
+def test_unknown_agent_unknown_tool_and_bad_limits_are_422_naming_the_field(setup,
+                                                                            staff_client):
+    response = post_definition(staff_client, [
+        {"id": "a", "type": "agent", "config": {"agentRole": "nobody"}},
+        {"id": "b", "type": "agent", "config": {
+            "agentRole": "content-reviewer", "tools": ["sentiment-analysis", "no-such-tool"],
+            "maxIterations": 0, "maxToolCalls": "many", "retries": -1}}])
+    assert response.status_code == 422, response.content
+    fields = response.json()["error"]["fields"]
+    assert fields["steps[0].config.agentRole"] == ["Unknown agent 'nobody'."]
+    assert fields["steps[1].config.tools[1]"] == ["Unknown function 'no-such-tool'."]
+    for name in ("maxIterations", "maxToolCalls", "retries"):
+        assert f"steps[1].config.{name}" in fields
+    assert not Run.objects.exists()
