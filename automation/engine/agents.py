@@ -45,14 +45,16 @@ class AgentLimitError(StepFailedError):
 class Journal:
     """The store's side of one agent step: its saved state and its tool calls."""
 
-    def __init__(self, store: RunStore, claim: Claim):
-        self.store, self.claim = store, claim
+    def __init__(self, store: RunStore, claim: Claim, lease_seconds: int):
+        self.store, self.claim, self.lease_seconds = store, claim, lease_seconds
 
     def saved(self) -> dict | None:
         return StepState.from_json(self.claim.step_run.state).agent
 
     def save(self, state: dict) -> None:
-        self.store.save_running_state(self.claim, {"agent": redact(state)})
+        # each write renews the lease: a long loop that keeps recording is alive
+        self.store.save_running_state(self.claim, {"agent": redact(state)},
+                                      lease_seconds=self.lease_seconds)
 
 
 def limits(step: Step, agent: Agent) -> dict[str, Any]:
@@ -124,17 +126,16 @@ class _Loop:
     def run(self) -> Any:
         while True:
             self._check_time()
-            last = self.messages[-1]
-            if last["role"] == "assistant" and last.get("tool_calls"):
-                answered = {m.get("tool_call_id") for m in self.messages if m["role"] == "tool"}
-                for call in last["tool_calls"]:
-                    if call["id"] not in answered:
-                        self._check_time()
-                        result = self._run_tool(call)
-                        self.messages.append({"role": "tool", "tool_call_id": call["id"],
-                                              "content": result})
-                        self.save()
+            pending = self._unanswered()
+            if pending:
+                for call in pending:
+                    self._check_time()
+                    result = self._run_tool(call)
+                    self.messages.append({"role": "tool", "tool_call_id": call["id"],
+                                          "content": result})
+                    self.save()
                 continue
+            last = self.messages[-1]
             if last["role"] == "assistant":
                 answer, problem = self._answer(last.get("content"))
                 if problem is None:
@@ -145,6 +146,15 @@ class _Loop:
                 self.save()
                 continue
             self._ask()
+
+    def _unanswered(self) -> list[dict]:
+        """The tool calls of the latest model turn that have no recorded result yet."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            message = self.messages[index]
+            if message["role"] == "assistant":
+                answered = {m.get("tool_call_id") for m in self.messages[index + 1:]}
+                return [c for c in message.get("tool_calls") or [] if c["id"] not in answered]
+        return []
 
     # -- the model -----------------------------------------------------------------
 

@@ -89,13 +89,13 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
         # everything the run wrote so far durable first (entities.db.commits).
         store.extend_lease(claim, seconds=lease)
     started = time.monotonic()
-    outcome = _outcome(store, run, claim, step, rules, execution)
+    outcome = _outcome(store, run, claim, step, rules, execution, lease)
     store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
                  handover=execution)
 
 
 def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPolicy,
-             execution: Execution | None) -> Outcome:
+             execution: Execution | None, lease: int) -> Outcome:
     if run.is_finished:
         return Outcome.failed("The run had already finished.", code="run_finished")
     lost = _lost_attempt(store, claim, step, rules)
@@ -110,7 +110,7 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPol
         params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(claim),
     )
     rows = execution.function_rows if execution is not None else None
-    return _redacted(run_step(step, ctx, function_rows=rows, journal=Journal(store, claim)))
+    return _redacted(run_step(step, ctx, function_rows=rows, journal=Journal(store, claim, lease)))
 
 
 def idempotency_key(claim: Claim) -> str:

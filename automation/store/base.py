@@ -172,8 +172,8 @@ class RunStore:
 
     # -- a running step's own writes (an agent's turns and tool calls: store/children) ---
 
-    def save_running_state(self, claim: Claim, changes: dict) -> None:
-        children.save_running_state(claim, changes)
+    def save_running_state(self, claim: Claim, changes: dict, *, lease_seconds: int) -> None:
+        children.save_running_state(claim, changes, lease_seconds=lease_seconds)
 
     def find_child(self, claim: Claim, name: str) -> StepRun | None:
         return children.find_child(claim, name)

@@ -7,6 +7,8 @@ the parent's worker runs it and records it here. Every write carries the parent'
 in its WHERE clause, so a worker whose lease was taken over writes nothing.
 """
 
+from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -28,12 +30,15 @@ def _held(claim: Claim) -> bool:
                                   status=StepRun.Status.RUNNING).exists()
 
 
-def save_running_state(claim: Claim, changes: dict) -> None:
-    """Write state keys of a claimed, running step now (before its outcome)."""
+def save_running_state(claim: Claim, changes: dict, *, lease_seconds: int) -> None:
+    """Write state keys of a claimed, running step now (before its outcome), and renew
+    its lease: a step that keeps recording progress is not taken for lost."""
     step_run = claim.step_run
     state = StepState.from_json(step_run.state).merged(changes)
     updated = StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim,
-                                     status=StepRun.Status.RUNNING).update(state=state.to_json())
+                                     status=StepRun.Status.RUNNING).update(
+        state=state.to_json(),
+        lease_expires_at=timezone.now() + timedelta(seconds=lease_seconds))
     if not updated:
         raise ClaimLostError("The step was taken over by another worker.", retryable=False)
     step_run.state = state.to_json()
