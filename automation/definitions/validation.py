@@ -15,13 +15,15 @@ STEP_KEYS = {"id", "name", "type", "function", "condition", "next", "config", "d
 
 
 def validate_definition(
-    definition: Any, *, function_exists, check_params=None
+    definition: Any, *, function_exists, check_params=None, stored_exists=None
 ) -> dict[str, list[str]]:
     """Every problem of a definition, keyed by path; empty when it is valid.
 
     `function_exists(name) -> bool` is passed in so this module stays free of the registry;
     so is `check_params(name, params) -> {path: [messages]}`, what a function itself checks
-    in a step's `config.params` (e.g. the expressions of http.request's response mapping).
+    in a step's `config.params` (e.g. the expressions of http.request's response mapping),
+    and `stored_exists(model, name) -> bool`, whether a stored thing a step names (an
+    Agent) exists.
     """
     errors = DefinitionErrors()
     if not isinstance(definition, dict):
@@ -37,6 +39,11 @@ def validate_definition(
     ids = _check_steps(steps, errors, function_exists)
     if check_params is not None:
         _check_function_params(steps, errors, check_params)
+    if stored_exists is not None:
+        for i, raw in enumerate(steps):
+            kind = find_step_type(raw.get("type")) if isinstance(raw, dict) else None
+            if kind is not None and isinstance(raw.get("config", {}), dict):
+                kind.validate_references(raw, f"steps[{i}]", errors, stored_exists)
     check_triggers(definition.get("triggers", []), errors)
     if errors:
         return errors.fields

@@ -9,17 +9,27 @@ from django.dispatch import Signal
 from automation.definitions import validate_definition
 from automation.exceptions import DefinitionInvalidError
 from automation.functions import function_exists, function_params_check
-from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
+from automation.models import Agent, ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from entities.models import EntityType
 from entities.services import unstorable_text
 
 DEFINITION_KEYS = ("steps", "triggers")
 
 
+STORED_KEYS = {"Agent": (Agent, "key")}  # model name -> (model, its lookup field)
+
+
+def stored_exists(model: str, name: str) -> bool:
+    """Whether the stored thing a step names exists (an Agent, by its key)."""
+    model_class, field = STORED_KEYS[model]
+    return model_class.objects.filter(**{field: name}).exists()
+
+
 def definition_validate(definition: Any) -> dict:
     """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError."""
     errors = validate_definition(definition, function_exists=function_exists,
-                                 check_params=function_params_check)
+                                 check_params=function_params_check,
+                                 stored_exists=stored_exists)
     if not errors:
         errors = _unstorable_fields({"": definition})
     if errors:

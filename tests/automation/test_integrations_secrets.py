@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from automation.api.services import function_save
+from automation.services.agents import agent_save
 from automation.connections import secrets
 from automation.connections.services import (
     connection_create,
@@ -215,6 +216,8 @@ def _fn(step_id: str, function: str | None = None) -> dict:
 def _scenario(fakes, order_type) -> list[Run]:
     _connections(fakes)
     _functions()
+    agent_save(key="summariser", instructions="Summarise the order as JSON.",
+               connection=Connection.objects.get(name="llm"))
     webhook_subscription_create(url=f"{fakes['echo'].url}/subscriber", events=["*"],
                                 secret=SUBSCRIPTION_SECRET)
     fakes["dropbox"].expire()  # the upload refreshes the token first
@@ -223,8 +226,7 @@ def _scenario(fakes, order_type) -> list[Run]:
     order = entity_create(entity_type=order_type, reference="ORD-S", data=ORDER)
     good = _process("good", _fn("deal"), _fn("upload"), _fn("echo-bearer"), _fn("echo-basic"),
                     _fn("hook"), {"id": "agent", "type": "agent",
-                                  "config": {"agentRole": "Summarise the order as JSON.",
-                                             "connection": "llm"}})
+                                  "config": {"agentRole": "summariser"}})
     processes = (good, _process("wrong-token", _fn("deal-wrong")),
                  _process("server-error", _fn("echo-500")))
     runs = [run_start(process=p, trigger={"type": "manual"}, entity=order)[0] for p in processes]
@@ -263,7 +265,7 @@ def test_no_raw_secret_is_written_or_shown_anywhere(fakes, order_type, caplog,
     echoed = StepRun.objects.get(run=good, step_id="echo-bearer").output["body"]["headers"]
     assert echoed["Authorization"] == "Bearer [redacted]"  # the server did echo it
     agent = StepRun.objects.get(run=good, step_id="agent")
-    assert agent.status == StepRun.Status.COMPLETED and "echo" in agent.output["content"]
+    assert agent.status == StepRun.Status.COMPLETED and "echo" in agent.output
     deliveries = list(WebhookDelivery.objects.all())
     assert {d.status for d in deliveries} == {WebhookDelivery.Status.DELIVERED}
     assert sum(d.attempts for d in deliveries) == len(deliveries) + 1

@@ -44,9 +44,9 @@ class FakeRuntime:
         self.calls.append(("function", step.id))
         return self.answer
 
-    def call_agent(self, config: dict, input: Any) -> Any:
-        self.calls.append(("agent", config["agentRole"], input))
-        return self.answer
+    def run_agent(self, step: Step) -> Outcome:
+        self.calls.append(("agent", step.config["agentRole"], self.input))
+        return Outcome("completed", output=self.answer, logs=self.logs)
 
 
 def make(raw: dict) -> Step:
@@ -137,7 +137,15 @@ def test_validation_messages_per_type():
     assert problems({"id": "h", "type": "human", "config": {"approvers": [1]}}) == {
         "steps[0].config.approvers": ["List at least one approver (user, email or group:<name>)."]}
     assert problems({"id": "g", "type": "agent", "config": {}}) == {
-        "steps[0].config.agentRole": ["An agent step needs config.agentRole (its instructions)."]}
+        "steps[0].config.agentRole": ["An agent step names its agent in config.agentRole."]}
+    assert problems({"id": "g", "type": "agent", "config": {
+        "agentRole": "triage", "tools": ["test.record", "nope"], "maxIterations": 0}}) == {
+        "steps[0].config.tools[1]": ["Unknown function 'nope'."],
+        "steps[0].config.maxIterations": ["maxIterations must be a whole number from 1 to 100."]}
+    errors = DefinitionErrors()
+    step_type("agent").validate_references(
+        {"config": {"agentRole": "triage"}}, "steps[0]", errors, lambda model, key: False)
+    assert errors.fields == {"steps[0].config.agentRole": ["Unknown agent 'triage'."]}
     assert problems({"id": "p", "type": "parallel", "next": ["a", "b"]}) == {}
 
 

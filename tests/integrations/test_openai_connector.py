@@ -61,8 +61,9 @@ def test_tool_calls_are_returned_parsed(openai, openai_fake):
     assert openai_fake.calls[0].json()["tools"] == tools
     assert result.output["content"] is None
     assert result.output["toolCalls"] == [
-        {"id": "call_1", "name": "lookup_contact", "arguments": {"email": "ada@example.com"}},
-        {"id": "call_2", "name": "broken", "arguments": None,
+        {"id": "call_1", "name": "lookup_contact", "arguments": {"email": "ada@example.com"},
+         "rawArguments": "{\"email\":\"ada@example.com\"}"},
+        {"id": "call_2", "name": "broken", "arguments": None, "rawArguments": "{",
          "argumentsError": "arguments are not valid JSON"}]
 
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from automation.definitions.errors import DefinitionErrors, check_int
 from automation.definitions.steps.base import Step, StepRuntime, StepType, raw_config
 from automation.definitions.steps.outcome import Outcome
-from automation.models import Agent
 
 SUMMARY_LENGTH = 120
 # step config key -> (lowest, highest); each overrides the agent's own limit
@@ -28,8 +27,6 @@ class AgentStep(StepType):
         if not isinstance(key, str) or not key:
             errors.add(f"{path}.config.agentRole",
                        "An agent step names its agent in config.agentRole.")
-        elif not Agent.objects.filter(key=key).exists():
-            errors.add(f"{path}.config.agentRole", f"Unknown agent '{key}'.")
         tools = config.get("tools")
         if "tools" in config and (not isinstance(tools, list)
                                   or not all(isinstance(t, str) and t for t in tools)):
@@ -42,6 +39,12 @@ class AgentStep(StepType):
             check_int(config, key, path, errors, low, high)
         check_int(config, "retries", path, errors, 0, 20)
         check_int(config, "timeout", path, errors, 1, 86_400_000)
+
+    def validate_references(self, raw: dict, path: str, errors: DefinitionErrors,
+                            stored_exists: Callable[[str, str], bool]) -> None:
+        key = raw_config(raw).get("agentRole")
+        if isinstance(key, str) and key and not stored_exists("Agent", key):
+            errors.add(f"{path}.config.agentRole", f"Unknown agent '{key}'.")
 
     def execute(self, step: Step, runtime: StepRuntime) -> Outcome:
         return runtime.run_agent(step)

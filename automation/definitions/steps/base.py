@@ -95,6 +95,10 @@ class StepType(ABC):
                         check_params: Callable[[str, dict], dict[str, list[str]]]) -> None:
         """Add what a called function finds wrong with `config.params`; most types have none."""
 
+    def validate_references(self, raw: dict, path: str, errors: DefinitionErrors,  # noqa: B027
+                            stored_exists: Callable[[str, str], bool]) -> None:
+        """Add the stored things (an agent) the step names that do not exist."""
+
     def edges(self, step: Step) -> list[Edge]:
         edges = [("next", target) for target in step.next]
         for key in BRANCH_KEYS:
