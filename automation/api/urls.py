@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from automation.api import (
+    agent_apis,
     approval_apis,
     auth_apis,
     batch_apis,
@@ -57,6 +58,12 @@ urlpatterns = [
          methods(function_apis.FunctionDetailApi, function_apis.FunctionReplaceApi,
                  function_apis.FunctionDeleteApi),
          name="function-detail"),
+    # Agents
+    path("agents", methods(agent_apis.AgentListApi, agent_apis.AgentCreateApi), name="agents"),
+    path("agents/<slug:key>",
+         methods(agent_apis.AgentDetailApi, agent_apis.AgentReplaceApi,
+                 agent_apis.AgentUpdateApi),
+         name="agent-detail"),
     # Entities, batches, approvals
     path("entity-types", entity_apis.EntityTypeListApi.as_view(), name="entity-types"),
     path("entity-types/<slug:key>", entity_apis.EntityTypeDetailApi.as_view(),

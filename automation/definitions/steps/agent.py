@@ -55,5 +55,6 @@ class AgentStep(StepType):
     def summary(self, raw: dict) -> str:
         config = raw_config(raw)
         tools = config.get("tools")
-        extra = f" · tools {', '.join(map(str, tools))}" if isinstance(tools, list) and tools else ""
+        listed = isinstance(tools, list) and tools
+        extra = f" · tools {', '.join(map(str, tools))}" if listed else ""
         return f"{config.get('agentRole') or '?'}{extra}"[:SUMMARY_LENGTH]
