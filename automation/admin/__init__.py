@@ -5,6 +5,7 @@ The staff pages themselves live in automation.views and are mounted through each
 ModelAdmin's get_urls(), so they share the admin's login, CSRF protection and look.
 """
 
+from automation.admin.agents import AgentAdmin
 from automation.admin.approvals import ApprovalRequestAdmin
 from automation.admin.batches import BatchAdmin
 from automation.admin.clients import ApiClientAdmin
@@ -18,6 +19,7 @@ from automation.admin.processes import ApiProcessAdmin
 from automation.admin.runs import RunAdmin
 
 __all__ = [
+    "AgentAdmin",
     "ApiClientAdmin",
     "ApiProcessAdmin",
     "ApprovalRequestAdmin",

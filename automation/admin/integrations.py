@@ -154,7 +154,7 @@ class FunctionForm(forms.ModelForm):
 
     class Meta:
         model = Function
-        fields = ["name", "action", "config", "connection", "description"]
+        fields = ["name", "action", "config", "params_schema", "connection", "description"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -48,9 +48,20 @@ class StepRunSerializer(serializers.Serializer):
     durationMs = serializers.IntegerField(source="duration_ms", allow_null=True)
     index = serializers.IntegerField(allow_null=True, help_text="Loop iteration, if any.")
     scope = serializers.CharField(help_text="Loop iteration path; empty outside loops.")
+    parent = serializers.CharField(source="parent.step_id", default=None, allow_null=True,
+                                   help_text="For an agent's tool call: the agent step's id.")
+    usage = serializers.SerializerMethodField(
+        help_text="An agent step's token usage and cost: {promptTokens, completionTokens, "
+                  "totalTokens, cost}; null for other steps.")
 
     class Meta:
         ref_name = "StepRun"
+
+    def get_usage(self, step) -> dict | None:
+        agent = (step.state or {}).get("agent") if isinstance(step.state, dict) else None
+        if not isinstance(agent, dict):
+            return None
+        return {**(agent.get("usage") or {}), "cost": agent.get("cost", "0")}
 
 
 class ExecutionWithStepsSerializer(ExecutionSerializer):

@@ -24,7 +24,8 @@ class ExecutionDetailApi(ApiView):
         query = validate_query(ExecutionDetailApi.QuerySerializer, request)
         run = get_or_404(runs(), "execution", pk=id)
         if query.get("expand") == "steps":
-            run.expanded_steps = list(StepRun.objects.filter(run=run).order_by("id"))
+            run.expanded_steps = list(StepRun.objects.filter(run=run).select_related("parent")
+                                      .order_by("id"))
             return Response(ExecutionWithStepsSerializer(run).data)
         return Response(ExecutionSerializer(run).data)
 

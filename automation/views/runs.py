@@ -43,9 +43,23 @@ def traceback_frames(step: StepRun) -> list[str]:
     return []
 
 
-def step_view(step: StepRun) -> dict:
+def agent_usage(step: StepRun) -> dict | None:
+    """Token usage and cost of an agent step (engine/agents.py keeps them in its state)."""
+    agent = (step.state or {}).get("agent") if isinstance(step.state, dict) else None
+    if not isinstance(agent, dict):
+        return None
+    usage = agent.get("usage") or {}
+    return {"prompt": usage.get("promptTokens", 0), "completion": usage.get("completionTokens", 0),
+            "total": usage.get("totalTokens", 0), "cost": agent.get("cost", "0"),
+            "turns": agent.get("iterations", 0), "tool_calls": agent.get("toolCalls", 0),
+            "agent": agent.get("agent"), "version": agent.get("agentVersion")}
+
+
+def step_view(step: StepRun, parents: dict | None = None) -> dict:
     return {
         "obj": step,
+        "parent": (parents or {}).get(step.parent_id),
+        "usage": agent_usage(step),
         "dom_id": f"step-{step.pk}",
         "duration": ms(step.duration_ms)
         if step.duration_ms is not None
@@ -73,7 +87,8 @@ def run_page(request, model_admin, object_id):
         object_id,
     )
     steps = list(run.steps.order_by("id")[: TIMELINE_LIMIT + 1])
-    views = [step_view(s) for s in steps[:TIMELINE_LIMIT]]
+    parents = {s.pk: s.step_id for s in steps}
+    views = [step_view(s, parents) for s in steps[:TIMELINE_LIMIT]]
     focus = next(
         (v for v in views if v["obj"].status == StepRun.Status.FAILED), views[-1] if views else None
     )

@@ -81,7 +81,8 @@ def content_review(make_process):
     ], slug="content-review")
 
 
-def test_content_review_runs_tools_in_parallel_then_waits_for_a_person(setup, make_process):
+def review_with_tools(setup, make_process) -> Run:
+    """The content review: parallel tool calls, a person approves, the article is published."""
     model, tools = setup
     model.call_tools(("call_s", "sentiment-analysis", {"text": "Cures everything!"}),
                      ("call_c", "compliance-check", {"text": "Cures everything!"}))
@@ -120,6 +121,27 @@ def test_content_review_runs_tools_in_parallel_then_waits_for_a_person(setup, ma
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED, run.error
     assert tools.effect_count("publish-content") == 1
+    return run
+
+
+def test_run_history_shows_tool_calls_nested_with_usage_and_cost(setup, make_process,
+                                                                   staff_client):
+    run = review_with_tools(setup, make_process)
+    page = staff_client.get(f"/admin/automation/run/{run.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "review/call_s" in html and "tool call of review" in html
+    assert "90 tokens · cost 0.000348" in html and "62 prompt, 28 completion" in html
+    steps = staff_client.get(f"/api/executions/{run.pk}?expand=steps").json()["steps"]
+    by_id = {s["id"]: s for s in steps}
+    assert by_id["review/call_c"]["parent"] == "review"
+    assert by_id["review"]["usage"] == {"promptTokens": 62, "completionTokens": 28,
+                                        "totalTokens": 90, "cost": "0.000348"}
+    assert by_id["publish"]["usage"] is None and by_id["publish"]["parent"] is None
+
+
+def test_content_review_runs_tools_in_parallel_then_waits_for_a_person(setup, make_process):
+    assert review_with_tools(setup, make_process).status == Run.Status.COMPLETED
 
 
 def test_content_review_without_review_goes_straight_to_publish(setup, make_process):
@@ -285,3 +307,29 @@ def test_unknown_agent_unknown_tool_and_bad_limits_are_422_naming_the_field(setu
     for name in ("maxIterations", "maxToolCalls", "retries"):
         assert f"steps[1].config.{name}" in fields
     assert not Run.objects.exists()
+
+
+# -- the admin -----------------------------------------------------------------------------
+
+def test_admin_lists_and_edits_agents_with_field_errors(setup, staff_client):
+    listing = staff_client.get("/admin/automation/agent/")
+    assert listing.status_code == 200 and "content-reviewer" in listing.content.decode()
+    from automation.models import Agent
+
+    agent = Agent.objects.get(key="content-reviewer")
+    page = f"/admin/automation/agent/{agent.pk}/change/"
+    assert staff_client.get(page).status_code == 200
+    form = {"instructions": "Review it; JSON.", "connection": "", "model": "gpt-test",
+            "tools": json.dumps(["sentiment-analysis", "ghost"]),
+            "output_schema": json.dumps(REVIEW_SCHEMA), "max_iterations": 5,
+            "max_tool_calls": 10, "max_tokens": "", "timeout_seconds": "",
+            "input_price": "0", "output_price": "0", "description": ""}
+    bad = staff_client.post(page, form)
+    assert bad.status_code == 200 and "Unknown function &#x27;ghost&#x27;" in bad.content.decode()
+    agent.refresh_from_db()
+    assert agent.version == 1 and agent.tools == ["sentiment-analysis", "compliance-check"]
+    good = staff_client.post(page, {**form, "tools": json.dumps(["sentiment-analysis"])})
+    assert good.status_code == 302, good.content.decode()[:2000]
+    agent.refresh_from_db()
+    assert agent.version == 2 and agent.tools == ["sentiment-analysis"]
+    assert agent.instructions == "Review it; JSON."
