@@ -1,6 +1,8 @@
 """OpenAI-compatible chat completions in JSON mode (VENDORS.md §3), for agent steps.
 
-Credentials: `apiKey`. Options: `model` (default model), `organization`, `project`.
+Credentials: `apiKey`. Options: `model` (default model), `organization`, `project`,
+`structuredOutputs` (default true; false for an endpoint without `json_schema` response
+formats: the schema is then put in the instructions and JSON mode is used).
 The base URL (connection.base_url, else settings.OPENAI_BASE_URL) includes `/v1`.
 """
 
@@ -88,10 +90,15 @@ class OpenAIConnector(Connector):
         """One model turn of an agent loop. With `outputSchema` the reply is asked for as
         structured output (response_format json_schema), else in JSON mode."""
         messages = list(params["messages"])
-        if params.get("outputSchema"):
+        schema = params.get("outputSchema")
+        if schema and self.options.get("structuredOutputs", True):
             response_format = {"type": "json_schema", "json_schema": {
-                "name": "answer", "schema": params["outputSchema"], "strict": False}}
+                "name": "answer", "schema": schema, "strict": False}}
         else:
+            if schema:
+                messages.insert(0, {"role": "system", "content": (
+                    "Reply with one JSON object that fits this JSON Schema: "
+                    + json.dumps(schema, separators=(",", ":")))})
             response_format = {"type": "json_object"}
             text = " ".join(str(m.get("content") or "") for m in messages)
             if "json" not in text.lower():  # json_object mode requires the word (VENDORS §3.2)

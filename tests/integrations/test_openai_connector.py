@@ -134,3 +134,25 @@ def test_params_schema():
     assert OpenAIConnector.validate_params("chat_json", {}) == {"input": ["is required"]}
     assert OpenAIConnector.validate_params("chat_json", {"input": 1, "tools": [1]}) == {
         "tools[0]": ["must be of type object"]}
+
+
+def test_chat_asks_for_structured_output_unless_the_endpoint_lacks_it(openai_fake, connect):
+    schema = {"type": "object", "required": ["urgency"]}
+    turn = {"messages": [{"role": "system", "content": "Triage."},
+                         {"role": "user", "content": "{\"subject\": \"down\"}"}],
+            "outputSchema": schema}
+    structured = connect("openai", {"apiKey": openai_fake.api_key}, openai_fake.base_url,
+                         {"model": "m"})
+    openai_fake.reply({"urgency": "high"})
+    result = structured.run("chat", turn)
+    assert result.output["content"] == '{"urgency": "high"}'  # the agent loop parses it
+    body = openai_fake.calls[-1].json()
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": schema, "strict": False}}
+    plain = connect("openai", {"apiKey": openai_fake.api_key}, openai_fake.base_url,
+                    {"model": "m", "structuredOutputs": False})
+    openai_fake.reply({"urgency": "high"})
+    plain.run("chat", turn)
+    body = openai_fake.calls[-1].json()
+    assert body["response_format"] == {"type": "json_object"}
+    assert json.dumps(schema, separators=(",", ":")) in body["messages"][0]["content"]
