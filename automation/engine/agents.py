@@ -38,8 +38,12 @@ ANY_OBJECT = {"type": "object"}
 
 
 class AgentLimitError(StepFailedError):
+    """A limit of the loop was hit; trying again would hit it again."""
+
     code = "agent_limit"
-    retryable = False
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False)
 
 
 class Journal:

@@ -108,3 +108,22 @@ def test_cases_entities_batches_webhooks_and_auth(call, greeting_process, order_
          body={"refreshToken": tokens["refreshToken"]})
     call("POST", "/api/auth/refresh", 401, auth=False,
          body={"refreshToken": tokens["refreshToken"]})
+
+
+def test_agents(call):
+    call("POST", "/api/functions", 201, body={
+        "name": "sentiment-analysis", "action": "noop", "config": {},
+        "paramsSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
+    agent = {"key": "content-reviewer", "instructions": "Review; answer in JSON.",
+             "tools": ["sentiment-analysis"], "outputSchema": {"type": "object"},
+             "maxIterations": 4, "inputPrice": "0.15"}
+    call("POST", "/api/agents", 201, body=agent)
+    call("POST", "/api/agents", 409, body=agent)
+    call("POST", "/api/agents", 422, body={**agent, "key": "other", "tools": ["ghost"]})
+    key = {"key": "content-reviewer"}
+    call("GET", "/api/agents", 200)
+    call("GET", "/api/agents/{key}", 200, params=key)
+    call("PUT", "/api/agents/{key}", 200, params=key, body={"instructions": "JSON, briefly."})
+    assert call("PATCH", "/api/agents/{key}", 200, params=key,
+                body={"maxTokens": 1000})["version"] == 3
+    call("GET", "/api/agents/{key}", 404, params={"key": "nobody"})

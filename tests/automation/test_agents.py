@@ -236,7 +236,8 @@ def test_the_iteration_limit_fails_the_step_naming_it(setup, make_process):
     for _ in range(3):
         model.reply({"requiresHumanReview": "still no"})
     process = make_process([{"id": "review", "type": "agent",
-                             "config": {"agentRole": "content-reviewer", "maxIterations": 2}}])
+                             "config": {"agentRole": "content-reviewer", "maxIterations": 2,
+                                        "retries": 2}}])
     run, _ = run_start(process=process, trigger={"type": "manual"})
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED
@@ -245,6 +246,7 @@ def test_the_iteration_limit_fails_the_step_naming_it(setup, make_process):
     assert len(model.completions()) == 2
     # what the turns cost is kept on the failed step
     review = StepRun.objects.get(run=run, step_id="review")
+    assert review.attempt == 1  # a limit is not retried: it would be hit again
     assert review.state["agent"]["usage"]["totalTokens"] == 90
 
 
