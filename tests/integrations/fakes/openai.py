@@ -104,8 +104,32 @@ def _invalid(payload) -> dict | None:
     if not isinstance(messages, list) or not messages:
         return _error("Missing required parameter: 'messages'.", "invalid_request_error",
                       "messages", "missing_required_parameter")
+    problem = _tool_turns_problem(messages)
+    if problem:
+        return _error(problem, "invalid_request_error", "messages")
     if (payload.get("response_format") or {}).get("type") == "json_object":
         text = " ".join(str(m.get("content") or "") for m in messages if isinstance(m, dict))
         if "json" not in text.lower():
             return load_fixture("openai", "error_400_json_word")
+    return None
+
+
+def _tool_turns_problem(messages: list) -> str | None:
+    """What the real endpoint answers 400 for: a tool message that answers no tool call
+    of the assistant message before it, or a tool call left without an answer."""
+    open_ids: set = set()
+    for message in messages:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool":
+            if message.get("tool_call_id") not in open_ids:
+                return ("Invalid parameter: messages with role 'tool' must be a response to a "
+                        "preceeding message with 'tool_calls'.")
+            open_ids.discard(message["tool_call_id"])
+            continue
+        if open_ids:
+            return ("An assistant message with 'tool_calls' must be followed by tool messages "
+                    "responding to each 'tool_call_id'. The following tool_call_ids did not "
+                    f"have response messages: {', '.join(sorted(open_ids))}")
+        if role == "assistant":
+            open_ids = {call.get("id") for call in message.get("tool_calls") or []}
     return None
