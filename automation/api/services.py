@@ -10,6 +10,7 @@ from django.db.models import ProtectedError
 from automation.exceptions import FunctionConfigInvalidError, RunStateError
 from automation.functions.registry import get_action, validate_params
 from automation.models import (
+    Agent,
     ApiProcess,
     Connection,
     Function,
@@ -85,13 +86,19 @@ def function_save(*, name: str, action: str, config: dict, connection: Connectio
 
 
 def processes_using_function(name: str) -> list[str]:
-    """Slugs of enabled processes whose current version calls `name`."""
+    """Slugs of enabled processes whose current version calls `name` (in a step, or as a
+    tool an agent step lists)."""
     used = []
     for process in ApiProcess.objects.filter(enabled=True).select_related("current_version"):
-        steps = process.definition.get("steps", [])
-        if any(step.get("function") == name for step in steps if isinstance(step, dict)):
+        steps = [s for s in process.definition.get("steps", []) if isinstance(s, dict)]
+        if any(step.get("function") == name or name in _listed_tools(step) for step in steps):
             used.append(process.slug)
     return used
+
+
+def _listed_tools(step: dict) -> list:
+    tools = step.get("config", {}).get("tools") if isinstance(step.get("config"), dict) else None
+    return tools if isinstance(tools, list) else []
 
 
 @transaction.atomic
@@ -99,6 +106,9 @@ def function_delete(*, function: Function) -> None:
     used = processes_using_function(function.name)
     if used:
         raise RunStateError(f"'{function.name}' is used by enabled processes: {', '.join(used)}.")
+    agents = [a.key for a in Agent.objects.all() if function.name in (a.tools or [])]
+    if agents:
+        raise RunStateError(f"'{function.name}' is a tool of agents: {', '.join(agents)}.")
     try:
         function.delete()
     except ProtectedError as exc:

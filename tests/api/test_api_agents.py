@@ -76,3 +76,12 @@ def test_patch_errors_change_nothing_and_unknown_agents_are_404(api):
 
 def test_agents_need_authentication(client, db):
     assert_error(client.get("/api/agents"), 401)
+
+
+def test_a_function_an_agent_uses_as_a_tool_cannot_be_deleted(api):
+    _tools()
+    api.post("/api/agents", REVIEWER, format="json")
+    error = assert_error(api.delete("/api/functions/sentiment-analysis"), 409)
+    assert "tool of agents: content-reviewer" in error["message"]
+    api.patch("/api/agents/content-reviewer", {"tools": []}, format="json")
+    assert api.delete("/api/functions/sentiment-analysis").status_code == 204
