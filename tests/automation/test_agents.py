@@ -101,6 +101,9 @@ def review_with_tools(setup, make_process) -> Run:
     assert tools.effect_count("sentiment-analysis") == tools.effect_count("compliance-check") == 1
     # the tools' params schemas were the tools' schemas; their results went back
     first, second = model.completions()
+    assert first["messages"][0] == {"role": "system",
+                                    "content": "Review the article. Answer in JSON."}
+    assert json.loads(first["messages"][1]["content"]) == {"article": "Cures everything!"}
     assert {t["function"]["name"]: t["function"]["parameters"] for t in first["tools"]} == {
         "sentiment-analysis": TEXT_ARGS, "compliance-check": TEXT_ARGS}
     assert first["response_format"]["type"] == "json_schema"
