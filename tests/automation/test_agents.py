@@ -338,3 +338,20 @@ def test_admin_lists_and_edits_agents_with_field_errors(setup, staff_client):
     agent.refresh_from_db()
     assert agent.version == 2 and agent.tools == ["sentiment-analysis"]
     assert agent.instructions == "Review it; JSON."
+
+
+def test_retention_deletes_an_agent_run_with_its_tool_calls(setup, make_process):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from automation.store import get_store
+
+    model, _ = setup
+    model.call_tools(("s", "sentiment-analysis", {"text": "x"}))
+    model.reply({"requiresHumanReview": False, "summary": "ok"})
+    run, _ = run_start(process=content_review(make_process), trigger={"type": "manual"})
+    assert StepRun.objects.filter(run=run, parent__isnull=False).count() == 1
+    pruned = get_store().prune_finished(timezone.now() + timedelta(days=1), chunk=10)
+    assert pruned.runs == 1
+    assert not StepRun.objects.filter(run_id=run.pk).exists()
