@@ -355,3 +355,27 @@ def test_retention_deletes_an_agent_run_with_its_tool_calls(setup, make_process)
     pruned = get_store().prune_finished(timezone.now() + timedelta(days=1), chunk=10)
     assert pruned.runs == 1
     assert not StepRun.objects.filter(run_id=run.pk).exists()
+
+
+def test_a_retried_run_carries_on_from_the_recorded_turns(setup, make_process):
+    from automation.services.runs import run_retry
+
+    model, tools = setup
+    tools.fail("compliance-check", times=3)  # its child fails for good
+    model.call_tools(("s", "sentiment-analysis", {"text": "x"}),
+                     ("c", "compliance-check", {"text": "x"}))
+    model.script(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
+    process = make_process([{"id": "review", "type": "agent",
+                             "config": {"agentRole": "content-reviewer"}}])
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED and "400" in run.error["message"]
+    model.reply({"requiresHumanReview": False, "summary": "ok"})
+    run_retry(run=run)
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    assert len(model.completions()) == 3  # turn 1, the 400, the final answer: none again
+    assert tools.requests_to("sentiment-analysis") == 1
+    assert tools.requests_to("compliance-check") == 3  # its failure was the recorded result
+    review = StepRun.objects.get(run=run, step_id="review")
+    assert review.state["agent"]["iterations"] == 2
