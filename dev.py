@@ -234,6 +234,30 @@ def children_stop(children: dict[str, subprocess.Popen], grace: float = 20) -> N
             except (ProcessLookupError, PermissionError):
                 pass
         child.wait()
+    for child in children.values():
+        group_gone(child.pid)
+
+
+def group_gone(pgid: int, timeout: float = 10) -> None:
+    """Wait until no process of the group is left running. SIGKILL is delivered
+    asynchronously: a busy machine can take a moment before a killed grandchild (a
+    qcluster worker whose parent is already gone) has really stopped."""
+    if not hasattr(os, "killpg"):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        members = [p for p in Path("/proc").glob("[0-9]*") if _running_in_group(p, pgid)]
+        if not members:
+            return
+        time.sleep(0.05)
+
+
+def _running_in_group(proc: Path, pgid: int) -> bool:
+    try:
+        fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] != "Z" and fields[2] == str(pgid)
 
 
 def run_env(verbose: bool) -> dict:
