@@ -16,6 +16,7 @@ from typing import Any
 from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
+from entities.actors import current_actor
 from entities.db.commits import commit_without_flush, execute_alone
 from entities.db.compiled import update_sql
 from entities.models import Entity, EntityEvent
@@ -96,7 +97,7 @@ def event_record_for_save(entity: Entity, *, created: bool) -> EntityEvent:
         type=kind, entity=entity, entity_type_key=entity.entity_type.key,
         from_status=old_status, to_status=entity.status, entered_statuses=entered,
         changed_fields=changed, snapshot=entity_snapshot(entity), source="entity",
-        occurred_at=timezone.now(),
+        actor=current_actor(), occurred_at=timezone.now(),
     )
     _write_and_schedule(event)
     entity.remember_saved_state()
@@ -108,7 +109,7 @@ def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) 
     """A system publishes its own event (`order.created`) through the API, which answers
     with the runs it started: their dispatch is committed durably."""
     with transaction.atomic():
-        event = EntityEvent(type=type, data=data, source=source,
+        event = EntityEvent(type=type, data=data, source=source, actor=current_actor(),
                             occurred_at=occurred_at or timezone.now())
         _write_and_schedule(event, durable=True)
     return event
