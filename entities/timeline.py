@@ -144,7 +144,8 @@ def _event_entries(event: EntityEvent, previous: EntityEvent | None) -> list[Ent
     if was != now and (previous is not None or now):
         unmet = [{"status": s, "requirement": r} for s, r in sorted(now - was)]
         met = [{"status": s, "requirement": r} for s, r in sorted(was - now)]
-        words = [f"{len(unmet)} no longer hold" if unmet else "", f"{len(met)} now hold" if met else ""]
+        words = [f"{len(unmet)} not met" if unmet else "",
+                 f"{len(met)} met again" if met else ""]
         entries.append(Entry(key=f"event:{event.pk}:2-requirements", kind="requirements",
                              summary="Requirements: " + "; ".join(w for w in words if w),
                              details={"event": event.pk, "nowUnmet": unmet, "nowMet": met},

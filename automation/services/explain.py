@@ -139,12 +139,16 @@ def _unindexed(process: ApiProcess) -> list[dict]:
     triggers as the rows would hold them, read from its current version."""
     if process.enabled or process.current_version is None:
         return []
-    return [{"id": None, "process_id": process.pk, "version_id": process.current_version_id,
-             "type": trig.get("type"), "entity_type_key": (trig.get("config") or {}).get("entityType", ""),
-             "status_key": (trig.get("config") or {}).get("status", ""),
-             "event_type": (trig.get("config") or {}).get("eventType", ""),
-             "condition": trig.get("condition") or ""}
-            for trig in process.current_version.definition.get("triggers", [])]
+    rows = []
+    for trig in process.current_version.definition.get("triggers", []):
+        config = trig.get("config") or {}
+        rows.append({"id": None, "process_id": process.pk, "type": trig.get("type"),
+                     "version_id": process.current_version_id,
+                     "entity_type_key": config.get("entityType", ""),
+                     "status_key": config.get("status", ""),
+                     "event_type": config.get("eventType", ""),
+                     "condition": trig.get("condition") or ""})
+    return rows
 
 
 def _process(process: ApiProcess, triggers: list[dict], scopes: list) -> dict:

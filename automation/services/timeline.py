@@ -43,7 +43,8 @@ def runs(entity: Entity, window: Window) -> list[Entry]:
 def _client_keys(rows: list[Run]) -> dict[str, str]:
     ids = {str(run.trigger.get("by", "")).removeprefix("client:") for run in rows
            if str((run.trigger or {}).get("by", "")).startswith("client:")}
-    found = ApiClient.objects.filter(pk__in=[i for i in ids if i.isdigit()]).values_list("pk", "key")
+    found = ApiClient.objects.filter(pk__in=[i for i in ids if i.isdigit()]
+                                     ).values_list("pk", "key")
     return {str(pk): key for pk, key in found}
 
 
@@ -127,7 +128,7 @@ def approvals(entity: Entity, window: Window) -> list[Entry]:
             by = str(decision.get("decidedBy", ""))
             entries.append(Entry(
                 at=at, key=f"approval:{approval.pk}:{n}", kind="approval_decided",
-                actor=by if by.startswith(("client:", "user:")) else f"user:{by}",
+                actor=decision.get("actor") or f"user:{by}",
                 summary=f"{'Approved' if decision.get('approved') else 'Rejected'} by {by}",
                 details={**base, "approved": bool(decision.get("approved")),
                          "comment": decision.get("comment") or ""}))
