@@ -18,10 +18,10 @@ from django.db import transaction
 from automation.definitions.conditions import check_condition
 from automation.definitions.scope import trigger_scope
 from automation.definitions.triggers import trigger_reached
-from automation.models import ApiProcess, ProcessTrigger
+from automation.models import ApiProcess, ProcessTrigger, ProcessVersion
 from automation.services.dry_run import first_steps
 from entities.exceptions import ExpressionError, TransitionNotAllowedError
-from entities.expressions import evaluate_bool
+from entities.expressions import PreparedScope, evaluate_bool
 from entities.models import Entity, EntityEvent
 from entities.requirements import load_rules
 from entities.services import entity_scope, entity_transition, entity_update
@@ -34,7 +34,7 @@ ENTITY_TRIGGERS = ("status", "event")
 class Gate:
     """A reason a process starts nothing whatever its triggers say."""
     code: str
-    closed: Callable[[ApiProcess], bool]
+    closed: Callable[["ProcessRow"], bool]
     message: str
 
 
@@ -120,27 +120,42 @@ def _requirements(entity: Entity) -> list[dict]:
     return answer
 
 
+@dataclass(frozen=True)
+class ProcessRow:
+    """What explain reads of a process: a row, not a model (a type may have thousands)."""
+    pk: int
+    slug: str
+    name: str
+    enabled: bool
+    current_version_id: int | None
+
+
 def _processes(entity: Entity, events: list[EntityEvent]) -> list[dict]:
-    processes = list(ApiProcess.objects.filter(entity_type_id=entity.entity_type_id)
-                     .order_by("name", "id"))
+    """Two queries whatever the number of processes; a condition shared by several
+    triggers is evaluated once per event."""
+    processes = [ProcessRow(*row) for row in ApiProcess.objects.filter(
+        entity_type_id=entity.entity_type_id).order_by("name", "id").values_list(
+        "id", "slug", "name", "enabled", "current_version_id")]
     triggers: dict[int, list] = {}
-    for row in (ProcessTrigger.objects.filter(process__in=[p.pk for p in processes])
+    for row in (ProcessTrigger.objects.filter(process__entity_type_id=entity.entity_type_id)
                 .order_by("position", "id")
                 .values("id", "process_id", "version_id", "type", "entity_type_key",
                         "status_key", "event_type", "condition")):
         triggers.setdefault(row["process_id"], []).append(row)
-    scopes = [(event, trigger_scope(event)) for event in events]
+    scopes = [(event, PreparedScope(trigger_scope(event)), {}) for event in events]
     return [_process(process, triggers.get(process.pk) or _unindexed(process), scopes)
             for process in processes]
 
 
-def _unindexed(process: ApiProcess) -> list[dict]:
+def _unindexed(process: ProcessRow) -> list[dict]:
     """A disabled process has no trigger rows (automation.services.processes): its
     triggers as the rows would hold them, read from its current version."""
-    if process.enabled or process.current_version is None:
+    if process.enabled or process.current_version_id is None:
         return []
+    definition = (ProcessVersion.objects.filter(pk=process.current_version_id)
+                  .values_list("definition", flat=True).first()) or {}
     rows = []
-    for trig in process.current_version.definition.get("triggers", []):
+    for trig in definition.get("triggers", []):
         config = trig.get("config") or {}
         rows.append({"id": None, "process_id": process.pk, "type": trig.get("type"),
                      "version_id": process.current_version_id,
@@ -151,7 +166,7 @@ def _unindexed(process: ApiProcess) -> list[dict]:
     return rows
 
 
-def _process(process: ApiProcess, triggers: list[dict], scopes: list) -> dict:
+def _process(process: ProcessRow, triggers: list[dict], scopes: list) -> dict:
     reasons = [{"code": gate.code, "message": gate.message}
                for gate in GATES if gate.closed(process)]
     checked, starts = [], []
@@ -192,12 +207,15 @@ def _trigger(row: dict, scopes: list) -> dict:
     else:
         entry["eventType"] = row["event_type"]
     entry["outcome"], miss = "not_reached", None
-    for event, scope in scopes:
+    for event, scope, checked in scopes:
         if not trigger_reached(type=row["type"], entity_type_key=row["entity_type_key"],
                                status_key=row["status_key"], event_type=row["event_type"],
                                event=event):
             continue
-        check = check_condition(row["condition"], scope, with_values=True)
+        check = checked.get(row["condition"])
+        if check is None:
+            check = checked[row["condition"]] = check_condition(row["condition"], scope,
+                                                                with_values=True)
         if check.holds:
             entry.update(outcome="starts", event=event.type, _scope=scope)
             return entry
