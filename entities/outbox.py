@@ -7,7 +7,9 @@ already dispatched, so saves nobody listens to cost no extra query after commit.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -42,6 +44,20 @@ class Subscriber:
 
 
 _subscribers: dict[str, Subscriber] = {}
+_rehearsing: ContextVar[bool] = ContextVar("entityflow_outbox_rehearsal", default=False)
+
+
+@contextmanager
+def rehearsal() -> Iterator[None]:
+    """Saves inside write their events as usual, but no subscriber is asked about them and
+    nothing is scheduled: for explain, which reads the events back and rolls the whole
+    save back (docs/user-guide/explain.md). Asking would run the dispatch's matching and
+    condition checks (and their logging) for a save that never happens."""
+    token = _rehearsing.set(True)
+    try:
+        yield
+    finally:
+        _rehearsing.reset(token)
 
 
 def subscribe(name: str, handle: Callable, interested: Callable | None = None,
@@ -116,6 +132,9 @@ def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) 
 
 
 def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
+    if _rehearsing.get():
+        event.save(force_insert=True)
+        return
     interested = [s for s in list(_subscribers.values()) if s.interested(event)]
     if not interested:
         event.dispatched_at = timezone.now()

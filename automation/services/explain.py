@@ -4,9 +4,10 @@ type, without doing it (docs/user-guide/explain.md).
 The change is made for real, through the entity services, inside a savepoint that is
 always rolled back: the requirements, fallbacks and auto-advances are the ones a real
 save meets, and the events it would write are read back before the rollback. Nothing
-is dispatched (an on-commit callback registered in a rolled-back savepoint is
-dropped), no step runs and no connector is called; the processes are matched against
-those events with the same trigger rule and condition check the dispatch uses.
+is dispatched (the outbox is told it is a rehearsal: no subscriber is asked and no
+on-commit callback registered), no step runs and no connector is called; the
+processes are matched against those events with the same trigger rule and condition
+check the dispatch uses.
 """
 
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from automation.services.dry_run import first_steps
 from entities.exceptions import ExpressionError, TransitionNotAllowedError
 from entities.expressions import PreparedScope, evaluate_bool
 from entities.models import Entity, EntityEvent
+from entities.outbox import rehearsal
 from entities.requirements import load_rules
 from entities.services import entity_scope, entity_transition, entity_update
 
@@ -66,7 +68,7 @@ def explain(*, entity: Entity, changes: dict | None = None, status: str | None =
     Raises EntityDataInvalidError (and the other entity errors) when the patched data
     could not be saved at all; a status the entity may not enter is an answer
     (`transition.allowed` false, with the reasons), not an error."""
-    with transaction.atomic():
+    with transaction.atomic(), rehearsal():
         try:
             return _explain(entity.pk, changes, status)
         finally:

@@ -126,13 +126,18 @@ def test_demo_order_every_process_with_why_and_nothing_written_nor_called(
 
 
 @pytest.mark.django_db
-def test_inside_a_callers_transaction_only_the_savepoint_is_undone(order_type, hubspot_fake):
+def test_inside_a_callers_transaction_only_the_savepoint_is_undone(
+        order_type, hubspot_fake, dispatched_events, caplog):
     demo_processes(order_type, hubspot_fake)
     order = make_order(reference="ORD-X1", data=NO_EMAIL)
-    before = row_counts()
+    before, handed = row_counts(), len(dispatched_events)
+    caplog.clear()
     answer = explain(entity=order, changes={"customer": {"email": "ada@example.com"}})
     assert row_counts() == before and hubspot_fake.calls == []
     check_demo_answer(answer)
+    # a rehearsal: no subscriber was asked, so the dispatch's condition check logged nothing
+    assert len(dispatched_events) == handed
+    assert not [r for r in caplog.records if r.name.startswith("automation.triggers")]
 
 
 @pytest.mark.django_db
