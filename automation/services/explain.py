@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count, Max, Subquery
 
 from automation.definitions.conditions import check_condition
 from automation.definitions.scope import trigger_scope
 from automation.definitions.triggers import trigger_reached
-from automation.models import ApiProcess, ProcessTrigger, ProcessVersion
+from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from automation.services.dry_run import first_steps
 from entities.exceptions import ExpressionError, TransitionNotAllowedError
 from entities.expressions import PreparedScope, evaluate_bool
@@ -133,20 +134,39 @@ class ProcessRow:
 
 
 def _processes(entity: Entity, events: list[EntityEvent]) -> list[dict]:
-    """Two queries whatever the number of processes; a condition shared by several
-    triggers is evaluated once per event."""
-    processes = [ProcessRow(*row) for row in ApiProcess.objects.filter(
-        entity_type_id=entity.entity_type_id).order_by("name", "id").values_list(
-        "id", "slug", "name", "enabled", "current_version_id")]
-    triggers: dict[int, list] = {}
-    for row in (ProcessTrigger.objects.filter(process__entity_type_id=entity.entity_type_id)
-                .order_by("position", "id")
-                .values("id", "process_id", "version_id", "type", "entity_type_key",
-                        "status_key", "event_type", "condition")):
-        triggers.setdefault(row["process_id"], []).append(row)
+    """Every process of the type, checked against the change's events; a condition shared
+    by several triggers is evaluated once per event."""
+    processes, triggers = _type_processes(entity.entity_type_id)
     scopes = [(event, PreparedScope(trigger_scope(event)), {}) for event in events]
     return [_process(process, triggers.get(process.pk) or _unindexed(process), scopes)
             for process in processes]
+
+
+_rows: dict[tuple, tuple[list[ProcessRow], dict[int, list[dict]]]] = {}
+
+
+def _type_processes(entity_type_id: int) -> tuple[list[ProcessRow], dict[int, list[dict]]]:
+    """The type's processes and their trigger rows, read again only when one of them
+    changed: one small query says whether they did (how many, the latest save, and the
+    trigger index's generation, which every trigger change bumps)."""
+    stamp = ApiProcess.objects.filter(entity_type_id=entity_type_id).aggregate(
+        count=Count("id"), last=Max("updated_at"),
+        generation=Max(Subquery(IndexStamp.objects.filter(pk=1).values("generation")[:1])))
+    key = (entity_type_id, stamp["count"], stamp["last"], stamp["generation"])
+    if key not in _rows:
+        processes = [ProcessRow(*row) for row in ApiProcess.objects.filter(
+            entity_type_id=entity_type_id).order_by("name", "id").values_list(
+            "id", "slug", "name", "enabled", "current_version_id")]
+        triggers: dict[int, list[dict]] = {}
+        for row in (ProcessTrigger.objects.filter(process__entity_type_id=entity_type_id)
+                    .order_by("position", "id")
+                    .values("id", "process_id", "version_id", "type", "entity_type_key",
+                            "status_key", "event_type", "condition")):
+            triggers.setdefault(row["process_id"], []).append(row)
+        if len(_rows) > 64:
+            _rows.clear()
+        _rows[key] = (processes, triggers)
+    return _rows[key]
 
 
 def _unindexed(process: ProcessRow) -> list[dict]:
