@@ -208,6 +208,7 @@ def external_link_upsert(
 ) -> ExternalLink:
     link, _ = ExternalLink.objects.update_or_create(
         entity=entity, provider=provider, object_type=object_type,
-        defaults={"external_id": external_id, "url": url, "actor": current_actor()},
+        defaults={"external_id": external_id, "url": url,
+                  "actor": current_actor()},
     )
     return link

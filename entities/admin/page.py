@@ -6,8 +6,8 @@ import json
 from django.core.exceptions import FieldError
 from django.urls import NoReverseMatch, reverse
 
-from entities.admin.badges import badge, status_map
 from entities.actors import actor_view
+from entities.admin.badges import badge, status_map
 from entities.models import Entity
 from entities.timeline import KINDS, timeline
 

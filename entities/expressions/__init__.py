@@ -215,7 +215,7 @@ def _context(scope: dict, names: set[str]) -> tuple[dict, _Converter]:
     return context, converter
 
 
-def _convert_named(converter: "_Converter", name: str, value: Any) -> Any:
+def _convert_named(converter: _Converter, name: str, value: Any) -> Any:
     try:
         return converter.convert(value)
     except _Unsupported as exc:

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from automation.models import ApprovalRequest, Run
+from automation.models import ApiProcess, ApprovalRequest, Run
 from automation.services.api_auth import api_client_create, tokens_issue
 from automation.services.processes import process_save
 from entities.models import Entity
@@ -151,3 +151,33 @@ def test_bad_kind_or_cursor_is_a_400_naming_the_parameter(admin_client, order_ty
     bad_cursor = api.get(url, {"cursor": "not-a-cursor"})
     assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.json()["error"]["fields"]
     assert APIClient().get(url).status_code == 401
+
+
+def test_links_and_webhooks_with_their_actors(order_type, processes):
+    """A step that writes a link acts as its process; a delivered workflow webhook shows
+    the receiving host only."""
+    from automation.models import WebhookDelivery, WebhookSubscription
+    from entities.actors import acting_as
+    from entities.services import entity_create, external_link_upsert
+    from entities.timeline import timeline
+
+    with acting_as("client:erp"):
+        order = entity_create(entity_type=order_type, reference="ORD-T3", data=NO_EMAIL)
+    with acting_as("process:sync-deals"):
+        external_link_upsert(entity=order, provider="hubspot", object_type="deal",
+                             external_id="4711")
+    run = Run.objects.create(process=ApiProcess.objects.get(slug="ship-order"),
+                             version_id=ApiProcess.objects.get(slug="ship-order").current_version_id,
+                             entity=order, status=Run.Status.COMPLETED)
+    subscription = WebhookSubscription.objects.create(
+        url="https://hooks.example.com/in?token=secret-token", events=["workflow.completed"],
+        secret_encrypted="x")
+    WebhookDelivery.objects.create(subscription=subscription, event="workflow.completed",
+                                   payload={"id": str(run.pk)}, status="delivered",
+                                   last_status_code=200, delivered_at=run.created_at)
+    entries, _ = timeline(order, kinds={"status", "link", "webhook"})
+    assert [(e.kind, e.actor) for e in entries] == [
+        ("status", "client:erp"), ("link", "process:sync-deals"),
+        ("webhook", "process:ship-order")]
+    assert entries[2].details["host"] == "hooks.example.com"
+    assert "secret-token" not in json.dumps([e.as_json() for e in entries])
