@@ -58,12 +58,20 @@ class Window:
     after: datetime | None
     limit: int
     newest: bool = False
+    horizons: list = field(default_factory=list)  # where a source stopped reading
 
     def rows(self, qs: QuerySet, time_field: str) -> list:
+        """At most a page and a margin of rows; when there were more, the time of the last
+        one read is a horizon: this page ends before it (other sources' entries after it
+        would skip this source's unread rows)."""
         if self.after is not None:
             qs = qs.filter(**{f"{time_field}__gte": self.after})
         order = [f"-{time_field}", "-pk"] if self.newest else [time_field, "pk"]
-        return list(qs.order_by(*order)[: self.limit + TIE_MARGIN])
+        rows = list(qs.order_by(*order)[: self.limit + TIE_MARGIN + 1])
+        if len(rows) > self.limit + TIE_MARGIN:
+            rows.pop()
+            self.horizons.append(getattr(rows[-1], time_field))
+        return rows
 
     def wants(self, *kinds: str) -> bool:
         return any(kind in self.kinds for kind in kinds)
@@ -104,12 +112,23 @@ def timeline(entity: Entity, *, kinds: set[str] | None = None, cursor: str | Non
                for entry in source(entity, window) if entry.kind in window.kinds]
     if after is not None:
         entries = [entry for entry in entries if (entry.at, entry.key) > after]
-    entries.sort()
     if newest:
-        return entries[-limit:], None
+        if window.horizons:
+            entries = [entry for entry in entries if entry.at > max(window.horizons)]
+        return sorted(entries)[-limit:], None
+    if window.horizons:
+        horizon = min(window.horizons)
+        entries = [entry for entry in entries if entry.at < horizon]
+    entries.sort()
     page = entries[:limit]
-    more = len(entries) > limit
-    return page, encode_cursor(page[-1]) if more and page else None
+    if len(entries) > limit:
+        return page, encode_cursor(page[-1])
+    if window.horizons:  # a short page (a kind filter): go on from the horizon
+        last = page[-1] if page else Entry(at=min(window.horizons), key="", kind="")
+        if page and last.at < min(window.horizons):
+            last = Entry(at=min(window.horizons), key="", kind="")
+        return page, encode_cursor(last)
+    return page, None
 
 
 def _entity_events(entity: Entity, window: Window) -> list[Entry]:
