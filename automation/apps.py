@@ -20,6 +20,7 @@ class AutomationConfig(AppConfig):
         receivers.connect()
         _wire_the_run_store()
         _wire_the_triggers()
+        _wire_the_timeline()
 
 
 def _wire_the_run_store() -> None:
@@ -44,3 +45,10 @@ def _wire_the_triggers() -> None:
                              dispatch_uid="entityflow-trigger-index")
     triggers_changed.connect(lambda **_: schedules.sync_schedules(), weak=False,
                              dispatch_uid="entityflow-schedules")
+
+
+def _wire_the_timeline() -> None:
+    """Runs, steps, approvals and webhooks on an entity's timeline (entities.timeline)."""
+    from automation.services import timeline
+
+    timeline.register()

@@ -15,7 +15,7 @@ import traceback
 
 from bench.env import Options, database_create, database_drop, django_start, machine
 
-SCENARIOS = ("matching", "saves", "e2e", "latency", "batch", "api")
+SCENARIOS = ("matching", "saves", "e2e", "latency", "batch", "api", "explain")
 
 
 def _parse(argv: list[str]) -> tuple[Options, list[str]]:
@@ -36,7 +36,7 @@ def _parse(argv: list[str]) -> tuple[Options, list[str]]:
 
 
 def _scenario(name: str, opts: Options) -> dict:
-    from bench.scenarios import api, batch, latency, matching, saves, throughput
+    from bench.scenarios import api, batch, explain, latency, matching, saves, throughput
 
     runners = {
         "matching": lambda: matching.run(opts.quick),
@@ -45,6 +45,7 @@ def _scenario(name: str, opts: Options) -> dict:
         "latency": lambda: latency.run(opts),
         "batch": lambda: batch.run(opts),
         "api": lambda: api.run(opts),
+        "explain": lambda: explain.run(opts.quick),
     }
     return runners[name]()
 

@@ -196,6 +196,8 @@ class ExternalLink(models.Model):
     object_type = models.CharField(max_length=50)
     external_id = models.CharField(max_length=200)
     url = models.URLField(max_length=500, blank=True)
+    actor = models.CharField(max_length=200, blank=True,
+                             help_text="Who wrote the link last: user:, client: or process:.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -232,6 +234,9 @@ class EntityEvent(models.Model):
     snapshot = models.JSONField(default=dict, blank=True)
     data = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=200, blank=True)
+    actor = models.CharField(
+        max_length=200, blank=True,
+        help_text="Who caused it: user:, client: or process: (entities.actors).")
     occurred_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)

@@ -7,7 +7,9 @@ already dispatched, so saves nobody listens to cost no extra query after commit.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
@@ -16,6 +18,7 @@ from typing import Any
 from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
+from entities.actors import current_actor
 from entities.db.commits import commit_without_flush, execute_alone
 from entities.db.compiled import update_sql
 from entities.models import Entity, EntityEvent
@@ -41,6 +44,20 @@ class Subscriber:
 
 
 _subscribers: dict[str, Subscriber] = {}
+_rehearsing: ContextVar[bool] = ContextVar("entityflow_outbox_rehearsal", default=False)
+
+
+@contextmanager
+def rehearsal() -> Iterator[None]:
+    """Saves inside write their events as usual, but no subscriber is asked about them and
+    nothing is scheduled: for explain, which reads the events back and rolls the whole
+    save back (docs/user-guide/explain.md). Asking would run the dispatch's matching and
+    condition checks (and their logging) for a save that never happens."""
+    token = _rehearsing.set(True)
+    try:
+        yield
+    finally:
+        _rehearsing.reset(token)
 
 
 def subscribe(name: str, handle: Callable, interested: Callable | None = None,
@@ -96,7 +113,7 @@ def event_record_for_save(entity: Entity, *, created: bool) -> EntityEvent:
         type=kind, entity=entity, entity_type_key=entity.entity_type.key,
         from_status=old_status, to_status=entity.status, entered_statuses=entered,
         changed_fields=changed, snapshot=entity_snapshot(entity), source="entity",
-        occurred_at=timezone.now(),
+        actor=current_actor(), occurred_at=timezone.now(),
     )
     _write_and_schedule(event)
     entity.remember_saved_state()
@@ -108,13 +125,16 @@ def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) 
     """A system publishes its own event (`order.created`) through the API, which answers
     with the runs it started: their dispatch is committed durably."""
     with transaction.atomic():
-        event = EntityEvent(type=type, data=data, source=source,
+        event = EntityEvent(type=type, data=data, source=source, actor=current_actor(),
                             occurred_at=occurred_at or timezone.now())
         _write_and_schedule(event, durable=True)
     return event
 
 
 def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
+    if _rehearsing.get():
+        event.save(force_insert=True)
+        return
     interested = [s for s in list(_subscribers.values()) if s.interested(event)]
     if not interested:
         event.dispatched_at = timezone.now()

@@ -7,6 +7,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
 
+from entities.actors import current_actor
 from entities.exceptions import (
     EntityDataInvalidError,
     StaleEntityError,
@@ -207,6 +208,7 @@ def external_link_upsert(
 ) -> ExternalLink:
     link, _ = ExternalLink.objects.update_or_create(
         entity=entity, provider=provider, object_type=object_type,
-        defaults={"external_id": external_id, "url": url},
+        defaults={"external_id": external_id, "url": url,
+                  "actor": current_actor()},
     )
     return link

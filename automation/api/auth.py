@@ -68,6 +68,17 @@ def principal(request) -> str:
     return f"user:{user.pk}"
 
 
+def actor_of(request) -> str:
+    """Who the request acts as in the records it writes (entities.actors): `client:<key>`
+    or `user:<username>`; "" before authentication."""
+    user = getattr(request, "user", None)
+    if isinstance(user, ApiClientUser):
+        return f"client:{user.api_client.key}"
+    if user is not None and user.is_authenticated:
+        return f"user:{user.get_username()}"
+    return ""
+
+
 def django_user(request):
     """The Django user behind the request, or None for an API client."""
     return None if isinstance(request.user, ApiClientUser) else request.user

@@ -13,9 +13,11 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from automation.api.auth import actor_of
 from automation.api.parsers import check_content_length
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields
+from entities.actors import acting_as
 from entities.db import db_loss
 from entities.services import printable, unstorable_text
 
@@ -82,7 +84,8 @@ class ApiView(APIView):
         handler = getattr(self, request.method.lower(), None)
         if request.method.lower() not in self.http_method_names or handler is None:
             handler = self.http_method_not_allowed
-        return handler(request, *args, **kwargs)
+        with acting_as(actor_of(request)):  # what the request writes names its caller
+            return handler(request, *args, **kwargs)
 
     def initial(self, request, *args, **kwargs):
         check_content_length(request.META)

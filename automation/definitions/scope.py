@@ -26,3 +26,22 @@ def expression_scope(*, input: Any = None, event: dict | None = None,
             scope["case"] = {"id": entity["id"], **(entity.get("data") or {})}
     scope.update(known)
     return scope
+
+
+def event_scope(event) -> dict:
+    """`event` as trigger conditions and steps see it (`event` an entities EntityEvent)."""
+    body = {"id": event.pk, "type": event.type, "source": event.source,
+            "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None}
+    if event.entity_id:
+        body.update({"entity": event.snapshot, "from": event.from_status, "to": event.to_status,
+                     "changedFields": event.changed_fields, "data": event.snapshot.get("data", {})})
+    else:
+        body["data"] = event.data
+    return body
+
+
+def trigger_scope(event) -> dict[str, Any]:
+    """The scope a status or event trigger's condition is checked in."""
+    scope_event = event_scope(event)
+    return expression_scope(input=scope_event["data"], event=scope_event,
+                            entity=event.snapshot if event.entity_id else None)

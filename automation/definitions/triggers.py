@@ -48,3 +48,16 @@ def _check_trigger_config(kind: str, config: dict, path: str, errors: Definition
         for message in messages:
             if message not in errors.fields.get(key, []):
                 errors.add(key, message)
+
+
+def trigger_reached(*, type: str, entity_type_key: str, status_key: str, event_type: str,
+                    event) -> bool:
+    """Whether a status or event trigger (a ProcessTrigger's fields) is reached by `event`
+    (an EntityEvent): the rule the trigger index (automation.triggers.events) is keyed
+    by, for explain, which looks at one entity's processes rather than all of them."""
+    if type == "status":
+        return bool(event.entity_type_key) and entity_type_key == event.entity_type_key \
+            and status_key in (event.entered_statuses or ())
+    if type == "event":
+        return event_type == event.type and entity_type_key in ("", event.entity_type_key)
+    return False

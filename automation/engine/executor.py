@@ -23,6 +23,7 @@ from automation.models import Run
 from automation.store import Claim, RunStore, get_store
 from automation.store.graphs import graph_for
 from automation.store.policy import policy
+from entities.actors import acting_as
 
 # A step whose worker keeps dying is given up after this many claims (docs/reliability.md).
 CRASH_ATTEMPTS = 3
@@ -110,7 +111,8 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPol
         params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(claim),
     )
     rows = execution.function_rows if execution is not None else None
-    return _redacted(run_step(step, ctx, function_rows=rows, journal=Journal(store, claim, lease)))
+    with acting_as(f"process:{run.process.slug}"):  # what the step writes names its process
+        return _redacted(run_step(step, ctx, function_rows=rows, journal=Journal(store, claim, lease)))
 
 
 def idempotency_key(claim: Claim) -> str:

@@ -8,6 +8,7 @@ from automation.exceptions import ApprovalNotAllowedError, RunStateError
 from automation.models import ApprovalRequest
 from automation.store import get_store
 from automation.store.graphs import graph_for
+from entities.actors import current_actor
 
 
 def approver_matches(approval: ApprovalRequest, *, name: str, user=None) -> bool:
@@ -40,7 +41,9 @@ def approval_decide(*, approval: ApprovalRequest, approved: bool, comment: str =
             raise RunStateError(f"'{decided_by}' has already decided.")
         approval.decisions = [*approval.decisions, {"approved": approved, "comment": comment,
                                                     "decidedBy": decided_by,
-                                                    "at": timezone.now().isoformat()}]
+                                                    "at": timezone.now().isoformat(),
+                                                    # who acted (a client may decide for a user)
+                                                    "actor": current_actor()}]
         approvals = sum(1 for d in approval.decisions if d["approved"])
         if approved and approvals < approval.required_approvals:
             approval.save(update_fields=["decisions"])

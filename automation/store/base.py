@@ -26,6 +26,7 @@ from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.graphs import graph_for
 from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
+from entities.actors import current_actor
 from entities.db.compiled import CompiledInsert
 
 
@@ -244,8 +245,13 @@ class RunStore:
 
 def _requeue(step_run: StepRun, step: Step, *, log: str) -> None:
     step_run.status, step_run.claim, step_run.not_before = StepRun.Status.PENDING, None, None
+    step_run.logs = [*step_run.logs, {
+        # the failure being retried, and who retried it: the entity's timeline reads both
+        "message": log, "at": timezone.now().isoformat(), "event": "retried",
+        "by": current_actor(), "attempt": step_run.attempt,
+        "failedAt": step_run.finished_at.isoformat() if step_run.finished_at else None,
+        "error": (step_run.error or {}).get("message")}]
     step_run.lease_expires_at, step_run.error = None, None
-    step_run.logs = [*step_run.logs, {"message": log}]
     step_run.save()
     enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
 

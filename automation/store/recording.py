@@ -121,7 +121,10 @@ def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
     if outcome.retryable and step_run.attempt < max_attempts(step):
         delay = max(backoff_seconds(step_run.attempt), outcome.retry_after or 0)
         step_run.logs.append({"message": f"attempt {step_run.attempt} failed: {error['message']}; "
-                                         f"retrying in {delay:.1f}s"})
+                                         f"retrying in {delay:.1f}s",
+                              # the entity's timeline reads these (docs/user-guide/timeline.md)
+                              "at": timezone.now().isoformat(), "event": "attempt_failed",
+                              "attempt": step_run.attempt, "error": error["message"]})
         if not _save(step_run, status=StepRun.Status.PENDING, error=error,
                      not_before=timezone.now() + timedelta(seconds=delay), claim=None,
                      lease_expires_at=None):

@@ -3,14 +3,13 @@
 A condition that cannot be evaluated (an unknown name, a type error) is logged and
 counts as "does not hold": the trigger skips, as it would for a false condition, and a
 broken condition never starts a run nor fails the event, request or schedule that
-asked.
+asked. Explain asks the same check for its reasons (automation.definitions.conditions).
 """
 
 import logging
 from typing import Any
 
-from entities.exceptions import ExpressionError
-from entities.expressions import evaluate_bool
+from automation.definitions.conditions import check_condition
 
 logger = logging.getLogger(__name__)
 
@@ -18,10 +17,7 @@ logger = logging.getLogger(__name__)
 def condition_holds(trigger_id: int | None, source: str | None, scope: dict[str, Any]) -> bool:
     """Whether trigger `trigger_id`'s condition `source` holds in `scope`
     (automation.definitions.scope.expression_scope). No condition always holds."""
-    if not source:
-        return True
-    try:
-        return evaluate_bool(source, scope)
-    except ExpressionError as exc:
-        logger.warning("trigger %s condition failed: %s", trigger_id, exc.message)
-        return False
+    check = check_condition(source, scope)
+    if check.error is not None:
+        logger.warning("trigger %s condition failed: %s", trigger_id, check.error)
+    return check.holds

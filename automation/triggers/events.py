@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.db.models import F
 
-from automation.definitions.scope import expression_scope
+from automation.definitions.scope import trigger_scope
 from automation.triggers.conditions import condition_holds
 from entities.models import EntityEvent
 from entities.outbox import Offer
@@ -33,7 +33,8 @@ class Entry:
 
 
 class TriggerIndex:
-    """`by_event[(event_type, entity_type_key)]`: an event trigger scoped to an entity type
+    """Keyed as automation.definitions.triggers.trigger_reached decides, one event at a time.
+    `by_event[(event_type, entity_type_key)]`: an event trigger scoped to an entity type
     is filed under that type, an unscoped one under ""; `by_status[(entity_type_key,
     status)]`. An event looks up only its own keys, never a list of other types' triggers."""
 
@@ -97,18 +98,6 @@ def is_interesting(event: EntityEvent) -> bool:
     return bool(current().match(event))
 
 
-def event_scope(event: EntityEvent) -> dict:
-    """`event` as trigger conditions and steps see it."""
-    body = {"id": event.pk, "type": event.type, "source": event.source,
-            "occurredAt": event.occurred_at.isoformat() if event.occurred_at else None}
-    if event.entity_id:
-        body.update({"entity": event.snapshot, "from": event.from_status, "to": event.to_status,
-                     "changedFields": event.changed_fields, "data": event.snapshot.get("data", {})})
-    else:
-        body["data"] = event.data
-    return body
-
-
 def handle_event(event: EntityEvent) -> list:
     """Start one run per matching process (idempotent per process and event)."""
     from automation.models import ProcessTrigger
@@ -142,9 +131,8 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
             ) -> tuple[list[dict], list[int]]:
     """run_start's arguments for each process `event` starts (matched on `index`, else
     the current one), and the triggers whose condition did not hold."""
-    scope_event = event_scope(event)
-    scope = expression_scope(input=scope_event["data"], event=scope_event,
-                             entity=event.snapshot if event.entity_id else None)
+    scope = trigger_scope(event)
+    scope_event = scope["event"]
     starts, skipped, seen = [], [], set()
     for entry in (index or current()).match(event):
         if entry.process_id in seen:

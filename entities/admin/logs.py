@@ -30,7 +30,8 @@ def entity_link(entity):
 
 @admin.register(ExternalLink)
 class ExternalLinkAdmin(ReadOnlyAdmin):
-    list_display = ["entity_ref", "provider", "object_type", "external_id", "open", "updated_at"]
+    list_display = ["entity_ref", "provider", "object_type", "external_id", "open", "actor",
+                    "updated_at"]
     list_filter = ["provider", "object_type"]
     list_select_related = ["entity"]
     search_fields = ["external_id", "entity__reference"]
@@ -62,7 +63,8 @@ class DispatchedFilter(admin.SimpleListFilter):
 
 @admin.register(EntityEvent)
 class EntityEventAdmin(ReadOnlyAdmin):
-    list_display = ["id", "type", "entity_ref", "move", "changed", "created_at", "dispatched"]
+    list_display = ["id", "type", "entity_ref", "move", "changed", "actor", "created_at",
+                    "dispatched"]
     list_filter = ["type", "entity_type_key", DispatchedFilter]
     list_select_related = ["entity"]
     search_fields = ["entity__reference", "type"]

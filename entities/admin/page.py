@@ -1,12 +1,15 @@
-"""What the entity page shows besides the form: data, unmet requirements, links, events, runs."""
+"""What the entity page shows besides the form: data, unmet requirements, links, the
+why-timeline (entities.timeline), runs."""
 
 import json
 
 from django.core.exceptions import FieldError
 from django.urls import NoReverseMatch, reverse
 
+from entities.actors import actor_view
 from entities.admin.badges import badge, status_map
-from entities.models import Entity, EntityEvent
+from entities.models import Entity
+from entities.timeline import KINDS, timeline
 
 TIMELINE_LENGTH = 50
 
@@ -20,27 +23,32 @@ def entity_page(entity: Entity) -> dict:
         label, color = statuses.get((entity.entity_type_id, key), (None, None))
         return badge(key, label, color)
 
-    events = list(entity.events.order_by("-id")[:TIMELINE_LENGTH])
+    entries, _ = timeline(entity, limit=TIMELINE_LENGTH, newest=True)
     return {
         "badge": status_badge(entity.status),
         "data_json": json.dumps(entity.data or {}, indent=2, ensure_ascii=False, sort_keys=True),
         "unmet": entity.unmet_requirements or [],
         "links": list(entity.external_links.all()),
-        "timeline": [timeline_item(event, status_badge) for event in events],
-        "timeline_truncated": len(events) == TIMELINE_LENGTH,
+        "timeline": [timeline_item(entry, status_badge) for entry in reversed(entries)],
+        "timeline_truncated": len(entries) == TIMELINE_LENGTH,
+        "timeline_kinds": [(kind, kind.replace("_", " ")) for kind in KINDS],
         "runs": recent_runs(entity),
     }
 
 
-def timeline_item(event: EntityEvent, status_badge) -> dict:
-    moved = bool(event.from_status) and event.from_status != event.to_status
+def timeline_item(entry, status_badge) -> dict:
+    """One entry of the why-timeline, newest first on the page; status moves with badges."""
+    details = entry.details
+    moved = entry.kind == "status"
     return {
-        "event": event,
-        "kind": event.type.rsplit(".", 1)[-1].replace("_", " "),
-        "from": status_badge(event.from_status) if moved else None,
-        "to": status_badge(event.to_status) if moved or not event.from_status else None,
-        "passed": [status_badge(key) for key in (event.entered_statuses or [])[:-1]],
-        "changed": [name for name in event.changed_fields or [] if name != "status"],
+        "entry": entry,
+        "kind": entry.kind,
+        "label": entry.kind.replace("_", " "),
+        "actor": actor_view(entry.actor),
+        "from": status_badge(details.get("from") or "") if moved else None,
+        "to": status_badge(details.get("to") or "") if moved else None,
+        "passed": [status_badge(key) for key in details.get("passedThrough", [])] if moved else [],
+        "changes": details.get("changes") or [],
     }
 
 

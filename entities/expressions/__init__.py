@@ -34,8 +34,8 @@ import cel
 from entities.exceptions import ExpressionEvaluationError, ExpressionSyntaxError
 from entities.expressions import bounds
 
-__all__ = ["compile_expression", "evaluate", "evaluate_bool", "expression_variables",
-           "validate_expression"]
+__all__ = ["PreparedScope", "compile_expression", "evaluate", "evaluate_bool",
+           "expression_variables", "validate_expression"]
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?(.*)")
 _PHRASES = (  # the engine's parser wording, in words an admin can act on
@@ -109,7 +109,8 @@ def evaluate(source: str, scope: dict) -> Any:
                 f"{converter.largest} items (expression: {_clip(source)})"
             )
     try:
-        result = program.execute(context)
+        result = program.execute(
+            scope.engine_context(context) if isinstance(scope, PreparedScope) else context)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyo3 panics are BaseException, not Exception
@@ -171,22 +172,59 @@ def _evaluation_error(source: str, program: cel.Program, exc: BaseException) -> 
     return ExpressionEvaluationError(f"{first}{where}")
 
 
+class PreparedScope(dict):
+    """A scope many expressions are evaluated against (explain checks every trigger of a
+    type against one event): each value is converted for the engine once, when the
+    first expression reads it, instead of once per expression."""
+
+    def __init__(self, scope: dict) -> None:
+        super().__init__(scope)
+        self._converted: dict[str, tuple[Any, int, int]] = {}
+        self._contexts: dict[frozenset, cel.Context] = {}
+
+    def engine_context(self, context: dict) -> cel.Context:
+        """The engine's own context for these converted values, built once per set of
+        names: handing the engine a dict makes it convert the dict on every call, which
+        costs a hundred times the evaluation of a short condition."""
+        key = frozenset(context)
+        if key not in self._contexts:
+            self._contexts[key] = cel.Context(context)
+        return self._contexts[key]
+
+    def converted(self, name: str) -> tuple[Any, int, int]:
+        """(value as the engine takes it, largest list or map, weight)."""
+        if name not in self._converted:
+            converter = _Converter()
+            value = _convert_named(converter, name, self[name])
+            self._converted[name] = (value, converter.largest, converter.weight)
+        return self._converted[name]
+
+
 def _context(scope: dict, names: set[str]) -> tuple[dict, _Converter]:
     """The converted scope values the expression reads, and their measurements."""
     converter, context = _Converter(), {}
     for name in names:
         if name not in scope:
             continue
-        try:
-            context[name] = converter.convert(scope[name])
-        except _Unsupported as exc:
-            path = ".".join([name, *reversed(exc.path)])
-            raise ExpressionEvaluationError(
-                f"cannot use a value of type {exc.type_name} in an expression (at {path})"
-            ) from None
-        except RecursionError:
-            raise ExpressionEvaluationError(f"scope value {name!r} nests too deeply") from None
+        if isinstance(scope, PreparedScope):
+            context[name], largest, weight = scope.converted(name)
+            converter.largest = max(converter.largest, largest)
+            converter.weight += weight
+        else:
+            context[name] = _convert_named(converter, name, scope[name])
     return context, converter
+
+
+def _convert_named(converter: _Converter, name: str, value: Any) -> Any:
+    try:
+        return converter.convert(value)
+    except _Unsupported as exc:
+        path = ".".join([name, *reversed(exc.path)])
+        raise ExpressionEvaluationError(
+            f"cannot use a value of type {exc.type_name} in an expression (at {path})"
+        ) from None
+    except RecursionError:
+        raise ExpressionEvaluationError(f"scope value {name!r} nests too deeply") from None
 
 
 def _weigh_path(context: dict, path: tuple[str, ...], fallback: int) -> int:

@@ -88,7 +88,12 @@ def test_entity_page_shows_unmet_requirements_data_links_and_timeline(admin_clie
     assert 'href="https://app.hubspot.com/deals/4711"' in html
     assert "&quot;total&quot;" in html  # pretty-printed data
     timeline = response.context["entity_page"]["timeline"]
-    assert [item["kind"] for item in timeline] == ["status changed", "created"]
+    # the why-timeline, newest first: the link, then the edit (status move, requirement
+    # that stopped holding, the field), then the creation
+    assert [item["kind"] for item in timeline] == [
+        "link", "status", "requirements", "field_change", "status", "field_change"]
+    assert timeline[1]["from"]["key"] == "approved" and timeline[1]["to"]["key"] == "suspended"
+    assert 'id="ef-explain"' in html and 'id="ef-timeline-kind"' in html
     assert ">Suspended</span>" in html
     assert "{% block" not in html and 'class="ef-actions"' in html
 
