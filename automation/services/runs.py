@@ -9,6 +9,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.exceptions import ProcessDisabledError
 from automation.models import ApiProcess, Run, StepRun
+from automation.services.reruns import failed_step, run_rerun
 from automation.store import get_store
 from automation.store.graphs import graph_for
 from entities.models import Entity, EntityEvent
@@ -72,6 +73,9 @@ def run_cancel(*, run: Run) -> Run:
     return get_store().cancel(run)
 
 
-def run_retry(*, run: Run) -> Run:
-    """Retry a failed run from its failed step; what the failure stopped resumes too."""
-    return get_store().retry(run)
+def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:
+    """Retry a failed run from its failed step, on the pinned or the latest version: a
+    re-run from that step (services.reruns), so the retry is a new attempt linked to the
+    failed run, and what the failed run already did out there is not done again."""
+    return run_rerun(run=run, from_step=failed_step(run), version=version, user=user,
+                     reason="retry")

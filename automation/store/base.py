@@ -66,6 +66,12 @@ class RunStore:
         return True
 
     def _insert_run_and_step(self, run: Run, step_run: StepRun) -> bool:
+        if not self._insert_run(run):
+            return False
+        step_run.save(force_insert=True, using=self.using)
+        return True
+
+    def _insert_run(self, run: Run) -> bool:
         if run.idempotency_key:
             sql, params = run_insert(run).sql_params(run, self.using)
             with connections[self.using].cursor() as cursor:
@@ -76,7 +82,22 @@ class RunStore:
             run._state.adding, run._state.db = False, self.using
         else:
             run.save(force_insert=True, using=self.using)
-        step_run.save(force_insert=True, using=self.using)
+        return True
+
+    def start_rerun(self, run: Run, copies: list[StepRun], step_run: StepRun, first: Step,
+                    *, key_taken_ok: bool = False) -> bool:
+        """A re-run (docs/user-guide/operating-runs.md): the new run, the completed steps
+        it keeps from the run it re-runs (`copies`, written as they were), and the step
+        it starts from; rings for that step after commit. With an idempotency key that
+        is taken (a batch's second delivery) nothing is written (False)."""
+        with transaction.atomic(using=self.using, savepoint=False):
+            if not self._insert_run(run):
+                return False
+            for copy in copies:
+                copy.run = run
+            StepRun.objects.using(self.using).bulk_create(copies)  # in their old order
+            step_run.save(force_insert=True, using=self.using)
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
         return True
 
     def start_statement(self, run: Run, step_run: StepRun, first: Step, *, source: str):

@@ -1,0 +1,157 @@
+"""Re-run from any step with edited input, retry (pinned or latest version), and the
+idempotency ledger, against the fake HubSpot on 127.0.0.1 (docs/user-guide/operating-runs.md)."""
+
+import pytest
+
+from automation.api.services import function_save
+from automation.connections.services import connection_create
+from automation.exceptions import RunStateError
+from automation.models import Effect, Run, StepRun
+from automation.services.processes import process_save
+from automation.services.reruns import RerunInvalidError, rerun_plan, run_rerun
+from automation.services.runs import run_retry, run_start
+from automation.store import get_store
+from entities.services import entity_create
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DEALS = "/crm/v3/objects/deals"
+
+
+def f(sid, nxt=None, function="test.record", **config):
+    step = {"id": sid, "type": "function", "function": function}
+    if nxt:
+        step["next"] = nxt
+    if config:
+        step["config"] = config
+    return step
+
+
+@pytest.fixture
+def five_steps(order_type, hubspot_fake):
+    """step 1 writes a deal to HubSpot, step 3 fails once (then succeeds), 5 steps in all."""
+    connection = connection_create(provider="hubspot", name="hubspot-fake",
+                                   base_url=hubspot_fake.url,
+                                   credentials={"accessToken": hubspot_fake.token})
+    function_save(name="deal", action="hubspot.upsert_deal", connection=connection,
+                  config={"dealname": "Order {{ entity.reference }}",
+                          "properties": {"amount": "{{ entity.data.total }}",
+                                         "dealstage": "appointmentscheduled",
+                                         "pipeline": "default"}})
+    steps = [f("s1", "s2", function="deal"), f("s2", "s3"),
+             f("s3", "s4", function="test.flaky", params={"failures": 1, "key": "s3"}),
+             f("s4", "s5"), f("s5")]
+    return process_save(slug="five", name="Five steps", entity_type=order_type,
+                        definition={"steps": steps, "triggers": []})
+
+
+def writes(fake) -> int:
+    """Deals created or updated (searches left out)."""
+    return fake.count(DEALS) - fake.count(f"{DEALS}/search")
+
+
+def failed_run(process, order_type) -> Run:
+    order = entity_create(entity_type=order_type, reference="ORD-7", data={"customer": {"name": "Ada"}, "total": 3})
+    run, _ = run_start(process=process, trigger={"type": "manual"}, entity=order,
+                       input={"note": "first"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED and run.error["step"] == "s3"
+    return run
+
+
+def test_rerun_from_step_two_with_edited_input_does_not_repeat_the_hubspot_write(
+        five_steps, order_type, hubspot_fake, calls):
+    run = failed_run(five_steps, order_type)
+    assert writes(hubspot_fake) == 1
+
+    plan = rerun_plan(run=run, from_step="s2", input={"edited": True})
+    assert plan.runs == ["s2", "s3", "s4", "s5"] and plan.kept == ["s1"]
+    assert [e["action"] for e in plan.effects] == ["hubspot.upsert_deal"]
+    assert plan.effects[0]["fate"] == "kept"
+
+    new = run_rerun(run=run, from_step="s2", input={"edited": True})
+    new.refresh_from_db()
+    assert new.status == Run.Status.COMPLETED, new.error
+    assert new.rerun_of == run and list(run.reruns.all()) == [new]
+    steps = {s.step_id: s for s in new.steps.all()}
+    assert all(steps[s].status == "completed" for s in ("s1", "s2", "s3", "s4", "s5"))
+    assert steps["s2"].input == {"edited": True}
+    assert any("kept from run" in line["message"] for line in steps["s1"].logs)
+    assert [c for c in calls if c[0] == "s2"][-1] == ("s2", {"edited": True})
+    assert writes(hubspot_fake) == 1  # step 1's write was not repeated
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED  # the old attempt stays as it was
+
+
+def test_repeat_effects_repeats_the_write_once(five_steps, order_type, hubspot_fake):
+    run = failed_run(five_steps, order_type)
+    served = run_rerun(run=run, from_step="s1")  # from step 1: the ledger serves the write
+    served.refresh_from_db()
+    assert served.status == Run.Status.COMPLETED, served.error
+    assert writes(hubspot_fake) == 1
+    s1 = served.steps.get(step_id="s1")
+    assert any(line.get("data", {}).get("ledger") == "served" for line in s1.logs)
+    assert s1.output == run.steps.get(step_id="s1").output
+
+    repeated = run_rerun(run=served, from_step="s1", repeat_effects=True)
+    repeated.refresh_from_db()
+    assert repeated.status == Run.Status.COMPLETED, repeated.error
+    assert writes(hubspot_fake) == 2  # once more
+    assert Effect.objects.get().calls == 2
+    assert repeated.trigger["origin"] == str(run.pk)  # one chain, one ledger key
+
+
+def test_retry_pinned_and_latest(make_process, calls):
+    steps = [f("a", "b"), f("b", "c", function="test.boom"), f("c")]
+    process = make_process(steps)
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+
+    pinned = run_retry(run=run)
+    pinned.refresh_from_db()
+    assert pinned.status == Run.Status.FAILED and pinned.version_id == run.version_id
+    assert pinned.trigger["type"] == "retry" and pinned.rerun_of == run
+
+    fixed = make_process([f("a", "b"), f("b", "c"), f("c")], slug=process.slug)
+    latest = run_retry(run=pinned, version="latest")
+    latest.refresh_from_db()
+    assert latest.version_id == fixed.current_version_id != run.version_id
+    assert latest.status == Run.Status.COMPLETED, latest.error
+    assert [c[0] for c in calls] == ["a", "b", "b", "b", "c"]  # "a" never ran again
+
+
+def test_bad_reruns_are_refused_and_write_nothing(make_process):
+    process = make_process([f("a", "b"), f("b")])
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    before = Run.objects.count()
+    with pytest.raises(RerunInvalidError) as err:
+        run_rerun(run=run, from_step="nope")
+    assert "fromStep" in err.value.fields
+    with pytest.raises(RerunInvalidError) as err:
+        run_rerun(run=run, from_step="a", version="newest")
+    assert "version" in err.value.fields
+    with pytest.raises(RunStateError):
+        run_retry(run=run)  # completed: nothing to retry
+    assert Run.objects.count() == before
+
+
+def test_an_unfinished_run_cannot_be_rerun(make_process):
+    process = make_process([{"id": "ask", "type": "human", "config": {"approvers": ["x"]}}])
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.WAITING
+    with pytest.raises(RunStateError):
+        rerun_plan(run=run, from_step="ask")
+
+
+def test_prune_removes_the_ledger_with_its_last_run(five_steps, order_type):
+    from django.utils import timezone
+
+    run = failed_run(five_steps, order_type)
+    assert Effect.objects.filter(run=run).count() == 1
+    later = timezone.now() + timezone.timedelta(days=1)
+    while not get_store().prune_finished(later, chunk=100).done:
+        pass
+    assert not Effect.objects.exists() and not StepRun.objects.exists()
