@@ -11,6 +11,7 @@ from automation.admin.process_list import annotate_process_list, last_run_cell, 
 from automation.models import ApiProcess
 from automation.services.processes import process_delete, process_save, process_set_enabled
 from automation.views.common import bind
+from automation.views.operations import process_breaker_view
 from automation.views.editor import (
     definition_panel,
     definition_preview,
@@ -109,6 +110,8 @@ class ApiProcessAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("preview/", bind(self, definition_preview), name="automation_process_preview"),
+            path("<path:object_id>/breaker/", bind(self, process_breaker_view),
+                 name="automation_apiprocess_breaker"),
             path(
                 "entity/<uuid:entity_id>/",
                 bind(self, entity_processes),

@@ -9,6 +9,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.exceptions import ProcessDisabledError
 from automation.models import ApiProcess, Run, StepRun
+from automation.services.breaker import ProcessPausedError, admit
 from automation.services.reruns import failed_step, run_rerun
 from automation.store import get_store
 from automation.store.graphs import graph_for
@@ -18,7 +19,7 @@ from entities.models import Entity, EntityEvent
 def run_start(
     *, process: ApiProcess, trigger: dict, input: Any = None, parameters: dict | None = None,
     entity: Entity | None = None, event: EntityEvent | None = None, batch=None,
-    idempotency_key: str | None = None, user=None, version=None,
+    idempotency_key: str | None = None, user=None, version=None, breaker: bool = True,
 ) -> tuple[Run, bool]:
     """Start a run on the process's current version (or `version`).
 
@@ -27,7 +28,15 @@ def run_start(
     skips a conflict), so concurrent starts cannot both win, and no savepoint is needed
     inside a caller's transaction (the event dispatch), which saves two round trips.
     The run and its first step are written together or not at all.
+
+    A process paused by its circuit breaker (services.breaker) holds the start instead
+    and raises ProcessPausedError; `breaker=False` is for the held starts a person
+    releases.
     """
+    if breaker and process.enabled:
+        admit(process=process, entity=entity, hold={
+            "trigger": trigger, "input": input, "parameters": parameters, "entity": entity,
+            "event": event, "idempotency_key": idempotency_key})
     run, step_run, first = _new_rows(
         process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
         event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version)
@@ -46,6 +55,10 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
     features, a disabled process): run_start then does it the general way."""
     store = get_store()
     if not store.features.start_in_statement or not start["process"].enabled:
+        return None
+    try:
+        admit(process=start["process"], entity=start.get("entity"))
+    except ProcessPausedError:  # run_start holds it, the general way
         return None
     run, step_run, first = _new_rows(**start)
     return store.start_statement(run, step_run, first, source=source)
