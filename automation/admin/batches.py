@@ -7,6 +7,9 @@ from django.urls import path
 from automation.admin.base import ReadOnlyAdmin
 from automation.models import Batch
 from automation.views.batches import (
+    batch_pause_view,
+    batch_resume_view,
+    bulk_rerun_view,
     batch_cancel_view,
     batch_outcomes,
     batch_page,
@@ -38,6 +41,11 @@ class BatchAdmin(ReadOnlyAdmin):
                 bind(self, batch_cancel_view),
                 name="automation_batch_cancel",
             ),
+            path("<uuid:object_id>/pause/", bind(self, batch_pause_view),
+                 name="automation_batch_pause"),
+            path("<uuid:object_id>/resume/", bind(self, batch_resume_view),
+                 name="automation_batch_resume"),
+            path("reruns/", bind(self, bulk_rerun_view), name="automation_bulk_rerun"),
             path(
                 "<uuid:object_id>/retry-failed/",
                 bind(self, batch_retry_view),

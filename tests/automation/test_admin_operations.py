@@ -16,7 +16,7 @@ def failing(make_process):
     return make_process([
         {"id": "pick", "type": "function", "function": "test.record", "next": "ship"},
         {"id": "ship", "type": "function", "function": "test.flaky",
-         "config": {"params": {"failures": 1, "key": "ship"}}}], slug="ship-it", name="Ship it")
+         "config": {"params": {"failures": 1}}}], slug="ship-it", name="Ship it")
 
 
 def failed(process) -> Run:
@@ -82,3 +82,23 @@ def test_banner_and_breaker_page_resume(admin_client, make_process):
     assert HeldStart.objects.get().status == "released"
     assert Run.objects.get(process=process).status == "completed"
     assert 'id="ef-paused-banner"' not in admin_client.get(reverse("admin:index")).content.decode()
+
+
+def test_bulk_rerun_page_previews_starts_and_the_batch_page_pauses(admin_client, failing):
+    runs = [failed(failing) for _ in range(3)]
+    page = reverse("admin:automation_bulk_rerun")
+    preview = admin_client.post(page, {"process": "ship-it", "status": "failed",
+                                       "failedAt": "ship", "rate": "20", "preview": "1"})
+    html = preview.content.decode()
+    assert 'id="ef-bulk-count">3<' in html and str(runs[0].pk)[:8] in html
+    assert Run.objects.count() == 3
+    response = admin_client.post(page, {"process": "ship-it", "status": "failed", "rate": "20",
+                                        "start": "1"}, follow=True)
+    html = response.content.decode()
+    assert "re-run of 3 runs" in html and 'id="ef-rate-limit">20.0<' in html
+    assert Run.objects.filter(rerun_of__in=runs, status="completed").count() == 3
+    batch_url = response.redirect_chain[-1][0]
+    paused = admin_client.post(batch_url.rstrip("/").rsplit("/", 1)[0] + "/pause/", follow=True)
+    assert any("Only a batch that is starting runs" in str(m) for m in paused.context["messages"])
+    panel = admin_client.get(reverse("admin:automation_batch_changelist")).content.decode()
+    assert "re-run of runs" in panel
