@@ -199,8 +199,6 @@ def _create_reruns(batch: Batch, run_ids: list) -> None:
     created = 0
     for run in Run.objects.filter(pk__in=run_ids).select_related("process", "version"):
         key = f"rerun:{batch.pk}:{run.pk}"
-        if Run.objects.filter(idempotency_key=key).exists():
-            continue
         try:
             run_rerun(run=run, from_step=spec.get("fromStep") or failed_step(run),
                       version=spec.get("version") or "pinned",

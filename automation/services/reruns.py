@@ -81,8 +81,9 @@ def failed_step(run: Run) -> str:
 
 
 def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "pinned",
-               repeat_effects: bool = False) -> RerunPlan:
-    """Check a re-run and say what it will do; writes nothing (the preview)."""
+               repeat_effects: bool = False, describe: bool = True) -> RerunPlan:
+    """Check a re-run and say what it will do; writes nothing (the preview). Without
+    `describe` the recorded effects are not listed (a start needs only the rows)."""
     if not run.is_finished:
         raise RunStateError(f"Only a finished run can be re-run; this one is {run.status}.")
     if version not in VERSIONS:
@@ -122,7 +123,8 @@ def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "
     plan.runs = [sid for sid in graph.steps if sid in after]
     plan.copies = [_copy(s, run) for s in kept]
     fate = "repeat" if repeat_effects else "skip if unchanged"
-    for effect in Effect.objects.filter(key__startswith=f"{origin_of(run)}:").order_by("pk"):
+    recorded = Effect.objects.filter(key__startswith=f"{origin_of(run)}:") if describe else []
+    for effect in recorded:
         plan.effects.append({
             "step": effect.step_id, "scope": effect.scope, "action": effect.action,
             "key": effect.key, "fate": fate if effect.step_id in after else "kept",
@@ -136,7 +138,7 @@ def run_rerun(*, run: Run, from_step: str, input: Any = UNSET, version: str = "p
     """Start the re-run the plan describes; returns the new run (its `rerun_of` is `run`).
     With an idempotency key already taken, returns the run that took it."""
     plan = rerun_plan(run=run, from_step=from_step, input=input, version=version,
-                      repeat_effects=repeat_effects)
+                      repeat_effects=repeat_effects, describe=False)
     graph = graph_for(plan.version.pk)
     trigger = {"type": reason, "rerunOf": str(run.pk), "origin": origin_of(run),
                "fromStep": from_step, "version": version,
