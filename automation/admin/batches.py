@@ -7,14 +7,14 @@ from django.urls import path
 from automation.admin.base import ReadOnlyAdmin
 from automation.models import Batch
 from automation.views.batches import (
-    batch_pause_view,
-    batch_resume_view,
-    bulk_rerun_view,
     batch_cancel_view,
     batch_outcomes,
     batch_page,
+    batch_pause_view,
     batch_progress_view,
+    batch_resume_view,
     batch_retry_view,
+    bulk_rerun_view,
 )
 from automation.views.common import bind
 from automation.views.panel import control_panel, panel_count, panel_start

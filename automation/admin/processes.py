@@ -11,7 +11,6 @@ from automation.admin.process_list import annotate_process_list, last_run_cell, 
 from automation.models import ApiProcess
 from automation.services.processes import process_delete, process_save, process_set_enabled
 from automation.views.common import bind
-from automation.views.operations import process_breaker_view
 from automation.views.editor import (
     definition_panel,
     definition_preview,
@@ -19,6 +18,7 @@ from automation.views.editor import (
     validation_errors,
 )
 from automation.views.modal import entity_dry_run, entity_processes, entity_run
+from automation.views.operations import process_breaker_view
 from automation.views.present import pretty_json, trigger_summary
 
 STARTER = {

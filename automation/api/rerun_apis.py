@@ -52,7 +52,8 @@ class ExecutionRerunApi(ApiView):
         fromStep = serializers.CharField(max_length=100, help_text="The step to start from.")
         input = AnyJsonField(required=False, allow_null=True,
                              help_text="The chosen step's input; left out: its old input.")
-        version = serializers.ChoiceField(choices=VERSIONS, default="pinned", help_text=VERSION_HELP)
+        version = serializers.ChoiceField(choices=VERSIONS, default="pinned",
+                                          help_text=VERSION_HELP)
         repeatEffects = serializers.BooleanField(
             default=False, help_text="Make external effects again instead of serving them "
                                      "from the idempotency ledger.")
@@ -78,7 +79,8 @@ class ExecutionRerunApi(ApiView):
 
 class ExecutionRetryApi(ApiView):
     class InputSerializer(serializers.Serializer):
-        version = serializers.ChoiceField(choices=VERSIONS, default="pinned", help_text=VERSION_HELP)
+        version = serializers.ChoiceField(choices=VERSIONS, default="pinned",
+                                          help_text=VERSION_HELP)
 
     @api_doc(request=InputSerializer, responses={201: ExecutionSerializer},
              errors=(400, 404, 409, 413, 422),
@@ -108,7 +110,8 @@ class ExecutionsRerunApi(ApiView):
         filter = RerunFilterSerializer()
         fromStep = serializers.CharField(required=False, max_length=100,
                                          help_text="Left out: each run's failed step.")
-        version = serializers.ChoiceField(choices=VERSIONS, default="pinned", help_text=VERSION_HELP)
+        version = serializers.ChoiceField(choices=VERSIONS, default="pinned",
+                                          help_text=VERSION_HELP)
         repeatEffects = serializers.BooleanField(default=False)
         ratePerSecond = serializers.FloatField(min_value=0.01, max_value=1000,
                                                help_text="At most this many re-runs a second.")

@@ -70,7 +70,8 @@ class HeldStart(models.Model):
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.HELD,
                               db_index=True)
-    run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 

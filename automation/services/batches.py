@@ -18,7 +18,13 @@ from django.utils import timezone
 
 from automation.exceptions import AutomationError, ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, Batch, Run
-from automation.services.reruns import VERSIONS, RerunInvalidError, failed_step, run_rerun
+from automation.services.reruns import (
+    VERSIONS,
+    RerunInvalidError,
+    failed_step,
+    run_rerun,
+    stopped_by_failure,
+)
 from automation.services.runs import run_cancel, run_retry
 from automation.store import get_store
 from automation.store.graphs import graph_for
@@ -200,7 +206,9 @@ def _create_reruns(batch: Batch, run_ids: list) -> None:
     for run in Run.objects.filter(pk__in=run_ids).select_related("process", "version"):
         key = f"rerun:{batch.pk}:{run.pk}"
         try:
+            retry = not spec.get("fromStep")
             run_rerun(run=run, from_step=spec.get("fromStep") or failed_step(run),
+                      restart=stopped_by_failure(run) if retry else (),
                       version=spec.get("version") or "pinned",
                       repeat_effects=bool(spec.get("repeatEffects")), user=batch.created_by,
                       batch=batch, idempotency_key=key, reason="rerun")
@@ -234,7 +242,8 @@ def batch_resume(*, batch: Batch) -> Batch:
 
 
 def batch_progress(batch: Batch) -> dict:
-    counts = dict(latest_attempts(batch).values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    counts = dict(latest_attempts(batch).values_list("status").annotate(n=Count("id"))
+                  .values_list("status", "n"))
     done, failed = counts.get(Run.Status.COMPLETED, 0), counts.get(Run.Status.FAILED, 0)
     cancelled = counts.get(Run.Status.CANCELLED, 0)
     running = counts.get(Run.Status.RUNNING, 0) + counts.get(Run.Status.WAITING, 0)

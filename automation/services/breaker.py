@@ -4,8 +4,8 @@ Every start of a run by a trigger (an event, a status, a schedule, a webhook, a 
 or API start) asks `admit` first. A process whose starts break a threshold is paused:
 the start that broke it and every later one is recorded as a held start (not lost),
 staff see a banner in the admin, and a `process.paused` webhook fires. A person resumes
-the process and releases the held starts (they start now, on the current version) or
-discards them. Re-runs, retries and batches are operator actions and are not held.
+the process (services.runs.process_resume) and releases the held starts (they start
+now, on the current version) or discards them. Re-runs, retries and batches are operator actions and are not held.
 
 Thresholds (DEFAULTS, overridable per process in `ProcessBreaker.limits`, 0 = off):
 - `perEntityPerMinute`: runs of the process for one entity in the last minute. This is
@@ -155,36 +155,15 @@ def pause(*, process: ApiProcess, reason: str) -> ProcessBreaker:
     return breaker
 
 
-def resume(*, process: ApiProcess, held: str, user=None) -> dict:
-    """Resume a paused process; `held` is "release" (start every held start now, on the
-    current version) or "discard". Returns how many were released or discarded."""
-    from automation.services.runs import run_start
-
-    if held not in ("release", "discard"):
-        raise RunStateError("Choose whether to release or discard the held runs.",
-                            fields={"held": ["Use 'release' or 'discard'."]})
-    process = ApiProcess.objects.select_related("current_version").get(pk=process.pk)  # fixed?
+def resume(*, process: ApiProcess) -> ProcessBreaker:
+    """Unpause (services.runs.process_resume decides what happens to the held starts)."""
     breaker = breaker_of(process)
     if breaker is None or not breaker.paused:
         raise RunStateError(f"The process '{process.slug}' is not paused.")
     _wide_checked.pop(process.pk, None)
-    ProcessBreaker.objects.filter(pk=breaker.pk).update(
-        paused_at=None, resumed_at=timezone.now(), resumed_by=user)
-    waiting = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
-    if held == "discard":
-        HeldStart.objects.filter(pk__in=[h.pk for h in waiting]).update(
-            status=HeldStart.Status.DISCARDED, decided_at=timezone.now())
-        return {"released": 0, "discarded": len(waiting)}
-    released = 0
-    for start in waiting:
-        run, _ = run_start(process=process, trigger={**start.trigger, "heldStart": start.pk},
-                           input=start.input, parameters=start.parameters, entity=start.entity,
-                           event=start.event, idempotency_key=start.idempotency_key, user=user,
-                           breaker=False)
-        HeldStart.objects.filter(pk=start.pk).update(
-            status=HeldStart.Status.RELEASED, run=run, decided_at=timezone.now())
-        released += 1
-    return {"released": released, "discarded": 0}
+    ProcessBreaker.objects.filter(pk=breaker.pk).update(paused_at=None, resumed_at=timezone.now())
+    breaker.refresh_from_db()
+    return breaker
 
 
 def paused_processes():

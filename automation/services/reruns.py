@@ -50,6 +50,7 @@ class RerunPlan:
     kept: list[str] = field(default_factory=list)  # completed steps kept as they were
     effects: list[dict] = field(default_factory=list)  # recorded effects and their fate
     copies: list[StepRun] = field(default_factory=list)
+    restart: list[tuple[str, Any]] = field(default_factory=list)  # (step, its old input)
 
     def as_json(self) -> dict:
         return {"runId": str(self.run.pk), "fromStep": self.from_step,
@@ -63,6 +64,13 @@ class RerunPlan:
 def origin_of(run: Run) -> str:
     """The first run of a re-run chain: the ledger's keys are made on it."""
     return (run.trigger or {}).get("origin") or str(run.pk)
+
+
+def stopped_by_failure(run: Run) -> tuple[str, ...]:
+    """The steps the failure cancelled (branches running beside the failed one)."""
+    return tuple(StepRun.objects.filter(run=run, status=StepRun.Status.CANCELLED, scope="",
+                                        state__stopped_by="failure")
+                 .values_list("step_id", flat=True))
 
 
 def failed_step(run: Run) -> str:
@@ -81,9 +89,12 @@ def failed_step(run: Run) -> str:
 
 
 def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "pinned",
-               repeat_effects: bool = False, describe: bool = True) -> RerunPlan:
+               repeat_effects: bool = False, describe: bool = True,
+               restart: tuple[str, ...] = ()) -> RerunPlan:
     """Check a re-run and say what it will do; writes nothing (the preview). Without
-    `describe` the recorded effects are not listed (a start needs only the rows)."""
+    `describe` the recorded effects are not listed (a start needs only the rows).
+    `restart`: more steps that start again with their old input (a retry's branches
+    that the failure stopped)."""
     if not run.is_finished:
         raise RunStateError(f"Only a finished run can be re-run; this one is {run.status}.")
     if version not in VERSIONS:
@@ -102,7 +113,11 @@ def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "
         raise RerunInvalidError(
             f"fromStep: '{from_step}' is inside a loop's body; re-run from the loop.",
             fields={"fromStep": ["Pick the loop itself, or a step outside the loop."]})
+    restart = tuple(sid for sid in restart if sid in graph.steps and sid != from_step
+                    and not graph.owning_loop(sid))
     after = {from_step, *graph.reach[from_step]}
+    for sid in restart:
+        after |= {sid, *graph.reach[sid]}
     for sid in after:
         if graph.is_join(sid) and graph.predecessors[sid] - after:
             raise RerunInvalidError(
@@ -119,6 +134,8 @@ def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "
             and not (s.scope and s.scope.split("[", 1)[0] in after)]
     plan = RerunPlan(run=run, version=target, from_step=from_step, input=step_input,
                      input_edited=input is not UNSET, repeat_effects=bool(repeat_effects))
+    plan.restart = [(sid, next((s.input for s in old if s.step_id == sid and not s.scope), {}))
+                    for sid in restart if sid not in graph.reach[from_step]]
     plan.kept = [s.step_id + (f"@{s.scope}" if s.scope else "") for s in kept]
     plan.runs = [sid for sid in graph.steps if sid in after]
     plan.copies = [_copy(s, run) for s in kept]
@@ -134,11 +151,12 @@ def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "
 
 def run_rerun(*, run: Run, from_step: str, input: Any = UNSET, version: str = "pinned",
               repeat_effects: bool = False, user=None, batch=None,
-              idempotency_key: str | None = None, reason: str = "rerun") -> Run:
+              idempotency_key: str | None = None, reason: str = "rerun",
+              restart: tuple[str, ...] = ()) -> Run:
     """Start the re-run the plan describes; returns the new run (its `rerun_of` is `run`).
     With an idempotency key already taken, returns the run that took it."""
     plan = rerun_plan(run=run, from_step=from_step, input=input, version=version,
-                      repeat_effects=repeat_effects, describe=False)
+                      repeat_effects=repeat_effects, describe=False, restart=restart)
     graph = graph_for(plan.version.pk)
     trigger = {"type": reason, "rerunOf": str(run.pk), "origin": origin_of(run),
                "fromStep": from_step, "version": version,
@@ -156,7 +174,12 @@ def run_rerun(*, run: Run, from_step: str, input: Any = UNSET, version: str = "p
              + (" with input edited by staff" if plan.input_edited else "")}]
     step_run = StepRun(run=new, step_id=first.id, step_type=first.type, input=plan.input,
                        logs=logs)
-    if get_store().start_rerun(new, plan.copies, step_run, first):
+    others = [StepRun(step_id=sid, step_type=graph.steps[sid].type, input=old_input,
+                      logs=[{"message": f"{reason}: stopped by the failure of run {run.pk}, "
+                                        f"started again"}])
+              for sid, old_input in plan.restart]
+    if get_store().start_rerun(new, plan.copies, step_run, first,
+                               also=[(s, graph.steps[s.step_id]) for s in others]):
         return new
     return Run.objects.get(idempotency_key=idempotency_key)
 

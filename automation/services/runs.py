@@ -7,10 +7,10 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from automation.definitions import Step
-from automation.exceptions import ProcessDisabledError
-from automation.models import ApiProcess, Run, StepRun
-from automation.services.breaker import ProcessPausedError, admit
-from automation.services.reruns import failed_step, run_rerun
+from automation.exceptions import ProcessDisabledError, RunStateError
+from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run, StepRun
+from automation.services.breaker import ProcessPausedError, admit, resume
+from automation.services.reruns import failed_step, run_rerun, stopped_by_failure
 from automation.store import get_store
 from automation.store.graphs import graph_for
 from entities.models import Entity, EntityEvent
@@ -91,4 +91,30 @@ def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:
     re-run from that step (services.reruns), so the retry is a new attempt linked to the
     failed run, and what the failed run already did out there is not done again."""
     return run_rerun(run=run, from_step=failed_step(run), version=version, user=user,
-                     reason="retry")
+                     reason="retry", restart=stopped_by_failure(run))
+
+
+def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
+    """Resume a process paused by its circuit breaker (services.breaker); `held` is
+    "release" (start every held start now, on the current version) or "discard".
+    Returns how many were released and discarded."""
+    if held not in ("release", "discard"):
+        raise RunStateError("Choose whether to release or discard the held runs.",
+                            fields={"held": ["Use 'release' or 'discard'."]})
+    process = ApiProcess.objects.select_related("current_version").get(pk=process.pk)  # fixed?
+    breaker = resume(process=process)
+    if user is not None:
+        ProcessBreaker.objects.filter(pk=breaker.pk).update(resumed_by=user)
+    waiting = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
+    if held == "discard":
+        HeldStart.objects.filter(pk__in=[h.pk for h in waiting]).update(
+            status=HeldStart.Status.DISCARDED, decided_at=timezone.now())
+        return {"released": 0, "discarded": len(waiting)}
+    for start in waiting:
+        run, _ = run_start(process=process, trigger={**start.trigger, "heldStart": start.pk},
+                           input=start.input, parameters=start.parameters, entity=start.entity,
+                           event=start.event, idempotency_key=start.idempotency_key, user=user,
+                           breaker=False)
+        HeldStart.objects.filter(pk=start.pk).update(
+            status=HeldStart.Status.RELEASED, run=run, decided_at=timezone.now())
+    return {"released": len(waiting), "discarded": 0}

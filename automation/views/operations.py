@@ -14,6 +14,7 @@ from automation.exceptions import AutomationError
 from automation.models import ApiProcess, HeldStart, Run, StepRun
 from automation.services import breaker
 from automation.services.reruns import UNSET, VERSIONS, rerun_plan, run_rerun
+from automation.services.runs import process_resume
 from automation.views.common import admin_context, get_or_404, require_perm
 from automation.views.present import pretty_json
 
@@ -89,14 +90,15 @@ def process_breaker_view(request, model_admin, object_id):
         require_perm(request, "automation.change_apiprocess")
         if "limits" in request.POST:
             try:
-                breaker.limits_set(process=process, limits=json.loads(request.POST["limits"] or "{}"))
+                limits = json.loads(request.POST["limits"] or "{}")
+                breaker.limits_set(process=process, limits=limits)
             except (ValueError, AutomationError) as exc:
                 messages.error(request, getattr(exc, "message", None) or f"Not JSON: {exc}")
             else:
                 messages.success(request, "Thresholds saved.")
             return redirect("admin:automation_apiprocess_breaker", process.pk)
         try:
-            done = breaker.resume(process=process, held=request.POST.get("held", ""),
+            done = process_resume(process=process, held=request.POST.get("held", ""),
                                   user=request.user)
         except AutomationError as exc:
             messages.error(request, exc.message)

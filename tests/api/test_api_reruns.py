@@ -1,7 +1,6 @@
 """Run control over the API: retry (pinned or latest), re-run from a step with a preview,
 and bulk re-run by query with pause and resume."""
 
-import pytest
 
 from automation.functions import function
 from automation.models import Batch, Run

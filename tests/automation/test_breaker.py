@@ -8,7 +8,7 @@ import pytest
 from automation.models import HeldStart, ProcessBreaker, Run, WebhookDelivery
 from automation.services import breaker
 from automation.services.processes import process_save
-from automation.services.runs import run_start
+from automation.services.runs import process_resume, run_start
 from automation.services.webhooks import webhook_subscription_create
 from entities.services import entity_create
 from tests.integrations.fakes.echo import EchoServer
@@ -54,7 +54,7 @@ def test_a_self_trigger_loop_is_paused_at_the_threshold_and_released_after_the_f
 
     process_save(slug="loop", name="Loop", entity_type=order_type,
                  definition=loop_definition(fixed=True))
-    released = breaker.resume(process=process, held="release")
+    released = process_resume(process=process, held="release")
     assert released == {"released": 1, "discarded": 0}
     held.refresh_from_db()
     assert held.status == "released" and held.run.status == Run.Status.COMPLETED
@@ -69,7 +69,7 @@ def test_a_paused_process_holds_manual_starts_and_discard_drops_them(make_proces
     with pytest.raises(breaker.ProcessPausedError) as err:
         run_start(process=process, trigger={"type": "manual"}, input={"n": 1})
     assert err.value.held.input == {"n": 1} and not Run.objects.exists()
-    assert breaker.resume(process=process, held="discard") == {"released": 0, "discarded": 1}
+    assert process_resume(process=process, held="discard") == {"released": 0, "discarded": 1}
     assert HeldStart.objects.get().status == "discarded" and not Run.objects.exists()
     run, _ = run_start(process=process, trigger={"type": "manual"})
     assert Run.objects.count() == 1
@@ -88,3 +88,37 @@ def test_error_rate_pauses_and_defaults_are_documented(make_process):
         breaker.WIDE_EVERY_SECONDS = saved
     assert "errorRate 0.5" in ProcessBreaker.objects.get(process=process).reason
     assert breaker.limits_of(None) == breaker.DEFAULTS and all(breaker.DEFAULTS.values())
+
+
+@pytest.mark.slow
+def test_the_loop_is_stopped_at_the_threshold_on_real_workers(order_type, settings, tmp_path,
+                                                               monkeypatch):
+    from tests.worker import Worker, wait_for
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    monkeypatch.setenv("ENTITYFLOW_TEST_EFFECTS", str(tmp_path / "effects.log"))
+    process = process_save(slug="loop", name="Loop", entity_type=order_type,
+                           definition=loop_definition())
+    ProcessBreaker.objects.create(process=process, limits={"perEntityPerMinute": 4})
+    workers = [Worker(tmp_path / "worker-1.log"), Worker(tmp_path / "worker-2.log")]
+    try:
+        order = entity_create(entity_type=order_type, reference="L-2", data=ORDER)
+        run_start(process=process, trigger={"type": "manual"}, entity=order)
+        wait_for(lambda: HeldStart.objects.filter(process=process).exists(), 90,
+                 message="the loop to be held")
+        wait_for(lambda: not Run.objects.filter(process=process).exclude(
+            status__in=Run.FINISHED).exists(), 60, message="the started runs to finish")
+        assert Run.objects.filter(process=process).count() == 4  # no more than the threshold
+        assert ProcessBreaker.objects.get(process=process).paused
+
+        process_save(slug="loop", name="Loop", entity_type=order_type,
+                     definition=loop_definition(fixed=True))
+        assert process_resume(process=process, held="release") == {"released": 1, "discarded": 0}
+        held = HeldStart.objects.get(process=process)
+        wait_for(lambda: Run.objects.get(pk=held.run_id).status == Run.Status.COMPLETED, 60,
+                 message="the released run to complete")
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert Run.objects.filter(process=process).count() == 5
+    assert not ProcessBreaker.objects.get(process=process).paused

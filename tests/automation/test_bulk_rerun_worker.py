@@ -10,7 +10,12 @@ import pytest
 from django.utils import timezone
 
 from automation.models import Batch, Run, StepRun
-from automation.services.batches import batch_pause, batch_progress, batch_rerun_create, batch_resume
+from automation.services.batches import (
+    batch_pause,
+    batch_progress,
+    batch_rerun_create,
+    batch_resume,
+)
 from automation.services.processes import process_save
 from tests.worker import Worker, wait_for
 

@@ -51,7 +51,8 @@ def writes(fake) -> int:
 
 
 def failed_run(process, order_type) -> Run:
-    order = entity_create(entity_type=order_type, reference="ORD-7", data={"customer": {"name": "Ada"}, "total": 3})
+    order = entity_create(entity_type=order_type, reference="ORD-7",
+                          data={"customer": {"name": "Ada"}, "total": 3})
     run, _ = run_start(process=process, trigger={"type": "manual"}, entity=order,
                        input={"note": "first"})
     run.refresh_from_db()
@@ -155,3 +156,27 @@ def test_prune_removes_the_ledger_with_its_last_run(five_steps, order_type):
     while not get_store().prune_finished(later, chunk=100).done:
         pass
     assert not Effect.objects.exists() and not StepRun.objects.exists()
+
+
+def test_retry_starts_again_the_branches_the_failure_stopped(make_process, calls):
+    from automation.models import ApprovalRequest
+    from automation.services.approvals import approval_decide
+
+    steps = [{"id": "split", "type": "parallel", "next": ["ask", "pay"]},
+             {"id": "ask", "type": "human", "next": "end",
+              "config": {"approvers": ["boss@example.com"]}},
+             f("pay", "end", function="test.flaky", params={"failures": 1}),
+             f("end")]
+    run, _ = run_start(process=make_process(steps), trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    assert run.steps.get(step_id="ask").status == StepRun.Status.CANCELLED  # stopped by it
+
+    retried = run_retry(run=run)
+    retried.refresh_from_db()
+    assert retried.status == Run.Status.WAITING  # pay done, ask waits again, end joins both
+    assert retried.steps.get(step_id="pay").status == StepRun.Status.COMPLETED
+    approval = ApprovalRequest.objects.get(run=retried)
+    approval_decide(approval=approval, approved=True, decided_by="boss@example.com")
+    retried.refresh_from_db()
+    assert retried.status == Run.Status.COMPLETED, retried.error
