@@ -5,7 +5,8 @@ or API start) asks `admit` first. A process whose starts break a threshold is pa
 the start that broke it and every later one is recorded as a held start (not lost),
 staff see a banner in the admin, and a `process.paused` webhook fires. A person resumes
 the process (services.runs.process_resume) and releases the held starts (they start
-now, on the current version) or discards them. Re-runs, retries and batches are operator actions and are not held.
+now, on the current version) or discards them. Re-runs, retries and batches are operator
+actions and are not held.
 
 Thresholds (DEFAULTS, overridable per process in `ProcessBreaker.limits`, 0 = off):
 - `perEntityPerMinute`: runs of the process for one entity in the last minute. This is

@@ -101,3 +101,17 @@ def test_bulk_rerun_preview_start_pause_resume(api, settings):
     again = api.post("/api/executions/rerun", {"filter": {"process": "flow"}, "ratePerSecond": 5,
                                                "preview": True}, format="json")
     assert again.json()["count"] == 0
+
+
+def test_a_start_while_paused_is_held_and_answered_409(api):
+    from automation.models import HeldStart
+    from automation.services import breaker
+
+    process = failing_process(last="noop")
+    breaker.pause(process=process, reason="too many starts")
+    answer = api.post("/api/workflow-definitions/flow/trigger", {"input": {"n": 2}}, format="json")
+    assert answer.status_code == 409, answer.content
+    assert answer.json()["error"]["code"] == "process_paused"
+    held = HeldStart.objects.get()
+    assert held.input == {"n": 2} and f"held start {held.pk}" in answer.json()["error"]["message"]
+    assert not Run.objects.exists()
