@@ -6,6 +6,8 @@ import pytest
 from automation.api.services import function_save
 from automation.connections.services import connection_create
 from automation.exceptions import RunStateError
+from automation.functions import function
+from automation.functions.registry import get_action
 from automation.models import Effect, Run, StepRun
 from automation.services.processes import process_save
 from automation.services.reruns import RerunInvalidError, rerun_plan, run_rerun
@@ -14,6 +16,14 @@ from automation.store import get_store
 from entities.services import entity_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@function("test.mail-then-fail")
+def mail_then_fail(ctx):
+    sent = get_action("email.send").handler(ctx)
+    if not ctx.effect_origin:  # the first run fails after the mail went out
+        raise RuntimeError("the CRM did not confirm")
+    return sent
 
 DEALS = "/crm/v3/objects/deals"
 
@@ -180,3 +190,34 @@ def test_retry_starts_again_the_branches_the_failure_stopped(make_process, calls
     approval_decide(approval=approval, approved=True, decided_by="boss@example.com")
     retried.refresh_from_db()
     assert retried.status == Run.Status.COMPLETED, retried.error
+
+
+def test_a_mail_is_sent_once_across_a_retry_from_its_own_step(make_process, mailoutbox):
+    """The step mails, then its response check fails: the retry of that very step is
+    served the mail from the ledger instead of sending it again."""
+    process = make_process([f("mail", function="test.mail-then-fail",
+                              params={"to": "ada@example.com", "subject": "Hello"})])
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED and len(mailoutbox) == 1
+    retried = run_retry(run=run)
+    retried.refresh_from_db()
+    assert retried.status == Run.Status.COMPLETED, retried.error
+    assert len(mailoutbox) == 1  # served from the ledger
+    assert retried.result["to"] == ["ada@example.com"]
+    assert Effect.objects.get().served == 1
+
+
+def test_which_actions_are_external_effects():
+    from integrations.registry import all_connectors
+
+    effects = {f"{slug}.{name}" for slug, cls in all_connectors().items()
+               for name, spec in cls.actions.items() if spec.effect}
+    assert effects == {
+        "hubspot.upsert_contact", "hubspot.upsert_company", "hubspot.upsert_deal",
+        "hubspot.associate", "hubspot.add_note", "dropbox.create_folder",
+        "dropbox.upload_file", "dropbox.create_shared_link", "http.request", "webhook.post",
+        "sql.execute"}
+    http = all_connectors()["http"].actions["request"]
+    assert http.makes_effect({"method": "post"}) and not http.makes_effect({"method": "GET"})
+    assert not http.makes_effect({}) and not http.makes_effect({"method": "OPTIONS"})
