@@ -41,12 +41,13 @@ def batch_entities(entity_type: EntityType, spec: dict):
 
 
 def batch_create(*, entity_type: EntityType, process: ApiProcess, filter: dict | None = None,
-                 user=None) -> Batch:
+                 user=None, rate_per_second: float | None = None) -> Batch:
     if not process.enabled:
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
     with transaction.atomic():
         batch = Batch.objects.create(
             entity_type=entity_type, process=process, filter=filter or {}, created_by=user,
+            rate_per_second=rate_per_second,
             total=batch_entities(entity_type, filter or {}).count(),
         )
         transaction.on_commit(lambda: _enqueue_fanout(batch.pk))

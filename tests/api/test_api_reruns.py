@@ -115,3 +115,21 @@ def test_a_start_while_paused_is_held_and_answered_409(api):
     held = HeldStart.objects.get()
     assert held.input == {"n": 2} and f"held start {held.pk}" in answer.json()["error"]["message"]
     assert not Run.objects.exists()
+
+
+def test_an_entity_batch_takes_a_rate_limit(api, order_type):
+    from tests.factories import make_order
+
+    process_save(slug="note", name="Note", entity_type=order_type, definition={"steps": [
+        {"id": "a", "type": "function", "function": "noop"}]})
+    for n in range(3):
+        make_order(reference=f"RATE-{n}")
+    created = api.post("/api/batches", {"entityType": "order", "process": "note",
+                                        "filter": {"search": "RATE-"}, "ratePerSecond": 100},
+                       format="json")
+    assert created.status_code == 201, created.content
+    batch = Batch.objects.get(pk=created.json()["id"])
+    assert batch.rate_per_second == 100 and batch.runs.count() == 3
+    bad = api.post("/api/batches", {"entityType": "order", "process": "note", "ratePerSecond": 0},
+                   format="json")
+    assert bad.status_code == 422 and "ratePerSecond" in bad.json()["error"]["fields"]
