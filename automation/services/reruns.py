@@ -118,12 +118,6 @@ def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "
     after = {from_step, *graph.reach[from_step]}
     for sid in restart:
         after |= {sid, *graph.reach[sid]}
-    for sid in after:
-        if graph.is_join(sid) and graph.predecessors[sid] - after:
-            raise RerunInvalidError(
-                f"fromStep: '{sid}' joins branches that '{from_step}' does not start; "
-                f"re-run from the step that splits them.",
-                fields={"fromStep": [f"Pick a step before the branches '{sid}' joins."]})
     if input is not UNSET:
         _check_input(input)
     old = list(StepRun.objects.filter(run=run).order_by("id"))
@@ -139,6 +133,7 @@ def rerun_plan(*, run: Run, from_step: str, input: Any = UNSET, version: str = "
     plan.kept = [s.step_id + (f"@{s.scope}" if s.scope else "") for s in kept]
     plan.runs = [sid for sid in graph.steps if sid in after]
     plan.copies = [_copy(s, run) for s in kept]
+    plan.copies += _joins_waiting(graph, old, after, starts={from_step, *restart})
     fate = "repeat" if repeat_effects else "skip if unchanged"
     recorded = Effect.objects.filter(key__startswith=f"{origin_of(run)}:") if describe else []
     for effect in recorded:
@@ -191,6 +186,33 @@ def _copy(step_run: StepRun, run: Run) -> StepRun:
                    logs=[*step_run.logs, {"message": f"kept from run {run.pk} (not run again)"}],
                    state=step_run.state, started_at=step_run.started_at,
                    finished_at=step_run.finished_at, duration_ms=step_run.duration_ms)
+
+
+def _joins_waiting(graph, old: list[StepRun], after: set[str], *,
+                   starts: set[str]) -> list[StepRun]:
+    """A join after the chosen step that branches the re-run does not run again had
+    reached (a parallel branch kept as it was): written waiting, with what those branches
+    brought it, so it fires once the re-run's own branches arrive. A merge of exclusive
+    branches brought nothing from the branch not taken, and needs no row."""
+    rows = []
+    for sid in sorted(after - starts):  # a step the re-run starts at gets no join row
+        outside = graph.predecessors.get(sid, set()) - after
+        if not graph.is_join(sid) or not outside:
+            continue
+        previous = next((s for s in old if s.step_id == sid and not s.scope), None)
+        if previous is None:
+            continue
+        state = StepState.from_json(previous.state)
+        brought = state.arrivals if state.join else previous.input
+        arrivals = {k: v for k, v in (brought or {}).items() if k in outside} \
+            if isinstance(brought, dict) else {}
+        if arrivals:
+            rows.append(StepRun(step_id=sid, step_type=previous.step_type,
+                                status=StepRun.Status.WAITING,
+                                state=StepState(join=True, arrivals=arrivals).to_json(),
+                                logs=[{"message": "kept the arrivals of branches not run again: "
+                                                  + ", ".join(sorted(arrivals))}]))
+    return rows
 
 
 def _check_input(value: Any) -> None:

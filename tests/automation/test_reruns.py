@@ -221,3 +221,32 @@ def test_which_actions_are_external_effects():
     http = all_connectors()["http"].actions["request"]
     assert http.makes_effect({"method": "post"}) and not http.makes_effect({"method": "GET"})
     assert not http.makes_effect({}) and not http.makes_effect({"method": "OPTIONS"})
+
+
+def test_rerun_of_one_parallel_branch_keeps_what_the_other_brought_to_the_join(make_process):
+    steps = [{"id": "split", "type": "parallel", "next": ["left", "right"]},
+             f("left", "end", function="test.record", params={"side": "L"}),
+             f("right", "end", function="test.record", params={"side": "R"}),
+             f("end")]
+    run, _ = run_start(process=make_process(steps), trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    new = run_rerun(run=run, from_step="right", input={"again": True})
+    new.refresh_from_db()
+    assert new.status == Run.Status.COMPLETED, new.error
+    end = new.steps.get(step_id="end")
+    assert set(end.input) == {"left", "right"} and end.input["right"]["seen"] == {"again": True}
+    assert end.input["left"] == run.steps.get(step_id="end").input["left"]
+
+
+def test_rerun_after_a_merge_of_exclusive_branches(make_process):
+    steps = [{"id": "check", "type": "condition", "condition": "input.n > 1", "next": "big",
+              "config": {"else": "small"}},
+             f("big", "ship"), f("small", "ship"),
+             f("ship", function="test.flaky", params={"failures": 1})]
+    run, _ = run_start(process=make_process(steps), trigger={"type": "manual"}, input={"n": 5})
+    run.refresh_from_db()
+    assert run.status == Run.Status.FAILED
+    retried = run_retry(run=run)
+    retried.refresh_from_db()
+    assert retried.status == Run.Status.COMPLETED, retried.error
