@@ -84,6 +84,18 @@ class Action:
     overwrites_existing_object_type: str | None = None
     entity_content: bool = False
     literal_params: tuple[str, ...] = ()
+    # An external effect (docs/user-guide/operating-runs.md#the-idempotency-ledger):
+    # "always", "unsafe_method" (only with a method other than GET, HEAD, OPTIONS) or ""
+    # for a read. The caller records an effect in its ledger and serves a repeat from it.
+    effect: str = ""
+
+    def makes_effect(self, params: dict) -> bool:
+        if self.effect == "unsafe_method":
+            return str(params.get("method") or "GET").upper() not in SAFE_METHODS
+        return self.effect == "always"
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # Credential keys that only describe the shape (redacting "bearer" would garble messages).

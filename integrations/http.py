@@ -84,7 +84,7 @@ class HttpConnector(Connector):
                  "followRedirects": {"type": "boolean"},
              }},
             "Send one HTTP request; returns {status, headers, body, truncated}.",
-            maps_response=True),
+            maps_response=True, effect="unsafe_method"),
     }
 
     @classmethod

@@ -112,7 +112,8 @@ class WebhookConnector(Connector):
                             "event": {"type": "string"},
                             "headers": {"type": "object",
                                         "additionalProperties": {"type": "string"}}}},
-            "POST the payload as signed JSON to url (or the connection's base URL)."),
+            "POST the payload as signed JSON to url (or the connection's base URL).",
+            effect="always"),
     }
 
     def __init__(self, *args, **kwargs):

@@ -10,8 +10,11 @@ from automation.views.batches import (
     batch_cancel_view,
     batch_outcomes,
     batch_page,
+    batch_pause_view,
     batch_progress_view,
+    batch_resume_view,
     batch_retry_view,
+    bulk_rerun_view,
 )
 from automation.views.common import bind
 from automation.views.panel import control_panel, panel_count, panel_start
@@ -38,6 +41,11 @@ class BatchAdmin(ReadOnlyAdmin):
                 bind(self, batch_cancel_view),
                 name="automation_batch_cancel",
             ),
+            path("<uuid:object_id>/pause/", bind(self, batch_pause_view),
+                 name="automation_batch_pause"),
+            path("<uuid:object_id>/resume/", bind(self, batch_resume_view),
+                 name="automation_batch_resume"),
+            path("reruns/", bind(self, bulk_rerun_view), name="automation_bulk_rerun"),
             path(
                 "<uuid:object_id>/retry-failed/",
                 bind(self, batch_retry_view),

@@ -18,6 +18,7 @@ from automation.views.editor import (
     validation_errors,
 )
 from automation.views.modal import entity_dry_run, entity_processes, entity_run
+from automation.views.operations import process_breaker_view
 from automation.views.present import pretty_json, trigger_summary
 
 STARTER = {
@@ -109,6 +110,8 @@ class ApiProcessAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("preview/", bind(self, definition_preview), name="automation_process_preview"),
+            path("<path:object_id>/breaker/", bind(self, process_breaker_view),
+                 name="automation_apiprocess_breaker"),
             path(
                 "entity/<uuid:entity_id>/",
                 bind(self, entity_processes),

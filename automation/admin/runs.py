@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from automation.admin.base import ReadOnlyAdmin
 from automation.models import Run
 from automation.views.common import bind
+from automation.views.operations import run_rerun_view
 from automation.views.present import between, status_pill
 from automation.views.runs import run_cancel_view, run_page, run_retry_view, run_status
 from entities.models import Entity, EntityType
@@ -150,6 +151,8 @@ class RunAdmin(ReadOnlyAdmin):
                 "<path:object_id>/retry/", bind(self, run_retry_view), name="automation_run_retry"
             ),
             path("<path:object_id>/status/", bind(self, run_status), name="automation_run_status"),
+            path("<path:object_id>/rerun/", bind(self, run_rerun_view),
+                 name="automation_run_rerun"),
             *super().get_urls(),
         ]
 

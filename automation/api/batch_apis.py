@@ -63,6 +63,9 @@ class BatchCreateApi(ApiView):
         entityType = serializers.CharField(max_length=64)
         filter = BatchFilterSerializer(required=False, default=dict)
         process = serializers.CharField(max_length=100, help_text="Workflow definition id.")
+        ratePerSecond = serializers.FloatField(
+            required=False, min_value=0.01, max_value=10000,
+            help_text="At most this many runs started a second (default: as fast as it can).")
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()
@@ -84,7 +87,8 @@ class BatchCreateApi(ApiView):
         spec = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
                 for k, v in data["filter"].items()}
         batch = batch_create(entity_type=entity_type, process=process, filter=spec,
-                             user=django_user(request))
+                             user=django_user(request),
+                             rate_per_second=data.get("ratePerSecond"))
         batch.refresh_from_db()
         return Response(BatchCreateApi.OutputSerializer(batch).data, status=status.HTTP_201_CREATED)
 

@@ -27,6 +27,10 @@ class ExecutionSerializer(serializers.Serializer):
     entityId = serializers.UUIDField(source="entity_id", allow_null=True)
     batchId = serializers.UUIDField(source="batch_id", allow_null=True)
     trigger = ObjectField()
+    rerunOf = serializers.UUIDField(source="rerun_of_id", allow_null=True,
+                                    help_text="The run this one re-runs (a retry or a re-run).")
+    reruns = serializers.ListField(child=serializers.UUIDField(), source="rerun_ids",
+                                   help_text="The re-runs of this run, oldest first.")
     createdAt = serializers.DateTimeField(source="created_at")
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)

@@ -1,5 +1,6 @@
 """Executions (one run, optionally with its steps) and the run list."""
 
+from django.db.models import Prefetch
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -10,7 +11,8 @@ from automation.models import Run, StepRun
 
 
 def runs():
-    return Run.objects.select_related("process", "version")
+    return Run.objects.select_related("process", "version").prefetch_related(
+        Prefetch("reruns", queryset=Run.objects.only("id", "rerun_of_id", "created_at")))
 
 
 class ExecutionDetailApi(ApiView):

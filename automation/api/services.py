@@ -23,7 +23,8 @@ from entities.services import entity_create
 CASE_TYPE = "case"
 CASE_FIELDS = ("firstName", "lastName", "personalNumber", "phone", "companyName",
                "companyNumber", "companyAddress")
-WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "*")
+WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "process.paused",
+                  "*")
 
 
 def case_create(*, data: dict) -> Entity:

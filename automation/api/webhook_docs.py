@@ -52,6 +52,16 @@ APPROVAL_REQUESTED = {
         "deadline": {"type": ["string", "null"], "format": "date-time"},
     },
 }
+PROCESS_PAUSED = {
+    "type": "object",
+    "required": ["event", "workflowDefinitionId", "reason", "pausedAt"],
+    "properties": {
+        "event": {"type": "string", "enum": ["process.paused"]},
+        "workflowDefinitionId": {"type": "string", "description": "The process slug."},
+        "reason": {"type": "string", "description": "The threshold that was broken."},
+        "pausedAt": {"type": "string", "format": "date-time"},
+    },
+}
 EXAMPLES = {
     "workflow.completed": {
         "event": "workflow.completed", "id": "0b9f4c1e-5d7a-4b8e-9a43-2f6c1d8e7b10",
@@ -65,6 +75,11 @@ EXAMPLES = {
         "event": "approval.requested", "id": "17",
         "executionId": "0b9f4c1e-5d7a-4b8e-9a43-2f6c1d8e7b10", "step": "manager-approval",
         "approvers": ["finance"], "deadline": "2026-12-05T12:00:00+00:00"},
+    "process.paused": {
+        "event": "process.paused", "workflowDefinitionId": "order-sync",
+        "reason": "30 runs for entity ORD-7 in the last minute (perEntityPerMinute 30): "
+                  "a loop that re-triggers itself?",
+        "pausedAt": "2026-12-04T12:00:00+00:00"},
 }
 
 
@@ -92,3 +107,6 @@ WORKFLOW_FAILED = OpenApiWebhook("workflow.failed", {"post": _operation(
     "workflow.failed", RUN_FINISHED, "A run failed")})
 APPROVAL_REQUESTED_HOOK = OpenApiWebhook("approval.requested", {"post": _operation(
     "approval.requested", APPROVAL_REQUESTED, "A human step waits for an approval")})
+PROCESS_PAUSED_HOOK = OpenApiWebhook("process.paused", {"post": _operation(
+    "process.paused", PROCESS_PAUSED,
+    "A process was paused by its circuit breaker; its new starts are held")})

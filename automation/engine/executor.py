@@ -109,6 +109,8 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPol
     ctx = StepContext(
         run_id=str(run.pk), step_id=step.id, attempt=step_run.attempt, input=step_run.input,
         params={}, scope=scope, entity=entity, idempotency_key=idempotency_key(claim),
+        scope_key=step_run.scope, effect_origin=(run.trigger or {}).get("origin") or "",
+        repeat_effects=bool((run.trigger or {}).get("repeatEffects")),
     )
     rows = execution.function_rows if execution is not None else None
     with acting_as(f"process:{run.process.slug}"):  # what the step writes names its process

@@ -8,6 +8,7 @@ from django.core.mail import send_mail
 from django.core.validators import validate_email
 
 from automation.exceptions import StepFailedError
+from automation.functions import ledger
 from automation.functions.registry import StepContext, function
 from automation.functions.templating import evaluate_tree, render_text
 from entities import services as entity_services
@@ -78,13 +79,19 @@ def email_send(ctx: StepContext) -> dict:
         raise StepFailedError("email.send: the subject must be one line.",
                               code="invalid_email", retryable=False)
     body = render_text(ctx.params.get("body", ""), ctx.scope)
-    try:
-        sent = send_mail(subject, body, sender, recipients)
-    except (smtplib.SMTPException, OSError) as exc:  # a mail server that is down may recover
-        raise StepFailedError(f"email.send: the mail server refused or failed "
-                              f"({type(exc).__name__}: {exc}).", code="email_failed") from None
-    ctx.log(f"sent to {', '.join(recipients)}")
-    return {"sent": sent, "to": recipients, "subject": subject}
+
+    def send() -> dict:
+        try:
+            sent = send_mail(subject, body, sender, recipients)
+        except (smtplib.SMTPException, OSError) as exc:  # a mail server that is down may recover
+            raise StepFailedError(f"email.send: the mail server refused or failed "
+                                  f"({type(exc).__name__}: {exc}).", code="email_failed") from None
+        ctx.log(f"sent to {', '.join(recipients)}")
+        return {"sent": sent, "to": recipients, "subject": subject}
+
+    # A mail is an external effect: the ledger sends it once (functions.ledger).
+    return ledger.once(ctx, "email.send",
+                       {"to": recipients, "from": sender, "subject": subject, "body": body}, send)
 
 
 def _addresses(values: list[str], field: str, *, single: bool = False) -> list[str]:

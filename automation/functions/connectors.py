@@ -26,7 +26,7 @@ from django.conf import settings
 from automation.connections import services as connection_services
 from automation.connections.secrets import SecretDecryptError
 from automation.exceptions import StepFailedError
-from automation.functions import response_mapping
+from automation.functions import ledger, response_mapping
 from automation.functions.redaction import register_secrets
 from automation.functions.registry import StepContext, function
 from automation.functions.templating import PLACEHOLDER, render_text
@@ -94,8 +94,21 @@ def call_connector(ctx: StepContext, *, provider: str, action: str,
     stored (also when the action then failed); external links are written to the run's
     entity. Connector errors propagate: the engine retries the retryable ones.
     """
-    connection = find_connection(ctx, provider, connection_name)
     params = {key: value for key, value in params.items() if value is not None}
+    spec = _action_spec(provider, action)
+    if spec is not None and spec.makes_effect(params):
+        # Keyed on the params as the step rendered them, before the entity's links are
+        # looked up: the effect's first call may have written those links.
+        return ledger.once(ctx, f"{provider}.{action}", params, lambda: _call(
+            ctx, provider=provider, action=action, connection_name=connection_name,
+            params=params))
+    return _call(ctx, provider=provider, action=action, connection_name=connection_name,
+                 params=params)
+
+
+def _call(ctx: StepContext, *, provider: str, action: str, connection_name: str | None,
+          params: dict) -> Any:
+    connection = find_connection(ctx, provider, connection_name)
     params = _update_existing(ctx, provider, action, params)
     connector = get_connector(_config(connection, provider), idempotency_key=ctx.idempotency_key,
                               timeout=_timeout(provider))

@@ -28,6 +28,11 @@ class StepContext:
     entity: Any = None
     connection: Any = None
     logs: list = field(default_factory=list)
+    # The idempotency ledger (functions.ledger): the step's scope, the first run of its
+    # re-run chain, and whether the operator asked to repeat effects.
+    scope_key: str = ""
+    effect_origin: str = ""
+    repeat_effects: bool = False
 
     def log(self, message: str, **data: Any) -> None:
         self.logs.append({"message": message, **({"data": data} if data else {})})

@@ -4,13 +4,14 @@ from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
 from automation.models.connections import Connection, Function
 from automation.models.inbound import InboundDelivery
+from automation.models.operations import Effect, HeldStart, ProcessBreaker
 from automation.models.processes import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from automation.models.runs import Parameters, Run, StepRun
 from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
-    "ApiClient", "ApiToken", "InboundDelivery",
+    "ApiClient", "ApiToken", "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
     "ApiProcess", "ApprovalRequest", "Batch", "Connection", "Function", "IndexStamp",
     "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "WebhookDelivery",
     "WebhookSubscription",

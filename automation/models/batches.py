@@ -11,17 +11,29 @@ class Batch(models.Model):
         PENDING = "pending"
         FANNING_OUT = "fanning_out"
         RUNNING = "running"
+        PAUSED = "paused"
         COMPLETED = "completed"
         CANCELLED = "cancelled"
 
+    class Kind(models.TextChoices):
+        ENTITIES = "entities"  # the process over every entity the filter matches
+        RERUNS = "reruns"  # a re-run of every run the filter matches
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    entity_type = models.ForeignKey("entities.EntityType", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.ENTITIES)
+    entity_type = models.ForeignKey("entities.EntityType", null=True, blank=True,
+                                    on_delete=models.CASCADE, related_name="+")
     process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="batches")
     filter = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     total = models.PositiveIntegerField(default=0)
     created_runs = models.PositiveIntegerField(default=0)
-    cursor = models.CharField(max_length=64, blank=True, help_text="Last entity id fanned out.")
+    cursor = models.CharField(max_length=64, blank=True,
+                              help_text="Last entity (or run) id fanned out.")
+    rate_per_second = models.FloatField(null=True, blank=True,
+                                        help_text="At most this many starts a second.")
+    rerun = models.JSONField(default=dict, blank=True,
+                             help_text="A re-run batch: fromStep, version, repeatEffects.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -34,4 +46,6 @@ class Batch(models.Model):
         verbose_name_plural = "batches"
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.RERUNS:
+            return f"{self.process.slug}: re-run of {self.total} runs"
         return f"{self.process.slug} over {self.total} {self.entity_type.key}"

@@ -48,6 +48,9 @@ class Run(models.Model):
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
+        help_text="The run this one re-runs (a retry or a re-run from a chosen step).")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -65,6 +68,11 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def rerun_ids(self) -> list:
+        """The re-runs of this run, oldest first (prefetch `reruns` for many runs)."""
+        return [r.pk for r in sorted(self.reruns.all(), key=lambda r: r.created_at)]
 
 
 class StepRun(models.Model):

@@ -1,19 +1,30 @@
-"""Batches: one process over every entity a filter matches.
+"""Batches: one process over every entity a filter matches, or a re-run of every run a
+filter matches (docs/user-guide/operating-runs.md#bulk-re-run).
 
 Creating a batch only counts and records it (fast, whatever the size); the worker
 fans out in chunks by primary key, so memory stays flat and cancel takes effect
-between chunks."""
+between chunks. A batch with `rate_per_second` starts no more than that many runs a
+second; a paused batch's fan-out stops at its cursor and a resume goes on from there."""
 
 import logging
+import math
+import time
 import uuid
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
-from automation.exceptions import ProcessDisabledError, RunStateError
+from automation.exceptions import AutomationError, ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, Batch, Run
+from automation.services.reruns import (
+    VERSIONS,
+    RerunInvalidError,
+    failed_step,
+    run_rerun,
+    stopped_by_failure,
+)
 from automation.services.runs import run_cancel, run_retry
 from automation.store import get_store
 from automation.store.graphs import graph_for
@@ -30,12 +41,13 @@ def batch_entities(entity_type: EntityType, spec: dict):
 
 
 def batch_create(*, entity_type: EntityType, process: ApiProcess, filter: dict | None = None,
-                 user=None) -> Batch:
+                 user=None, rate_per_second: float | None = None) -> Batch:
     if not process.enabled:
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
     with transaction.atomic():
         batch = Batch.objects.create(
             entity_type=entity_type, process=process, filter=filter or {}, created_by=user,
+            rate_per_second=rate_per_second,
             total=batch_entities(entity_type, filter or {}).count(),
         )
         transaction.on_commit(lambda: _enqueue_fanout(batch.pk))
@@ -69,21 +81,39 @@ def batches_sweep(*, older_than_seconds: float = 60) -> int:
     return len(ids)
 
 
+# A rate-limited fan-out starts its runs in slices this long (seconds), then waits.
+RATE_SLICE = 0.1
+
+
 def batch_fanout_run(batch_id) -> None:
     batch = Batch.objects.select_related("process__current_version").get(pk=batch_id)
     if batch.status not in (Batch.Status.PENDING, Batch.Status.FANNING_OUT):
         return
-    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT, started_at=timezone.now())
-    entities = batch_entities(batch.entity_type, batch.filter).order_by("pk")
+    now = timezone.now()
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT,
+                                             started_at=batch.started_at or now)
+    if batch.kind == Batch.Kind.RERUNS:
+        items, create = _rerun_items(batch), _create_reruns
+    else:
+        items = batch_entities(batch.entity_type, batch.filter).values_list("pk", flat=True)
+        create = _create_chunk
+    items = items.order_by("pk")
+    rate = batch.rate_per_second
+    size = max(1, min(CHUNK, math.ceil(rate * RATE_SLICE))) if rate else CHUNK
+    began, sent = time.monotonic(), 0
     while True:
-        if Batch.objects.filter(pk=batch.pk, status=Batch.Status.CANCELLED).exists():
-            return
-        chunk_qs = entities.filter(pk__gt=batch.cursor) if batch.cursor else entities
-        ids = list(chunk_qs.values_list("pk", flat=True)[:CHUNK])
+        current = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).first()
+        if current != Batch.Status.FANNING_OUT:
+            return  # cancelled, or paused: a resume goes on from the cursor
+        chunk_qs = items.filter(pk__gt=batch.cursor) if batch.cursor else items
+        ids = list(chunk_qs[:size])
         if not ids:
             break
-        _create_chunk(batch, ids)
+        create(batch, ids)
         batch.cursor = str(ids[-1])
+        sent += len(ids)
+        if rate:  # the n-th run starts no earlier than n / rate seconds after the first
+            time.sleep(max(0.0, began + sent / rate - time.monotonic()))
     Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(status=Batch.Status.RUNNING)
 
 
@@ -103,8 +133,118 @@ def _create_chunk(batch: Batch, entity_ids: list) -> None:
         batch.created_runs += created
 
 
+def latest_attempts(batch: Batch):
+    """The batch's runs, each item counted once: a run retried inside the batch is
+    replaced by its newer attempt (services.reruns)."""
+    superseded = Run.objects.filter(rerun_of=OuterRef("pk"), batch_id=batch.pk)
+    return batch.runs.filter(~Exists(superseded))
+
+
+# -- re-run batches ------------------------------------------------------------------
+
+RERUN_FILTER_KEYS = ("status", "failedAt", "createdFrom", "createdTo", "errorContains")
+
+
+def rerun_candidates(process: ApiProcess, spec: dict, *, until=None):
+    """The runs of `process` a bulk re-run filter matches: `status` (default failed),
+    `failedAt` (a step id), `createdFrom`/`createdTo`, `errorContains`. A run that was
+    re-run already is represented by its latest attempt, so it is not re-run twice.
+    `until`: runs created up to then (a batch's own re-runs never join it)."""
+    runs = Run.objects.filter(process=process, status=spec.get("status") or Run.Status.FAILED)
+    if spec.get("failedAt"):
+        runs = runs.filter(error__step=spec["failedAt"])
+    if spec.get("createdFrom"):
+        runs = runs.filter(created_at__gte=spec["createdFrom"])
+    if spec.get("createdTo"):
+        runs = runs.filter(created_at__lte=spec["createdTo"])
+    if spec.get("errorContains"):
+        runs = runs.filter(error__message__icontains=spec["errorContains"])
+    if until is not None:
+        runs = runs.filter(created_at__lte=until)
+    return runs.filter(~Exists(Run.objects.filter(rerun_of=OuterRef("pk"))))
+
+
+def batch_rerun_preview(*, process: ApiProcess, filter: dict, sample: int = 10) -> dict:
+    runs = rerun_candidates(process, filter)
+    return {"count": runs.count(),
+            "sample": list(runs.order_by("-created_at")[:sample])}
+
+
+def batch_rerun_create(*, process: ApiProcess, filter: dict, from_step: str | None = None,
+                       version: str = "pinned", repeat_effects: bool = False,
+                       rate_per_second: float | None = None, user=None) -> Batch:
+    """A batch whose items are runs: each matching run is re-run once (services.reruns),
+    from `from_step` or, without one, from the step it failed at."""
+    if version not in VERSIONS:
+        raise RerunInvalidError("version must be 'pinned' or 'latest'.",
+                                fields={"version": ["Use 'pinned' or 'latest'."]})
+    if rate_per_second is not None and not 0 < rate_per_second <= 1000:
+        raise RerunInvalidError("ratePerSecond must be above 0 and at most 1000.",
+                                fields={"ratePerSecond": ["Between 0 (excluded) and 1000."]})
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            kind=Batch.Kind.RERUNS, process=process, entity_type=process.entity_type,
+            filter=filter, created_by=user, rate_per_second=rate_per_second,
+            rerun={"fromStep": from_step, "version": version,
+                   "repeatEffects": bool(repeat_effects)})
+        # Frozen at the batch's creation: the re-runs it starts never match it.
+        batch.total = rerun_candidates(process, filter, until=batch.created_at).count()
+        Batch.objects.filter(pk=batch.pk).update(total=batch.total)
+        transaction.on_commit(lambda: _enqueue_fanout(batch.pk))
+    return batch
+
+
+def _rerun_items(batch: Batch):
+    return rerun_candidates(batch.process, batch.filter, until=batch.created_at
+                            ).values_list("pk", flat=True)
+
+
+def _create_reruns(batch: Batch, run_ids: list) -> None:
+    """Each run re-run once: the key `rerun:<batch>:<run>` makes a second fan-out of the
+    same runs (a redelivered task) write nothing."""
+    spec = batch.rerun or {}
+    created = 0
+    for run in Run.objects.filter(pk__in=run_ids).select_related("process", "version"):
+        key = f"rerun:{batch.pk}:{run.pk}"
+        try:
+            retry = not spec.get("fromStep")
+            run_rerun(run=run, from_step=spec.get("fromStep") or failed_step(run),
+                      restart=stopped_by_failure(run) if retry else (),
+                      version=spec.get("version") or "pinned",
+                      repeat_effects=bool(spec.get("repeatEffects")), user=batch.created_by,
+                      batch=batch, idempotency_key=key, reason="rerun")
+            created += 1
+        except AutomationError as exc:  # this run cannot be re-run so: say so, go on
+            logger.warning("batch %s: run %s not re-run: %s", batch.pk, run.pk, exc.message)
+            Batch.objects.filter(pk=batch.pk).update(total=F("total") - 1)
+    Batch.objects.filter(pk=batch.pk).update(cursor=str(run_ids[-1]),
+                                             created_runs=F("created_runs") + created)
+
+
+def batch_pause(*, batch: Batch) -> Batch:
+    """Stop starting runs (the runs started go on); only while the batch is fanning out."""
+    if not Batch.objects.filter(pk=batch.pk, status__in=(
+            Batch.Status.PENDING, Batch.Status.FANNING_OUT)).update(status=Batch.Status.PAUSED):
+        batch.refresh_from_db()
+        raise RunStateError(f"Only a batch that is starting runs can be paused; this one is "
+                            f"{batch.status}.")
+    batch.refresh_from_db()
+    return batch
+
+
+def batch_resume(*, batch: Batch) -> Batch:
+    if not Batch.objects.filter(pk=batch.pk, status=Batch.Status.PAUSED).update(
+            status=Batch.Status.FANNING_OUT):
+        batch.refresh_from_db()
+        raise RunStateError(f"Only a paused batch can be resumed; this one is {batch.status}.")
+    transaction.on_commit(lambda: _enqueue_fanout(batch.pk))
+    batch.refresh_from_db()
+    return batch
+
+
 def batch_progress(batch: Batch) -> dict:
-    counts = dict(batch.runs.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    counts = dict(latest_attempts(batch).values_list("status").annotate(n=Count("id"))
+                  .values_list("status", "n"))
     done, failed = counts.get(Run.Status.COMPLETED, 0), counts.get(Run.Status.FAILED, 0)
     cancelled = counts.get(Run.Status.CANCELLED, 0)
     running = counts.get(Run.Status.RUNNING, 0) + counts.get(Run.Status.WAITING, 0)
@@ -138,7 +278,7 @@ def batch_cancel(*, batch: Batch) -> Batch:
 def batch_retry_failed(*, batch: Batch) -> int:
     """Retry only the failed runs, each from its failed step."""
     retried = 0
-    for run in batch.runs.filter(status=Run.Status.FAILED):
+    for run in latest_attempts(batch).filter(status=Run.Status.FAILED):
         run_retry(run=run)
         retried += 1
     if retried:

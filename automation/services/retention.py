@@ -4,7 +4,8 @@ Every kind is deleted in chunks of its own short transaction, walking its index 
 cursor, so a prune never holds a lock for long and never rescans what it kept. What an
 unfinished run needs is never deleted: its steps, its event, its inbound delivery, and the
 runs of a batch still going. Runs and step runs are deleted by the run store alone.
-Ledger rows do not exist yet; when they do, they get a kind here. docs/operating.md#retention
+The idempotency ledger's rows go with the last run that used them (the run store deletes
+them with the runs, store/pruning.py). docs/operating.md#retention
 """
 
 import time

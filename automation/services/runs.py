@@ -7,8 +7,10 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from automation.definitions import Step
-from automation.exceptions import ProcessDisabledError
-from automation.models import ApiProcess, Run, StepRun
+from automation.exceptions import ProcessDisabledError, RunStateError
+from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run, StepRun
+from automation.services.breaker import ProcessPausedError, admit, resume
+from automation.services.reruns import failed_step, run_rerun, stopped_by_failure
 from automation.store import get_store
 from automation.store.graphs import graph_for
 from entities.models import Entity, EntityEvent
@@ -17,7 +19,7 @@ from entities.models import Entity, EntityEvent
 def run_start(
     *, process: ApiProcess, trigger: dict, input: Any = None, parameters: dict | None = None,
     entity: Entity | None = None, event: EntityEvent | None = None, batch=None,
-    idempotency_key: str | None = None, user=None, version=None,
+    idempotency_key: str | None = None, user=None, version=None, breaker: bool = True,
 ) -> tuple[Run, bool]:
     """Start a run on the process's current version (or `version`).
 
@@ -26,7 +28,15 @@ def run_start(
     skips a conflict), so concurrent starts cannot both win, and no savepoint is needed
     inside a caller's transaction (the event dispatch), which saves two round trips.
     The run and its first step are written together or not at all.
+
+    A process paused by its circuit breaker (services.breaker) holds the start instead
+    and raises ProcessPausedError; `breaker=False` is for the held starts a person
+    releases.
     """
+    if breaker and process.enabled:
+        admit(process=process, entity=entity, hold={
+            "trigger": trigger, "input": input, "parameters": parameters, "entity": entity,
+            "event": event, "idempotency_key": idempotency_key})
     run, step_run, first = _new_rows(
         process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
         event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version)
@@ -45,6 +55,10 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
     features, a disabled process): run_start then does it the general way."""
     store = get_store()
     if not store.features.start_in_statement or not start["process"].enabled:
+        return None
+    try:
+        admit(process=start["process"], entity=start.get("entity"))
+    except ProcessPausedError:  # run_start holds it, the general way
         return None
     run, step_run, first = _new_rows(**start)
     return store.start_statement(run, step_run, first, source=source)
@@ -72,6 +86,35 @@ def run_cancel(*, run: Run) -> Run:
     return get_store().cancel(run)
 
 
-def run_retry(*, run: Run) -> Run:
-    """Retry a failed run from its failed step; what the failure stopped resumes too."""
-    return get_store().retry(run)
+def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:
+    """Retry a failed run from its failed step, on the pinned or the latest version: a
+    re-run from that step (services.reruns), so the retry is a new attempt linked to the
+    failed run, and what the failed run already did out there is not done again."""
+    return run_rerun(run=run, from_step=failed_step(run), version=version, user=user,
+                     reason="retry", restart=stopped_by_failure(run))
+
+
+def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
+    """Resume a process paused by its circuit breaker (services.breaker); `held` is
+    "release" (start every held start now, on the current version) or "discard".
+    Returns how many were released and discarded."""
+    if held not in ("release", "discard"):
+        raise RunStateError("Choose whether to release or discard the held runs.",
+                            fields={"held": ["Use 'release' or 'discard'."]})
+    process = ApiProcess.objects.select_related("current_version").get(pk=process.pk)  # fixed?
+    breaker = resume(process=process)
+    if user is not None:
+        ProcessBreaker.objects.filter(pk=breaker.pk).update(resumed_by=user)
+    waiting = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
+    if held == "discard":
+        HeldStart.objects.filter(pk__in=[h.pk for h in waiting]).update(
+            status=HeldStart.Status.DISCARDED, decided_at=timezone.now())
+        return {"released": 0, "discarded": len(waiting)}
+    for start in waiting:
+        run, _ = run_start(process=process, trigger={**start.trigger, "heldStart": start.pk},
+                           input=start.input, parameters=start.parameters, entity=start.entity,
+                           event=start.event, idempotency_key=start.idempotency_key, user=user,
+                           breaker=False)
+        HeldStart.objects.filter(pk=start.pk).update(
+            status=HeldStart.Status.RELEASED, run=run, decided_at=timezone.now())
+    return {"released": len(waiting), "discarded": 0}

@@ -1,10 +1,10 @@
 """The run store: the only code that writes runs and step runs.
 
 Claim a step, record an outcome with its successors (joins, loops, the run's status),
-finish, cancel, retry, sweep. Two backends behind one interface (store.base.RunStore),
-chosen once per database and settings, like Django's database backends: the portable
-ORM backend and the PostgreSQL one (store.postgresql). docs/architecture.md draws the
-life of a step through it.
+finish, cancel, start a re-run (a retry is one), sweep. Two backends behind one
+interface (store.base.RunStore), chosen once per database and settings, like Django's
+database backends: the portable ORM backend and the PostgreSQL one (store.postgresql).
+docs/architecture.md draws the life of a step through it.
 """
 
 from django.conf import settings

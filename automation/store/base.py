@@ -19,14 +19,11 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
-from automation.models import ApprovalRequest, Run, StepRun
+from automation.models import Run, StepRun
 from automation.store import children, pruning, recording, settling
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
-from automation.store.graphs import graph_for
 from automation.store.policy import step_timeout_seconds
-from automation.store.state import StepState
-from entities.actors import current_actor
 from entities.db.compiled import CompiledInsert
 
 
@@ -67,6 +64,12 @@ class RunStore:
         return True
 
     def _insert_run_and_step(self, run: Run, step_run: StepRun) -> bool:
+        if not self._insert_run(run):
+            return False
+        step_run.save(force_insert=True, using=self.using)
+        return True
+
+    def _insert_run(self, run: Run) -> bool:
         if run.idempotency_key:
             sql, params = run_insert(run).sql_params(run, self.using)
             with connections[self.using].cursor() as cursor:
@@ -77,7 +80,27 @@ class RunStore:
             run._state.adding, run._state.db = False, self.using
         else:
             run.save(force_insert=True, using=self.using)
-        step_run.save(force_insert=True, using=self.using)
+        return True
+
+    def start_rerun(self, run: Run, copies: list[StepRun], step_run: StepRun, first: Step,
+                    *, also: list[tuple[StepRun, Step]] = ()) -> bool:
+        """A re-run (docs/user-guide/operating-runs.md): the new run, the completed steps
+        it keeps from the run it re-runs (`copies`, written as they were), and the step
+        it starts from (and `also`, more steps that start again); rings for them after
+        commit. With an idempotency key that
+        is taken (a batch's second delivery) nothing is written (False)."""
+        with transaction.atomic(using=self.using, savepoint=False):
+            if not self._insert_run(run):
+                return False
+            for copy in copies:
+                copy.run = run
+            StepRun.objects.using(self.using).bulk_create(copies)  # in their old order
+            step_run.save(force_insert=True, using=self.using)
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+            for other, step in also:  # more steps that start again (a retry's stopped branches)
+                other.run = run
+                other.save(force_insert=True, using=self.using)
+                enqueue_step(other.pk, timeout=step_timeout_seconds(step))
         return True
 
     def start_statement(self, run: Run, step_run: StepRun, first: Step, *, source: str):
@@ -201,29 +224,6 @@ class RunStore:
             settling.stop_active_steps(run, reason="cancel")
         return run
 
-    def retry(self, run: Run) -> Run:
-        """Retry a failed run from its failed step; what the failure stopped resumes too."""
-        with transaction.atomic(using=self.using):
-            run = Run.objects.select_for_update().get(pk=run.pk)
-            if run.status != Run.Status.FAILED:
-                raise RunStateError(
-                    f"Only a failed run can be retried; this one is {run.status}.")
-            graph = graph_for(run.version_id)
-            failed = [s for s in StepRun.objects.filter(run=run, status=StepRun.Status.FAILED,
-                                                        parent__isnull=True)
-                      if not StepState.from_json(s.state).handled]
-            if not failed:
-                raise RunStateError("The run has no failed step to retry.")
-            for step_run in failed:
-                _requeue(step_run, graph.steps[step_run.step_id], log="retried by staff")
-            for step_run in StepRun.objects.filter(run=run, status=StepRun.Status.CANCELLED,
-                                                   state__stopped_by="failure",
-                                                   parent__isnull=True):
-                _restore(step_run, graph.steps[step_run.step_id])
-            run.status, run.error, run.finished_at = Run.Status.RUNNING, None, None
-            run.save(update_fields=["status", "error", "finished_at"])
-        return run
-
     # -- sweeping ----------------------------------------------------------------------
 
     def mark_rung(self, step_run_ids: list[int], at) -> None:
@@ -241,33 +241,3 @@ class RunStore:
     def count_prunable(self, before) -> tuple[int, int]:
         """(runs, step runs) prune_finished would delete now."""
         return pruning.count_prunable(self.using, before)
-
-
-def _requeue(step_run: StepRun, step: Step, *, log: str) -> None:
-    step_run.status, step_run.claim, step_run.not_before = StepRun.Status.PENDING, None, None
-    step_run.logs = [*step_run.logs, {
-        # the failure being retried, and who retried it: the entity's timeline reads both
-        "message": log, "at": timezone.now().isoformat(), "event": "retried",
-        "by": current_actor(), "attempt": step_run.attempt,
-        "failedAt": step_run.finished_at.isoformat() if step_run.finished_at else None,
-        "error": (step_run.error or {}).get("message")}]
-    step_run.lease_expires_at, step_run.error = None, None
-    step_run.save()
-    enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
-
-
-def _restore(step_run: StepRun, step: Step) -> None:
-    state = StepState.from_json(step_run.state)
-    previous = state.stopped_status or StepRun.Status.PENDING
-    state.stopped_status = state.stopped_by = None
-    if previous == StepRun.Status.RUNNING:
-        previous = StepRun.Status.PENDING
-    step_run.state = state.to_json()
-    step_run.status = previous
-    step_run.claim = None
-    step_run.save()
-    if previous == StepRun.Status.PENDING:
-        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
-    else:  # waiting again: a human step's approval is open again (joins and loops have none)
-        ApprovalRequest.objects.filter(step_run=step_run).update(
-            status=ApprovalRequest.Status.PENDING)

@@ -12,7 +12,15 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import Q
 
-from automation.models import ApprovalRequest, Batch, InboundDelivery, Run, StepRun
+from automation.models import (
+    ApprovalRequest,
+    Batch,
+    Effect,
+    HeldStart,
+    InboundDelivery,
+    Run,
+    StepRun,
+)
 
 # A batch still going counts its runs (services.batches.batch_progress): keep them.
 _BATCH_GOING = (Batch.Status.PENDING, Batch.Status.FANNING_OUT, Batch.Status.RUNNING)
@@ -68,6 +76,11 @@ def _delete_runs(using: str, run_ids: list) -> int:
     its row without its run), then the step runs, then the runs. Plain deletes: Django's
     collector would load every step row first."""
     ApprovalRequest.objects.using(using).filter(run_id__in=run_ids).delete()
+    # The idempotency ledger lives as long as the last run that used an effect; a re-run
+    # kept after the run it re-ran loses only its link back.
+    Effect.objects.using(using).filter(run_id__in=run_ids)._raw_delete(using)
+    Run.objects.using(using).filter(rerun_of__in=run_ids).update(rerun_of=None)
+    HeldStart.objects.using(using).filter(run_id__in=run_ids).update(run=None)
     InboundDelivery.objects.using(using).filter(run_id__in=run_ids).update(run=None)
     steps = StepRun.objects.using(using).filter(run_id__in=run_ids)._raw_delete(using)
     Run.objects.using(using).filter(pk__in=run_ids)._raw_delete(using)

@@ -101,12 +101,19 @@ def is_interesting(event: EntityEvent) -> bool:
 def handle_event(event: EntityEvent) -> list:
     """Start one run per matching process (idempotent per process and event)."""
     from automation.models import ProcessTrigger
+    from automation.services.breaker import ProcessPausedError
     from automation.services.runs import run_start
 
     starts, skipped = _starts(event)
     for trigger_id in skipped:
         ProcessTrigger.objects.filter(pk=trigger_id).update(skipped_count=F("skipped_count") + 1)
-    return [run_start(**start)[0] for start in starts]
+    runs = []
+    for start in starts:
+        try:
+            runs.append(run_start(**start)[0])
+        except ProcessPausedError:  # held by the circuit breaker (a HeldStart row), not lost
+            continue
+    return runs
 
 
 def event_statement(event: EntityEvent) -> Offer | None:

@@ -6,11 +6,19 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from automation.exceptions import AutomationError
-from automation.models import Batch, Run
-from automation.services.batches import batch_cancel, batch_progress, batch_retry_failed
+from automation.models import ApiProcess, Batch, Run
+from automation.services.batches import (
+    batch_cancel,
+    batch_pause,
+    batch_progress,
+    batch_rerun_create,
+    batch_rerun_preview,
+    batch_resume,
+    batch_retry_failed,
+)
 from automation.views.common import admin_context, get_or_404, require_perm
 from automation.views.present import between
 
@@ -155,3 +163,65 @@ def batch_retry_view(request, model_admin, object_id):
             else "There were no failed runs to retry.",
         )
     return redirect("admin:automation_batch_change", batch.pk)
+
+
+@require_POST
+def batch_pause_view(request, model_admin, object_id):
+    return _batch_act(request, object_id, batch_pause, "Paused: no more runs start until you resume.")
+
+
+@require_POST
+def batch_resume_view(request, model_admin, object_id):
+    return _batch_act(request, object_id, batch_resume, "Resumed from where the batch stopped.")
+
+
+def _batch_act(request, object_id, service, done: str):
+    require_perm(request, "automation.add_batch")
+    batch = _batch(object_id)
+    try:
+        service(batch=batch)
+    except AutomationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done)
+    return redirect("admin:automation_batch_change", batch.pk)
+
+
+RERUN_FIELDS = ("status", "failedAt", "createdFrom", "createdTo", "errorContains")
+
+
+@require_http_methods(["GET", "POST"])
+def bulk_rerun_view(request, model_admin):
+    """Bulk re-run by query: the filter, a preview (count and a sample), then a start as
+    a rate-limited batch whose page shows its progress (services.batches)."""
+    require_perm(request, "automation.add_batch")
+    source = request.POST if request.method == "POST" else request.GET
+    form = {key: source.get(key, "") for key in (
+        "process", *RERUN_FIELDS, "fromStep", "version", "rate")}
+    form["status"] = form["status"] or "failed"
+    form["version"] = form["version"] or "pinned"
+    form["rate"] = form["rate"] or "5"
+    preview, error = None, None
+    process = ApiProcess.objects.filter(slug=form["process"]).first()
+    if request.method == "POST" or form["process"]:
+        spec = {key: form[key] for key in RERUN_FIELDS if form[key]}
+        try:
+            if process is None:
+                raise AutomationError("Choose a process.")
+            if "start" in request.POST:
+                rate = float(form["rate"])
+                batch = batch_rerun_create(
+                    process=process, filter=spec, from_step=form["fromStep"] or None,
+                    version=form["version"], rate_per_second=rate,
+                    repeat_effects=source.get("repeat_effects") == "on", user=request.user)
+                return redirect("admin:automation_batch_change", batch.pk)
+            preview = batch_rerun_preview(process=process, filter=spec)
+        except ValueError:
+            error = "The rate must be a number of runs per second."
+        except AutomationError as exc:
+            error = exc.message
+    context = admin_context(
+        request, model_admin, "Bulk re-run", form=form, preview=preview, error=error,
+        processes=ApiProcess.objects.order_by("name").values_list("slug", "name"),
+        statuses=Run.FINISHED)
+    return TemplateResponse(request, "admin/automation/batch/reruns.html", context)

@@ -70,6 +70,10 @@ def step_view(step: StepRun, parents: dict | None = None) -> dict:
         if isinstance(step.error, dict)
         else ({"message": str(step.error)} if step.error else None),
         "traceback": traceback_frames(step),
+        "ledger": any(isinstance(e, dict) and (e.get("data") or {}).get("ledger") == "served"
+                      for e in step.logs or []),
+        "kept": any(isinstance(e, dict) and str(e.get("message", "")).startswith("kept from run")
+                    for e in step.logs or []),
         "logs": [
             log_line(e)
             for e in step.logs or []
@@ -104,6 +108,10 @@ def run_page(request, model_admin, object_id):
         took=between(run.started_at, run.finished_at),
         can_cancel=can_change and not run.is_finished,
         can_retry=can_change and run.status == Run.Status.FAILED,
+        can_rerun=can_change and run.is_finished,
+        rerun_of=run.rerun_of_id,
+        reruns=list(run.reruns.order_by("created_at").values_list("pk", "status")),
+        served_steps=sum(1 for v in views if v["ledger"]),
         result_json=pretty_json(run.result),
         input_json=pretty_json(run.input),
         parameters_json=pretty_json(run.parameters),
@@ -121,7 +129,20 @@ def run_cancel_view(request, model_admin, object_id):
 
 @require_POST
 def run_retry_view(request, model_admin, object_id):
-    return _act(request, object_id, run_retry, "Retrying from the failed step.")
+    """Retry from the failed step on the pinned or the latest version: a new attempt,
+    whose page opens (services.reruns)."""
+    require_perm(request, "automation.change_run")
+    run = get_or_404(Run.objects.all(), object_id)
+    version = request.POST.get("version") or "pinned"
+    try:
+        new = run_retry(run=run, version=version, user=request.user)
+    except AutomationError as exc:
+        messages.error(request, exc.message)
+        return redirect("admin:automation_run_change", run.pk)
+    new.refresh_from_db(fields=["status"])
+    messages.success(request, f"Retrying from the failed step ({version} version) as a new "
+                              f"attempt. Status now: {new.status}.")
+    return redirect("admin:automation_run_change", new.pk)
 
 
 def _act(request, object_id, service, done: str):

@@ -67,6 +67,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "automation.views.operations.paused_banner",
             ],
         },
     },
@@ -180,7 +181,8 @@ SPECTACULAR_SETTINGS = {
                              "automation.api.schema.any_value_includes_null"],
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
-                 "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK"],
+                 "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK",
+                 "automation.api.webhook_docs.PROCESS_PAUSED_HOOK"],
     # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

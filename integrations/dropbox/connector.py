@@ -53,7 +53,8 @@ class DropboxConnector(Connector):
     actions = {
         "create_folder": Action(
             "create_folder", _params(["path"], path=_PATH, existOk={"type": "boolean"}),
-            "Create a folder; an existing folder counts as success unless existOk is false."),
+            "Create a folder; an existing folder counts as success unless existOk is false.",
+            effect="always"),
         "upload_file": Action(
             "upload_file",
             {**_params(["path"], path=_PATH, content={"type": ["string", "object", "array"]},
@@ -62,10 +63,10 @@ class DropboxConnector(Connector):
              "anyOf": [{"required": ["content"]}, {"required": ["contentUrl"]}],
              "anyOfMessage": "give content or contentUrl"},
             "Upload text/JSON content, or the body fetched from contentUrl.",
-            overwrites_existing_object_type="file", entity_content=True),
+            overwrites_existing_object_type="file", entity_content=True, effect="always"),
         "create_shared_link": Action(
             "create_shared_link", _params(["path"], path=_PATH, settings={"type": "object"}),
-            "Create a shared link, or return the one that already exists."),
+            "Create a shared link, or return the one that already exists.", effect="always"),
     }
 
     def __init__(self, *args, **kwargs):

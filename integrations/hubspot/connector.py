@@ -51,10 +51,10 @@ class HubSpotConnector(Connector):
     actions = {
         "upsert_contact": Action(
             "upsert_contact", _params(["email"], email=_STR, properties=_PROPS),
-            "Create or update the contact with this email."),
+            "Create or update the contact with this email.", effect="always"),
         "upsert_company": Action(
             "upsert_company", _params(["domain"], domain=_STR, properties=_PROPS),
-            "Create or update the company with this domain."),
+            "Create or update the company with this domain.", effect="always"),
         "upsert_deal": Action(
             "upsert_deal",
             {**_params([], externalId=_ID, dealname=_STR, properties=_PROPS,
@@ -62,19 +62,19 @@ class HubSpotConnector(Connector):
              "anyOf": [{"required": ["externalId"]}, {"required": ["dealname"]}],
              "anyOfMessage": "give externalId (update) or dealname"},
             "Update the deal `externalId`, else the deal named `dealname`, else create it.",
-            updates_existing_object_type="deal"),
+            updates_existing_object_type="deal", effect="always"),
         "associate": Action(
             "associate",
             _params(["fromObjectType", "fromObjectId", "toObjectType", "toObjectId"],
                     fromObjectType=_STR, fromObjectId=_ID, toObjectType=_STR, toObjectId=_ID),
-            "Default (unlabelled) association between two records (v4)."),
+            "Default (unlabelled) association between two records (v4).", effect="always"),
         "add_note": Action(
             "add_note",
             _params(["body"], body={"type": "string", "minLength": 1, "maxLength": 65536},
                     timestamp={"type": ["string", "integer"]},
                     associations={"type": "array", "items": _params(
                         ["objectType", "objectId"], objectType=_STR, objectId=_ID)}),
-            "Create a note and associate it with the given records."),
+            "Create a note and associate it with the given records.", effect="always"),
     }
 
     def __init__(self, *args, **kwargs):

@@ -59,7 +59,7 @@ class SqlConnector(Connector):
             "execute", _params_schema(rows_help="At most this many RETURNING rows."),
             "Run one writing statement (the connection must allow writes); returns "
             "{rowCount, rows, columns, truncated}.",
-            literal_params=("sql",)),
+            literal_params=("sql",), effect="always"),
     }
 
     @classmethod

@@ -108,14 +108,18 @@ def test_retry_failed_reruns_only_the_failed_entities(api, order_type):
 
     progress = api.get(f"/api/batches/{batch_id}").json()
     assert (progress["done"], progress["failed"]) == (6, 0)
-    runs = api.get("/api/runs", {"batch": batch_id, "limit": 50}).json()["results"]
-    # Each failed run went again from its failed step: still one run per entity, all done.
+    every = api.get("/api/runs", {"batch": batch_id, "limit": 50}).json()["results"]
+    # Each failed run went again from its failed step as a new attempt linked to it:
+    # the latest attempts are one run per entity, all done.
+    runs = [run for run in every if not run["reruns"]]
+    retries = {run["rerunOf"] for run in runs if run["rerunOf"]}
+    assert retries == {run["id"] for run in every if run["reruns"]} and len(retries) == 3
     assert sorted(run["caseId"] for run in runs) == sorted(str(o.pk) for o in orders)
     assert {run["status"] for run in runs} == {"completed"}
     for order in failed:
         run_id = next(run["id"] for run in runs if run["caseId"] == str(order.pk))
         steps = api.get(f"/api/executions/{run_id}?expand=steps").json()["steps"]
-        assert [(s["id"], s["status"], s["attempts"]) for s in steps] == [("go", "completed", 2)]
+        assert [(s["id"], s["status"], s["attempts"]) for s in steps] == [("go", "completed", 1)]
     for order in orders:
         if order not in failed:
             run_id = next(run["id"] for run in runs if run["caseId"] == str(order.pk))

@@ -15,7 +15,7 @@ from automation.services import notifications
 
 pytestmark = pytest.mark.django_db
 
-EVENTS = ("workflow.completed", "workflow.failed", "approval.requested")
+EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "process.paused")
 
 
 @pytest.fixture
@@ -51,3 +51,18 @@ def test_what_a_run_end_sends_matches_the_documented_payload(document, monkeypat
         "application/json"]["schema"]
     for payload in sent:
         jsonschema.validate(payload, schema)
+
+
+def test_what_a_pause_sends_matches_the_documented_payload(document, monkeypatch):
+    from automation.services import breaker
+    from automation.services.processes import process_save
+
+    sent = []
+    monkeypatch.setattr(notifications, "notify", lambda event, payload: sent.append(payload))
+    process = process_save(slug="loop", name="Loop", definition={"steps": [
+        {"id": "a", "type": "function", "function": "noop"}]})
+    breaker.pause(process=process, reason="by hand")
+    [payload] = sent
+    schema = document["webhooks"]["process.paused"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    jsonschema.validate(payload, schema)

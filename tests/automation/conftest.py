@@ -16,8 +16,8 @@ def record(ctx):
 
 @function("test.flaky")
 def flaky(ctx):
-    """Fails the first `failures` calls (per key), then succeeds."""
-    key = ctx.params.get("key") or f"{ctx.run_id}:{ctx.step_id}"
+    """Fails the first `failures` calls (per key; a retry keeps its run's key), then succeeds."""
+    key = ctx.params.get("key") or f"{ctx.effect_origin or ctx.run_id}:{ctx.step_id}"  # per chain
     FLAKY[key] = FLAKY.get(key, 0) + 1
     CALLS.append((ctx.step_id, FLAKY[key]))
     if FLAKY[key] <= ctx.params.get("failures", 0):

@@ -125,10 +125,14 @@ def test_batch_page_outcomes_and_retry_failed(admin_client, orders, picky, order
         reverse("admin:automation_batch_retry", args=[batch.pk]), follow=True
     )
     assert any("Retrying 2 failed run(s)" in str(m) for m in response.context["messages"])
-    attempts = Run.objects.filter(batch=batch, status="failed").values_list(
-        "steps__attempt", flat=True
-    )
-    assert sorted(a for a in attempts if a) == [1, 1, 2, 2]  # only the failed step ran again
+    retried = Run.objects.filter(batch=batch, rerun_of__isnull=False)
+    assert sorted(r.status for r in retried) == ["failed", "failed"]  # it always raises
+    for run in retried:  # only the failed step ran again: what came before was kept
+        ran = [s for s in run.steps.all() if not any("kept from run" in line["message"]
+                                                     for line in s.logs)]
+        assert [s.step_id for s in ran] == [run.rerun_of.error["step"]]
+    html = admin_client.get(page).content.decode()
+    assert "Retry failed (2)" in html  # the new attempts, counted once per entity
 
 
 def test_cancel(admin_client, orders, picky, order_type):

@@ -79,9 +79,10 @@ def test_retry_calls_the_service_and_reports_the_new_status(admin_client, failin
     response = admin_client.post(reverse("admin:automation_run_retry", args=[run.pk]), follow=True)
     messages = [str(m) for m in response.context["messages"]]
     assert any("Retrying from the failed step" in m for m in messages)
-    run.refresh_from_db()
-    assert run.status == Run.Status.FAILED  # it fails again: the function always raises
-    assert run.steps.get(step_id="ship").attempt == 2
+    retried = run.reruns.get()  # a new attempt, linked to the failed run
+    assert retried.status == Run.Status.FAILED  # it fails again: the function always raises
+    assert retried.steps.get(step_id="ship").attempt == 1
+    assert response.redirect_chain[-1][0] == page(retried)
 
 
 def test_a_refused_action_shows_the_service_message(admin_client, waiting):

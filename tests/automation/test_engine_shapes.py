@@ -141,9 +141,9 @@ def test_failed_run_records_error_and_retry_from_failed_step_after_fix(make_proc
     run = start(make_process(steps))
     assert run.status == Run.Status.FAILED
     assert run.error == {"message": "RuntimeError: flaky failure 1", "step": "pay", "code": "function_error"}
-    run_retry(run=run)  # "the fix": the flaky function now succeeds
-    run.refresh_from_db()
-    assert run.status == Run.Status.COMPLETED
+    retried = run_retry(run=run)  # "the fix": the flaky function now succeeds
+    retried.refresh_from_db()
+    assert retried.status == Run.Status.COMPLETED and retried.rerun_of == run
     assert [c[0] for c in calls] == ["first", "pay", "pay", "last"]
 
 

@@ -43,3 +43,14 @@ def reserve_stock(ctx):
     ctx.log("calling the warehouse", sku="SKU-1138")
     ctx.log("warehouse answered 503")
     raise RuntimeError("warehouse said no: out of stock for SKU-1138")
+
+
+@function("ui.reserve-qty")
+def reserve_qty(ctx):
+    """Fails for more than 5 (the stock); the operator re-runs it with a smaller qty."""
+    qty = (ctx.input or {}).get("qty", 0)
+    if qty > 5:
+        raise StepFailedError(f"only 5 in stock, {qty} asked", code="out_of_stock",
+                              retryable=False)
+    _pause(ctx)
+    return {"reserved": qty}
