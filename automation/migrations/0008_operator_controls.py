@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automation', '0006_prune_schedule'),
+        ('automation', '0007_agents_agent_tools_child_steps'),
         ('entities', '0003_entity_type_rules_version'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
