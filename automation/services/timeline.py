@@ -20,7 +20,7 @@ def register() -> None:
 
 
 def runs(entity: Entity, window: Window) -> list[Entry]:
-    if not window.wants("run"):
+    if not window.wants("run", "step_retried"):
         return []
     rows = window.rows(Run.objects.filter(entity=entity)
                        .select_related("process", "event", "created_by"), "created_at")
@@ -33,10 +33,21 @@ def runs(entity: Entity, window: Window) -> list[Entry]:
                                if k in trigger},
                    "event": ({"id": run.event_id, "type": run.event.type}
                              if run.event is not None else None)}
-        entries.append(Entry(at=run.created_at, key=f"run:{run.pk}", kind="run",
-                             actor=_run_actor(run, clients),
-                             summary=f"Started {run.process.slug} ({trigger.get('type', '?')} "
-                                     f"trigger); now {run.status}", details=details))
+        actor = _run_actor(run, clients)
+        if window.wants("run"):
+            entries.append(Entry(
+                at=run.created_at, key=f"run:{run.pk}", kind="run", actor=actor,
+                summary=f"Started {run.process.slug} ({trigger.get('type', '?')} trigger); "
+                        f"now {run.status}", details=details))
+        if trigger.get("rerunOf") and window.wants("step_retried"):
+            # a retry or re-run is a new attempt linked to the old run (services/reruns.py)
+            verb = "retried" if trigger.get("type") == "retry" else "re-run"
+            entries.append(Entry(
+                at=run.created_at, key=f"run:{run.pk}:rerun", kind="step_retried", actor=actor,
+                summary=f"Step {trigger.get('fromStep')} {verb}",
+                details={"runId": str(run.pk), "rerunOf": trigger["rerunOf"],
+                         "step": trigger.get("fromStep"), "process": run.process.slug,
+                         "version": trigger.get("version")}))
     return entries
 
 
@@ -62,8 +73,9 @@ def _run_actor(run: Run, clients: dict[str, str]) -> str:
 
 
 def steps(entity: Entity, window: Window) -> list[Entry]:
-    """Failed attempts (retried automatically or not), staff retries, final failures."""
-    if not window.wants("step_failed", "step_retried"):
+    """Failed attempts (retried automatically or not) and final failures; a staff retry is
+    a new run, listed by `runs`."""
+    if not window.wants("step_failed"):
         return []
     rows = (StepRun.objects.filter(run__entity=entity)
             .filter(Q(status=StepRun.Status.FAILED) | Q(attempt__gt=1))
@@ -85,17 +97,6 @@ def steps(entity: Entity, window: Window) -> list[Entry]:
                             "retrying",
                     details={**base, "attempt": log.get("attempt"), "error": log.get("error"),
                              "retrying": True}))
-            elif log.get("event") == "retried":
-                failed_at = parse_datetime(log.get("failedAt") or "")
-                if failed_at is not None:
-                    entries.append(Entry(
-                        at=failed_at, key=f"{key}:{n}a", kind="step_failed", actor=process,
-                        summary=f"Step {step_run.step_id} failed", details={
-                            **base, "attempt": log.get("attempt"), "error": log.get("error"),
-                            "retrying": False}))
-                entries.append(Entry(
-                    at=at, key=f"{key}:{n}b", kind="step_retried", actor=log.get("by") or "",
-                    summary=f"Step {step_run.step_id} retried", details=base))
         if step_run.status == StepRun.Status.FAILED and step_run.finished_at:
             entries.append(Entry(
                 at=step_run.finished_at, key=f"{key}:end", kind="step_failed", actor=process,
