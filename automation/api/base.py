@@ -122,6 +122,19 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
     return serializer.validated_data
 
 
+class StrictInput(serializers.Serializer):
+    """A body whose top-level keys must all be fields: an unknown one (say `total` sent
+    without the `input` wrapper) is a 422 naming it instead of being dropped."""
+
+    def validate(self, attrs):
+        unknown = [key for key in self.initial_data if key not in self.fields]
+        if unknown:
+            known = ", ".join(self.fields)
+            raise ValidationError({printable(str(key)): [
+                f"Unknown field; this body takes {known}."] for key in unknown})
+        return attrs
+
+
 def validate_query(serializer_class: type[serializers.Serializer], request) -> dict:
     serializer = serializer_class(data=request.query_params)
     if not serializer.is_valid():

@@ -48,9 +48,18 @@ class StepRunSerializer(serializers.Serializer):
     durationMs = serializers.IntegerField(source="duration_ms", allow_null=True)
     index = serializers.IntegerField(allow_null=True, help_text="Loop iteration, if any.")
     scope = serializers.CharField(help_text="Loop iteration path; empty outside loops.")
+    logs = serializers.ListField(child=ObjectField(), required=False,
+                                 help_text="Only with ?expand=logs: the step's log lines, "
+                                           "each {message, ...}.")
 
     class Meta:
         ref_name = "StepRun"
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("logs"):
+            data.pop("logs", None)
+        return data
 
 
 class ExecutionWithStepsSerializer(ExecutionSerializer):
