@@ -166,8 +166,9 @@ class DefinitionDisableApi(ApiView):
 
 class DefinitionTriggerApi(ApiView):
     class InputSerializer(StrictInput):
-        input = AnyJsonField(required=False, default=dict,
-                             help_text="Any JSON value; the steps see it as `input`.")
+        input = AnyJsonField(required=False, default=dict, allow_null=True,
+                             help_text="Any JSON value; the steps see it as `input` "
+                                       "(null or left out: {}).")
 
     @api_doc(request=InputSerializer, responses={202: ExecutionIdSerializer},
              errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],

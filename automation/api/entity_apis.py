@@ -126,8 +126,9 @@ class EntityProcessApi(ApiView):
     class InputSerializer(StrictInput):
         process = serializers.CharField(max_length=100, help_text="Workflow definition id.")
         dryRun = serializers.BooleanField(required=False, default=False)
-        input = AnyJsonField(required=False, default=dict,
-                             help_text="Any JSON value; the steps see it as `input`.")
+        input = AnyJsonField(required=False, default=dict, allow_null=True,
+                             help_text="Any JSON value; the steps see it as `input` "
+                                       "(null or left out: {}).")
 
     @api_doc(request=InputSerializer, errors=(400, 404, 409, 413, 422),
              responses={200: DryRunSerializer, 202: ExecutionIdSerializer},
