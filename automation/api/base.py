@@ -123,8 +123,11 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
 
 
 class StrictInput(serializers.Serializer):
-    """A body whose top-level keys must all be fields: an unknown one (say `total` sent
-    without the `input` wrapper) is a 422 naming it instead of being dropped."""
+    """Takes only the fields listed: any other top-level key is a 422 naming it."""
+
+    # Why (docs/rest-api.md#workflow-definitions): a key sent without its wrapper
+    # (`total` instead of `input.total`) used to be dropped without a word. The schema
+    # says so too: additionalProperties is false (schema.ApiAutoSchema).
 
     def validate(self, attrs):
         unknown = [key for key in self.initial_data if key not in self.fields]

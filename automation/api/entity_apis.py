@@ -26,7 +26,11 @@ from automation.api.schema import AnyJsonField, ObjectField, api_doc, paginated
 from automation.models import ApiProcess
 from automation.services.dry_run import dry_run
 from automation.services.idempotency import run_start_once
-from entities.exceptions import EntityDataInvalidError, TransitionNotAllowedError
+from entities.exceptions import (
+    EntityDataInvalidError,
+    StaleEntityError,
+    TransitionNotAllowedError,
+)
 from entities.models import Entity, EntityType
 from entities.selectors import entity_list
 from entities.services import entity_create, entity_transition, entity_update
@@ -254,8 +258,10 @@ class EntityCreateApi(ApiView):
 
 class EntityUpdateApi(ApiView):
     class InputSerializer(StrictInput):
-        data = ObjectField(help_text="Merged into the entity's data (mode merge, the "
-                                     "default) or replacing it (mode replace).")
+        data = ObjectField(required=False,
+                           help_text="Merged into the entity's data (mode merge, the "
+                                     "default) or replacing it (mode replace). Left out: "
+                                     "nothing is written (the version is still checked).")
         mode = serializers.ChoiceField(choices=["merge", "replace"], required=False,
                                        default="merge")
         version = serializers.IntegerField(required=False, min_value=1,
@@ -275,6 +281,11 @@ class EntityUpdateApi(ApiView):
         entity = get_or_404(entity_list(), "entity", pk=id)
         data = validate_input(EntityUpdateApi.InputSerializer, request.data)
         expected = _expected_version(request, data.get("version"))
+        if "data" not in data:
+            if expected is not None and expected != entity.version:
+                raise StaleEntityError(f"{entity.reference} is at version {entity.version}, "
+                                       f"you had {expected}; reload it and try again.")
+            return _entity_response(entity)
         entity = entity_update(entity=entity, data=data["data"], expected_version=expected,
                                merge=data["mode"] == "merge")
         return _entity_response(entity)

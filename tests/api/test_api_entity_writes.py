@@ -98,6 +98,11 @@ def test_patch_merges_or_replaces_and_checks_the_schema(api, order_type):
     assert_error(api.patch(url, {"data": {}, "version": 2}, format="json", HTTP_IF_MATCH="3"),
                  422)
     assert_error(api.patch(url, {"data": {}, "extra": 1}, format="json"), 422)
+    events = EntityEvent.objects.count()
+    unchanged = api.patch(url, {}, format="json")
+    assert unchanged.status_code == 200 and unchanged.json()["version"] == 3
+    assert_error(api.patch(url, {"version": 1}, format="json"), 409)
+    assert EntityEvent.objects.count() == events
     assert_error(api.patch("/api/entities/00000000-0000-0000-0000-000000000000",
                            {"data": {}}, format="json"), 404)
 
