@@ -137,7 +137,8 @@ class RunStore:
         """A claimed step makes its run `running`: from `pending` (no worker had taken
         any step yet; the first claim also sets `started_at`) or from `waiting` (a
         retry's timer ran out). One conditional UPDATE, only when the run needs it; the
-        PostgreSQL backend does it inside the claim's own statement (docs/runs.md)."""
+        PostgreSQL backend does it inside the claim's own statement
+        (docs/rest-api.md#run-statuses)."""
         run = step_run.run
         if run.status not in (Run.Status.PENDING, Run.Status.WAITING):
             return
