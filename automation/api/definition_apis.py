@@ -19,7 +19,14 @@ from automation.api.base import (
     validate_query,
 )
 from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
-from automation.api.schema import AnyJsonField, ObjectField, StepsField, TriggersField, api_doc, paginated
+from automation.api.schema import (
+    AnyJsonField,
+    ObjectField,
+    StepsField,
+    TriggersField,
+    api_doc,
+    paginated,
+)
 from automation.definitions.webhook_config import keep_stored_secrets
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess

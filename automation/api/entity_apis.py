@@ -329,7 +329,8 @@ class EntityUpsertApi(ApiView):
     def put(self, request, type, reference):
         """Sending the same body again writes nothing and fires no event: 200 with the
         entity as it is. A new reference is created (201, `entity.created`); a changed one
-        is updated (`entity.updated`) and, when `status` differs, moved (`entity.status_changed`)."""
+        is updated (`entity.updated`) and, when `status` differs, moved
+        (`entity.status_changed`)."""
         entity_type = get_or_404(entity_types(), "entity type", key=type)
         data = validate_input(EntityUpsertApi.InputSerializer, request.data)
         wanted = data.get("status")

@@ -28,8 +28,9 @@ class ExpandField(serializers.CharField):
         parts = [p.strip() for p in super().to_internal_value(data).split(",") if p.strip()]
         unknown = [p for p in parts if p not in EXPANSIONS]
         if unknown or not parts:
+            got = ", ".join(unknown) or "nothing"
             raise serializers.ValidationError(
-                f"Expand one or more of: {', '.join(EXPANSIONS)} (got {', '.join(unknown) or 'nothing'}).")
+                f"Expand one or more of: {', '.join(EXPANSIONS)} (got {got}).")
         return set(parts)
 
 

@@ -28,7 +28,6 @@ from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
 from entities.db.compiled import CompiledInsert
 
-
 # A run in one of these becomes `running` when one of its steps is claimed.
 RUN_NOT_STARTED = (Run.Status.PENDING, Run.Status.WAITING)
 

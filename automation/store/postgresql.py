@@ -137,7 +137,8 @@ class PostgresRunStore(RunStore):
         # SELECT still sees the run as it was before, so the copy is brought up to date.
         qn = connections[self.using].ops.quote_name
         now = timezone.now()
-        started = (f"started AS (UPDATE {qn(Run._meta.db_table)} SET {qn('status')} = %s, "
+        # quoted names and placeholders only; every value is a parameter
+        started = (f"started AS (UPDATE {qn(Run._meta.db_table)} SET {qn('status')} = %s, "  # noqa: S608
                    f"{qn('started_at')} = COALESCE({qn('started_at')}, %s) "
                    f"WHERE {qn('id')} = (SELECT {qn('run_id')} FROM claimed) "
                    f"AND {qn('status')} IN (%s, %s))")

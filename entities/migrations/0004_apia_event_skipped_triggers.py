@@ -13,6 +13,9 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='entityevent',
             name='skipped',
-            field=models.JSONField(blank=True, default=list, help_text='Triggers that matched but skipped: [{process, trigger, reason}] (a condition that was false or could not be evaluated).', verbose_name='skipped triggers'),
+            field=models.JSONField(
+                blank=True, default=list, verbose_name='skipped triggers',
+                help_text='Triggers that matched but skipped: [{process, trigger, reason}] '
+                          '(a condition that was false or could not be evaluated).'),
         ),
     ]
