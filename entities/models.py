@@ -240,6 +240,11 @@ class EntityEvent(models.Model):
     occurred_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True)
+    skipped = models.JSONField(
+        default=list, blank=True, verbose_name="skipped triggers",
+        help_text="Triggers that matched but skipped: [{process, trigger, reason}] (a condition "
+                  "that was false or could not be evaluated).",
+    )
 
     class Meta:
         ordering = ["-id"]

@@ -131,6 +131,13 @@ def event_publish(*, type: str, data: dict, source: str = "", occurred_at=None) 
     return event
 
 
+def event_record_skipped(event: EntityEvent, skipped: list[dict]) -> None:
+    """Keep on the event which subscribers' triggers skipped it and why (written in the
+    dispatch's transaction; its admin page and POST /api/events show them)."""
+    event.skipped = skipped
+    EntityEvent.objects.filter(pk=event.pk).update(skipped=skipped)
+
+
 def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
     if _rehearsing.get():
         event.save(force_insert=True)

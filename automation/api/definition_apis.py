@@ -9,6 +9,7 @@ from automation.api.base import (
     IDEMPOTENCY_PARAMETER,
     PAGE_PARAMETERS,
     ApiView,
+    StrictInput,
     found_or_404,
     get_or_404,
     idempotency_header,
@@ -18,7 +19,14 @@ from automation.api.base import (
     validate_query,
 )
 from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
-from automation.api.schema import ObjectField, StepsField, TriggersField, api_doc, paginated
+from automation.api.schema import (
+    AnyJsonField,
+    ObjectField,
+    StepsField,
+    TriggersField,
+    api_doc,
+    paginated,
+)
 from automation.definitions.webhook_config import keep_stored_secrets
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess
@@ -164,8 +172,10 @@ class DefinitionDisableApi(ApiView):
 
 
 class DefinitionTriggerApi(ApiView):
-    class InputSerializer(serializers.Serializer):
-        input = ObjectField(required=False, default=dict)
+    class InputSerializer(StrictInput):
+        input = AnyJsonField(required=False, default=dict, allow_null=True,
+                             help_text="Any JSON value; the steps see it as `input` "
+                                       "(null or left out: {}).")
 
     @api_doc(request=InputSerializer, responses={202: ExecutionIdSerializer},
              errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],
@@ -173,6 +183,9 @@ class DefinitionTriggerApi(ApiView):
     def post(self, request, id):
         process = found_or_404(_TRIGGERED.first(id), "workflow definition")
         data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
+        if process.entity_type_id is not None:
+            raise unprocessable("entity", f"'{process.slug}' runs for one entity: start it "
+                                          "with POST /api/entities/{id}/process.")
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),
             trigger={"type": "manual", "source": "api", "by": principal(request)},

@@ -57,6 +57,9 @@ class StepRunSerializer(serializers.Serializer):
     usage = serializers.SerializerMethodField(
         help_text="An agent step's token usage and cost: {promptTokens, completionTokens, "
                   "totalTokens, cost}; null for other steps.")
+    logs = serializers.ListField(child=ObjectField(), required=False,
+                                 help_text="Only with ?expand=logs: the step's log lines, "
+                                           "each {message, ...}.")
 
     class Meta:
         ref_name = "StepRun"
@@ -66,6 +69,12 @@ class StepRunSerializer(serializers.Serializer):
         if not isinstance(agent, dict):
             return None
         return {**(agent.get("usage") or {}), "cost": agent.get("cost", "0")}
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if not self.context.get("logs"):
+            data.pop("logs", None)
+        return data
 
 
 class ExecutionWithStepsSerializer(ExecutionSerializer):

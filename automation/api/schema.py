@@ -127,7 +127,16 @@ class AnyJsonField(serializers.JSONField):
 
 
 class ApiAutoSchema(AutoSchema):
-    """operationId from the operation's view: DefinitionListApi.get -> definitionList."""
+    """operationId from the operation's view: DefinitionListApi.get -> definitionList.
+    A body that takes no other keys (base.StrictInput) has additionalProperties false."""
+
+    def _map_basic_serializer(self, serializer, direction):
+        from automation.api.base import StrictInput
+
+        mapped = super()._map_basic_serializer(serializer, direction)
+        if isinstance(serializer, StrictInput) and direction == "request":
+            mapped["additionalProperties"] = False
+        return mapped
 
     def get_operation_id(self) -> str:
         handler = getattr(self.view, self.method.lower(), None)

@@ -68,6 +68,6 @@ def build_scope(run: Run, step_run: StepRun, entity: Entity | None, *,
         known["item"] = StepState.from_json(loop.state).items[iteration[1]]
         known["index"] = iteration[1]
     return expression_scope(
-        input=run.input or {}, parameters=run.parameters or {},
+        input={} if run.input is None else run.input, parameters=run.parameters or {},
         event=run.trigger.get("event") or {}, steps=steps,
         entity=entity_snapshot(entity) if entity is not None else None, **known)

@@ -124,7 +124,7 @@ def _create_chunk(batch: Batch, entity_ids: list) -> None:
     graph = graph_for(version.pk)
     runs = [Run(id=uuid.uuid4(), process=batch.process, version=version, entity_id=eid,
                 batch=batch, trigger={"type": "batch", "batchId": str(batch.pk)},
-                status=Run.Status.RUNNING, started_at=timezone.now(),
+                status=Run.Status.PENDING,
                 idempotency_key=f"batch:{batch.pk}:{eid}") for eid in entity_ids]
     with transaction.atomic():
         created = get_store().start_chunk(runs, graph.steps[graph.start])

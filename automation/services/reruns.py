@@ -162,7 +162,7 @@ def run_rerun(*, run: Run, from_step: str, input: Any = UNSET, version: str = "p
     new = Run(process=run.process, version=plan.version, trigger=trigger, input=run.input,
               parameters=run.parameters, entity_id=run.entity_id, event_id=run.event_id,
               batch=batch if batch is not None else run.batch, rerun_of=run,
-              idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
+              idempotency_key=idempotency_key, created_by=user, status=Run.Status.PENDING,
               started_at=timezone.now())
     first = graph.steps[from_step]
     logs = [{"message": f"{reason} of run {run.pk} from this step"

@@ -4,7 +4,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError
-from django.utils import timezone
 
 from automation.definitions import Step
 from automation.exceptions import ProcessDisabledError, RunStateError
@@ -73,12 +72,13 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
     version_id = version.pk if version is not None else process.current_version_id  # no fetch
     graph = graph_for(version_id)
-    run = Run(process=process, version_id=version_id, trigger=trigger, input=input or {},
+    run = Run(process=process, version_id=version_id, trigger=trigger,
+              input={} if input is None else input,
               parameters=parameters or {}, entity=entity, event=event, batch=batch,
-              idempotency_key=idempotency_key, created_by=user, status=Run.Status.RUNNING,
-              started_at=timezone.now())
+              idempotency_key=idempotency_key, created_by=user,
+              status=Run.Status.PENDING)  # running once a worker claims its first step
     first = graph.steps[graph.start]
-    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=input or {})
+    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input)
     return run, step_run, first
 
 

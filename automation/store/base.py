@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.constants import OnConflict
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -25,6 +25,9 @@ from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.policy import step_timeout_seconds
 from entities.db.compiled import CompiledInsert
+
+# A run in one of these becomes `running` when one of its steps is claimed.
+RUN_NOT_STARTED = (Run.Status.PENDING, Run.Status.WAITING)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class RunStore:
             Q(not_before__isnull=True) | Q(not_before__lte=now))
         step_run = self._take(step_run_id, StepRun.objects.filter(due, pk=step_run_id), values)
         if step_run is not None:
+            self._run_started(step_run)
             return Claim(step_run)
         # The holder's lease ran out. The attempt it never reported is remembered by this
         # very UPDATE (the right-hand side sees the old row): a worker killed again right
@@ -147,7 +151,25 @@ class RunStore:
                                          lease_expires_at__lt=now)
         remembered = {**values, "key_attempt": Coalesce(F("key_attempt"), F("attempt"))}
         step_run = self._take(step_run_id, expired, remembered)
-        return None if step_run is None else Claim(step_run, reclaimed=True)
+        if step_run is None:
+            return None
+        self._run_started(step_run)
+        return Claim(step_run, reclaimed=True)
+
+    def _run_started(self, step_run: StepRun) -> None:
+        """A claimed step makes its run `running`: from `pending` (no worker had taken
+        any step yet; the first claim also sets `started_at`) or from `waiting` (a
+        retry's timer ran out). One conditional UPDATE, only when the run needs it; the
+        PostgreSQL backend does it inside the claim's own statement
+        (docs/rest-api.md#run-statuses)."""
+        run = step_run.run
+        if run.status not in (Run.Status.PENDING, Run.Status.WAITING):
+            return
+        now = timezone.now()
+        Run.objects.filter(pk=run.pk, status__in=RUN_NOT_STARTED).update(
+            status=Run.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)))
+        run.status = Run.Status.RUNNING
+        run.started_at = run.started_at or now
 
     def _take(self, step_run_id: int, rows: QuerySet, values: dict) -> StepRun | None:
         if not rows.update(**values):

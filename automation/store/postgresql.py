@@ -51,7 +51,7 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
 from automation.store import hooks
-from automation.store.base import RunStore, StoreFeatures, run_insert
+from automation.store.base import RUN_NOT_STARTED, RunStore, StoreFeatures, run_insert
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import graph_for, is_plain, is_sequential
@@ -133,11 +133,28 @@ class PostgresRunStore(RunStore):
             return super()._take(step_run_id, rows, values)
         claim_sql, claim_params = update_sql(rows, values, self.using)
         builder, select_from = _claimed_select(self.using)
-        sql = f"WITH claimed AS ({claim_sql} RETURNING *) {select_from}"  # noqa: S608
+        # The run becomes running in the same statement (RunStore._run_started); the
+        # SELECT still sees the run as it was before, so the copy is brought up to date.
+        qn = connections[self.using].ops.quote_name
+        now = timezone.now()
+        # quoted names and placeholders only; every value is a parameter
+        started = (f"started AS (UPDATE {qn(Run._meta.db_table)} SET {qn('status')} = %s, "  # noqa: S608
+                   f"{qn('started_at')} = COALESCE({qn('started_at')}, %s) "
+                   f"WHERE {qn('id')} = (SELECT {qn('run_id')} FROM claimed) "
+                   f"AND {qn('status')} IN (%s, %s))")
+        started_params = (Run.Status.RUNNING, now, *RUN_NOT_STARTED)
+        sql = f"WITH claimed AS ({claim_sql} RETURNING *), {started} {select_from}"  # noqa: S608
         with connections[self.using].cursor() as cursor:
-            commits.execute_alone(cursor, sql, claim_params, using=self.using)
+            commits.execute_alone(cursor, sql, (*claim_params, *started_params),
+                                  using=self.using)
             row = cursor.fetchone()
-        return None if row is None else builder.build(row)
+        if row is None:
+            return None
+        step_run = builder.build(row)
+        if step_run.run.status in RUN_NOT_STARTED:
+            step_run.run.status = Run.Status.RUNNING
+            step_run.run.started_at = step_run.run.started_at or now
+        return step_run
 
     def must_flush_before(self, claim: Claim, *, cheap: bool) -> bool:
         """A claim here skipped the disk flush (entities.db.commits). It changes nothing

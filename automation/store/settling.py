@@ -44,7 +44,8 @@ def settle_run(run: Run, graph: Graph, *, created: list | None = None,
         return
     for _ in range(1000):
         active = list(StepRun.objects.filter(run=run, status__in=ACTIVE, parent__isnull=True)
-                      .only("id", "step_id", "scope", "status", "step_type", "state"))
+                      .only("id", "step_id", "scope", "status", "step_type", "state",
+                            "not_before"))
         if not (_release_joins(run, graph, active)
                 or _advance_loops(run, graph, active, handover=handover)):
             break
@@ -53,7 +54,11 @@ def settle_run(run: Run, graph: Graph, *, created: list | None = None,
     if not active:
         finish_run(run)
     else:
-        busy = any(a.status != StepRun.Status.WAITING for a in active)
+        # waiting: every active step waits on a human or a timer (a retry not due yet)
+        now = timezone.now()
+        busy = any(a.status == StepRun.Status.RUNNING or (
+            a.status == StepRun.Status.PENDING and not (a.not_before and a.not_before > now))
+            for a in active)
         status = Run.Status.RUNNING if busy else Run.Status.WAITING
         if run.status != status:
             run.status = status

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from django.db.models import F
 
 from automation.definitions.scope import trigger_scope
-from automation.triggers.conditions import condition_holds
+from automation.triggers.conditions import condition_skip_reason
 from entities.models import EntityEvent
-from entities.outbox import Offer
+from entities.outbox import Offer, event_record_skipped
 
 STAMP_CHECK_SECONDS = 1.0
 
@@ -105,8 +105,11 @@ def handle_event(event: EntityEvent) -> list:
     from automation.services.runs import run_start
 
     starts, skipped = _starts(event)
-    for trigger_id in skipped:
-        ProcessTrigger.objects.filter(pk=trigger_id).update(skipped_count=F("skipped_count") + 1)
+    for skip in skipped:
+        ProcessTrigger.objects.filter(pk=skip["trigger"]).update(
+            skipped_count=F("skipped_count") + 1)
+    if skipped:  # kept on the event, for its admin page and POST /api/events' answer
+        event_record_skipped(event, skipped)
     runs = []
     for start in starts:
         try:
@@ -135,17 +138,20 @@ def event_statement(event: EntityEvent) -> Offer | None:
 
 
 def _starts(event: EntityEvent, index: TriggerIndex | None = None
-            ) -> tuple[list[dict], list[int]]:
+            ) -> tuple[list[dict], list[dict]]:
     """run_start's arguments for each process `event` starts (matched on `index`, else
-    the current one), and the triggers whose condition did not hold."""
+    the current one), and the triggers whose condition did not hold, as
+    {process, trigger, reason}."""
     scope = trigger_scope(event)
     scope_event = scope["event"]
     starts, skipped, seen = [], [], set()
     for entry in (index or current()).match(event):
         if entry.process_id in seen:
             continue
-        if not condition_holds(entry.trigger_id, entry.condition, scope):
-            skipped.append(entry.trigger_id)
+        reason = condition_skip_reason(entry.trigger_id, entry.condition, scope)
+        if reason is not None:
+            skipped.append({"process": entry.version.process.slug, "trigger": entry.trigger_id,
+                            "reason": reason})
             continue
         seen.add(entry.process_id)
         starts.append({

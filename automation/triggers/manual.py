@@ -25,8 +25,9 @@ def manual_start(
 
     trigger = (ProcessTrigger.objects.filter(process=process, type=ProcessTrigger.Type.MANUAL)
                .order_by("position").first())
-    event = {"type": "manual", "source": source, "data": input or {}}
-    scope = expression_scope(input=input or {}, event=event, parameters=parameters,
+    input = {} if input is None else input  # any JSON value; only null means none
+    event = {"type": "manual", "source": source, "data": input}
+    scope = expression_scope(input=input, event=event, parameters=parameters,
                              entity=entity_snapshot(entity) if entity is not None else None)
     if trigger is not None and not condition_holds(trigger.pk, trigger.condition, scope):
         ProcessTrigger.objects.filter(pk=trigger.pk).update(skipped_count=F("skipped_count") + 1)

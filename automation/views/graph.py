@@ -1,7 +1,7 @@
 """The steps of a definition drawn as an inline SVG, on the server (layout: graph_layout).
 
 Nodes are coloured by step type; edges carry their kind (else, onError, onTimeout,
-then); a fan-out and a join are tagged; a loop body's way back is dashed. It draws
+then); a fan-out, a join and a merge are tagged; a loop body's way back is dashed. It draws
 whatever it is given, so the editor can show a broken definition as it is.
 """
 
@@ -105,8 +105,10 @@ def _node(n: Node, has_error: bool, fan: int) -> str:
     ]
     if fan > 1:
         out.append(_tag(n.x + NODE_W - 8, n.y + NODE_H + 2, f"fan-out ×{fan}", "ef-tag-fan"))
-    if len(n.preds) > 1:
+    if len(n.preds) > 1 and n.join:
         out.append(_tag(n.x + NODE_W, n.y - 17, f"join · waits for {len(n.preds)}", "ef-tag-join"))
+    elif len(n.preds) > 1:  # exclusive ways in: runs when the one taken arrives
+        out.append(_tag(n.x + NODE_W, n.y - 17, "merge", "ef-tag-merge"))
     out.append("</g>")
     return "".join(out)
 

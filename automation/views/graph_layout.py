@@ -8,6 +8,7 @@ not: a reference to an unknown step becomes a node of type "unknown".
 
 from dataclasses import dataclass, field
 
+from automation.definitions.graph import and_joins
 from automation.definitions.steps import BRANCH_KEYS, find_step_type
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD, WAYPOINT_W = 172, 50, 28, 58, 24, 16
@@ -26,6 +27,7 @@ class Node:
     y: float = 0
     width: float = NODE_W
     preds: set[str] = field(default_factory=set)  # real steps leading here
+    join: bool = False  # an AND-join (waits for its branches); several preds otherwise: a merge
 
     @property
     def cx(self) -> float:
@@ -62,6 +64,11 @@ def layout(steps: list) -> Layout | None:
     forward = [i for i, (s, t, _) in enumerate(edges) if (s, t) not in back and s != t]
     for i in forward:
         nodes[edges[i][1]].preds.add(edges[i][0])
+    out: dict[str, list[tuple[str, str]]] = {}
+    for i in forward:
+        out.setdefault(edges[i][0], []).append((edges[i][2], edges[i][1]))
+    for sid in and_joins(out):
+        nodes[sid].join = True
     _assign_layers(nodes, [edges[i] for i in forward])
     waypoints, above = _add_waypoints(nodes, edges, forward)
     layers = _order(nodes, waypoints, above)

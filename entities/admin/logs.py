@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.db import models
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from entities.models import EntityEvent, ExternalLink
 
@@ -87,3 +87,18 @@ class EntityEventAdmin(ReadOnlyAdmin):
     @admin.display(description="dispatched", boolean=True, ordering="dispatched_at")
     def dispatched(self, obj: EntityEvent) -> bool:
         return obj.dispatched_at is not None
+
+    def get_fields(self, request, obj=None):
+        return [f for f in super().get_fields(request, obj) if f != "skipped"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "skipped_triggers"]
+
+    @admin.display(description="skipped triggers")
+    def skipped_triggers(self, obj: EntityEvent):
+        """Each trigger that matched but did not start its process, and why."""
+        if not obj.skipped:
+            return "—"
+        return format_html_join(
+            "", "<div class=\"ef-skipped\"><strong>{}</strong> (trigger {}): {}</div>",
+            ((s.get("process"), s.get("trigger"), s.get("reason")) for s in obj.skipped))

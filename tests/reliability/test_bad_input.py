@@ -137,8 +137,9 @@ WRONG_TYPES = [
     ("/api/workflow-definitions", {"name": "x", "steps": [
         {"id": "a", "type": "function", "function": "noop"}], "triggers": {"type": "manual"}},
      "triggers"),
-    ("/api/workflow-definitions/target/trigger", {"input": [1, 2]}, "input"),
-    ("/api/workflow-definitions/target/trigger", {"input": "text"}, "input"),
+    # `input` may be any JSON value; a key sent beside it (or instead of it) is named
+    ("/api/workflow-definitions/target/trigger", {"total": 20000}, "total"),
+    ("/api/workflow-definitions/target/trigger", {"input": {}, "imput": {}}, "imput"),
     ("/api/parameters", {"workflowDefinitionId": "target", "parameters": "text"}, "parameters"),
     ("/api/workflows/run", {"caseId": "not-a-uuid", "workflowDefinitionId": "target"}, "caseId"),
     ("/api/webhooks", {"url": "https://hooks.invalid/entityflow", "events": "workflow.completed",

@@ -196,7 +196,7 @@ def test_a_save_dispatched_in_one_statement_leaves_the_commit_setting_alone(sett
                  definition={"steps": THREE, "triggers": [created]})
     entity = entity_create(entity_type=entity_type, reference="R-1", data={"n": 1})
     run = Run.objects.get(entity=entity)
-    assert (run.status, run.input["n"]) == (Run.Status.RUNNING, 1)
+    assert (run.status, run.input["n"]) == (Run.Status.PENDING, 1)
     assert EntityEvent.objects.get(entity=entity).dispatched_at is not None
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")

@@ -92,7 +92,7 @@ def test_a_webhook_is_answered_with_its_run_queued_not_executed(queued):
 
     assert response.status_code == 202, response.content
     run = Run.objects.get()
-    assert run.status == Run.Status.RUNNING and run.input == {"order": 42}
+    assert run.status == Run.Status.PENDING and run.input == {"order": 42}
     assert list(StepRun.objects.filter(run=run).values_list("status", "started_at")) == [
         ("pending", None)]
     assert queued.queue_size() == 1  # the worker's doorbell is rung; nothing ran in the request
