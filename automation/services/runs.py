@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError
+from django.utils import timezone
 
 from automation.definitions import Step
 from automation.exceptions import ProcessDisabledError, RunStateError
