@@ -357,7 +357,9 @@ def test_retention_deletes_an_agent_run_with_its_tool_calls(setup, make_process)
     assert not StepRun.objects.filter(run_id=run.pk).exists()
 
 
-def test_a_retried_run_carries_on_from_the_recorded_turns(setup, make_process):
+def test_a_retry_is_a_new_attempt_that_leaves_the_failed_run_as_it_was(setup, make_process):
+    """A retry is a re-run from the failed step (docs/user-guide/operating-runs.md): the
+    agent step starts a fresh loop in the new attempt; the failed run stays failed."""
     from automation.services.runs import run_retry
 
     model, tools = setup
@@ -371,11 +373,14 @@ def test_a_retried_run_carries_on_from_the_recorded_turns(setup, make_process):
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED and "400" in run.error["message"]
     model.reply({"requiresHumanReview": False, "summary": "ok"})
-    run_retry(run=run)
-    run.refresh_from_db()
-    assert run.status == Run.Status.COMPLETED, run.error
-    assert len(model.completions()) == 3  # turn 1, the 400, the final answer: none again
+    retry = run_retry(run=run)
+    retry.refresh_from_db()
+    assert retry.status == Run.Status.COMPLETED, retry.error
+    assert retry.rerun_of_id == run.pk and retry.result == {
+        "requiresHumanReview": False, "summary": "ok"}
+    assert len(model.completions()) == 3  # turn 1, the 400, the retry's one answer
     assert tools.requests_to("sentiment-analysis") == 1
-    assert tools.requests_to("compliance-check") == 3  # its failure was the recorded result
-    review = StepRun.objects.get(run=run, step_id="review")
-    assert review.state["agent"]["iterations"] == 2
+    assert tools.requests_to("compliance-check") == 3
+    old = StepRun.objects.get(run=run, step_id="review", parent__isnull=True)
+    assert old.status == StepRun.Status.FAILED
+    assert StepRun.objects.get(run=retry, step_id="review").state["agent"]["iterations"] == 1
