@@ -357,9 +357,9 @@ def test_retention_deletes_an_agent_run_with_its_tool_calls(setup, make_process)
     assert not StepRun.objects.filter(run_id=run.pk).exists()
 
 
-def test_a_retry_is_a_new_attempt_that_leaves_the_failed_run_as_it_was(setup, make_process):
-    """A retry is a re-run from the failed step (docs/user-guide/operating-runs.md): the
-    agent step starts a fresh loop in the new attempt; the failed run stays failed."""
+def test_a_retry_is_a_new_attempt_that_carries_on_from_the_recorded_turns(setup, make_process):
+    """A retry is a re-run from the failed step (docs/user-guide/operating-runs.md), a new
+    attempt whose agent step carries on from the turns the failed one recorded."""
     from automation.services.runs import run_retry
 
     model, tools = setup
@@ -378,9 +378,9 @@ def test_a_retry_is_a_new_attempt_that_leaves_the_failed_run_as_it_was(setup, ma
     assert retry.status == Run.Status.COMPLETED, retry.error
     assert retry.rerun_of_id == run.pk and retry.result == {
         "requiresHumanReview": False, "summary": "ok"}
-    assert len(model.completions()) == 3  # turn 1, the 400, the retry's one answer
+    assert len(model.completions()) == 3  # turn 1, the 400, the final answer: none again
     assert tools.requests_to("sentiment-analysis") == 1
     assert tools.requests_to("compliance-check") == 3
     old = StepRun.objects.get(run=run, step_id="review", parent__isnull=True)
     assert old.status == StepRun.Status.FAILED
-    assert StepRun.objects.get(run=retry, step_id="review").state["agent"]["iterations"] == 1
+    assert StepRun.objects.get(run=retry, step_id="review").state["agent"]["iterations"] == 2
