@@ -1,4 +1,4 @@
-from automation.models.approvals import ApprovalRequest
+from automation.models.approvals import ApprovalLinkUse, ApprovalRequest
 from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
 from automation.models.connections import Connection, Function
@@ -9,7 +9,7 @@ from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "ApiClient", "ApiToken", "InboundDelivery",
-    "ApiProcess", "ApprovalRequest", "Batch", "Connection", "Function", "IndexStamp",
+    "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function", "IndexStamp",
     "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "WebhookDelivery",
     "WebhookSubscription",
 ]
