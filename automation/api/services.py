@@ -21,7 +21,8 @@ from entities.services import entity_create
 CASE_TYPE = "case"
 CASE_FIELDS = ("firstName", "lastName", "personalNumber", "phone", "companyName",
                "companyNumber", "companyAddress")
-WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "*")
+WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested",
+                  "approval.reminded", "approval.escalated", "*")
 
 
 def case_create(*, data: dict) -> Entity:
