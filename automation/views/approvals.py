@@ -4,6 +4,7 @@ one-click link page that approvers reach from their email without logging in
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect
@@ -25,7 +26,6 @@ from automation.services.approvals import (
 from automation.views.common import admin_context, get_or_404
 from automation.views.present import pretty_json, until
 
-PAGE_SIZE = 20
 AGES = {"1h": ("older than 1 hour", timedelta(hours=1)),
         "1d": ("older than 1 day", timedelta(days=1)),
         "7d": ("older than 7 days", timedelta(days=7))}
@@ -39,6 +39,11 @@ def decider_name(approval: ApprovalRequest, user) -> str:
         if name and name.lower() in listed:
             return name
     return user.username
+
+
+def entered(post) -> dict:
+    """The form's fields as typed, to show again next to their errors."""
+    return {key[5:]: value for key, value in post.items() if key.startswith("data.")}
 
 
 def _card(approval: ApprovalRequest, user=None, *, values=None, errors=None) -> dict:
@@ -78,7 +83,7 @@ def inbox(request, model_admin, *, failed: dict | None = None, status: int = 200
     if age in AGES:
         cutoff = timezone.now() - AGES[age][1]
         rows = [a for a in rows if a.created_at <= cutoff]
-    page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = Paginator(rows, getattr(settings, "ENTITYFLOW_INBOX_PAGE_SIZE", 20)).get_page(request.GET.get("page"))
     failed = failed or {}
     items = [_card(a, request.user, values=failed["values"], errors=failed["errors"])
              if failed.get("pk") == a.pk else _card(a, request.user)
@@ -117,7 +122,8 @@ def decide(request, model_admin, object_id):
     except FormDataError as exc:
         messages.error(request, "Check the highlighted fields.")
         return inbox(request, model_admin, status=422,
-                     failed={"pk": approval.pk, "values": data, "errors": exc.errors})
+                     failed={"pk": approval.pk, "values": entered(request.POST),
+                             "errors": exc.errors})
     except AutomationError as exc:
         messages.error(request, exc.message)
         return redirect("admin:automation_approvalrequest_changelist")
@@ -153,7 +159,7 @@ def link_page(request, token):
             approval = link_decide(token, comment=request.POST.get("comment", "").strip()[:2000],
                                    data=data)
         except FormDataError as exc:
-            values, errors = data, exc.errors
+            values, errors = entered(request.POST), exc.errors
         except AutomationError as exc:
             return _link_response(request, refused=exc.message, status=exc.http_status)
         else:
