@@ -204,8 +204,8 @@ def approval_decide(*, approval: ApprovalRequest, approved: bool, comment: str =
         person = person_key(decided_by, user)
         if any(d.get("person") == person for d in approval.decisions):
             raise RunStateError(f"'{decided_by}' has already decided.")
-        if approved or data:
-            data = form_clean(approval.form, data if data is not None else {})
+        # the form is what an approval enters; a rejection says why in its comment
+        data = form_clean(approval.form, data if data is not None else {}) if approved else {}
         if link_nonce:
             try:
                 with transaction.atomic():
