@@ -18,6 +18,6 @@ def connect() -> None:
 
     outbox.subscribe("automation", events.handle_event, interested=events.is_interesting,
                      statement=events.event_statement)
-    # a change to the data a pending approval covers re-issues it (docs/human-tasks.md)
+    # a change to the data a pending approval covers re-issues it (docs/user-guide/human-tasks.md)
     outbox.subscribe("approvals", approvals.entity_changed,
                      interested=approvals.entity_change_matters)

@@ -1,4 +1,4 @@
-"""Approvals of `human` steps (docs/human-tasks.md): API clients decide on behalf of an
+"""Approvals of `human` steps (docs/user-guide/human-tasks.md): API clients decide on behalf of an
 approver named in `decidedBy`; staff users decide as themselves."""
 
 from rest_framework import serializers

@@ -26,7 +26,7 @@ class ApprovalRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     # What the person enters (config.form, a JSON Schema) and what the decision is bound
-    # to (docs/human-tasks.md): the covered entity fields as the approver saw them.
+    # to (docs/user-guide/human-tasks.md): the covered entity fields as the approver saw them.
     form = models.JSONField(null=True, blank=True)
     fields = models.JSONField(null=True, blank=True, help_text="Covered entity fields; null: all.")
     snapshot = models.JSONField(default=dict, blank=True)

@@ -1,7 +1,7 @@
 """A human step's `config.form`: a JSON Schema (an object) for what the person enters.
 
 The same schema validates the API's `data` and is rendered as fields in the inbox and on
-the one-click link page (docs/human-tasks.md). Only a flat object is rendered: strings
+the one-click link page (docs/user-guide/human-tasks.md). Only a flat object is rendered: strings
 (an `enum` becomes a choice), numbers, integers and booleans; the definition check
 refuses anything else, so every form can be filled in.
 """

@@ -1,4 +1,4 @@
-"""Human tasks (docs/human-tasks.md): approval requests of `human` steps, their
+"""Human tasks (docs/user-guide/human-tasks.md): approval requests of `human` steps, their
 decisions with form data, quorum, reminders and escalation, one-click links, and the
 binding of a decision to the entity data the approver saw."""
 

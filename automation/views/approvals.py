@@ -1,6 +1,6 @@
 """The approvals inbox (pending requests this user may decide, with their forms) and the
 one-click link page that approvers reach from their email without logging in
-(docs/human-tasks.md)."""
+(docs/user-guide/human-tasks.md)."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""Human tasks through the API (docs/human-tasks.md): `data` checked against the step's
+"""Human tasks through the API (docs/user-guide/human-tasks.md): `data` checked against the step's
 form, the list filtered by assignee, and decisions bound to a request version."""
 
 from automation.models import Run

@@ -1,4 +1,4 @@
-"""Human tasks (docs/human-tasks.md): forms, quorum of distinct people, reminders and
+"""Human tasks (docs/user-guide/human-tasks.md): forms, quorum of distinct people, reminders and
 escalation, signed one-click links, and decisions bound to the data the approver saw."""
 
 import json
@@ -305,3 +305,16 @@ def test_inbox_filters_and_pages(make_process, people, settings):
         assert browser.get(inbox + "?age=1h").context["total"] == 3
     slug = ApprovalRequest.objects.order_by("created_at").first().run.process.slug
     assert browser.get(inbox + f"?process={slug}").context["total"] == 1
+
+
+@pytest.mark.parametrize("page", ["docs/user-guide/human-tasks.md", "README.md"])
+def test_the_documented_example_is_a_valid_definition(order_type, page):
+    from pathlib import Path
+
+    from automation.services.processes import process_save
+
+    text = (Path(__file__).resolve().parents[2] / page).read_text()
+    found = re.search(r"```json\n(\{\n  \"name\": \"Correct order total\".*?)\n```", text, re.S)
+    definition = json.loads(found.group(1))
+    process = process_save(slug="doc-example", name=definition.pop("name"), definition=definition)
+    assert process.current_version.definition["steps"][0]["config"]["requiredApprovals"] == 2

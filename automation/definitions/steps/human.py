@@ -3,7 +3,7 @@ approvers (users, emails or group:<name>), or `rejectQuorum` rejections. Its `ti
 is the approval deadline, after which the run goes on to `config.onTimeout`; it is not
 a limit on how long the step may run. `form` (a JSON Schema) is what the person enters,
 `fields` the entity fields the decision is bound to; `remindAfter`, `escalateAfter` and
-`escalateTo` nudge people before the deadline (docs/human-tasks.md)."""
+`escalateTo` nudge people before the deadline (docs/user-guide/human-tasks.md)."""
 
 from collections.abc import Callable
 from datetime import timedelta
