@@ -67,7 +67,7 @@ class ApprovalListApi(ApiView):
                       "username or email: the requests that person may decide.")
         workflowDefinitionId = serializers.CharField(required=False, max_length=200)
 
-    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400,),
+    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400, 422),
              responses={200: paginated(ApprovalSerializer, "PaginatedApprovalList")},
              summary="Approvals (API clients: all; staff: those they may decide)")
     def get(self, request):

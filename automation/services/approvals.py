@@ -133,7 +133,7 @@ def approval_check_current(approval_id: int) -> bool:
     """Re-issue the request if a covered field changed since it was issued; True if so.
     Its own transaction: the re-issue stays even when the decision is then refused."""
     with transaction.atomic():
-        approval = ApprovalRequest.objects.select_for_update().select_related(
+        approval = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
             "run__entity", "run__process", "step_run").get(pk=approval_id)
         if approval.status != ApprovalRequest.Status.PENDING or approval.run.entity is None:
             return False
@@ -168,7 +168,7 @@ def entity_changed(event) -> None:
     """Outbox subscriber: an entity was saved; re-issue its pending requests whose
     covered fields changed (entities never import automation: docs/architecture.md)."""
     snapshot = event.snapshot or {}
-    for approval in ApprovalRequest.objects.select_for_update().filter(
+    for approval in ApprovalRequest.objects.select_for_update(of=("self",)).filter(
             status=ApprovalRequest.Status.PENDING, run__entity_id=event.entity_id
     ).select_related("run__process", "step_run"):
         _reissue_if_changed(approval, snapshot.get("data") or {})
@@ -304,7 +304,7 @@ def approvals_nudge(now=None) -> dict:
 
 
 def _due(pk: int, stamp: str, now) -> ApprovalRequest | None:
-    approval = ApprovalRequest.objects.select_for_update().select_related(
+    approval = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
         "run__process", "step_run").get(pk=pk)
     if approval.status != ApprovalRequest.Status.PENDING or getattr(approval, stamp):
         return None

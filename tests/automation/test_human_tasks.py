@@ -5,8 +5,10 @@ import json
 import re
 from datetime import timedelta
 
+import jsonschema
 import pytest
 import time_machine
+import yaml
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import Client
@@ -157,9 +159,14 @@ def test_reminder_and_escalation_are_sent_once_recorded_and_announced(make_proce
     assert approvals_nudge(later) == {"reminded": 0, "escalated": 0}  # each once
     assert [m.to for m in mail.outbox[1:]] == [["bob@example.com"], ["dan@example.com"]]
     assert mail.outbox[1].subject.startswith("Reminder") and "Escalated" in mail.outbox[2].subject
-    sent = [json.loads(call.body)["event"] for call in receiver.calls]
-    assert sent == ["approval.requested", "approval.reminded", "approval.escalated"]
-    assert json.loads(receiver.calls[2].body)["escalatedTo"] == ["dan"]
+    bodies = [json.loads(call.body) for call in receiver.calls]
+    assert [b["event"] for b in bodies] == ["approval.requested", "approval.reminded",
+                                            "approval.escalated"]
+    assert bodies[2]["escalatedTo"] == ["dan"]
+    documented = yaml.safe_load(Client().get("/api/schema/").content)["webhooks"]
+    for body in bodies:  # what is sent is what the OpenAPI document describes
+        jsonschema.validate(body, documented[body["event"]]["post"]["requestBody"]["content"][
+            "application/json"]["schema"])
     logs = [entry.get("event") for entry in run.steps.get(step_id="review").logs]
     assert "approval.reminded" in logs and "approval.escalated" in logs
     # the escalated-to person may decide now
