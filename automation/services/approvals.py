@@ -129,17 +129,6 @@ def _announce(approval: ApprovalRequest, event: str, *, to: list | None = None) 
 
 # -- version-bound decisions ---------------------------------------------------------------
 
-def approval_check_current(approval_id: int) -> bool:
-    """Re-issue the request if a covered field changed since it was issued; True if so.
-    Its own transaction: the re-issue stays even when the decision is then refused."""
-    with transaction.atomic():
-        approval = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
-            "run__entity", "run__process", "step_run").get(pk=approval_id)
-        if approval.status != ApprovalRequest.Status.PENDING or approval.run.entity is None:
-            return False
-        return _reissue_if_changed(approval, approval.run.entity.data)
-
-
 def _reissue_if_changed(approval: ApprovalRequest, data: dict) -> bool:
     now_covered = covered(data, approval.fields)
     if now_covered == approval.snapshot:
@@ -188,59 +177,70 @@ def approval_decide(*, approval: ApprovalRequest, approved: bool, comment: str =
     """Record one decision; `requiredApprovals` distinct people approving, or
     `rejectQuorum` rejecting, finish the step. `version`: the request version the
     decider saw (the inbox and links send it); a decision never applies to another."""
-    if approval_check_current(approval.pk):
-        raise ApprovalChangedError("The data this request covers changed; it was re-issued. "
-                                   "Review the new version and decide again.")
     with transaction.atomic():
-        approval = ApprovalRequest.objects.select_for_update().get(pk=approval.pk)
+        approval = ApprovalRequest.objects.select_for_update(of=("self",)).select_related(
+            "run__entity", "run__process", "step_run").get(pk=approval.pk)
         if approval.status != ApprovalRequest.Status.PENDING:
             raise RunStateError(f"This approval is already {approval.status}.")
-        if version is not None and version != approval.version:
-            raise ApprovalChangedError(
-                f"You decided on version {version}, but the request is now version "
-                f"{approval.version}: its data changed. Review it again.")
-        if not approver_matches(approval, name=decided_by, user=user):
-            raise ApprovalNotAllowedError(f"'{decided_by}' is not one of this step's approvers.")
-        person = person_key(decided_by, user)
-        if any(d.get("person") == person for d in approval.decisions):
-            raise RunStateError(f"'{decided_by}' has already decided.")
-        # the form is what an approval enters; a rejection says why in its comment
-        data = form_clean(approval.form, data if data is not None else {}) if approved else {}
-        if link_nonce:
-            try:
-                with transaction.atomic():
-                    ApprovalLinkUse.objects.create(nonce=link_nonce, approval=approval,
-                                                   used_by=decided_by)
-            except IntegrityError:
-                raise LinkRefusedError("This link was already used; nothing was changed.") from None
-        now = timezone.now()
-        decision = {"approved": approved, "comment": comment, "data": data or {},
-                    "decidedBy": decided_by, "person": person, "at": now.isoformat(),
-                    "version": approval.version}
-        approval.decisions = [*approval.decisions, decision]
-        approvals = [d for d in approval.decisions if d["approved"]]
-        rejections = [d for d in approval.decisions if not d["approved"]]
-        if len(approvals) < approval.required_approvals and len(rejections) < approval.reject_quorum:
-            approval.save(update_fields=["decisions"])
-            get_store().log_waiting(approval.step_run_id,
-                                    f"{'approved' if approved else 'rejected'} by {decided_by}; "
-                                    f"{len(approvals)} of {approval.required_approvals} approvals")
-            return approval
-        final = len(approvals) >= approval.required_approvals
-        approval.status = ApprovalRequest.Status.APPROVED if final else ApprovalRequest.Status.REJECTED
-        approval.decided_at = now
-        approval.save(update_fields=["decisions", "status", "decided_at"])
-        merged = {}
-        for d in (approvals if final else rejections):
-            merged.update(d.get("data") or {})
-        output = {"approved": final, "comment": comment, "data": merged,
-                  "decidedBy": decided_by, "decidedAt": now.isoformat(),
-                  "comments": [d["comment"] for d in approval.decisions if d["comment"]],
-                  "decisions": [{k: d[k] for k in ("approved", "comment", "data", "decidedBy", "at")}
-                                for d in approval.decisions]}
-        get_store().resume(approval.step_run_id, Outcome(
-            "completed", output=output,
-            logs=[{"message": f"{'approved' if final else 'rejected'} by {decided_by}"}]))
+        # compared under the lock, so a change whose event is not handled yet cannot
+        # slip through: the re-issue commits, and the decision is refused after it
+        entity = approval.run.entity
+        reissued = entity is not None and _reissue_if_changed(approval, entity.data)
+        if not reissued:
+            return _record(approval, approved=approved, comment=comment, decided_by=decided_by,
+                           user=user, data=data, version=version, link_nonce=link_nonce)
+    raise ApprovalChangedError("The data this request covers changed; it was re-issued. "
+                               "Review the new version and decide again.")
+
+
+def _record(approval: ApprovalRequest, *, approved: bool, comment: str, decided_by: str, user,
+            data, version: int | None, link_nonce: str | None) -> ApprovalRequest:
+    """The decision on a locked, pending, current request."""
+    if version is not None and version != approval.version:
+        raise ApprovalChangedError(
+            f"You decided on version {version}, but the request is now version "
+            f"{approval.version}: its data changed. Review it again.")
+    if not approver_matches(approval, name=decided_by, user=user):
+        raise ApprovalNotAllowedError(f"'{decided_by}' is not one of this step's approvers.")
+    person = person_key(decided_by, user)
+    if any(d.get("person") == person for d in approval.decisions):
+        raise RunStateError(f"'{decided_by}' has already decided.")
+    # the form is what an approval enters; a rejection says why in its comment
+    data = form_clean(approval.form, data if data is not None else {}) if approved else {}
+    if link_nonce:
+        try:
+            with transaction.atomic():
+                ApprovalLinkUse.objects.create(nonce=link_nonce, approval=approval,
+                                               used_by=decided_by)
+        except IntegrityError:
+            raise LinkRefusedError("This link was already used; nothing was changed.") from None
+    now = timezone.now()
+    approval.decisions = [*approval.decisions, {
+        "approved": approved, "comment": comment, "data": data, "decidedBy": decided_by,
+        "person": person, "at": now.isoformat(), "version": approval.version}]
+    approvals = [d for d in approval.decisions if d["approved"]]
+    rejections = [d for d in approval.decisions if not d["approved"]]
+    if len(approvals) < approval.required_approvals and len(rejections) < approval.reject_quorum:
+        approval.save(update_fields=["decisions"])
+        get_store().log_waiting(approval.step_run_id,
+                                f"{'approved' if approved else 'rejected'} by {decided_by}; "
+                                f"{len(approvals)} of {approval.required_approvals} approvals")
+        return approval
+    final = len(approvals) >= approval.required_approvals
+    approval.status = ApprovalRequest.Status.APPROVED if final else ApprovalRequest.Status.REJECTED
+    approval.decided_at = now
+    approval.save(update_fields=["decisions", "status", "decided_at"])
+    merged = {}
+    for decision in (approvals if final else rejections):
+        merged.update(decision.get("data") or {})
+    output = {"approved": final, "comment": comment, "data": merged,
+              "decidedBy": decided_by, "decidedAt": now.isoformat(),
+              "comments": [d["comment"] for d in approval.decisions if d["comment"]],
+              "decisions": [{k: d[k] for k in ("approved", "comment", "data", "decidedBy", "at")}
+                            for d in approval.decisions]}
+    get_store().resume(approval.step_run_id, Outcome(
+        "completed", output=output,
+        logs=[{"message": f"{'approved' if final else 'rejected'} by {decided_by}"}]))
     return approval
 
 

@@ -269,6 +269,23 @@ def test_a_covered_field_changed_while_pending_reissues_the_request(make_process
     assert status(run) == Run.Status.COMPLETED
 
 
+def test_a_change_not_yet_announced_is_caught_at_the_decision(make_process, people):
+    """A write that has not reached the outbox handler (here a queryset update, which
+    writes no event) still cannot be approved unseen: the decision compares first."""
+    from entities.models import Entity
+
+    order = make_order()
+    run, approval = waiting(make_process, human(approvers=["bob"], fields=["total"]), order)
+    Entity.objects.filter(pk=order.pk).update(data={**order.data, "total": 5})
+    with pytest.raises(ApprovalChangedError):
+        approval_decide(approval=approval, approved=True, decided_by="bob", user=people["bob"])
+    approval.refresh_from_db()
+    assert approval.version == 2 and approval.snapshot == {"total": 5} and not approval.decisions
+    assert status(run) == Run.Status.WAITING
+    approval_decide(approval=approval, approved=True, decided_by="bob", user=people["bob"])
+    assert status(run) == Run.Status.COMPLETED
+
+
 def test_by_default_the_whole_data_is_covered(make_process, people):
     order = make_order()
     run, approval = waiting(make_process, human(approvers=["bob"]), order)
