@@ -146,7 +146,7 @@ def receiver():
 
 
 def test_reminder_and_escalation_are_sent_once_recorded_and_announced(make_process, people,
-                                                                      receiver):
+                                                                      receiver, admin_client):
     webhooks.webhook_subscription_create(url=f"{receiver.url}/hook", events=["*"],
                                          secret="whsec_human_tasks_0123456789", owner="tests")
     run, approval = waiting(make_process, human(
@@ -169,6 +169,8 @@ def test_reminder_and_escalation_are_sent_once_recorded_and_announced(make_proce
             "application/json"]["schema"])
     logs = [entry.get("event") for entry in run.steps.get(step_id="review").logs]
     assert "approval.reminded" in logs and "approval.escalated" in logs
+    page = admin_client.get(f"/admin/automation/run/{run.pk}/change/").content.decode()
+    assert "reminder sent to bob" in page and "escalated to dan" in page
     # the escalated-to person may decide now
     approval_decide(approval=approval, approved=True, decided_by="dan", user=people["dan"])
     assert status(run) == Run.Status.COMPLETED

@@ -81,7 +81,7 @@ class HumanStep(StepType):
         wait = human_ms(config.get("timeout"))
         return f"{need} of {', '.join(map(str, people)) or '?'}" + (
             f" · timeout {wait}" if wait else ""
-        )
+        ) + (" · form" if config.get("form") else "")
 
 
 def _strings(value) -> bool:
