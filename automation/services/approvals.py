@@ -113,6 +113,7 @@ def approval_opened(approval: ApprovalRequest) -> None:
     entity = approval.run.entity
     approval.snapshot = covered(entity.data if entity else {}, approval.fields)
     approval.save()
+    _watch(approval.run.entity_id)
     _announce(approval, "approval.requested")
 
 
@@ -163,10 +164,40 @@ def entity_changed(event) -> None:
         _reissue_if_changed(approval, snapshot.get("data") or {})
 
 
+# Entities with a pending request, as this process last read them: asked on every entity
+# save (inside its transaction), so a save costs no query while nothing waits on people.
+# Read again at most every ENTITYFLOW_APPROVAL_WATCH_SECONDS (1 s); a request this process opens is added at once.
+# A request opened meanwhile by another process is missed by this path for at most that
+# long, and the decision still compares the data first (approval_decide), so no
+# decision applies to data its approver did not see.
+WATCH_LIMIT = 5000  # more entities than this: ask the database on each save instead
+_watched: dict = {"ids": None, "read_at": float("-inf")}
+
+
+def _watched_entities() -> set | None:
+    now = time.monotonic()
+    if now - _watched["read_at"] >= getattr(settings, "ENTITYFLOW_APPROVAL_WATCH_SECONDS", 1.0):
+        ids = list(ApprovalRequest.objects.filter(
+            status=ApprovalRequest.Status.PENDING, run__entity_id__isnull=False
+        ).values_list("run__entity_id", flat=True).distinct()[:WATCH_LIMIT + 1])
+        _watched["ids"] = set(ids) if len(ids) <= WATCH_LIMIT else None
+        _watched["read_at"] = now
+    return _watched["ids"]
+
+
+def _watch(entity_id) -> None:
+    if entity_id is not None and _watched["ids"] is not None:
+        _watched["ids"].add(entity_id)
+
+
 def entity_change_matters(event) -> bool:
-    return bool(event.entity_id) and event.type in ("entity.updated", "entity.status_changed") \
-        and ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING,
-                                           run__entity_id=event.entity_id).exists()
+    if not event.entity_id or event.type not in ("entity.updated", "entity.status_changed"):
+        return False
+    watched = _watched_entities()
+    if watched is not None:
+        return event.entity_id in watched
+    return ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING,
+                                          run__entity_id=event.entity_id).exists()
 
 
 # -- deciding ------------------------------------------------------------------------------

@@ -344,3 +344,18 @@ def test_the_documented_example_is_a_valid_definition(order_type, page):
     definition = json.loads(found.group(1))
     process = process_save(slug="doc-example", name=definition.pop("name"), definition=definition)
     assert process.current_version.definition["steps"][0]["config"]["requiredApprovals"] == 2
+
+
+def test_a_save_of_an_entity_nobody_waits_on_asks_the_database_nothing(
+        make_process, people, django_assert_num_queries, settings):
+    from automation.services.approvals import entity_change_matters
+
+    settings.ENTITYFLOW_APPROVAL_WATCH_SECONDS = 600  # no re-read during the test
+    from entities.models import EntityEvent
+
+    waited_on, other = make_order(), make_order()
+    waiting(make_process, human(approvers=["bob"]), waited_on)
+    entity_change_matters(EntityEvent(type="entity.updated", entity=other))  # reads the set
+    with django_assert_num_queries(0):
+        assert not entity_change_matters(EntityEvent(type="entity.updated", entity=other))
+        assert entity_change_matters(EntityEvent(type="entity.updated", entity=waited_on))
