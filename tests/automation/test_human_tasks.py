@@ -125,6 +125,8 @@ def test_form_data_is_validated_and_becomes_the_step_output(make_process, people
     ({"form": {"type": "object", "properties": {"x": {"type": "array"}}}},
      "steps[0].config.form.properties.x"),
     ({"form": {"type": "nonsense"}}, "steps[0].config.form"),
+    ({"form": {"type": "object", "properties": {}, "required": ["x"]}},
+     "steps[0].config.form.required"),
     ({"rejectQuorum": 0}, "steps[0].config.rejectQuorum"),
     ({"escalateAfter": 1000}, "steps[0].config.escalateTo"),
     ({"timeout": 1000, "remindAfter": 5000}, "steps[0].config.remindAfter"),

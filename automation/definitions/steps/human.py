@@ -106,6 +106,9 @@ def form_problems(form) -> list[tuple[str, str]]:
         if not isinstance(prop, dict) or prop.get("type") not in RENDERED_TYPES:
             problems.append((f".properties.{name}",
                              f"{name} must have a type of {', '.join(RENDERED_TYPES)}."))
+    for name in form.get("required") or []:
+        if name not in form["properties"]:
+            problems.append((".required", f"{name} is required but not among the properties."))
     return problems
 
 
