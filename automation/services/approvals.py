@@ -244,7 +244,7 @@ def _record(approval: ApprovalRequest, *, approved: bool, comment: str, decided_
                 ApprovalLinkUse.objects.create(nonce=link_nonce, approval=approval,
                                                used_by=decided_by)
         except IntegrityError:
-            raise LinkRefusedError("This link was already used; nothing was changed.") from None
+            raise LinkRefusedError("This link was already used.") from None
     now = timezone.now()
     approval.decisions = [*approval.decisions, {
         "approved": approved, "comment": comment, "data": data, "decidedBy": decided_by,
@@ -362,16 +362,15 @@ def link_open(token: str, *, now: float | None = None) -> tuple[ApprovalRequest,
     except signing.BadSignature:
         raise LinkRefusedError("This link is not valid.") from None
     if (now or time.time()) > claims["e"]:
-        raise LinkRefusedError("This link has expired; nothing was changed. "
-                               "Decide in the approvals inbox instead.")
+        raise LinkRefusedError("This link has expired. Decide in the approvals inbox instead.")
     approval = ApprovalRequest.objects.select_related("run__process", "run__entity", "step_run"
                                                       ).filter(pk=claims["a"]).first()
     if approval is None:
         raise LinkRefusedError("This request no longer exists.")
     if ApprovalLinkUse.objects.filter(nonce=claims["n"]).exists():
-        raise LinkRefusedError("This link was already used; nothing was changed.")
+        raise LinkRefusedError("This link was already used.")
     if approval.status != ApprovalRequest.Status.PENDING:
-        raise LinkRefusedError(f"This request is already {approval.status}; nothing was changed.")
+        raise LinkRefusedError(f"This request is already {approval.status}.")
     if claims["v"] != approval.version:
         raise LinkRefusedError("The data of this request changed after this link was sent; "
                                "it was re-issued and a new email is on its way.")

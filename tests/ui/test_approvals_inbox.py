@@ -113,3 +113,29 @@ def test_fill_a_task_form_in_the_inbox(page, waiting_form_run):
     assert waiting_form_run.result == {"correctedTotal": 118.4, "reason": "price"}
     page.goto(f"/admin/automation/run/{waiting_form_run.pk}/change/")
     expect(page.locator("body")).to_contain_text("118.4")
+
+
+def test_one_click_link_from_the_email(page, order_type):
+    """No login: the link page decides once; opening it again says so."""
+    import re
+
+    from django.core import mail
+
+    process = process_save(slug="link-approve", name="Link approval", entity_type=order_type,
+                           definition={"steps": [
+                               {"id": "ask", "type": "human",
+                                "config": {"approvers": ["cfo@example.com"]}}]})
+    order = entity_create(entity_type=order_type, reference="ORD-00316", data=demo_order_data(316))
+    run, _ = run_start(process=process, trigger={"type": "manual"}, entity=order, input={})
+    approve = re.search(r"^Approve: \S+?(/approvals/link/\S+)$", mail.outbox[-1].body, re.M)[1]
+    page.context.clear_cookies()  # not signed in
+    page.goto(approve)
+    expect(page.locator("h1")).to_contain_text("Link approval")
+    page.get_by_label("Comment").fill("OK from the train")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.locator("#ef-link-done")).to_contain_text("You approved this request")
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    page.goto(approve)
+    expect(page.locator("#ef-link-refused")).to_contain_text("This link was already used.")
+    expect(page.locator("#ef-link-refused")).to_contain_text("Nothing was changed.")
