@@ -361,3 +361,22 @@ def test_a_save_of_an_entity_nobody_waits_on_asks_the_database_nothing(
     with django_assert_num_queries(0):
         assert not entity_change_matters(EntityEvent(type="entity.updated", entity=other))
         assert entity_change_matters(EntityEvent(type="entity.updated", entity=waited_on))
+
+
+def test_three_approvers_at_once_settle_a_two_of_three_quorum_once(make_process, calls):
+    """Real row-lock races on PostgreSQL (IMMEDIATE transactions serialize on SQLite)."""
+    from tests.reliability.support import at_once
+
+    people = ["x@example.com", "y@example.com", "z@example.com"]
+    for _ in range(3):
+        calls.clear()
+        run, approval = waiting(make_process, human(approvers=people, requiredApprovals=2))
+        results = at_once(*[lambda p=p: approval_decide(approval=approval, approved=True,
+                                                         decided_by=p) for p in people])
+        assert sorted(kind for kind, _ in results) == ["error", "ok", "ok"], results
+        [loser] = [value for kind, value in results if kind == "error"]
+        assert isinstance(loser, RunStateError) and "already approved" in loser.message
+        approval.refresh_from_db()
+        assert approval.status == ApprovalRequest.Status.APPROVED and len(approval.decisions) == 2
+        assert status(run) == Run.Status.COMPLETED
+        assert [step for step, _ in calls] == ["after"]  # the next step ran once
