@@ -119,7 +119,8 @@ WORKFLOW_FAILED = OpenApiWebhook("workflow.failed", {"post": _operation(
 APPROVAL_REQUESTED_HOOK = OpenApiWebhook("approval.requested", {"post": _operation(
     "approval.requested", APPROVAL_REQUESTED, "A human step waits for an approval")})
 APPROVAL_REMINDED_HOOK = OpenApiWebhook("approval.reminded", {"post": _operation(
-    "approval.reminded", APPROVAL_REMINDED, "A reminder went to the approvers (config.remindAfter)")})
+    "approval.reminded", APPROVAL_REMINDED,
+    "A reminder went to the approvers (config.remindAfter)")})
 APPROVAL_ESCALATED_HOOK = OpenApiWebhook("approval.escalated", {"post": _operation(
     "approval.escalated", APPROVAL_ESCALATED,
     "A pending approval was escalated (config.escalateAfter, config.escalateTo)")})

@@ -166,7 +166,8 @@ def entity_changed(event) -> None:
 
 # Entities with a pending request, as this process last read them: asked on every entity
 # save (inside its transaction), so a save costs no query while nothing waits on people.
-# Read again at most every ENTITYFLOW_APPROVAL_WATCH_SECONDS (1 s); a request this process opens is added at once.
+# Read again at most every ENTITYFLOW_APPROVAL_WATCH_SECONDS (1 s); a request this
+# process opens is added at once.
 # A request opened meanwhile by another process is missed by this path for at most that
 # long, and the decision still compares the data first (approval_decide), so no
 # decision applies to data its approver did not see.
@@ -308,7 +309,8 @@ def approvals_nudge(now=None) -> dict:
     now = now or timezone.now()
     done = {"reminded": 0, "escalated": 0}
     pending = ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING)
-    for pk in pending.filter(remind_at__lte=now, reminded_at__isnull=True).values_list("pk", flat=True):
+    due = pending.filter(remind_at__lte=now, reminded_at__isnull=True)
+    for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
             approval = _due(pk, "reminded_at", now)
             if approval is None:
@@ -318,7 +320,8 @@ def approvals_nudge(now=None) -> dict:
                                     event="approval.reminded")
             _announce(approval, "approval.reminded")
             done["reminded"] += 1
-    for pk in pending.filter(escalate_at__lte=now, escalated_at__isnull=True).values_list("pk", flat=True):
+    due = pending.filter(escalate_at__lte=now, escalated_at__isnull=True)
+    for pk in due.values_list("pk", flat=True):
         with transaction.atomic():
             approval = _due(pk, "escalated_at", now)
             if approval is None:

@@ -83,7 +83,8 @@ def inbox(request, model_admin, *, failed: dict | None = None, status: int = 200
     if age in AGES:
         cutoff = timezone.now() - AGES[age][1]
         rows = [a for a in rows if a.created_at <= cutoff]
-    page = Paginator(rows, getattr(settings, "ENTITYFLOW_INBOX_PAGE_SIZE", 20)).get_page(request.GET.get("page"))
+    size = getattr(settings, "ENTITYFLOW_INBOX_PAGE_SIZE", 20)
+    page = Paginator(rows, size).get_page(request.GET.get("page"))
     failed = failed or {}
     items = [_card(a, request.user, values=failed["values"], errors=failed["errors"])
              if failed.get("pk") == a.pk else _card(a, request.user)

@@ -155,7 +155,8 @@ def test_reminder_and_escalation_are_sent_once_recorded_and_announced(make_proce
         approvers=["bob"], timeout=86_400_000, remindAfter=3_600_000, escalateAfter=7_200_000,
         escalateTo=["dan"]))
     assert [m.to for m in mail.outbox] == [["bob@example.com"]]
-    assert approvals_nudge(timezone.now() + timedelta(minutes=59)) == {"reminded": 0, "escalated": 0}
+    nothing = {"reminded": 0, "escalated": 0}
+    assert approvals_nudge(timezone.now() + timedelta(minutes=59)) == nothing
     later = timezone.now() + timedelta(hours=2, minutes=1)
     assert approvals_nudge(later) == {"reminded": 1, "escalated": 1}
     assert approvals_nudge(later) == {"reminded": 0, "escalated": 0}  # each once
@@ -371,8 +372,9 @@ def test_three_approvers_at_once_settle_a_two_of_three_quorum_once(make_process,
     for _ in range(3):
         calls.clear()
         run, approval = waiting(make_process, human(approvers=people, requiredApprovals=2))
-        results = at_once(*[lambda p=p: approval_decide(approval=approval, approved=True,
-                                                         decided_by=p) for p in people])
+        results = at_once(*[lambda p=p, a=approval: approval_decide(approval=a, approved=True,
+                                                                     decided_by=p)
+                            for p in people])
         assert sorted(kind for kind, _ in results) == ["error", "ok", "ok"], results
         [loser] = [value for kind, value in results if kind == "error"]
         assert isinstance(loser, RunStateError) and "already approved" in loser.message

@@ -40,7 +40,8 @@ class HumanStep(StepType):
         check_int(config, "linkExpiry", path, errors, 60_000, 30 * 86_400_000)
         timeout = config.get("timeout")
         for key in ("remindAfter", "escalateAfter"):
-            if isinstance(config.get(key), int) and isinstance(timeout, int) and config[key] >= timeout:
+            value = config.get(key)
+            if isinstance(value, int) and isinstance(timeout, int) and value >= timeout:
                 errors.add(f"{path}.config.{key}", f"{key} must come before the timeout.")
         if "escalateAfter" in config and not _strings(config.get("escalateTo")):
             errors.add(f"{path}.config.escalateTo",
