@@ -27,13 +27,13 @@ def _wire_the_run_store() -> None:
     """The store calls up through these, so it never imports the layers above it
     (docs/architecture.md, "Layers")."""
     from automation.engine.executor import execute_step
-    from automation.services import notifications
+    from automation.services import approvals, notifications
     from automation.store import doorbell, hooks
 
     doorbell.set_synchronous_runner(execute_step)
     hooks.on_run_end("webhooks", notifications.run_finished,
                      idle_when=notifications.subscribers_of)
-    hooks.on_approval_requested("webhooks", notifications.approval_requested)
+    hooks.on_approval_requested("human-tasks", approvals.approval_opened)
 
 
 def _wire_the_triggers() -> None:

@@ -12,8 +12,12 @@ def connect() -> None:
         signal.connect(functions_changed, sender=Function, dispatch_uid=f"catalog-{signal}")
     if not getattr(settings, "ENTITYFLOW_ENGINE_ENABLED", True):
         return
+    from automation.services import approvals
     from automation.triggers import events
     from entities import outbox
 
     outbox.subscribe("automation", events.handle_event, interested=events.is_interesting,
                      statement=events.event_statement)
+    # a change to the data a pending approval covers re-issues it (docs/user-guide/human-tasks.md)
+    outbox.subscribe("approvals", approvals.entity_changed,
+                     interested=approvals.entity_change_matters)

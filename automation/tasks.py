@@ -2,7 +2,7 @@
 path (`automation.tasks.step_execute`), so nothing below this layer imports it."""
 
 from automation.engine.executor import execute_step
-from automation.services.approvals import approvals_expire
+from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
 from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
@@ -23,6 +23,7 @@ def sweep_all() -> dict:
     """One pass over everything a crash or a lost task can leave behind
     (docs/reliability.md): events, steps, approvals, webhooks, schedules, batches."""
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
+            "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
             "batches": batches_sweep()}
 

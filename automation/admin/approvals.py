@@ -36,6 +36,19 @@ class ApprovalRequestAdmin(ReadOnlyAdmin):
         "context",
         "created_at",
         "decided_at",
+        "form",
+        "fields",
+        "snapshot",
+        "version",
+        "changes",
+        "history",
+        "reject_quorum",
+        "escalate_to",
+        "remind_at",
+        "reminded_at",
+        "escalate_at",
+        "escalated_at",
+        "link_expiry_seconds",
     ]
 
     def has_module_permission(self, request) -> bool:

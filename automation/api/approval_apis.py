@@ -1,8 +1,6 @@
-"""Approvals of `human` steps: API clients decide on behalf of an approver named in
-`decidedBy`; staff users decide as themselves."""
+"""Approvals of `human` steps (docs/user-guide/human-tasks.md): API clients decide on behalf of an
+approver named in `decidedBy`; staff users decide as themselves."""
 
-from django.contrib.auth import get_user_model
-from django.db.models import Q
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -18,7 +16,11 @@ from automation.api.base import (
 )
 from automation.api.schema import AnyJsonField, api_doc, paginated
 from automation.models import ApprovalRequest
-from automation.services.approvals import approval_decide, approvals_for_user, approver_matches
+from automation.services.approvals import (
+    approval_decide,
+    approver_matches,
+    approver_user,
+)
 
 
 def approvals():
@@ -36,6 +38,18 @@ class ApprovalSerializer(serializers.Serializer):
     decisions = AnyJsonField()
     context = AnyJsonField()
     deadline = serializers.DateTimeField(allow_null=True)
+    form = AnyJsonField(allow_null=True, help_text="JSON Schema of the data the approver enters.")
+    fields = AnyJsonField(allow_null=True, help_text="Covered entity fields; null: all.")
+    snapshot = AnyJsonField(help_text="The covered fields as the approver sees them.")
+    version = serializers.IntegerField(
+        help_text="Goes up when a covered field changes while pending; earlier decisions "
+                  "then no longer count.")
+    changes = AnyJsonField(help_text="What changed at the last re-issue: [{field, before, after}].")
+    rejectQuorum = serializers.IntegerField(source="reject_quorum")
+    remindAt = serializers.DateTimeField(source="remind_at", allow_null=True)
+    escalateAt = serializers.DateTimeField(source="escalate_at", allow_null=True)
+    remindedAt = serializers.DateTimeField(source="reminded_at", allow_null=True)
+    escalatedAt = serializers.DateTimeField(source="escalated_at", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
     decidedAt = serializers.DateTimeField(source="decided_at", allow_null=True)
 
@@ -47,26 +61,32 @@ class ApprovalListApi(ApiView):
     class QuerySerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=ApprovalRequest.Status.choices, required=False,
                                          default=ApprovalRequest.Status.PENDING)
+        assignee = serializers.CharField(
+            required=False, max_length=200,
+            help_text="`me` (staff: the requests you may decide), or for API clients a "
+                      "username or email: the requests that person may decide.")
+        workflowDefinitionId = serializers.CharField(required=False, max_length=200)
 
-    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400,),
+    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400, 422),
              responses={200: paginated(ApprovalSerializer, "PaginatedApprovalList")},
              summary="Approvals (API clients: all; staff: those they may decide)")
     def get(self, request):
         query = validate_query(ApprovalListApi.QuerySerializer, request)
-        user = request.user
+        user, assignee = request.user, query.get("assignee")
+        rows = approvals().filter(status=query["status"]).order_by("-created_at", "-id")
+        if query.get("workflowDefinitionId"):
+            rows = rows.filter(run__process__slug=query["workflowDefinitionId"])
         if isinstance(user, ApiClientUser):
-            items = approvals().filter(status=query["status"]).order_by("-created_at", "id")
-        elif query["status"] == ApprovalRequest.Status.PENDING:
-            items = approvals_for_user(user)
-        else:
-            items = [a for a in approvals().filter(status=query["status"]).order_by("-created_at")
-                     if approver_matches(a, name=user.username, user=user)]
+            if assignee == "me":
+                raise unprocessable("assignee", "An API client is no approver: name the person "
+                                                "(username or email) instead of `me`.")
+            if assignee:
+                person = approver_user(assignee)
+                rows = [a for a in rows if approver_matches(a, name=assignee, user=person)]
+            items = rows
+        else:  # staff see what they may decide, whatever `assignee` says
+            items = [a for a in rows if approver_matches(a, name=user.username, user=user)]
         return paginate(request, self, items, ApprovalSerializer)
-
-
-def approver_user(name: str):
-    """The Django user a `decidedBy` name belongs to, if any (so group entries match)."""
-    return get_user_model().objects.filter(Q(username__iexact=name) | Q(email__iexact=name)).first()
 
 
 class ApprovalDecideApi(ApiView):
@@ -77,6 +97,13 @@ class ApprovalDecideApi(ApiView):
         decidedBy = serializers.CharField(
             required=False, max_length=200,
             help_text="Required for API clients: the approver (username or email) they act for.")
+        data = AnyJsonField(
+            required=False,
+            help_text="What the approver entered: validated against the step's config.form "
+                      "(required when approving; 422 names `data.<field>`).")
+        version = serializers.IntegerField(
+            required=False, min_value=1,
+            help_text="The request version the approver saw; 409 if it was re-issued since.")
 
     @api_doc(request=InputSerializer, responses={200: ApprovalSerializer},
              errors=(400, 404, 409, 413, 422), summary="Approve or reject")
@@ -90,6 +117,7 @@ class ApprovalDecideApi(ApiView):
         else:
             name, user = request.user.username, request.user
         approval = approval_decide(approval=approval, approved=data["approved"],
-                                   comment=data["comment"], decided_by=name, user=user)
+                                   comment=data["comment"], decided_by=name, user=user,
+                                   data=data.get("data"), version=data.get("version"))
         approval = get_or_404(approvals(), "approval", pk=approval.pk)
         return Response(ApprovalSerializer(approval).data)

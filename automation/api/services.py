@@ -23,8 +23,8 @@ from entities.services import entity_create
 CASE_TYPE = "case"
 CASE_FIELDS = ("firstName", "lastName", "personalNumber", "phone", "companyName",
                "companyNumber", "companyAddress")
-WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "process.paused",
-                  "*")
+WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested",
+                  "approval.reminded", "approval.escalated", "process.paused", "*")
 
 
 def case_create(*, data: dict) -> Entity:

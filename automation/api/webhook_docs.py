@@ -40,18 +40,35 @@ RUN_FINISHED = {
         "finishedAt": {"type": ["string", "null"], "format": "date-time"},
     },
 }
-APPROVAL_REQUESTED = {
-    "type": "object",
-    "required": ["event", "id", "executionId", "step", "approvers", "deadline"],
-    "properties": {
-        "event": {"type": "string", "enum": ["approval.requested"]},
-        "id": {"type": "string", "description": "The approval request id."},
-        "executionId": {"type": "string", "format": "uuid"},
-        "step": {"type": "string", "description": "The id of the human step waiting."},
-        "approvers": {"type": "array", "items": {"type": "string"}},
-        "deadline": {"type": ["string", "null"], "format": "date-time"},
-    },
-}
+
+
+def _approval_event(event: str, extra: dict | None = None) -> dict:
+    return {
+        "type": "object",
+        "required": ["event", "id", "executionId", "step", "approvers", "deadline", "version"],
+        "properties": {
+            "event": {"type": "string", "enum": [event]},
+            "id": {"type": "string", "description": "The approval request id."},
+            "executionId": {"type": "string", "format": "uuid"},
+            "step": {"type": "string", "description": "The id of the human step waiting."},
+            "approvers": {"type": "array", "items": {"type": "string"}},
+            "deadline": {"type": ["string", "null"], "format": "date-time"},
+            "version": {"type": "integer", "description": "The request version; it goes up "
+                        "when a covered entity field changes while the request is pending."},
+            **(extra or {}),
+        },
+    }
+
+
+CHANGE = {"type": "object", "required": ["field", "before", "after"],
+          "properties": {"field": {"type": "string"}, "before": {}, "after": {}}}
+APPROVAL_REQUESTED = _approval_event("approval.requested", {"changes": {
+    "type": "array", "items": CHANGE,
+    "description": "Present when a change re-issued the request: what changed."}})
+APPROVAL_REMINDED = _approval_event("approval.reminded")
+APPROVAL_ESCALATED = _approval_event("approval.escalated", {"escalatedTo": {
+    "type": "array", "items": {"type": "string"},
+    "description": "The people (config.escalateTo) who may now decide too."}})
 PROCESS_PAUSED = {
     "type": "object",
     "required": ["event", "workflowDefinitionId", "reason", "pausedAt"],
@@ -74,7 +91,16 @@ EXAMPLES = {
     "approval.requested": {
         "event": "approval.requested", "id": "17",
         "executionId": "0b9f4c1e-5d7a-4b8e-9a43-2f6c1d8e7b10", "step": "manager-approval",
-        "approvers": ["finance"], "deadline": "2026-12-05T12:00:00+00:00"},
+        "approvers": ["finance"], "deadline": "2026-12-05T12:00:00+00:00", "version": 1},
+    "approval.reminded": {
+        "event": "approval.reminded", "id": "17",
+        "executionId": "0b9f4c1e-5d7a-4b8e-9a43-2f6c1d8e7b10", "step": "manager-approval",
+        "approvers": ["finance"], "deadline": "2026-12-05T12:00:00+00:00", "version": 1},
+    "approval.escalated": {
+        "event": "approval.escalated", "id": "17",
+        "executionId": "0b9f4c1e-5d7a-4b8e-9a43-2f6c1d8e7b10", "step": "manager-approval",
+        "approvers": ["finance", "group:directors"], "deadline": "2026-12-05T12:00:00+00:00",
+        "version": 1, "escalatedTo": ["group:directors"]},
     "process.paused": {
         "event": "process.paused", "workflowDefinitionId": "order-sync",
         "reason": "30 runs for entity ORD-7 in the last minute (perEntityPerMinute 30): "
@@ -110,3 +136,9 @@ APPROVAL_REQUESTED_HOOK = OpenApiWebhook("approval.requested", {"post": _operati
 PROCESS_PAUSED_HOOK = OpenApiWebhook("process.paused", {"post": _operation(
     "process.paused", PROCESS_PAUSED,
     "A process was paused by its circuit breaker; its new starts are held")})
+APPROVAL_REMINDED_HOOK = OpenApiWebhook("approval.reminded", {"post": _operation(
+    "approval.reminded", APPROVAL_REMINDED,
+    "A reminder went to the approvers (config.remindAfter)")})
+APPROVAL_ESCALATED_HOOK = OpenApiWebhook("approval.escalated", {"post": _operation(
+    "approval.escalated", APPROVAL_ESCALATED,
+    "A pending approval was escalated (config.escalateAfter, config.escalateTo)")})

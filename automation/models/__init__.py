@@ -1,5 +1,5 @@
 from automation.models.agents import Agent
-from automation.models.approvals import ApprovalRequest
+from automation.models.approvals import ApprovalLinkUse, ApprovalRequest
 from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
 from automation.models.connections import Connection, Function
@@ -12,7 +12,8 @@ from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 __all__ = [
     "Agent",
     "ApiClient", "ApiToken", "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
-    "ApiProcess", "ApprovalRequest", "Batch", "Connection", "Function", "IndexStamp",
+    "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function",
+    "IndexStamp",
     "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "WebhookDelivery",
     "WebhookSubscription",
 ]

@@ -30,12 +30,20 @@ def subscribers_of(event: str) -> QuerySet:
         Q(events__contains=[event]) | Q(events__contains=["*"]))
 
 
-def approval_requested(approval: ApprovalRequest) -> None:
-    notify("approval.requested", {
-        "event": "approval.requested", "id": str(approval.pk), "executionId": str(approval.run_id),
+def approval_event(approval: ApprovalRequest, event: str) -> None:
+    """approval.requested (also when a change re-issues the request: `version`, `changes`),
+    approval.reminded, approval.escalated (`escalatedTo`)."""
+    payload = {
+        "event": event, "id": str(approval.pk), "executionId": str(approval.run_id),
         "step": approval.step_run.step_id, "approvers": approval.approvers,
         "deadline": approval.deadline.isoformat() if approval.deadline else None,
-    })
+        "version": approval.version,
+    }
+    if approval.changes and event == "approval.requested":
+        payload["changes"] = approval.changes
+    if event == "approval.escalated":
+        payload["escalatedTo"] = approval.escalate_to
+    notify(event, payload)
 
 
 def notify(event: str, payload: dict) -> list[WebhookDelivery]:

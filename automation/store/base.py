@@ -233,6 +233,19 @@ class RunStore:
     def finish_child(self, child: StepRun, outcome: Outcome, *, duration_ms: int) -> None:
         children.finish_child(child, outcome, duration_ms=duration_ms)
 
+    def log_waiting(self, step_run_id: int, message: str, **data) -> bool:
+        """Add a line to a waiting step's log, so the run records what happened while it
+        waited (a reminder, an escalation, a re-issued approval request)."""
+        with transaction.atomic(using=self.using):
+            step_run = StepRun.objects.select_for_update().filter(
+                pk=step_run_id, status=StepRun.Status.WAITING).first()
+            if step_run is None:
+                return False
+            step_run.logs = [*step_run.logs, {"message": message, "at": timezone.now().isoformat(),
+                                              **data}]
+            StepRun.objects.filter(pk=step_run_id).update(logs=step_run.logs)
+        return True
+
     # -- run control -------------------------------------------------------------------
 
     def cancel(self, run: Run) -> Run:

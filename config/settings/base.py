@@ -182,7 +182,9 @@ SPECTACULAR_SETTINGS = {
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
                  "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK",
-                 "automation.api.webhook_docs.PROCESS_PAUSED_HOOK"],
+                 "automation.api.webhook_docs.PROCESS_PAUSED_HOOK",
+                 "automation.api.webhook_docs.APPROVAL_REMINDED_HOOK",
+                 "automation.api.webhook_docs.APPROVAL_ESCALATED_HOOK"],
     # /api/docs/ loads Swagger UI from drf-spectacular-sidecar's static files, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -226,6 +228,8 @@ ENTITYFLOW_PRUNE_CHUNK = int(os.environ.get("ENTITYFLOW_PRUNE_CHUNK", "1000"))
 ENTITYFLOW_METRICS_WINDOW = int(os.environ.get("ENTITYFLOW_METRICS_WINDOW", "10000"))
 
 # --- Integrations ---------------------------------------------------------------------
+# Where people reach this site: one-click approval links in emails start with it.
+ENTITYFLOW_PUBLIC_URL = os.environ.get("ENTITYFLOW_PUBLIC_URL", "http://localhost:8000")
 HUBSPOT_BASE_URL = os.environ.get("HUBSPOT_BASE_URL", "https://api.hubapi.com")
 DROPBOX_API_BASE_URL = os.environ.get("DROPBOX_API_BASE_URL", "https://api.dropboxapi.com")
 DROPBOX_CONTENT_BASE_URL = os.environ.get(

@@ -15,7 +15,8 @@ from automation.services import notifications
 
 pytestmark = pytest.mark.django_db
 
-EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "process.paused")
+EVENTS = ("workflow.completed", "workflow.failed", "approval.requested", "approval.reminded",
+          "approval.escalated", "process.paused")
 
 
 @pytest.fixture

@@ -91,8 +91,11 @@ def test_human_approval_approved_or_rejected(make_process, calls, approved):
     approval_decide(approval=approval, approved=approved, comment="ok", decided_by="manager@example.com")
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED
-    assert run.result["seen"] == {"approved": approved, "comments": ["ok"],
-                                  "decidedBy": ["manager@example.com"]}
+    seen = run.result["seen"]
+    assert {k: seen[k] for k in ("approved", "comment", "data", "decidedBy", "comments")} == {
+        "approved": approved, "comment": "ok", "data": {}, "decidedBy": "manager@example.com",
+        "comments": ["ok"]}
+    assert seen["decidedAt"] and len(seen["decisions"]) == 1
 
 
 def test_human_approval_timeout_goes_to_on_timeout(make_process, calls):
