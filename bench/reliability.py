@@ -795,7 +795,8 @@ def environment(database_url: str, redis_url: str, workdir: Path) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ENTITYFLOW_")}
     env.update({
         "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url, "Q_CLUSTER_NAME": "entityflow-bench-reliability",
+        "REDIS_URL": redis_url,
+        "Q_CLUSTER_NAME": os.environ.get("BENCH_CLUSTER_NAME", "entityflow-bench-reliability"),
         "Q_WORKERS": "1", "Q_TIMEOUT": "15", "Q_RETRY": "60", "DEBUG": "0",
         "LOG_LEVEL": "WARNING", "ENTITYFLOW_STEP_LEASE_SECONDS": "20",
         "ENTITYFLOW_FUNCTION_MODULES": "bench.reliability",
@@ -902,7 +903,7 @@ def main(argv: list[str]) -> int:
     plan = Plan(entities=entities, chaos=args.chaos, savers=4, **cadence,
                 drain_timeout=300 if args.quick else 1800, pg_crash=args.chaos,
                 other_faults=not args.pg_crash_only)
-    workdir = ROOT / "var" / "bench" / "reliability"
+    workdir = Path(os.environ.get("BENCH_WORKDIR") or ROOT / "var" / "bench" / "reliability")
     workdir.mkdir(parents=True, exist_ok=True)
     for old in workdir.glob("*.log"):
         old.unlink()
