@@ -695,6 +695,24 @@ class HttpLoad:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> None:
+        """Once this client holds a token (the load starts after it: a fault must not
+        catch the client before its first request)."""
+        import requests
+
+        self.session = requests.Session()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                answer = self.session.post(f"{self.base}/api/auth/authorize",
+                                           json=self.client, timeout=30)
+                if answer.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the HTTP client got no token in 120 s")
+            time.sleep(0.5)
+        self.session.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
         self._thread.start()
 
     def stop(self) -> None:
@@ -702,12 +720,7 @@ class HttpLoad:
         self._thread.join(60)
 
     def _loop(self) -> None:
-        import requests
-
-        with requests.Session() as session:
-            token = session.post(f"{self.base}/api/auth/authorize", json=self.client,
-                                 timeout=30).json()["accessToken"]
-            session.headers["Authorization"] = f"Bearer {token}"
+        with self.session as session:
             n = 0
             while not self._stop.is_set():
                 n += 1

@@ -248,4 +248,5 @@ def test_one_immediate_postgresql_restart_under_load(tmp_path):
     assert figures["pg_crashes"] == 1
     assert figures["lost"] == 0 and figures["duplicate_effects"] == 0
     assert figures["unexpected_5xx"] == 0 and figures["runs_failed"] == 0
+    assert figures["retry_later"] > 0  # the client kept calling through the outage
     assert figures["runs_completed"] == figures["runs_created"] == figures["runs_expected"]
