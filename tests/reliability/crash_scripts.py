@@ -53,9 +53,17 @@ def start_runs(count: str) -> dict:
     return {"runs": [str(run.pk) for run in runs]}
 
 
-def api_client() -> dict:
-    from automation.services.api_auth import api_client_create
+HOOK_TOKEN = "outage-webhook-token-0123456789"
 
+
+def api_client() -> dict:
+    """An API client, and a process with a webhook trigger on /outage (?token=HOOK_TOKEN)."""
+    from automation.services.api_auth import api_client_create
+    from automation.services.processes import process_save
+
+    process_save(slug="hooked", name="hooked", definition={
+        "steps": [{**TRANSFORM, "id": "s0"}],
+        "triggers": [{"type": "webhook", "config": {"path": "/outage", "token": HOOK_TOKEN}}]})
     client, secret = api_client_create(name="outage test", rate_limit_per_minute=0)
     return {"key": client.key, "secret": secret}
 

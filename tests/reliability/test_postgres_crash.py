@@ -22,6 +22,7 @@ import requests
 
 from bench import pgcluster
 from bench.reliability import retry_later
+from tests.reliability.crash_scripts import HOOK_TOKEN
 from tests.worker import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
@@ -162,8 +163,9 @@ def test_workers_hold_their_doorbells_while_the_database_is_down_and_resume_at_o
 def test_the_api_answers_503_with_retry_after_while_the_database_is_down(outage_cluster,
                                                                        tmp_path):
     """gunicorn on the private cluster, which then crashes and stays down: every request
-    answers 503 `unavailable` with Retry-After in the one error format (never 500) and
-    writes nothing; once the database is back the same requests succeed, with no restart."""
+    (API and an inbound webhook) answers 503 `unavailable` with Retry-After in the one
+    error format (never 500) and writes nothing; once the database is back the same
+    requests succeed, with no restart."""
     cluster = outage_cluster
     env = _env(cluster, REDIS_URL="")
     _migrated(cluster, env)
@@ -185,7 +187,8 @@ def test_the_api_answers_503_with_retry_after_while_the_database_is_down(outage_
         calls = [("post", "/api/events", {"type": "outage.test", "data": {"n": 1}}),
                  ("post", "/api/cases", {"firstName": "Outage"}),
                  ("get", f"/api/executions/{uuid.uuid4()}", None),
-                 ("get", "/api/runs", None)]
+                 ("get", "/api/runs", None),
+                 ("post", f"/hooks/outage?token={HOOK_TOKEN}", {"n": 1})]
 
         cluster.crash()
         for verb, path, body in calls:
@@ -197,6 +200,9 @@ def test_the_api_answers_503_with_retry_after_while_the_database_is_down(outage_
         cluster.start()
         assert _sql(cluster, "SELECT count(*) FROM entities_entityevent")[0][0] == events_before
         answer = session.post(f"{base}/api/events", json=calls[0][2], timeout=30)
+        assert answer.status_code == 202, answer.text[:300]
+        answer = session.post(f"{base}/hooks/outage?token={HOOK_TOKEN}", json={"n": 2},
+                              timeout=30)
         assert answer.status_code == 202, answer.text[:300]
         assert session.get(f"{base}/api/runs", timeout=30).status_code == 200
     finally:
