@@ -403,9 +403,11 @@ def _observe(args, servers, began, load, latencies) -> dict:
             load_avg.append(os.getloadavg()[0])
             next_window += window_s
         time.sleep(1)
-    if not tables or (time.monotonic() - began) % window_s > 30:
+    if len(tables) < round((time.monotonic() - began) / window_s):  # the last boundary
         tables.append(row_counts())
-    load_avg.append(os.getloadavg()[0])
+        load_avg.append(os.getloadavg()[0])
+    if len(load_avg) < len(tables) + 2:
+        load_avg.append(os.getloadavg()[0])
     rss_end = {label: rss_mb(pid) for label, pid in processes(servers).items()}
     windows = []
     for window in sorted(latencies.windows):
@@ -450,11 +452,14 @@ def report(f: dict) -> str:
         change = (v["end_mb"] / v["start_mb"] - 1) * 100 if v["start_mb"] else 0
         lines.append(f"| {label} | {v['start_mb']} | {v['end_mb']} | {change:+.1f} % |")
     lines.append("")
-    lines.append(f"| window ({f['window_s'] / 60:g} min) | requests | p50 (ms) | p99 (ms) | 5xx |")
-    lines.append("|---:|---:|---:|---:|---:|")
-    for w in f["windows"]:
+    lines.append(f"| window ({f['window_s'] / 60:g} min) | requests | p50 (ms) | p99 (ms) | 5xx "
+                 "| load average at its end |")
+    lines.append("|---:|---:|---:|---:|---:|---:|")
+    loads = f["load_average"][1:]
+    for i, w in enumerate(f["windows"]):
+        load = loads[i] if i < len(loads) else ""
         lines.append(f"| {w['window']} | {w['requests']} | {w['p50_ms']} | {w['p99_ms']} | "
-                     f"{w['errors_5xx']} |")
+                     f"{w['errors_5xx']} | {load} |")
     lines.append("")
     heads = [f"after {f['window_s'] * (i + 1) / 60:g} min" for i in range(len(f["tables"]))]
     lines.append("| table | " + " | ".join(heads) + " |")
