@@ -59,6 +59,8 @@ def through(fn: Callable[[], T], *, what: str = "task", using: str = DEFAULT_DB_
         try:
             return fn()
         except (OperationalError, InterfaceError) as exc:
+            if connections[using].in_atomic_block:
+                raise  # a caller's transaction: its connection is not ours to replace
             if reachable(using):
                 raise  # the database answers: not an outage (a lost connection, a bad query)
             _outage_began(exc, what)
