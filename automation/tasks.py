@@ -8,11 +8,14 @@ from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
 from automation.services.webhooks import deliveries_due_sweep
 from automation.triggers.schedules import sync_schedules
+from entities.db import outage
 from entities.outbox import events_sweep
 
 
 def step_execute(step_run_id: int) -> None:
-    execute_step(step_run_id)
+    # A database that refuses connections holds this doorbell (and so the worker) until
+    # it answers again, instead of failing one doorbell after another (entities.db.outage).
+    outage.through(lambda: execute_step(step_run_id), what=f"step run {step_run_id}")
 
 
 def sweep() -> dict:

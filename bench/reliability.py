@@ -12,8 +12,14 @@ processes with one worker each run the steps (Redis broker, PostgreSQL). While t
 runs, an HTTP client publishes events and starts runs through the API (gunicorn).
 
 With --chaos, while the load runs: a worker is SIGKILLed every few seconds and a new one
-started, the PostgreSQL connections of every other process are terminated once, and
-Redis is restarted once (always started again, also when the scenario fails). Lost work
+started, the PostgreSQL connections of every other process are terminated once, Redis is
+restarted once (always started again, also when the scenario fails), and PostgreSQL
+crashes once: the scenario then runs on a private cluster of its own (bench/pgcluster.py),
+stopped in immediate mode (no checkpoint; WAL replay on start) and started again a few
+seconds later. Workers and the app server are not restarted: they must recover by
+themselves, and the API must answer 503 with Retry-After meanwhile, never 500.
+`--pg-crash-only` crashes PostgreSQL and does nothing else, so what the crash costs
+(steps run again) is its own. Lost work
 is recovered by the sweeper: the harness calls automation.tasks.sweep_all
 every few seconds, as the scheduled sweeper does every minute, with a shorter pending
 grace (ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS) so a lost doorbell costs seconds here.
@@ -26,7 +32,9 @@ least once means a step whose worker died after its side effect runs again), los
 (qualifying events without a run, plus runs not finished when the drain timed out),
 unexpected_5xx (5xx answers to the scenario's HTTP traffic, less the retry_later ones),
 retry_later (503 answers with Retry-After in the error format: the API's designed answer
-to a database connection lost after a commit), workers_killed.
+to a database connection lost after a commit, or to a database that refuses connections),
+workers_killed, pg_crashes (immediate PostgreSQL stops), steps_rerun (step runs claimed more
+than once: what the faults cost).
 """
 
 from __future__ import annotations
@@ -317,6 +325,9 @@ class Plan:
     pending_grace: float = 8.0  # ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS while it runs
     drain_timeout: float = 300.0
     prefix: str = "REL"
+    pg_crash: bool = False  # with chaos: crash the private cluster once (Scenario.cluster)
+    pg_down_seconds: float = 3.0
+    other_faults: bool = True  # with chaos: kill workers, terminate connections, restart Redis
 
 
 @dataclass
@@ -329,8 +340,9 @@ class Scenario:
     """Drives one load (and chaos) round from this process, which must have Django set up
     on the same database the workers and savers use (`env`)."""
 
-    def __init__(self, plan: Plan, *, env: dict, workdir: Path, http=None):
+    def __init__(self, plan: Plan, *, env: dict, workdir: Path, http=None, cluster=None):
         self.plan, self.env, self.workdir, self.http = plan, env, workdir, http
+        self.cluster = cluster  # a bench.pgcluster.PrivateCluster to crash (plan.pg_crash)
         self.effects = Path(env[EFFECTS_ENV])
         self.redis = Redis(env["REDIS_URL"]) if env.get("REDIS_URL") else None
         self.clusters: list[Proc] = []
@@ -362,8 +374,9 @@ class Scenario:
             if self.redis and self.redis.local():
                 self.redis.ensure_running()
             stop_all([*savers, *self.clusters])
-        return Outcome(tally(self.effects, http=self.http, killed=self.details["workers_killed"]),
-                       dict(self.details))
+        figures = tally(self.effects, http=self.http, killed=self.details["workers_killed"])
+        figures["pg_crashes"] = self.details["pg_crashes"]
+        return Outcome(figures, dict(self.details))
 
     def _spawn(self) -> Proc:
         self.spawned += 1
@@ -380,14 +393,18 @@ class Scenario:
         plan = self.plan
         next_kill = time.monotonic() + plan.kill_every
         next_sweep = time.monotonic() + plan.sweep_every
-        faults = {"db": False, "redis": not (self.redis and self.redis.local())}
-        if plan.chaos and faults["redis"]:
+        others = plan.other_faults
+        faults = {"db": not others, "redis": not (others and self.redis and self.redis.local()),
+                  "pg": not (plan.pg_crash and self.cluster)}
+        if plan.chaos and others and faults["redis"]:
             self.details["redis_restart_skipped"] = 1  # not a local Redis: leave it alone
+        if plan.chaos and plan.pg_crash and not self.cluster:
+            self.details["pg_crash_skipped"] = 1
         while True:
             now = time.monotonic()
             saving = any(s.alive() for s in savers)
             done = self._progress()
-            if plan.chaos and now >= next_kill:
+            if plan.chaos and others and now >= next_kill:
                 self._kill_one()
                 next_kill = now + plan.kill_every
             if plan.chaos and not faults["db"] and (done >= 0.3 or not saving):
@@ -397,12 +414,15 @@ class Scenario:
                 self.redis.restart()
                 self.details["redis_restarts"] += 1
                 faults["redis"] = True
+            if plan.chaos and not faults["pg"] and (done >= 0.45 or not saving):
+                self._crash_postgres()
+                faults["pg"] = True
             if now >= next_sweep:
                 self._sweep()
                 next_sweep = now + plan.sweep_every
             self._replace_dead()
-            enough = not plan.chaos or (all(faults.values())
-                                        and self.details["workers_killed"] >= plan.min_kills)
+            enough = not plan.chaos or (all(faults.values()) and (
+                not others or self.details["workers_killed"] >= plan.min_kills))
             if not saving and enough:
                 break
             time.sleep(0.2)
@@ -412,13 +432,31 @@ class Scenario:
         return time.monotonic()
 
     def _progress(self) -> float:
+        from django.db import connections
+
         from entities.models import Entity
 
         try:
             moved = Entity.objects.filter(entity_type__key=ENTITY_TYPE, status=FLOW[-1]).count()
-        except Exception:  # noqa: BLE001  (our own connection is never terminated, but be safe)
+        except Exception:  # noqa: BLE001  (a crashed database: reconnect next time)
+            connections.close_all()
             return 0.0
         return moved / max(1, self.plan.entities)
+
+    def _crash_postgres(self) -> None:
+        """Immediate stop (every server process quits, no checkpoint), down for a few
+        seconds, start (WAL replay). Nobody else is told: workers, savers and the app
+        server find out by themselves. This process drops its broken connection."""
+        from django.db import connections
+
+        began = time.monotonic()
+        self.cluster.crash()
+        self.details["pg_crashes"] += 1
+        time.sleep(self.plan.pg_down_seconds)
+        self.cluster.start()
+        self.details["pg_outage_s"] = round(time.monotonic() - began, 1)
+        self.details["pg_back_at"] = time.monotonic()
+        connections.close_all()
 
     def _kill_one(self) -> None:
         victim = self.rng.randrange(len(self.clusters))
@@ -440,7 +478,10 @@ class Scenario:
         try:
             swept = sweep_all()
         except Exception:  # noqa: BLE001  (the broker may be down right now: next time)
+            from django.db import connections
+
             self.details["sweeps_failed"] += 1
+            connections.close_all()
             return
         self.details["sweeps"] += 1
         self.details["events_swept"] += swept["events"]
@@ -454,11 +495,20 @@ class Scenario:
             if time.monotonic() >= next_sweep:
                 self._sweep()
                 next_sweep = time.monotonic() + self.plan.sweep_every
-            if all_settled():
+            if self._settled():
                 return time.monotonic()
             time.sleep(0.5)
         self.details["drain_timed_out"] = 1
         return time.monotonic()
+
+    def _settled(self) -> bool:
+        from django.db import DatabaseError, connections
+
+        try:
+            return all_settled()
+        except DatabaseError:  # the database restarting: ask again
+            connections.close_all()
+            return False
 
 
 def processes() -> tuple[str, ...]:
@@ -541,7 +591,7 @@ def repeats_beyond_attempts(effects: Path) -> list[str]:
 
 
 def tally(effects: Path, *, http=None, killed: int = 0) -> dict:
-    from automation.models import Run
+    from automation.models import Run, StepRun
     from entities.models import EntityEvent
 
     expected, started = expected_runs(), event_runs()
@@ -565,12 +615,14 @@ def tally(effects: Path, *, http=None, killed: int = 0) -> dict:
         "unexpected_5xx": http.errors_5xx - http.retry_later if http else 0,
         "retry_later": http.retry_later if http else 0,
         "workers_killed": killed,
+        "steps_rerun": StepRun.objects.filter(run__process__slug__in=processes(),
+                                              attempt__gt=1).count(),
     }
 
 
 def checks(figures: dict, effects: Path) -> list[str]:
     """Everything that must hold after a round; empty when it passed."""
-    from automation.models import Run, StepRun
+    from automation.models import Run
     from entities.models import EntityEvent
 
     problems = []
@@ -589,7 +641,8 @@ def checks(figures: dict, effects: Path) -> list[str]:
     if figures["duplicate_effects"]:
         problems.append(f"duplicate_effects = {figures['duplicate_effects']}: a repeated step "
                         "sent a new idempotency key, so its effect happened twice")
-    if figures["repeated_executions"] and not figures["workers_killed"]:
+    faults = figures["workers_killed"] + figures.get("pg_crashes", 0)
+    if figures["repeated_executions"] and not faults:
         problems.append(f"repeated_executions = {figures['repeated_executions']} without any "
                         "fault")
     unexplained = repeats_beyond_attempts(effects)
@@ -604,8 +657,8 @@ def checks(figures: dict, effects: Path) -> list[str]:
         problems.append(f"{len(unseen)} completed effect steps left no effect, e.g. {unseen[0]}")
     if figures["runs_completed"] != figures["runs_created"]:
         problems.append(f"{figures['runs_completed']} of {figures['runs_created']} runs completed")
-    rerun = StepRun.objects.filter(run__process__slug__in=processes(), attempt__gt=1).count()
-    if rerun and not figures["workers_killed"]:
+    rerun = figures.get("steps_rerun", 0)
+    if rerun and not faults:
         problems.append(f"{rerun} steps ran more than once without any fault")
     return problems
 
@@ -642,6 +695,24 @@ class HttpLoad:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> None:
+        """Once this client holds a token (the load starts after it: a fault must not
+        catch the client before its first request)."""
+        import requests
+
+        self.session = requests.Session()
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                answer = self.session.post(f"{self.base}/api/auth/authorize",
+                                           json=self.client, timeout=30)
+                if answer.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the HTTP client got no token in 120 s")
+            time.sleep(0.5)
+        self.session.headers["Authorization"] = f"Bearer {answer.json()['accessToken']}"
         self._thread.start()
 
     def stop(self) -> None:
@@ -649,12 +720,7 @@ class HttpLoad:
         self._thread.join(60)
 
     def _loop(self) -> None:
-        import requests
-
-        with requests.Session() as session:
-            token = session.post(f"{self.base}/api/auth/authorize", json=self.client,
-                                 timeout=30).json()["accessToken"]
-            session.headers["Authorization"] = f"Bearer {token}"
+        with self.session as session:
             n = 0
             while not self._stop.is_set():
                 n += 1
@@ -695,7 +761,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench reliability",
                                      description="Reliability under load and faults.")
     parser.add_argument("--chaos", action="store_true",
-                        help="kill workers, terminate database connections, restart Redis")
+                        help="kill workers, terminate database connections, restart Redis, "
+                             "crash PostgreSQL (a private cluster) once")
+    parser.add_argument("--pg-crash-only", action="store_true",
+                        help="with --chaos: only the PostgreSQL crash (what it costs alone)")
     parser.add_argument("--quick", action="store_true", help="500 entities instead of 5,000")
     parser.add_argument("--entities", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -707,6 +776,20 @@ def _urls() -> tuple[str, str]:
     redis_url = (os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL")
                  or "redis://127.0.0.1:6379/0")
     return database, redis_url
+
+
+def private_cluster():
+    """A started PostgreSQL cluster of the bench's own (bench/pgcluster.py), tuned like a
+    small server: the crash must cost what it would cost there."""
+    from bench.pgcluster import PrivateCluster
+
+    cluster = PrivateCluster({"max_connections": 200, "shared_buffers": "128MB"})
+    try:
+        cluster.start()
+    except Exception:
+        cluster.destroy()
+        raise
+    return cluster
 
 
 def _database(url: str, *, create: bool) -> None:
@@ -725,7 +808,8 @@ def environment(database_url: str, redis_url: str, workdir: Path) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ENTITYFLOW_")}
     env.update({
         "DJANGO_SETTINGS_MODULE": "config.settings.local", "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url, "Q_CLUSTER_NAME": "entityflow-bench-reliability",
+        "REDIS_URL": redis_url,
+        "Q_CLUSTER_NAME": os.environ.get("BENCH_CLUSTER_NAME", "entityflow-bench-reliability"),
         "Q_WORKERS": "1", "Q_TIMEOUT": "15", "Q_RETRY": "60", "DEBUG": "0",
         "LOG_LEVEL": "WARNING", "ENTITYFLOW_STEP_LEASE_SECONDS": "20",
         "ENTITYFLOW_FUNCTION_MODULES": "bench.reliability",
@@ -787,14 +871,18 @@ def summary(outcome: Outcome, plan: Plan, http: HttpLoad | None, problems: list[
              f"{f['runs_created']}, completed {f['runs_completed']}, failed {f['runs_failed']}",
              f"  duplicate effects {f['duplicate_effects']}, repeated executions "
              f"{f['repeated_executions']}"
-             + (" (steps run again after their worker was killed mid-step; the same "
+             + (" (steps run again after a fault cut them off mid-step; the same "
                 "idempotency key each time)"
                 if f["repeated_executions"] and not f["duplicate_effects"] else "")
              + f", lost {f['lost']}, "
              f"workers killed {f['workers_killed']}, workers died on their own "
              f"{d.get('workers_died', 0)}",
              f"  faults: db connections terminated {d.get('db_connections_terminated', 0)}, "
-             f"redis restarts {d.get('redis_restarts', 0)}",
+             f"redis restarts {d.get('redis_restarts', 0)}, PostgreSQL crashes "
+             f"{f.get('pg_crashes', 0)}"
+             + (f" (down {d.get('pg_outage_s')} s from the immediate stop to accepting "
+                f"connections again)" if f.get("pg_crashes") else "")
+             + f"; steps run again {f.get('steps_rerun', 0)}",
              f"  sweeper: {d.get('sweeps', 0)} sweeps ({d.get('sweeps_failed', 0)} failed), "
              f"{d.get('events_swept', 0)} events and {d.get('doorbells_resent', 0)} step "
              f"doorbells re-sent",
@@ -826,21 +914,28 @@ def main(argv: list[str]) -> int:
     cadence = {"sweep_every": 10.0, "pending_grace": 30.0} if entities <= 1000 else \
         {"sweep_every": 60.0, "pending_grace": 60.0}
     plan = Plan(entities=entities, chaos=args.chaos, savers=4, **cadence,
-                drain_timeout=300 if args.quick else 1800)
-    workdir = ROOT / "var" / "bench" / "reliability"
+                drain_timeout=300 if args.quick else 1800, pg_crash=args.chaos,
+                other_faults=not args.pg_crash_only)
+    workdir = Path(os.environ.get("BENCH_WORKDIR") or ROOT / "var" / "bench" / "reliability")
     workdir.mkdir(parents=True, exist_ok=True)
     for old in workdir.glob("*.log"):
         old.unlink()
     shutil.rmtree(workdir / "effects.applied", ignore_errors=True)
     database_url, redis_url = _urls()
     redis = Redis(redis_url)
+    cluster = None
     try:
+        if plan.pg_crash:  # a server of our own to crash, never a shared one
+            cluster = private_cluster()
+            database_url = cluster.url(DATABASE)
         _database(database_url, create=True)
         if not redis.ping():
             raise RuntimeError(f"Redis is not answering at {redis_url}")
     except Exception as exc:  # noqa: BLE001
         print(f"reliability: needs PostgreSQL and Redis: {exc}", file=sys.stderr)
         print(json.dumps({"reliability": {"error": str(exc)}}))
+        if cluster:
+            cluster.destroy()
         return 2
     env = environment(database_url, redis_url, workdir)
     server = http = None
@@ -848,7 +943,7 @@ def main(argv: list[str]) -> int:
         client = _setup(env)
         server, base = _gunicorn(env, workdir)
         http = HttpLoad(base, client)
-        outcome = Scenario(plan, env=env, workdir=workdir, http=http).run()
+        outcome = Scenario(plan, env=env, workdir=workdir, http=http, cluster=cluster).run()
         problems = checks(outcome.figures, Path(env[EFFECTS_ENV]))
     except Exception as exc:  # noqa: BLE001  (the last line is JSON either way)
         import traceback
@@ -865,7 +960,11 @@ def main(argv: list[str]) -> int:
         from django.db import connections
 
         connections.close_all()
-        _database(database_url, create=False)
+        if cluster:
+            shutil.copy(cluster.log, workdir / "postgresql.log")
+            cluster.destroy()
+        else:
+            _database(database_url, create=False)
     print(summary(outcome, plan, http, problems))
     print(json.dumps({"reliability": outcome.figures}))
     return 1 if problems else 0

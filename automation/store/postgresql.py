@@ -1,6 +1,6 @@
 """The PostgreSQL run store: a claim, a completed step's record and a run's start in one
-statement each, planned once per connection where that pays, committed without waiting
-for the disk. Whatever a statement cannot say takes the portable way (store.base).
+statement each, planned once per connection where that pays; claims commit without
+waiting for the disk. Whatever a statement cannot say takes the portable way (store.base).
 
 Claiming (RunStore.claim) is the conditional UPDATE and then a SELECT of the row
 with its run and process; here the SELECT reads the UPDATE's RETURNING instead:
@@ -28,14 +28,15 @@ committed before its successor can start, docs/architecture.md):
                       AND EXISTS (SELECT 1 FROM recorded))
     SELECT (SELECT count(*) FROM recorded), (SELECT id FROM follower)
 
-These statements commit without waiting for the disk (entities.db.commits): still
-committed, visible and atomic before the successor starts; only a crash of the database
-server in the next fraction of a second could forget them, and then the work since the
-last durable commit is done again, as after a lost worker (the same attempt, so the same
-idempotency key). Nothing has left the system on the strength of them: before a step
-that may call out runs, the executor makes an ordinary commit, which makes everything
-written before it durable too; a run's end that a run-end hook has work for (a webhook
-delivery to write, store.hooks) takes the general way (an ordinary commit).
+A claim commits without waiting for the disk (entities.db.commits): it is internal
+bookkeeping (who holds the step, until when); only a crash of the database server in the
+next fraction of a second could forget it, and then the step is claimed again, as after
+a lost worker (the same attempt, so the same idempotency key). Before a step that may
+call out runs, the executor makes an ordinary commit, which makes the claim durable.
+
+A recorded step is an ordinary (flushed) commit: its output is shown on the API
+(`?expand=steps`), and a run's end is what a client polls for, so nothing of it may be
+visible before it is durable (docs/operating.md, "Commits and the disk").
 
 When the statement writes nothing (the claim was lost, the run is no longer running, or
 a run-end hook has work to do), nothing has changed and
@@ -243,7 +244,8 @@ class PostgresRunStore(RunStore):
             select += "NULL"
         sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
         with connections[self.using].cursor() as cursor:
-            commits.execute_alone(cursor, sql, params, using=self.using)
+            # durable: the step's output and a run's end are readable at once (see above)
+            commits.execute_alone(cursor, sql, params, using=self.using, durable=True)
             count, follower_pk = cursor.fetchone()
         return bool(count), follower_pk
 

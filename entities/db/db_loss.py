@@ -189,13 +189,24 @@ def run_view(attempt: Callable[[], T], *, what: str = "request") -> T:
             if not writes.lost(exc):
                 raise
             drop(conn)
-            if writes.applied or retried:
-                logger.error("%s lost its database connection %s; answering 503", what,
-                             "after committing" if writes.applied else "twice", exc_info=exc)
-                raise DatabaseUnavailable(applied=writes.applied) from exc
+            if writes.applied:
+                logger.error("%s lost its database connection after committing; answering "
+                             "503", what, exc_info=exc)
+                raise DatabaseUnavailable(applied=True) from exc
+            if retried:  # nothing written: a database down or refusing connections is one
+                # line per request, not a traceback each (docs/reliability.md)
+                logger.error("%s found the database unavailable twice (%s); answering 503, "
+                             "nothing applied", what, _first_line(exc))
+                raise DatabaseUnavailable(applied=False) from exc
             logger.warning("%s lost its database connection before committing anything "
-                           "(%s); running it again on a fresh connection", what, exc)
+                           "(%s); running it again on a fresh connection", what,
+                           _first_line(exc))
             retried = True
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read(fn: Callable[[], T]) -> T:

@@ -20,6 +20,7 @@ from automation.triggers.webhooks.services import (
     webhook_triggers_for,
 )
 from config.api_errors import error_body
+from entities.db import db_loss
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,25 @@ DEFAULT_MAX_BYTES = 256 * 1024
 
 @csrf_exempt
 def webhook_receive(request: HttpRequest, path: str) -> JsonResponse:
-    try:
+    read: list[bytes] = []  # the body is read once, also when the delivery runs twice
+
+    def deliver() -> list[Delivery]:
         triggers = webhook_triggers_for(path, request.method or "")
-        body = read_body(request)
-        deliveries = webhook_deliver(triggers=triggers, body=body, headers=request.headers,
-                                     token=request.GET.get("token"))
+        if not read:
+            read.append(read_body(request))
+        return webhook_deliver(triggers=triggers, body=read[0], headers=request.headers,
+                               token=request.GET.get("token"))
+
+    try:
+        # A lost or refused database connection: once more on a fresh connection if
+        # nothing was committed, else 503 + Retry-After, as the API (entities.db.db_loss)
+        deliveries = db_loss.run_view(deliver, what=f"webhook {path}")
     except AutomationError as exc:
         return error_response(exc)
+    except db_loss.DatabaseUnavailable as exc:
+        response = JsonResponse(error_body(exc.error_code, str(exc.detail)), status=503)
+        response["Retry-After"] = str(exc.wait)
+        return response
     except Exception:
         logger.exception("inbound webhook on %s failed", path)
         return JsonResponse(error_body("server_error", "The webhook could not be processed."),
