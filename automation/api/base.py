@@ -185,7 +185,10 @@ def methods(*views: type[APIView]):
 
 class NotFoundApi(ApiView):
     """Anything under /api/ that matches no endpoint: 404 in the one error format
-    (after authentication, like every other endpoint)."""
+    (after authentication, like every other endpoint). Any token that may read gets the
+    404, whatever the method."""
+
+    required_scope = "read"
 
     @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):

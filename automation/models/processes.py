@@ -14,6 +14,9 @@ class ApiProcess(models.Model):
     )
     enabled = models.BooleanField(default=True)
     metadata = models.JSONField(default=dict, blank=True)
+    parameters_schema = models.JSONField(
+        null=True, blank=True,
+        help_text="Optional JSON Schema that every parameter set of this process must match.")
     current_version = models.ForeignKey(
         "ProcessVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -136,7 +136,15 @@ else:
 # --- REST API -------------------------------------------------------------------------
 # Bearer tokens for API clients first (so a missing token is a 401 with WWW-Authenticate),
 # then staff sessions (with CSRF) for the browser. Throttle counters live in the default
-# cache: local memory unless CACHES says otherwise, so each process counts on its own.
+# cache: Redis when REDIS_URL is set, so every server process shares one count; local
+# memory otherwise, where each process counts on its own (docs/operating.md).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": os.environ.get("ENTITYFLOW_CACHE_PREFIX", "entityflow")}}
+# X-Forwarded-For is believed for this many proxy hops in front of the app (0: never),
+# so a client cannot pick its own address, and with it a fresh rate limit, by sending it.
+ENTITYFLOW_TRUSTED_PROXIES = int(os.environ.get("ENTITYFLOW_TRUSTED_PROXIES", "0"))
 ENTITYFLOW_ACCESS_TOKEN_SECONDS = int(os.environ.get("ENTITYFLOW_ACCESS_TOKEN_SECONDS", "3600"))
 ENTITYFLOW_REFRESH_TOKEN_SECONDS = int(
     os.environ.get("ENTITYFLOW_REFRESH_TOKEN_SECONDS", str(30 * 86400))
@@ -154,11 +162,14 @@ REST_FRAMEWORK = {
         "automation.api.auth.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["automation.api.auth.IsApiClientOrStaff"],
+    # who may call at all, then whether an API client's scopes allow this call
+    "DEFAULT_PERMISSION_CLASSES": ["automation.api.auth.IsApiClientOrStaff",
+                                   "automation.api.scopes.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["automation.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["automation.api.throttles.ClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("ENTITYFLOW_AUTH_RATE", "60/minute")},
+    "NUM_PROXIES": ENTITYFLOW_TRUSTED_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "automation.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
 }
