@@ -1,6 +1,8 @@
 """Workflow definitions (API processes) in the JSON shape of docs/user-guide/processes.md."""
 
 from django.utils.text import slugify
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -51,9 +53,21 @@ class DefinitionInputSerializer(serializers.Serializer):
     steps = StepsField()
     triggers = TriggersField(required=False, default=list)
     metadata = ObjectField(required=False, default=dict)
+    parametersSchema = ObjectField(
+        required=False, allow_null=True,
+        help_text="JSON Schema every parameter set (POST /api/parameters) must match; null "
+                  "for none. Left out: the stored one is kept.")
 
     class Meta:
         ref_name = "WorkflowDefinitionInput"
+
+    def validate_parametersSchema(self, value):
+        if value is not None:
+            try:
+                Draft202012Validator.check_schema(value)
+            except SchemaError as exc:
+                raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}")
+        return value
 
 
 def save_definition(data: dict, *, slug: str, user,
@@ -67,11 +81,12 @@ def save_definition(data: dict, *, slug: str, user,
         entity_type = EntityType.objects.filter(key=data["entityType"]).first()
         if entity_type is None:
             raise unprocessable("entityType", f"No entity type '{data['entityType']}'.")
+    extra = {"parameters_schema": data["parametersSchema"]} if "parametersSchema" in data else {}
     return process_save(
         slug=slug, name=data["name"], description=data.get("description") or "",
         definition={"steps": data["steps"], "triggers": triggers},
         entity_type=entity_type, enabled=data.get("enabled", True),
-        metadata=data.get("metadata") or {}, user=user)
+        metadata=data.get("metadata") or {}, user=user, **extra)
 
 
 def unique_slug(name: str) -> str:
@@ -143,6 +158,7 @@ class DefinitionUpdateApi(ApiView):
         current = {"name": process.name, "description": process.description,
                    "entityType": process.entity_type.key if process.entity_type else None,
                    "enabled": process.enabled, "metadata": process.metadata,
+                   "parametersSchema": process.parameters_schema,
                    "steps": process.definition.get("steps", []),
                    "triggers": process.definition.get("triggers", [])}
         data = validate_input(DefinitionInputSerializer, {**current, **request.data}
