@@ -118,8 +118,39 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
     if not isinstance(data, dict):
         raise ParseError("The request body must be a JSON object.")
     serializer = serializer_class(data=data, partial=partial, context=context or {})
+    if mistyped := not_strings(serializer, data):
+        raise ValidationError(mistyped)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def not_strings(serializer: serializers.Serializer, data: dict, prefix: str = "") -> dict:
+    """String fields sent as something else (`"firstName": 12`): DRF would store "12";
+    the API answers 422 naming the field instead (docs/rest-api.md#errors)."""
+    problems: dict[str, list[str]] = {}
+    for name, field in serializer.fields.items():
+        if field.read_only or name not in data:
+            continue
+        value, path = data[name], f"{prefix}{name}"
+        if isinstance(field, serializers.CharField) and value is not None \
+                and not isinstance(value, str):
+            problems[path] = [f"Expected a string, got {json_kind(value)}."]
+        elif isinstance(field, serializers.Serializer) and isinstance(value, dict):
+            problems.update(not_strings(field, value, f"{path}."))
+        elif isinstance(field, serializers.ListField) and isinstance(value, list) \
+                and isinstance(field.child, serializers.CharField):
+            for index, item in enumerate(value):
+                if item is not None and not isinstance(item, str):
+                    problems[f"{path}[{index}]"] = [f"Expected a string, got {json_kind(item)}."]
+    return problems
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def validate_query(serializer_class: type[serializers.Serializer], request) -> dict:

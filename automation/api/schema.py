@@ -78,7 +78,15 @@ STEP_SCHEMA = {
         "id": {"type": "string"},
         "name": {"type": "string"},
         "type": {"type": "string", "enum": list(STEP_TYPES)},
-        "function": {"type": "string"},
+        "function": {"oneOf": [
+            {"type": "string", "description": "The name of a function."},
+            {"type": "object", "description": "An inline function, stored with the "
+                                              "definition version.",
+             "required": ["name", "action"],
+             "properties": {"name": {"type": "string"}, "action": {"type": "string"},
+                            "config": {"type": "object", "additionalProperties": True},
+                            "description": {"type": "string"}},
+             "additionalProperties": False}]},
         "condition": {"type": "string"},
         "next": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "config": {"type": "object", "additionalProperties": True},
