@@ -66,7 +66,8 @@ class DefinitionInputSerializer(serializers.Serializer):
             try:
                 Draft202012Validator.check_schema(value)
             except SchemaError as exc:
-                raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}")
+                raise serializers.ValidationError(
+                    f"Not a valid JSON Schema: {exc.message}") from None
         return value
 
 

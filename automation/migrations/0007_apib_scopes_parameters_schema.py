@@ -1,8 +1,9 @@
 """API client scopes (existing clients keep every scope: the default is all of them) and an
 optional parameters JSON Schema per workflow definition."""
 
-import automation.models.clients
 from django.db import migrations, models
+
+import automation.models.clients
 
 
 class Migration(migrations.Migration):
