@@ -57,6 +57,11 @@ class DefinitionInputSerializer(serializers.Serializer):
         required=False, allow_null=True,
         help_text="JSON Schema every parameter set (POST /api/parameters) must match; null "
                   "for none. Left out: the stored one is kept.")
+    version = serializers.IntegerField(required=False, allow_null=True,
+                                       help_text="Ignored (output only).")
+    # Output-only keys, accepted and ignored so that a body read with GET can be sent back.
+    createdAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
+    updatedAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
 
     class Meta:
         ref_name = "WorkflowDefinitionInput"

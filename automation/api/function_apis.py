@@ -42,6 +42,9 @@ class FunctionInputSerializer(serializers.Serializer):
     connection = serializers.CharField(max_length=100, required=False, allow_null=True,
                                        default=None, help_text="A connection's name.")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    # Output-only keys, accepted and ignored so that a body read with GET can be sent back.
+    createdAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
+    updatedAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
 
     class Meta:
         ref_name = "FunctionInput"

@@ -176,7 +176,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "entityflow API",
     "DESCRIPTION": "Entities, API processes, runs, events and webhooks. Authenticate with "
-                   "POST /api/auth/authorize and send `Authorization: Bearer <accessToken>`.",
+                   "POST /api/auth/authorize and send `Authorization: Bearer <accessToken>`. "
+                   "Every call needs a scope (read, run, define or admin; 403 without it). "
+                   "No string or key in a body may contain a NUL character (422 naming it).",
     "VERSION": "1.0.0",
     "SCHEMA_PATH_PREFIX": "/api",
     "COMPONENT_SPLIT_REQUEST": True,
@@ -186,7 +188,9 @@ SPECTACULAR_SETTINGS = {
     # the outbound deliveries, in the document's `webhooks` section (OpenAPI 3.1)
     "OAS_VERSION": "3.1.0",
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "automation.api.schema.any_value_includes_null"],
+                             "automation.api.schema.any_value_includes_null",
+                             "automation.api.schema.exact_formats",
+                             "automation.api.schema.closed_request_bodies"],
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
                  "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK"],
