@@ -146,7 +146,8 @@ def test_a_batch_whose_fan_out_was_never_enqueued_is_enqueued_by_the_sweeper(
     assert batches.batches_sweep() == 0
 
 
-def test_cancelling_a_finished_batch_is_a_conflict_and_changes_nothing(order_type, record_process):
+def test_cancelling_a_finished_batch_is_a_conflict_and_changes_nothing(order_type,
+                                                                      record_process):
     from automation.exceptions import BatchFinishedError
 
     make_orders(order_type, 3)

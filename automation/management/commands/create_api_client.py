@@ -1,5 +1,6 @@
-"""manage.py create_api_client NAME [--json] [--rate-limit N] [--scopes read,run]: prints the key and the
-secret once; only a hash of the secret is stored."""
+"""manage.py create_api_client NAME [--json] [--rate-limit N] [--scopes read,run]:
+prints the key and the secret once; only a hash of the secret is stored. Without
+--scopes the client has every scope (docs/rest-api.md#scopes)."""
 
 import json
 
