@@ -48,6 +48,12 @@ class RunStateError(AutomationError):
     default_message = "The run is not in a state that allows this."
 
 
+class BatchFinishedError(AutomationError):
+    code = "conflict"
+    http_status = 409
+    default_message = "The batch has already finished."
+
+
 class ApprovalNotAllowedError(AutomationError):
     code = "forbidden"
     http_status = 403

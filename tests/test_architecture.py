@@ -364,3 +364,64 @@ def test_the_database_plumbing_knows_no_model():
               if name.split(".")[0] not in STDLIB | {"django", "rest_framework"}
               and not name.startswith("entities.db")]
     assert not broken, "\n".join(broken)
+
+
+def api_operations():
+    """(view class, method, a concrete path) for every operation under /api/, from the
+    URL patterns (so endpoints that other modules add are included)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    samples = {"uuid": "00000000-0000-0000-0000-000000000000", "int": "1", "slug": "x",
+               "str": "x", "path": "x"}
+
+    def walk(patterns, prefix):
+        for entry in patterns:
+            if isinstance(entry, URLResolver):
+                yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+            elif isinstance(entry, URLPattern):
+                yield prefix + str(entry.pattern), entry.callback
+
+    for route, callback in walk(get_resolver().url_patterns, "/"):
+        view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+        if not route.startswith("/api/") or view_class is None or "(?P" in route:
+            continue
+        path = re.sub(r"<(?:(\w+):)?\w+>", lambda m: samples[m.group(1) or "str"], route)
+        for method in view_class.http_method_names:
+            if method != "options" and hasattr(view_class, method):
+                yield view_class, method.upper(), path
+
+
+def test_every_api_operation_has_a_scope():
+    """docs/rest-api.md#scopes: every view checks scopes and every method resolves to one
+    (declared with `required_scope`, or chosen by method and address)."""
+    from rest_framework.permissions import AllowAny
+
+    from automation.api.scopes import HasScope, required_scope
+    from automation.models.clients import SCOPES
+
+    operations = list(api_operations())
+    assert len(operations) > 30
+    problems = []
+    for view_class, method, path in operations:
+        permissions = view_class().get_permissions()
+        if any(isinstance(p, AllowAny) for p in permissions):
+            continue  # the token endpoints: nothing to scope before there is a token
+        if not any(isinstance(p, HasScope) for p in permissions):
+            problems.append(f"{view_class.__name__}: HasScope is not among its permissions")
+        if required_scope(view_class, method, path) not in SCOPES:
+            problems.append(f"{method} {path} ({view_class.__name__}): no scope")
+    assert not problems, problems
+
+
+def test_the_scope_check_catches_an_unscoped_view():
+    from automation.api.base import ApiView
+    from automation.api.scopes import required_scope
+
+    class OddApi(ApiView):
+        required_scope = {"POST": "superuser"}
+
+    assert required_scope(OddApi, "POST", "/api/odd") is None
+    assert required_scope(OddApi, "GET", "/api/odd") == "read"
+    assert required_scope(ApiView, "PATCH", "/api/functions/f") == "define"
+    assert required_scope(ApiView, "POST", "/api/functions/f/run") == "run"
+    assert required_scope(ApiView, "TRACE", "/api/runs") is None

@@ -15,6 +15,7 @@ from automation.admin.integrations import (
     WebhookDeliveryAdmin,
     WebhookSubscriptionAdmin,
 )
+from automation.admin.parameters import ParametersAdmin
 from automation.admin.processes import ApiProcessAdmin
 from automation.admin.runs import RunAdmin
 
@@ -26,6 +27,7 @@ __all__ = [
     "BatchAdmin",
     "ConnectionAdmin",
     "FunctionAdmin",
+    "ParametersAdmin",
     "RunAdmin",
     "WebhookDeliveryAdmin",
     "WebhookSubscriptionAdmin",

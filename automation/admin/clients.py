@@ -8,8 +8,18 @@ from django.template.response import TemplateResponse
 
 from automation.admin.base import ReadOnlyAdmin
 from automation.models import ApiClient
-from automation.services.api_auth import api_client_create, api_client_deactivate
+from automation.models.clients import SCOPES
+from automation.services.api_auth import (
+    api_client_create,
+    api_client_deactivate,
+    api_client_update,
+)
 from automation.views.common import admin_context
+
+SCOPE_CHOICES = [(s, s) for s in SCOPES]
+SCOPE_HELP = ("read: every GET; run: start and steer work (runs, events, entities, batches, "
+              "approvals); define: workflow definitions, functions, agents, webhooks; "
+              "admin: everything.")
 
 
 class ClientCreateForm(forms.Form):
@@ -17,15 +27,39 @@ class ClientCreateForm(forms.Form):
     rate_limit_per_minute = forms.IntegerField(
         min_value=1, initial=600, label="Rate limit per minute"
     )
+    scopes = forms.MultipleChoiceField(choices=SCOPE_CHOICES, initial=list(SCOPES), required=False,
+                                       widget=forms.CheckboxSelectMultiple, help_text=SCOPE_HELP)
+
+
+class ClientChangeForm(forms.ModelForm):
+    """What staff may change on an existing client; name and key stay as issued."""
+
+    scopes = forms.MultipleChoiceField(choices=SCOPE_CHOICES, required=False,
+                                       widget=forms.CheckboxSelectMultiple, help_text=SCOPE_HELP)
+
+    class Meta:
+        model = ApiClient
+        fields = ["scopes", "rate_limit_per_minute"]
 
 
 @admin.register(ApiClient)
 class ApiClientAdmin(ReadOnlyAdmin):
-    list_display = ["name", "key", "active", "rate_limit_per_minute", "created_at", "last_used_at"]
+    list_display = ["name", "key", "active", "scopes", "rate_limit_per_minute", "created_at",
+                    "last_used_at"]
     list_filter = ["active"]
     search_fields = ["name", "key"]
-    exclude = ["secret_hash"]
+    form = ClientChangeForm
+    fields = ["name", "key", "active", "scopes", "rate_limit_per_minute", "created_at",
+              "last_used_at"]
+    readonly_fields = ["name", "key", "active", "created_at", "last_used_at"]
     actions = ["deactivate"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("automation.change_apiclient")
+
+    def save_model(self, request, obj, form, change):
+        api_client_update(client=obj, scopes=form.cleaned_data["scopes"],
+                          rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"])
 
     def has_add_permission(self, request) -> bool:
         return request.user.has_perm("automation.add_apiclient")
@@ -39,6 +73,7 @@ class ApiClientAdmin(ReadOnlyAdmin):
             client, secret = api_client_create(
                 name=form.cleaned_data["name"],
                 rate_limit_per_minute=form.cleaned_data["rate_limit_per_minute"],
+                scopes=form.cleaned_data["scopes"],
             )
             self.log_addition(request, client, [{"added": {}}])
             created = {"client": client, "secret": secret}

@@ -49,6 +49,14 @@ class ProcessForm(forms.ModelForm):
         help_text="JSON with steps and triggers (the API's definition shape). Checked as you type.",
     )
 
+    parameters_schema_text = forms.CharField(
+        label="Parameters schema",
+        required=False,
+        widget=forms.Textarea(attrs={"class": "ef-code", "rows": 8, "spellcheck": "false"}),
+        help_text="Optional JSON Schema that every parameter set (POST /api/parameters) of this "
+                  "process must match. Empty: any JSON object.",
+    )
+
     class Meta:
         model = ApiProcess
         fields = ["slug", "name", "description", "entity_type", "enabled"]
@@ -57,7 +65,29 @@ class ProcessForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         source = self.instance.definition if self.instance.pk else STARTER
         self.fields["definition"].initial = json.dumps(source, indent=2, ensure_ascii=False)
+        if self.instance.parameters_schema is not None:
+            self.fields["parameters_schema_text"].initial = json.dumps(
+                self.instance.parameters_schema, indent=2, ensure_ascii=False)
         self.definition_errors: dict[str, list[str]] = {}
+
+    def clean_parameters_schema_text(self):
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        text = self.cleaned_data["parameters_schema_text"].strip()
+        if not text:
+            return None
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON — {exc}") from None
+        if not isinstance(schema, dict):
+            raise forms.ValidationError("A JSON Schema is a JSON object.")
+        try:
+            Draft202012Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise forms.ValidationError(f"Not a valid JSON Schema: {exc.message}") from None
+        return schema
 
     def clean_definition(self):
         definition, parse_error = parse_definition(self.cleaned_data["definition"])
@@ -99,7 +129,8 @@ class ApiProcessAdmin(admin.ModelAdmin):
         return success_rate_cell(obj)
 
     def get_fieldsets(self, request, obj=None):
-        return [(None, {"fields": [("name", "slug"), "entity_type", "enabled", "description"]})]
+        return [(None, {"fields": [("name", "slug"), "entity_type", "enabled", "description",
+                                   "parameters_schema_text"]})]
 
     def get_readonly_fields(self, request, obj=None):
         return ["slug"] if obj else []  # the id external callers use; a new slug is a new process
@@ -138,6 +169,7 @@ class ApiProcessAdmin(admin.ModelAdmin):
             entity_type=data.get("entity_type"),
             enabled=data.get("enabled", False),
             user=request.user,
+            parameters_schema=data.get("parameters_schema_text"),
         )
         obj.__dict__.update(saved.__dict__)  # the admin goes on (log, redirect) with the saved row
 

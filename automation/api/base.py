@@ -2,10 +2,10 @@
 (400), lookups (404), limit/offset pagination, component names for the schema, and what
 happens when a request loses its database connection (automation/api/db_loss.py)."""
 
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from automation.api.auth import actor_of
 from automation.api.parsers import check_content_length
+from automation.api.strict import MAX_OFFSET, body_problems, page_number, query_problems
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields
 from entities.actors import acting_as
@@ -22,15 +23,22 @@ from entities.db import db_loss
 from entities.services import printable, unstorable_text
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Printable ASCII without spaces at either end (HTTP trims them), as the schema says.
+IDEMPOTENCY_PATTERN = rf"^[!-~](?:[ -~]{{0,{MAX_KEY_LENGTH - 2}}}[!-~])?$"
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    IDEMPOTENCY_HEADER, {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+                         "pattern": IDEMPOTENCY_PATTERN},
+    OpenApiParameter.HEADER, required=False,
     description="Retry-safe key: repeating a request with the same key returns the first "
                 "execution instead of starting another.",
 )
 
+MAX_PAGE = 500
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (default 50, at most 500)."),
-    OpenApiParameter("offset", OpenApiTypes.INT, description="Items to skip."),
+    OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                     description=f"Page size (default 50, at most {MAX_PAGE})."),
+    OpenApiParameter("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+                     description="Items to skip."),
 ]
 
 
@@ -45,8 +53,26 @@ class QueryInvalid(APIException):
 
 
 class Pagination(LimitOffsetPagination):
+    """limit/offset exactly as documented: a value out of range or not a whole number is
+    a 400 naming it (DRF would quietly use the default)."""
+
     default_limit = 50
-    max_limit = 500
+    max_limit = MAX_PAGE
+
+    def get_limit(self, request):
+        limit = self._number(request, self.limit_query_param, low=1, high=self.max_limit)
+        return self.default_limit if limit is None else limit
+
+    def get_offset(self, request):
+        return self._number(request, self.offset_query_param, low=0, high=MAX_OFFSET) or 0
+
+    @staticmethod
+    def _number(request, name: str, *, low: int, high: int | None) -> int | None:
+        values = request.query_params.getlist(name)
+        try:
+            return page_number(values[-1] if values else None, name, low=low, high=high)
+        except ValueError as exc:
+            raise QueryInvalid({name: [str(exc)]}) from None
 
 
 class ApiView(APIView):
@@ -121,6 +147,8 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
     if not isinstance(data, dict):
         raise ParseError("The request body must be a JSON object.")
     serializer = serializer_class(data=data, partial=partial, context=context or {})
+    if mistyped := body_problems(serializer, data):
+        raise ValidationError(mistyped)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
@@ -143,6 +171,8 @@ class StrictInput(serializers.Serializer):
 
 def validate_query(serializer_class: type[serializers.Serializer], request) -> dict:
     serializer = serializer_class(data=request.query_params)
+    if problems := query_problems(serializer, request.query_params):
+        raise QueryInvalid(problems)
     if not serializer.is_valid():
         raise QueryInvalid(flatten_fields(serializer.errors))
     return serializer.validated_data
@@ -152,9 +182,9 @@ def idempotency_header(request) -> str | None:
     raw = request.headers.get(IDEMPOTENCY_HEADER)
     if raw is None:
         return None
-    if not raw.strip() or len(raw) > MAX_KEY_LENGTH or unstorable_text(raw):
-        raise ParseError(f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} characters "
-                         "without NUL characters.")
+    if not re.match(IDEMPOTENCY_PATTERN, raw) or unstorable_text(raw):
+        raise ParseError(f"{IDEMPOTENCY_HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII "
+                         "characters, not starting or ending with a space.")
     return raw
 
 
@@ -204,7 +234,10 @@ def methods(*views: type[APIView]):
 
 class NotFoundApi(ApiView):
     """Anything under /api/ that matches no endpoint: 404 in the one error format
-    (after authentication, like every other endpoint)."""
+    (after authentication, like every other endpoint). Any token that may read gets the
+    404, whatever the method."""
+
+    required_scope = "read"
 
     @extend_schema(exclude=True)
     def get(self, request, *args, **kwargs):

@@ -100,8 +100,8 @@ class BatchDetailApi(ApiView):
 
 
 class BatchCancelApi(ApiView):
-    @api_doc(request=None, responses={200: BatchProgressSerializer}, errors=(404,),
-             summary="Cancel a batch and its unfinished runs")
+    @api_doc(request=None, responses={200: BatchProgressSerializer}, errors=(404, 409),
+             summary="Cancel a batch and its unfinished runs (409 once it has finished)")
     def post(self, request, id):
         batch = batch_cancel(batch=get_or_404(batches(), "batch", pk=id))
         return Response(progress_body(batch))

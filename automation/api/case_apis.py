@@ -6,14 +6,17 @@ from rest_framework.response import Response
 from automation.api.auth import django_user, principal
 from automation.api.base import (
     IDEMPOTENCY_PARAMETER,
+    PAGE_PARAMETERS,
     ApiView,
     get_or_404,
     idempotency_header,
+    paginate,
     unprocessable,
     validate_input,
+    validate_query,
 )
 from automation.api.outputs import CaseSerializer
-from automation.api.schema import ObjectField, api_doc
+from automation.api.schema import ObjectField, api_doc, paginated
 from automation.api.services import CASE_FIELDS, CASE_TYPE, case_create, parameters_create
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess, Parameters, Run
@@ -46,6 +49,7 @@ class CaseCreateApi(ApiView):
         firstName = serializers.CharField(max_length=100, required=False, allow_blank=True)
         lastName = serializers.CharField(max_length=100, required=False, allow_blank=True)
         personalNumber = serializers.CharField(max_length=50, required=False, allow_blank=True)
+        email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
         phone = serializers.CharField(max_length=50, required=False, allow_blank=True)
         companyName = serializers.CharField(max_length=200, required=False, allow_blank=True)
         companyNumber = serializers.CharField(max_length=50, required=False, allow_blank=True)
@@ -59,10 +63,48 @@ class CaseCreateApi(ApiView):
         return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
+class CaseListApi(ApiView):
+    class QuerySerializer(serializers.Serializer):
+        personalNumber = serializers.CharField(max_length=50, required=False)
+        companyNumber = serializers.CharField(max_length=50, required=False)
+        email = serializers.CharField(max_length=254, required=False,
+                                      help_text="Matched without regard to case.")
+
+    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400,),
+             responses={200: paginated(CaseSerializer, "PaginatedCaseList")},
+             summary="Find cases (a returning person's or company's), newest first")
+    def get(self, request):
+        """Every filter given must match (personalNumber and companyNumber exactly, email
+        without regard to case); with none, every case is listed."""
+        query = validate_query(CaseListApi.QuerySerializer, request)
+        items = cases()
+        if "personalNumber" in query:
+            items = items.filter(data__personalNumber=query["personalNumber"])
+        if "companyNumber" in query:
+            items = items.filter(data__companyNumber=query["companyNumber"])
+        if "email" in query:
+            items = items.filter(data__email__iexact=query["email"])
+        return paginate(request, self, items.order_by("-created_at", "id"), CaseSerializer)
+
+
 class CaseDetailApi(ApiView):
     @api_doc(responses={200: CaseSerializer}, errors=(404,), summary="Get a case")
     def get(self, request, id):
         return Response(CaseSerializer(get_or_404(cases(), "case", pk=id)).data)
+
+
+class ParametersSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    workflowDefinitionId = serializers.CharField(source="process.slug")
+    parameters = ObjectField()
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        ref_name = "Parameters"
+
+
+def parameter_sets():
+    return Parameters.objects.select_related("process")
 
 
 class ParametersCreateApi(ApiView):
@@ -70,20 +112,38 @@ class ParametersCreateApi(ApiView):
         workflowDefinitionId = serializers.CharField(max_length=100)
         parameters = ObjectField()
 
-    class OutputSerializer(serializers.Serializer):
-        id = serializers.UUIDField()
-        workflowDefinitionId = serializers.CharField(source="process.slug")
-        parameters = ObjectField()
-        createdAt = serializers.DateTimeField(source="created_at")
-
-    @api_doc(request=InputSerializer, responses={201: OutputSerializer}, errors=(400, 413, 422),
+    @api_doc(request=InputSerializer, responses={201: ParametersSerializer},
+             errors=(400, 413, 422),
              summary="Store a parameter set for runs of one workflow definition")
     def post(self, request):
+        """Checked against the definition's `parametersSchema` when it has one (422 naming
+        each failing path, e.g. `parameters.amount`)."""
         data = validate_input(ParametersCreateApi.InputSerializer, request.data)
         row = parameters_create(process=process_from_body(data["workflowDefinitionId"]),
                                 parameters=data["parameters"])
-        return Response(ParametersCreateApi.OutputSerializer(row).data,
-                        status=status.HTTP_201_CREATED)
+        return Response(ParametersSerializer(row).data, status=status.HTTP_201_CREATED)
+
+
+class ParametersListApi(ApiView):
+    class QuerySerializer(serializers.Serializer):
+        workflowDefinitionId = serializers.CharField(max_length=100, required=False)
+
+    @api_doc(parameters=[QuerySerializer, *PAGE_PARAMETERS], errors=(400,),
+             responses={200: paginated(ParametersSerializer, "PaginatedParametersList")},
+             summary="List parameter sets, newest first")
+    def get(self, request):
+        query = validate_query(ParametersListApi.QuerySerializer, request)
+        items = parameter_sets()
+        if "workflowDefinitionId" in query:
+            items = items.filter(process__slug=query["workflowDefinitionId"])
+        return paginate(request, self, items.order_by("-created_at", "id"), ParametersSerializer)
+
+
+class ParametersDetailApi(ApiView):
+    @api_doc(responses={200: ParametersSerializer}, errors=(404,), summary="Get a parameter set")
+    def get(self, request, id):
+        return Response(ParametersSerializer(
+            get_or_404(parameter_sets(), "parameter set", pk=id)).data)
 
 
 class WorkflowSerializer(serializers.Serializer):

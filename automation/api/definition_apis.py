@@ -1,6 +1,8 @@
 """Workflow definitions (API processes) in the JSON shape of docs/user-guide/processes.md."""
 
 from django.utils.text import slugify
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -59,9 +61,27 @@ class DefinitionInputSerializer(serializers.Serializer):
     steps = StepsField()
     triggers = TriggersField(required=False, default=list)
     metadata = ObjectField(required=False, default=dict)
+    parametersSchema = ObjectField(
+        required=False, allow_null=True,
+        help_text="JSON Schema every parameter set (POST /api/parameters) must match; null "
+                  "for none. Left out: the stored one is kept.")
+    version = serializers.IntegerField(required=False, allow_null=True,
+                                       help_text="Ignored (output only).")
+    # Output-only keys, accepted and ignored so that a body read with GET can be sent back.
+    createdAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
+    updatedAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
 
     class Meta:
         ref_name = "WorkflowDefinitionInput"
+
+    def validate_parametersSchema(self, value):
+        if value is not None:
+            try:
+                Draft202012Validator.check_schema(value)
+            except SchemaError as exc:
+                raise serializers.ValidationError(
+                    f"Not a valid JSON Schema: {exc.message}") from None
+        return value
 
 
 def save_definition(data: dict, *, slug: str, user,
@@ -75,11 +95,12 @@ def save_definition(data: dict, *, slug: str, user,
         entity_type = EntityType.objects.filter(key=data["entityType"]).first()
         if entity_type is None:
             raise unprocessable("entityType", f"No entity type '{data['entityType']}'.")
+    extra = {"parameters_schema": data["parametersSchema"]} if "parametersSchema" in data else {}
     return process_save(
         slug=slug, name=data["name"], description=data.get("description") or "",
         definition={"steps": data["steps"], "triggers": triggers},
         entity_type=entity_type, enabled=data.get("enabled", True),
-        metadata=data.get("metadata") or {}, user=user)
+        metadata=data.get("metadata") or {}, user=user, **extra)
 
 
 def unique_slug(name: str) -> str:
@@ -151,6 +172,7 @@ class DefinitionUpdateApi(ApiView):
         current = {"name": process.name, "description": process.description,
                    "entityType": process.entity_type.key if process.entity_type else None,
                    "enabled": process.enabled, "metadata": process.metadata,
+                   "parametersSchema": process.parameters_schema,
                    "steps": process.definition.get("steps", []),
                    "triggers": process.definition.get("triggers", [])}
         data = validate_input(DefinitionInputSerializer, {**current, **request.data}

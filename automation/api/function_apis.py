@@ -46,6 +46,9 @@ class FunctionInputSerializer(serializers.Serializer):
                                help_text="JSON Schema of the arguments an agent passes when "
                                          "it calls this function as a tool.")
     description = serializers.CharField(required=False, allow_blank=True, default="")
+    # Output-only keys, accepted and ignored so that a body read with GET can be sent back.
+    createdAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
+    updatedAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
 
     class Meta:
         ref_name = "FunctionInput"

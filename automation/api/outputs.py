@@ -110,6 +110,7 @@ class CaseSerializer(serializers.Serializer):
     lastName = serializers.CharField(source="data.lastName", default=None, allow_null=True)
     personalNumber = serializers.CharField(source="data.personalNumber", default=None,
                                            allow_null=True)
+    email = serializers.CharField(source="data.email", default=None, allow_null=True)
     phone = serializers.CharField(source="data.phone", default=None, allow_null=True)
     companyName = serializers.CharField(source="data.companyName", default=None, allow_null=True)
     companyNumber = serializers.CharField(source="data.companyNumber", default=None,
@@ -140,6 +141,7 @@ class ProcessSerializer(serializers.Serializer):
     steps = StepsField(source="definition.steps")
     triggers = RedactedTriggersField(source="definition.triggers")
     metadata = ObjectField()
+    parametersSchema = ObjectField(source="parameters_schema", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 

@@ -49,8 +49,10 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 def api_doc(*, responses: dict, errors: tuple[int, ...] = (), public: bool = False, **kwargs):
-    """extend_schema with the error responses every secured endpoint may give."""
-    codes = (*errors, *(() if public else SECURED), *EVERY)
+    """extend_schema with the error responses every secured endpoint may give; an
+    operation with parameters also answers 400 when one cannot be read."""
+    with_parameters = (400,) if kwargs.get("parameters") else ()
+    codes = (*errors, *with_parameters, *(() if public else SECURED), *EVERY)
     return extend_schema(responses={**responses, **error_responses(*codes)}, **kwargs)
 
 
@@ -78,7 +80,15 @@ STEP_SCHEMA = {
         "id": {"type": "string"},
         "name": {"type": "string"},
         "type": {"type": "string", "enum": list(STEP_TYPES)},
-        "function": {"type": "string"},
+        "function": {"oneOf": [
+            {"type": "string", "description": "The name of a function."},
+            {"type": "object", "description": "An inline function, stored with the "
+                                              "definition version.",
+             "required": ["name", "action"],
+             "properties": {"name": {"type": "string"}, "action": {"type": "string"},
+                            "config": {"type": "object", "additionalProperties": True},
+                            "description": {"type": "string"}},
+             "additionalProperties": False}]},
         "condition": {"type": "string"},
         "next": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
         "config": {"type": "object", "additionalProperties": True},
@@ -174,3 +184,36 @@ def any_value_includes_null(result: dict, generator, request, public) -> dict:
         return node
 
     return fix(result)
+
+
+def exact_formats(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: `uuid` and `date-time` strings get the pattern the server
+    checks (automation/api/strict.py), so a client, or a fuzzer, reads the same rule the
+    server applies; a format alone is advisory in JSON Schema."""
+    from automation.api.strict import DATE_TIME_PATTERN, UUID_PATTERN
+
+    patterns = {"uuid": UUID_PATTERN, "date-time": DATE_TIME_PATTERN}
+
+    def fix(node):
+        if isinstance(node, dict):
+            node = {key: fix(value) for key, value in node.items()}
+            if node.get("format") in patterns and "pattern" not in node:
+                node["pattern"] = patterns[node["format"]]
+            return node
+        if isinstance(node, list):
+            return [fix(item) for item in node]
+        return node
+
+    return fix(result)
+
+
+def closed_request_bodies(result: dict, generator, request, public) -> dict:
+    """Postprocessing hook: request bodies list every key they take (additionalProperties
+    false), as the server answers an unknown key with a 422 naming it
+    (automation/api/strict.py). Free-form JSON fields (`data`, `input`, `config`) stay
+    open: they are inline schemas, not components."""
+    for name, schema in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and schema.get("type") == "object" \
+                and "properties" in schema:
+            schema.setdefault("additionalProperties", False)
+    return result

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import ProtectedError
+from jsonschema import Draft202012Validator
 
-from automation.exceptions import FunctionConfigInvalidError, RunStateError
+from automation.exceptions import DefinitionInvalidError, FunctionConfigInvalidError, RunStateError
 from automation.functions.registry import get_action, validate_params
 from automation.models import (
     Agent,
@@ -21,7 +22,7 @@ from entities.models import Entity, EntityType
 from entities.services import entity_create
 
 CASE_TYPE = "case"
-CASE_FIELDS = ("firstName", "lastName", "personalNumber", "phone", "companyName",
+CASE_FIELDS = ("firstName", "lastName", "personalNumber", "email", "phone", "companyName",
                "companyNumber", "companyAddress")
 WEBHOOK_EVENTS = ("workflow.completed", "workflow.failed", "approval.requested",
                   "approval.reminded", "approval.escalated", "process.paused", "*")
@@ -34,8 +35,29 @@ def case_create(*, data: dict) -> Entity:
     return entity_create(entity_type=case_type, reference=reference, data=data)
 
 
+def parameters_validate(*, process: ApiProcess, parameters: dict) -> None:
+    """The parameters against the process's parameters JSON Schema, if it has one: a 422
+    naming each failing path (`parameters.amount`), nothing stored."""
+    schema = process.parameters_schema
+    if schema is None:
+        return
+    errors: dict[str, list[str]] = {}
+    try:
+        for error in Draft202012Validator(schema).iter_errors(parameters):
+            path = ".".join(str(p) for p in error.absolute_path)
+            errors.setdefault(f"parameters.{path}" if path else "parameters",
+                              []).append(error.message)
+    except Exception as exc:  # e.g. a $ref to a document that is not there
+        message = f"The parameters schema of '{process.slug}' cannot be applied: {exc}"
+        raise DefinitionInvalidError(message, fields={"parameters": [message]}) from exc
+    if errors:
+        first = next(iter(errors))
+        raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
+
+
 @transaction.atomic
 def parameters_create(*, process: ApiProcess, parameters: dict) -> Parameters:
+    parameters_validate(process=process, parameters=parameters)
     row = Parameters(process=process, parameters=parameters)
     row.full_clean()
     row.save()

@@ -46,9 +46,11 @@ class WebhookCreateApi(ApiView):
         url = serializers.URLField(max_length=500)
         events = serializers.ListField(
             child=serializers.ChoiceField(choices=WEBHOOK_EVENTS), min_length=1, max_length=10)
+        # Not marked write-only: this serializer only ever reads (the output is
+        # WebhookSerializer, which has no secret).
         secret = serializers.CharField(min_length=8, max_length=200, trim_whitespace=False,
-                                       write_only=True,
-                                       help_text="Signs each delivery (X-Entityflow-Signature).")
+                                       help_text="Signs each delivery (X-Entityflow-Signature); "
+                                                 "never returned.")
 
     @api_doc(request=InputSerializer, responses={201: WebhookSerializer}, errors=(400, 413, 422),
              summary="Subscribe a URL to events")

@@ -3,6 +3,7 @@ API and the admin editor can show each error next to the step it names."""
 
 from typing import Any
 
+from automation.definitions.scope import STEP_NAMES
 from entities.exceptions import ExpressionError
 from entities.expressions import validate_expression
 
@@ -18,14 +19,36 @@ class DefinitionErrors:
         return bool(self.fields)
 
 
-def check_expression(source: Any, path: str, errors: DefinitionErrors) -> None:
+def check_expression(source: Any, path: str, errors: DefinitionErrors, *,
+                     variables: frozenset[str] = STEP_NAMES, where: str = "in a step") -> None:
+    """Syntax, bounds, functions CEL provides, and names the expression can see there."""
     if not isinstance(source, str) or not source.strip():
         errors.add(path, "An expression is required here.")
         return
     try:
-        validate_expression(source)
+        validate_expression(source, variables=variables, where=where)
     except ExpressionError as exc:
         errors.add(path, exc.message)
+
+
+def expression_tree_errors(tree: Any, path: str, *, variables: frozenset[str] = STEP_NAMES,
+                           where: str = "in a step") -> dict[str, list[str]]:
+    """Every string leaf of a config tree whose leaves are expressions (a transform's
+    `output`, entity.update's `set`), checked as check_expression does."""
+    errors = DefinitionErrors()
+
+    def walk(node: Any, at: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{at}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{at}[{index}]")
+        elif isinstance(node, str):
+            check_expression(node, at, errors, variables=variables, where=where)
+
+    walk(tree, path)
+    return errors.fields
 
 
 def check_int(config: dict, key: str, path: str, errors: DefinitionErrors, low: int, high: int):

@@ -8,6 +8,12 @@ names (docs/user-guide/expressions.md): `input`, `parameters`, `event`, `steps`,
 
 from typing import Any
 
+# What an expression can ever see, by where it runs (checked when it is saved:
+# docs/user-guide/expressions.md). `item` and `index` exist inside a loop's body only, but
+# a step is not told statically whether it is in one, so steps may name them.
+TRIGGER_NAMES = frozenset({"input", "parameters", "event", "steps", "entity", "case"})
+STEP_NAMES = TRIGGER_NAMES | {"result", "item", "index"}
+
 
 def expression_scope(*, input: Any = None, event: dict | None = None,
                      entity: dict | None = None, parameters: dict | None = None,

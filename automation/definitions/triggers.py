@@ -9,6 +9,7 @@ from typing import Any
 
 from automation.definitions.errors import DefinitionErrors, check_expression
 from automation.definitions.schedule_config import validate_schedule_config
+from automation.definitions.scope import TRIGGER_NAMES
 from automation.definitions.webhook_config import validate_webhook_config
 
 TRIGGER_TYPES = {"status", "event", "schedule", "webhook", "manual"}
@@ -38,7 +39,8 @@ def check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
                 errors.add(f"{path}.config.{key}", f"A {trig['type']} trigger needs config.{key}.")
         _check_trigger_config(trig["type"], config, path, errors)
         if trig.get("condition") is not None:
-            check_expression(trig.get("condition"), f"{path}.condition", errors)
+            check_expression(trig.get("condition"), f"{path}.condition", errors,
+                             variables=TRIGGER_NAMES, where="in a trigger condition")
 
 
 def _check_trigger_config(kind: str, config: dict, path: str, errors: DefinitionErrors) -> None:

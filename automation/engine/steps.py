@@ -26,7 +26,10 @@ def _resolve(step: Step, rows: dict | None):
     per step; None outside a worker task."""
     if rows is None:
         return resolve_function(step.raw["function"], step.config)
-    key = (step.raw["function"], json.dumps(step.config.get("params"), sort_keys=True, default=str))
+    function = step.raw["function"]
+    if isinstance(function, dict):  # inline: nothing to look up, the definition has it all
+        return resolve_function(function, step.config)
+    key = (function, json.dumps(step.config.get("params"), sort_keys=True, default=str))
     if key not in rows:
         rows[key] = resolve_function(step.raw["function"], step.config)
     spec, params, connection = rows[key]

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 
+from automation.definitions.errors import expression_tree_errors
 from automation.exceptions import StepFailedError
 from automation.functions import ledger
 from automation.functions.registry import StepContext, function
@@ -16,10 +17,20 @@ from entities import services as entity_services
 OBJECT = {"type": "object"}
 
 
+def _output_expressions(params: dict) -> dict[str, list[str]]:
+    """Each expression of `output` parses, calls only CEL's functions and names only what
+    a step sees (docs/user-guide/expressions.md), checked when the function is saved."""
+    return expression_tree_errors(params.get("output"), "output")
+
+
+def _set_expressions(params: dict) -> dict[str, list[str]]:
+    return expression_tree_errors(params.get("set"), "set")
+
+
 @function("transform", cheap=True, schema={
     "type": "object", "required": ["output"],
     "properties": {"output": {"type": "object"}},
-})
+}, check=_output_expressions)
 def transform(ctx: StepContext) -> dict:
     """Build the output from expressions: each value of `output` is evaluated in scope."""
     return evaluate_tree(ctx.params["output"], ctx.scope)
@@ -46,7 +57,7 @@ def entity_set_status(ctx: StepContext) -> dict:
 @function("entity.update", schema={
     "type": "object", "required": ["set"],
     "properties": {"set": {"type": "object", "minProperties": 1}},
-})
+}, check=_set_expressions)
 def entity_update(ctx: StepContext) -> dict:
     """Merge fields into the entity's data; each value of `set` is an expression."""
     entity = _require_entity(ctx)

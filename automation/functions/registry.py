@@ -109,9 +109,24 @@ def function_exists(name: str) -> bool:
     return name in _registry or Function.objects.filter(name=name).exists()
 
 
-def function_params_check(name: str, params: dict) -> dict[str, list[str]]:
+def function_params_check(name: str | dict, params: dict) -> dict[str, list[str]]:
     """What the function's own `check` finds in a step's params (merged over a Function
-    row's config), for definition validation; unknown names are reported elsewhere."""
+    row's config), for definition validation; unknown names are reported elsewhere.
+
+    For an inline function (`name` is `{name, action, config}`, `params` its config with
+    the step's params over it) the action must exist (`action`) and the config fit its
+    schema too: there is no Function row whose save checked it."""
+    if isinstance(name, dict):
+        try:
+            spec = get_action(name.get("action"))
+        except FunctionNotFoundError as exc:
+            return {"action": [exc.message]}
+        try:
+            validate_params(spec, params)
+        except FunctionConfigInvalidError as exc:
+            return {path.removeprefix("config."): problems
+                    for path, problems in exc.fields.items()}
+        return {}
     try:
         spec, merged, _ = resolve_function(name, {"params": params})
     except FunctionNotFoundError:
@@ -119,14 +134,19 @@ def function_params_check(name: str, params: dict) -> dict[str, list[str]]:
     return spec.check(merged) if spec.check is not None else {}
 
 
-def resolve_function(name: str, step_config: dict) -> tuple[FunctionSpec, dict, Any]:
+def resolve_function(name: str | dict, step_config: dict) -> tuple[FunctionSpec, dict, Any]:
     """(spec, params, connection) for a function step.
 
     A Function row wins over a registered name: admins may wrap a built-in with config.
-    Step-level `config.params` are merged over the row's config.
+    Step-level `config.params` are merged over the row's config. An inline function
+    (`{name, action, config}`, stored in the definition) is its action with its config.
     """
     from automation.functions.catalog import function_row
     from automation.models import Connection
+
+    if isinstance(name, dict):
+        params = {**(name.get("config") or {}), **(step_config.get("params") or {})}
+        return get_action(name.get("action")), params, None
 
     row = function_row(name)
     step_params = step_config.get("params") or {}

@@ -11,6 +11,7 @@ then rather than a failed run later.
 
 from typing import Any
 
+from automation.definitions.scope import STEP_NAMES
 from automation.exceptions import StepFailedError
 from entities.exceptions import ExpressionError
 from entities.expressions import evaluate, validate_expression
@@ -33,7 +34,7 @@ def mapping_errors(params: dict) -> dict[str, list[str]]:
         if not isinstance(source, str):
             continue  # the schema reports it
         try:
-            validate_expression(source)
+            validate_expression(source, variables=STEP_NAMES | {PARAM}, where="in a mapping")
         except ExpressionError as exc:
             errors[f"{PARAM}.{key}"] = [exc.message]
     return errors

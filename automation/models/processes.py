@@ -1,6 +1,7 @@
 """API processes (workflow definitions) and their immutable versions."""
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -14,6 +15,9 @@ class ApiProcess(models.Model):
     )
     enabled = models.BooleanField(default=True)
     metadata = models.JSONField(default=dict, blank=True)
+    parameters_schema = models.JSONField(
+        null=True, blank=True,
+        help_text="Optional JSON Schema that every parameter set of this process must match.")
     current_version = models.ForeignKey(
         "ProcessVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -31,6 +35,20 @@ class ApiProcess(models.Model):
     @property
     def definition(self) -> dict:
         return self.current_version.definition if self.current_version else {"steps": [], "triggers": []}
+
+    def clean(self) -> None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        if self.parameters_schema is None:
+            return
+        if not isinstance(self.parameters_schema, dict):
+            raise ValidationError({"parameters_schema": "A JSON Schema is a JSON object."})
+        try:
+            Draft202012Validator.check_schema(self.parameters_schema)
+        except SchemaError as exc:
+            raise ValidationError(
+                {"parameters_schema": f"Not a valid JSON Schema: {exc.message}"}) from exc
 
 
 class ProcessVersion(models.Model):

@@ -44,17 +44,32 @@ def token_hash(raw: str) -> str:
 
 
 @transaction.atomic
-def api_client_create(*, name: str, rate_limit_per_minute: int | None = None
-                      ) -> tuple[ApiClient, str]:
-    """Create a client; returns it with its secret, which is not stored and not shown again."""
+def api_client_create(*, name: str, rate_limit_per_minute: int | None = None,
+                      scopes: list[str] | None = None) -> tuple[ApiClient, str]:
+    """Create a client; returns it with its secret, which is not stored and not shown again.
+    Without `scopes` it may do everything (docs/rest-api.md#scopes)."""
     secret = "efs_" + secrets.token_urlsafe(32)
     client = ApiClient(name=name, key="efk_" + secrets.token_hex(12),
                        secret_hash=make_password(secret))
     if rate_limit_per_minute is not None:
         client.rate_limit_per_minute = rate_limit_per_minute
+    if scopes is not None:
+        client.scopes = list(dict.fromkeys(scopes))
     client.full_clean()
     client.save()
     return client, secret
+
+
+@transaction.atomic
+def api_client_update(*, client: ApiClient, scopes: list[str],
+                      rate_limit_per_minute: int) -> ApiClient:
+    """The admin's edit: scopes and rate limit apply to the client's next request (tokens
+    are looked up with their client on every call)."""
+    client.scopes = list(dict.fromkeys(scopes))
+    client.rate_limit_per_minute = rate_limit_per_minute
+    client.full_clean()
+    client.save(update_fields=["scopes", "rate_limit_per_minute"])
+    return client
 
 
 @transaction.atomic

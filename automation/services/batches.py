@@ -16,7 +16,12 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
-from automation.exceptions import AutomationError, ProcessDisabledError, RunStateError
+from automation.exceptions import (
+    AutomationError,
+    BatchFinishedError,
+    ProcessDisabledError,
+    RunStateError,
+)
 from automation.models import ApiProcess, Batch, Run
 from automation.services.reruns import (
     VERSIONS,
@@ -249,14 +254,16 @@ def batch_progress(batch: Batch) -> dict:
     cancelled = counts.get(Run.Status.CANCELLED, 0)
     running = counts.get(Run.Status.RUNNING, 0) + counts.get(Run.Status.WAITING, 0)
     queued = max(0, batch.total - done - failed - cancelled - running)
-    elapsed = (timezone.now() - batch.started_at).total_seconds() if batch.started_at else 0
+    # a finished batch's rate is over its own lifetime, not one that keeps growing
+    until = batch.finished_at or timezone.now()
+    elapsed = (until - batch.started_at).total_seconds() if batch.started_at else 0
     rate = (done + failed) / elapsed if elapsed > 0 else 0.0
     remaining = batch.total - done - failed - cancelled
     finished = remaining <= 0 and batch.status != Batch.Status.FANNING_OUT
     if finished and batch.status == Batch.Status.RUNNING:
         Batch.objects.filter(pk=batch.pk, status=Batch.Status.RUNNING).update(
             status=Batch.Status.COMPLETED, finished_at=timezone.now())
-        batch.status = Batch.Status.COMPLETED
+        batch.refresh_from_db(fields=["status", "finished_at"])
     return {"id": str(batch.pk), "status": batch.status, "total": batch.total, "queued": queued,
             "running": running, "done": done, "failed": failed, "cancelled": cancelled,
             "percent": round(100 * (done + failed + cancelled) / batch.total, 1) if batch.total else 100.0,
@@ -264,8 +271,18 @@ def batch_progress(batch: Batch) -> dict:
             "etaSeconds": round(remaining / rate) if rate > 0 and remaining > 0 else None}
 
 
+UNFINISHED = (Batch.Status.PENDING, Batch.Status.FANNING_OUT, Batch.Status.RUNNING)
+
+
 def batch_cancel(*, batch: Batch) -> Batch:
-    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED, finished_at=timezone.now())
+    """Cancel a batch that is still going; a finished one (completed or cancelled) is a
+    BatchFinishedError (409) and keeps its status and finish time."""
+    batch_progress(batch)  # a batch whose runs all finished is completed, not cancellable
+    changed = Batch.objects.filter(pk=batch.pk, status__in=UNFINISHED).update(
+        status=Batch.Status.CANCELLED, finished_at=timezone.now())
+    if not changed:
+        batch.refresh_from_db()
+        raise BatchFinishedError(f"The batch has already finished (status {batch.status}).")
     for run in batch.runs.exclude(status__in=Run.FINISHED):
         try:
             run_cancel(run=run)

@@ -38,13 +38,17 @@ def definition_validate(definition: Any) -> dict:
     return {key: definition.get(key, []) for key in DEFINITION_KEYS}
 
 
+KEEP = object()  # process_save: leave the field as it is
+
+
 @transaction.atomic
 def process_save(
     *, slug: str, name: str, definition: dict, description: str = "",
     entity_type: EntityType | None = None, enabled: bool = True, metadata: dict | None = None,
-    user=None,
+    user=None, parameters_schema: dict | None | object = KEEP,
 ) -> ApiProcess:
-    """Create or update a process; a changed definition becomes a new version."""
+    """Create or update a process; a changed definition becomes a new version.
+    `parameters_schema` (a JSON Schema, or None for none) is left as it is unless given."""
     clean = definition_validate(definition)
     errors = _unstorable_fields({"name": name, "description": description, "metadata": metadata})
     if errors:
@@ -54,6 +58,8 @@ def process_save(
     process.name, process.description = name, description
     process.entity_type, process.enabled = entity_type, enabled
     process.metadata = metadata if metadata is not None else process.metadata
+    if parameters_schema is not KEEP:
+        process.parameters_schema = parameters_schema
     if process.current_version is None or process.current_version.definition != clean:
         number = (process.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
         process.current_version = ProcessVersion.objects.create(

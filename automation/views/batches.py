@@ -140,8 +140,13 @@ def batch_progress_view(request, model_admin, object_id):
 @require_POST
 def batch_cancel_view(request, model_admin, object_id):
     require_perm(request, "automation.add_batch")
-    batch = batch_cancel(batch=_batch(object_id))
-    messages.success(request, "The batch was cancelled; runs not yet finished were stopped.")
+    batch = _batch(object_id)
+    try:
+        batch_cancel(batch=batch)
+    except AutomationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The batch was cancelled; runs not yet finished were stopped.")
     return redirect("admin:automation_batch_change", batch.pk)
 
 

@@ -139,7 +139,15 @@ else:
 # --- REST API -------------------------------------------------------------------------
 # Bearer tokens for API clients first (so a missing token is a 401 with WWW-Authenticate),
 # then staff sessions (with CSRF) for the browser. Throttle counters live in the default
-# cache: local memory unless CACHES says otherwise, so each process counts on its own.
+# cache: Redis when REDIS_URL is set, so every server process shares one count; local
+# memory otherwise, where each process counts on its own (docs/operating.md).
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL,
+                          "KEY_PREFIX": os.environ.get("ENTITYFLOW_CACHE_PREFIX", "entityflow")}}
+# X-Forwarded-For is believed for this many proxy hops in front of the app (0: never),
+# so a client cannot pick its own address, and with it a fresh rate limit, by sending it.
+ENTITYFLOW_TRUSTED_PROXIES = int(os.environ.get("ENTITYFLOW_TRUSTED_PROXIES", "0"))
 ENTITYFLOW_ACCESS_TOKEN_SECONDS = int(os.environ.get("ENTITYFLOW_ACCESS_TOKEN_SECONDS", "3600"))
 ENTITYFLOW_REFRESH_TOKEN_SECONDS = int(
     os.environ.get("ENTITYFLOW_REFRESH_TOKEN_SECONDS", str(30 * 86400))
@@ -157,18 +165,23 @@ REST_FRAMEWORK = {
         "automation.api.auth.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["automation.api.auth.IsApiClientOrStaff"],
+    # who may call at all, then whether an API client's scopes allow this call
+    "DEFAULT_PERMISSION_CLASSES": ["automation.api.auth.IsApiClientOrStaff",
+                                   "automation.api.scopes.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["automation.api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["automation.api.throttles.ClientRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("ENTITYFLOW_AUTH_RATE", "60/minute")},
+    "NUM_PROXIES": ENTITYFLOW_TRUSTED_PROXIES,
     "DEFAULT_SCHEMA_CLASS": "automation.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "entityflow API",
     "DESCRIPTION": "Entities, API processes, runs, events and webhooks. Authenticate with "
-                   "POST /api/auth/authorize and send `Authorization: Bearer <accessToken>`.",
+                   "POST /api/auth/authorize and send `Authorization: Bearer <accessToken>`. "
+                   "Every call needs a scope (read, run, define or admin; 403 without it). "
+                   "No string or key in a body may contain a NUL character (422 naming it).",
     "VERSION": "1.0.0",
     "SCHEMA_PATH_PREFIX": "/api",
     "COMPONENT_SPLIT_REQUEST": True,
@@ -178,7 +191,9 @@ SPECTACULAR_SETTINGS = {
     # the outbound deliveries, in the document's `webhooks` section (OpenAPI 3.1)
     "OAS_VERSION": "3.1.0",
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "automation.api.schema.any_value_includes_null"],
+                             "automation.api.schema.any_value_includes_null",
+                             "automation.api.schema.exact_formats",
+                             "automation.api.schema.closed_request_bodies"],
     "WEBHOOKS": ["automation.api.webhook_docs.WORKFLOW_COMPLETED",
                  "automation.api.webhook_docs.WORKFLOW_FAILED",
                  "automation.api.webhook_docs.APPROVAL_REQUESTED_HOOK",

@@ -24,3 +24,7 @@ ENTITYFLOW_OUTBOUND_ALLOWLIST = ["127.0.0.1", "localhost"]
 # whitenoise looks static files up per request instead of indexing STATIC_ROOT at start:
 # tests run without `collectstatic` (tests/config collects into a folder of their own).
 WHITENOISE_AUTOREFRESH = True
+# Tests clear the cache between tests: a local one per process, never a shared Redis
+# (clearing a Redis cache empties its whole database). tests/api/test_api_throttles.py
+# points the cache at Redis under a key prefix of its own to check the shared count.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

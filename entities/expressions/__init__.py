@@ -34,7 +34,8 @@ import cel
 from entities.exceptions import ExpressionEvaluationError, ExpressionSyntaxError
 from entities.expressions import bounds
 
-__all__ = ["PreparedScope", "compile_expression", "evaluate", "evaluate_bool",
+__all__ = ["CEL_FUNCTIONS", "PreparedScope", "compile_expression", "evaluate",
+           "evaluate_bool",
            "expression_variables", "validate_expression"]
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?(.*)")
@@ -60,9 +61,43 @@ _CEL_TYPE_NAMES = {
 }
 
 
-def validate_expression(source: str) -> None:
-    """Raise ExpressionSyntaxError or ExpressionTooComplexError if `source` may not be saved."""
-    compile_expression(source)
+# The functions the engine provides (each one is exercised by
+# tests/entities/test_expression_names.py, so an engine upgrade that drops one fails
+# there). A call to anything else, `__import__('os')` say, parses but can only fail when
+# it runs, so saving it is refused. Macros (has, all, exists, map, filter) are here too.
+CEL_FUNCTIONS = frozenset({
+    "size", "contains", "startsWith", "endsWith", "matches",
+    "has", "all", "exists", "exists_one", "existsOne", "map", "filter",
+    "int", "uint", "double", "string", "bytes", "timestamp", "duration", "type", "dyn",
+    "getFullYear", "getMonth", "getDate", "getDayOfMonth", "getDayOfWeek", "getDayOfYear",
+    "getHours", "getMinutes", "getSeconds", "getMilliseconds",
+    "of", "ofNonZeroValue", "none", "or", "orValue", "hasValue", "value",
+})
+# Names that are CEL's own, not the scope's: type names (`type(x) == int`) and the
+# `optional` namespace.
+CEL_NAMES = frozenset({"int", "uint", "double", "string", "bytes", "bool", "list", "map",
+                       "null_type", "type", "dyn", "timestamp", "duration", "optional"})
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_expression(source: str, *, variables: frozenset[str] | set[str] | None = None,
+                        where: str = "here") -> None:
+    """Raise an ExpressionError if `source` may not be saved: a syntax error, a bound
+    exceeded, a call to a function CEL does not provide, or (when `variables` is given)
+    a name outside them, which the expression could never see `where` it runs."""
+    program = compile_expression(source)
+    unknown = sorted(name for name in program.functions()
+                     if _IDENTIFIER.match(name) and name not in CEL_FUNCTIONS)
+    if unknown:
+        raise ExpressionSyntaxError(
+            f"unknown function {', '.join(repr(n) for n in unknown)}: CEL provides no "
+            f"such function")
+    if variables is not None:
+        unseen = sorted(set(bounds.analyse(source).variables) - set(variables) - CEL_NAMES)
+        if unseen:
+            raise ExpressionSyntaxError(
+                f"unknown variable {', '.join(repr(n) for n in unseen)}: {where} an expression "
+                f"sees {', '.join(sorted(variables))}")
 
 
 @lru_cache(maxsize=4096)

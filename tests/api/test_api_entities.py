@@ -111,6 +111,10 @@ def test_batches_progress_cancel_and_retry_failed(api, orders, ship_process):
     assert retried["retried"] == 0
     cancelled = api.post(f"/api/batches/{batch['id']}/cancel").json()
     assert cancelled["status"] == "cancelled" and cancelled["cancelled"] == 1
+    # once finished, a batch cannot be cancelled again: 409, and it stays as it was
+    again = assert_error(api.post(f"/api/batches/{batch['id']}/cancel"), 409, "conflict")
+    assert "already finished" in again["message"]
+    assert api.get(f"/api/batches/{batch['id']}").json()["status"] == "cancelled"
 
 
 def test_batch_input_errors(api, orders, ship_process):

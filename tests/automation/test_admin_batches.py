@@ -135,12 +135,24 @@ def test_batch_page_outcomes_and_retry_failed(admin_client, orders, picky, order
     assert "Retry failed (2)" in html  # the new attempts, counted once per entity
 
 
-def test_cancel(admin_client, orders, picky, order_type):
+def test_cancel(admin_client, orders, picky, order_type, settings):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}  # still fanning out
     admin_client.post(START, {"entity_type": order_type.pk, "process": "picky"})
     batch = Batch.objects.get()
     admin_client.post(reverse("admin:automation_batch_cancel", args=[batch.pk]))
     batch.refresh_from_db()
     assert batch.status == Batch.Status.CANCELLED
+
+
+def test_cancel_of_a_finished_batch_says_so_and_changes_nothing(admin_client, orders, picky,
+                                                                 order_type):
+    admin_client.post(START, {"entity_type": order_type.pk, "process": "picky"})
+    batch = Batch.objects.get()
+    page = admin_client.post(reverse("admin:automation_batch_cancel", args=[batch.pk]),
+                             follow=True).content.decode()
+    assert "already finished" in page
+    batch.refresh_from_db()
+    assert batch.status == Batch.Status.COMPLETED
 
 
 def test_panel_needs_permission_and_csrf(admin_user, django_user_model, order_type, picky):

@@ -144,3 +144,47 @@ def test_a_batch_whose_fan_out_was_never_enqueued_is_enqueued_by_the_sweeper(
     batch.refresh_from_db()
     assert Run.objects.filter(batch=batch).count() == 3
     assert batches.batches_sweep() == 0
+
+
+def test_cancelling_a_finished_batch_is_a_conflict_and_changes_nothing(order_type,
+                                                                      record_process):
+    from automation.exceptions import BatchFinishedError
+
+    make_orders(order_type, 3)
+    batch = batch_create(entity_type=order_type, process=record_process, filter={})
+    batch_progress(Batch.objects.get(pk=batch.pk))  # all three ran: completed
+    finished = Batch.objects.get(pk=batch.pk)
+    assert finished.status == Batch.Status.COMPLETED and finished.finished_at
+    with pytest.raises(BatchFinishedError, match="completed"):
+        batch_cancel(batch=finished)
+    after = Batch.objects.get(pk=batch.pk)
+    assert (after.status, after.finished_at) == (Batch.Status.COMPLETED, finished.finished_at)
+    assert Run.objects.filter(batch=batch, status=Run.Status.CANCELLED).count() == 0
+
+
+def test_cancelling_twice_is_a_conflict(order_type, record_process, settings):
+    from automation.exceptions import BatchFinishedError
+
+    make_orders(order_type, 2)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    batch = batch_create(entity_type=order_type, process=record_process, filter={})
+    first = batch_cancel(batch=batch)
+    with pytest.raises(BatchFinishedError, match="cancelled"):
+        batch_cancel(batch=batch)
+    assert Batch.objects.get(pk=batch.pk).finished_at == first.finished_at
+
+
+def test_the_rate_of_a_finished_batch_uses_its_finish_time(order_type, record_process):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_orders(order_type, 20)
+    batch = batch_create(entity_type=order_type, process=record_process, filter={})
+    batch_progress(Batch.objects.get(pk=batch.pk))
+    long_ago = timezone.now() - timedelta(hours=1)
+    Batch.objects.filter(pk=batch.pk).update(started_at=long_ago,
+                                             finished_at=long_ago + timedelta(seconds=5))
+    progress = batch_progress(Batch.objects.get(pk=batch.pk))
+    assert progress["status"] == "completed"
+    assert progress["ratePerSecond"] == 4.0  # 20 runs in 5 s, not 20 in an hour

@@ -124,7 +124,8 @@ def test_the_step_types_never_import_the_layers_above_them():
 
 def test_validation_messages_per_type():
     assert problems({"id": "a", "type": "function"}) == {
-        "steps[0].function": ["A function step names its function."]}
+        "steps[0].function": ["A function step names its function, or carries one inline "
+                              "as {name, action, config}."]}
     assert problems({"id": "a", "type": "function", "function": "nope",
                      "config": {"timeout": 0}}) == {
         "steps[0].function": ["Unknown function 'nope'."],
