@@ -122,7 +122,7 @@ def test_agents(call):
         "paramsSchema": {"type": "object", "properties": {"text": {"type": "string"}}}})
     agent = {"key": "content-reviewer", "instructions": "Review; answer in JSON.",
              "tools": ["sentiment-analysis"], "outputSchema": {"type": "object"},
-             "maxIterations": 4, "inputPrice": "0.15"}
+             "maxIterations": 4, "inputPrice": 0.15}
     call("POST", "/api/agents", 201, body=agent)
     call("POST", "/api/agents", 409, body=agent)
     call("POST", "/api/agents", 422, body={**agent, "key": "other", "tools": ["ghost"]})
@@ -148,3 +148,41 @@ def test_every_operation_has_an_example_here():
     called = set(re.findall(r'call\("(GET|POST|PUT|PATCH|DELETE)", "(/api/[^"]+)"', source))
     assert documented - called == set()
     assert called - documented == set()
+
+
+def test_entity_writes_explain_timeline_and_run_control(call, greeting_process, order_type):
+    from tests.factories import order_data
+
+    order = call("POST", "/api/entities", 201, body={"type": "order", "reference": "ORD-EX",
+                                                     "data": order_data()})
+    one = {"id": order["id"]}
+    call("PATCH", "/api/entities/{id}", 200, params=one,
+         body={"data": {"note": "gift"}, "version": order["version"]})
+    call("PATCH", "/api/entities/{id}", 409, params=one,
+         body={"data": {"note": "stale"}, "version": order["version"]})
+    call("POST", "/api/entities/{id}/explain", 200, params=one, body={"changes": {"total": 1}})
+    call("POST", "/api/entities/{id}/transition", 200, params=one, body={"to": "shipped"})
+    call("POST", "/api/entities/{id}/transition", 409, params=one, body={"to": "received"})
+    call("GET", "/api/entities/{id}/timeline", 200, params=one, query={"kind": "status"})
+    ref = {"type": "order", "reference": "ORD-SYNC"}
+    call("PUT", "/api/entity-types/{type}/entities/{reference}", 201, params=ref,
+         body={"data": order_data()})
+    call("PUT", "/api/entity-types/{type}/entities/{reference}", 200, params=ref,
+         body={"data": order_data()})
+
+    case = call("POST", "/api/cases", 201, body={"firstName": "Ada"})
+    run = call("POST", "/api/workflows/run", 202, body={
+        "caseId": case["id"], "workflowDefinitionId": "greet-case"})
+    done = {"id": run["id"]}
+    call("POST", "/api/executions/{id}/cancel", 409, params=done)  # it has finished
+    call("POST", "/api/executions/{id}/retry", 201, params=done, body={})  # (no parameters: it failed)
+    call("POST", "/api/executions/{id}/rerun", 200, params=done,
+         body={"fromStep": "double", "preview": True})
+    call("POST", "/api/executions/{id}/rerun", 201, params=done, body={"fromStep": "double"})
+    call("POST", "/api/executions/rerun", 200, body={
+        "filter": {"process": "greet-case", "status": "failed"}, "ratePerSecond": 5,
+        "preview": True})
+    batch = call("POST", "/api/batches", 201, body={"entityType": "case", "process": "greet-case",
+                                                    "filter": {"status": "open"}})
+    call("POST", "/api/batches/{id}/pause", 409, params={"id": batch["id"]})  # finished
+    call("POST", "/api/batches/{id}/resume", 409, params={"id": batch["id"]})

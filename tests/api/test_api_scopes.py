@@ -90,7 +90,7 @@ def test_clients_made_before_scopes_keep_every_scope():
     existing row gets."""
     from importlib import import_module
 
-    migration = import_module("automation.migrations.0007_apib_scopes_parameters_schema")
+    migration = import_module("automation.migrations.0010_apib_scopes_parameters_schema")
     added = next(op for op in migration.Migration.operations
                  if getattr(op, "name", "") == "scopes")
     assert added.field.default() == list(SCOPES) == all_scopes()
