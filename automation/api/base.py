@@ -42,6 +42,31 @@ PAGE_PARAMETERS = [
 ]
 
 
+
+class CommaSeparated(serializers.CharField):
+    """A query value naming one or more of `words`, comma-separated without spaces
+    (`steps,logs`). The pattern is in the OpenAPI document and the server takes exactly
+    what it matches, no more (docs/rest-api.md#openapi-what-the-document-promises)."""
+
+    def __init__(self, words, **kwargs):
+        self.words = tuple(words)
+        alternatives = "|".join(re.escape(word) for word in self.words)
+        self.pattern = rf"^({alternatives})(,({alternatives}))*$"
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+        # drf-spectacular documents a RegexValidator as the parameter's `pattern`
+        from django.core.validators import RegexValidator
+        self.validators.append(RegexValidator(self.pattern))
+
+    def run_validation(self, data=serializers.empty):
+        if data is not serializers.empty and (
+                not isinstance(data, str) or re.fullmatch(self.pattern[1:-1], data) is None):
+            raise serializers.ValidationError(f"One or more of {', '.join(self.words)}, "
+                                              f"comma-separated (got {str(data)[:40]!r}).")
+        value = super().run_validation(data)
+        return set(value.split(",")) if isinstance(value, str) else value
+
+
 class QueryInvalid(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "bad_request"

@@ -4,7 +4,14 @@
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from automation.api.base import ApiView, QueryInvalid, get_or_404, validate_input, validate_query
+from automation.api.base import (
+    ApiView,
+    CommaSeparated,
+    QueryInvalid,
+    get_or_404,
+    validate_input,
+    validate_query,
+)
 from automation.api.schema import AnyJsonField, ObjectField, api_doc
 from automation.services.explain import explain
 from entities.exceptions import EntityDataInvalidError, UnstorableTextError
@@ -82,8 +89,8 @@ class TimelineSerializer(serializers.Serializer):
 
 class EntityTimelineApi(ApiView):
     class QuerySerializer(serializers.Serializer):
-        kind = serializers.CharField(
-            required=False, help_text=f"Comma-separated kinds: {', '.join(KINDS)}.")
+        kind = CommaSeparated(KINDS, required=False,
+                              help_text=f"Comma-separated kinds: {', '.join(KINDS)}.")
         cursor = serializers.CharField(required=False, help_text="`next` of the previous page.")
         limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE,
                                          default=50)
@@ -94,13 +101,7 @@ class EntityTimelineApi(ApiView):
     def get(self, request, id):
         entity = get_or_404(entity_list(), "entity", pk=id)
         query = validate_query(EntityTimelineApi.QuerySerializer, request)
-        kinds = None
-        if query.get("kind"):
-            kinds = {k.strip() for k in query["kind"].split(",") if k.strip()}
-            unknown = sorted(kinds - set(KINDS))
-            if unknown or not kinds:
-                raise QueryInvalid({"kind": [f"Unknown kind {', '.join(unknown) or '(empty)'}; "
-                                             f"one of {', '.join(KINDS)}."]})
+        kinds = query.get("kind") or None
         try:
             entries, cursor = timeline(entity, kinds=kinds, cursor=query.get("cursor"),
                                        limit=query["limit"])

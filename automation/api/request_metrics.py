@@ -10,8 +10,13 @@ every process writes its numbers there and a scrape of any one sums them all
 import os
 import time
 
-from prometheus_client import (CollectorRegistry, Counter, Histogram, disable_created_metrics,
-                               generate_latest)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 disable_created_metrics()  # no *_created series: they double what a scrape carries

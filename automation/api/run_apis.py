@@ -6,7 +6,14 @@ from drf_spectacular.utils import OpenApiExample
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from automation.api.base import PAGE_PARAMETERS, ApiView, get_or_404, paginate, validate_query
+from automation.api.base import (
+    PAGE_PARAMETERS,
+    ApiView,
+    CommaSeparated,
+    get_or_404,
+    paginate,
+    validate_query,
+)
 from automation.api.outputs import ExecutionSerializer, ExecutionWithStepsSerializer
 from automation.api.schema import api_doc, paginated
 from automation.models import Run, StepRun
@@ -22,19 +29,6 @@ EXECUTION_EXAMPLE = {
     "finishedAt": "2026-01-05T09:31:00Z"}
 
 
-class ExpandField(serializers.CharField):
-    """`steps`, `logs` or both, comma-separated (`logs` implies `steps`)."""
-
-    def to_internal_value(self, data):
-        parts = [p.strip() for p in super().to_internal_value(data).split(",") if p.strip()]
-        unknown = [p for p in parts if p not in EXPANSIONS]
-        if unknown or not parts:
-            got = ", ".join(unknown) or "nothing"
-            raise serializers.ValidationError(
-                f"Expand one or more of: {', '.join(EXPANSIONS)} (got {got}).")
-        return set(parts)
-
-
 def runs():
     return Run.objects.select_related("process", "version").prefetch_related(
         Prefetch("reruns", queryset=Run.objects.only("id", "rerun_of_id", "created_at")))
@@ -42,9 +36,9 @@ def runs():
 
 class ExecutionDetailApi(ApiView):
     class QuerySerializer(serializers.Serializer):
-        expand = ExpandField(required=False,
-                             help_text="`steps` adds one entry per step run; `steps,logs` "
-                                       "(or `logs`) adds each step's log lines too.")
+        expand = CommaSeparated(EXPANSIONS, required=False,
+                                help_text="`steps` adds one entry per step run; `steps,logs` "
+                                          "(or `logs`) adds each step's log lines too.")
 
     @api_doc(parameters=[QuerySerializer], responses={200: ExecutionWithStepsSerializer},
              errors=(400, 404), summary="Get an execution (a run), with ?expand=steps,logs")
