@@ -17,8 +17,13 @@ from automation.api.base import (
     validate_input,
     validate_query,
 )
-from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
+from automation.api.outputs import (
+    ExecutionIdSerializer,
+    ExecutionResultSerializer,
+    ProcessSerializer,
+)
 from automation.api.schema import ObjectField, StepsField, TriggersField, api_doc, paginated
+from automation.api.waits import WAIT_PARAMETER, started_response, wait_seconds, waited_trigger
 from automation.definitions.webhook_config import keep_stored_secrets
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess
@@ -167,14 +172,17 @@ class DefinitionTriggerApi(ApiView):
     class InputSerializer(serializers.Serializer):
         input = ObjectField(required=False, default=dict)
 
-    @api_doc(request=InputSerializer, responses={202: ExecutionIdSerializer},
-             errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],
-             summary="Start a run of a workflow definition")
+    @api_doc(request=InputSerializer,
+             responses={200: ExecutionResultSerializer, 202: ExecutionIdSerializer},
+             errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
+             summary="Start a run of a workflow definition (202), or wait for its result (200)")
     def post(self, request, id):
         process = found_or_404(_TRIGGERED.first(id), "workflow definition")
+        wait = wait_seconds(request)
         data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),
-            trigger={"type": "manual", "source": "api", "by": principal(request)},
+            trigger=waited_trigger({"type": "manual", "source": "api", "by": principal(request)},
+                                   wait),
             input=data["input"], user=django_user(request))
-        return Response({"executionId": run.pk}, status=status.HTTP_202_ACCEPTED)
+        return started_response(run, wait, lambda run: {"executionId": run.pk})

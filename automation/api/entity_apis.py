@@ -1,6 +1,7 @@
 """Entity types, entities, and processing one entity (or previewing it with dryRun)."""
 
-from rest_framework import serializers, status
+from drf_spectacular.utils import PolymorphicProxySerializer
+from rest_framework import serializers
 from rest_framework.response import Response
 
 from automation.api.auth import django_user, principal
@@ -15,8 +16,13 @@ from automation.api.base import (
     validate_input,
     validate_query,
 )
-from automation.api.outputs import EntitySerializer, ExecutionIdSerializer
+from automation.api.outputs import (
+    EntitySerializer,
+    ExecutionIdSerializer,
+    ExecutionResultSerializer,
+)
 from automation.api.schema import AnyJsonField, ObjectField, api_doc, paginated
+from automation.api.waits import WAIT_PARAMETER, started_response, wait_seconds, waited_trigger
 from automation.models import ApiProcess
 from automation.services.dry_run import dry_run
 from automation.services.idempotency import run_start_once
@@ -121,11 +127,16 @@ class EntityProcessApi(ApiView):
         input = ObjectField(required=False, default=dict)
 
     @api_doc(request=InputSerializer, errors=(400, 404, 409, 413, 422),
-             responses={200: DryRunSerializer, 202: ExecutionIdSerializer},
-             parameters=[IDEMPOTENCY_PARAMETER],
-             summary="Run a process for this entity (202), or preview it with dryRun (200)")
+             responses={200: PolymorphicProxySerializer(
+                 component_name="EntityProcessReply",
+                 serializers=[DryRunSerializer, ExecutionResultSerializer],
+                 resource_type_field_name=None), 202: ExecutionIdSerializer},
+             parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
+             summary="Run a process for this entity (202), wait for its result with ?wait "
+                     "(200), or preview it with dryRun (200)")
     def post(self, request, id):
         entity = get_or_404(entity_list(), "entity", pk=id)
+        wait = wait_seconds(request)
         data = validate_input(EntityProcessApi.InputSerializer, request.data)
         process = (ApiProcess.objects.select_related("current_version")
                    .filter(slug=data["process"]).first())
@@ -138,6 +149,7 @@ class EntityProcessApi(ApiView):
             return Response(dry_run(process=process, entity=entity))
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),
-            trigger={"type": "manual", "source": "api", "by": principal(request)},
+            trigger=waited_trigger({"type": "manual", "source": "api", "by": principal(request)},
+                                   wait),
             input=data["input"], entity=entity, user=django_user(request))
-        return Response({"executionId": run.pk}, status=status.HTTP_202_ACCEPTED)
+        return started_response(run, wait, lambda run: {"executionId": run.pk})

@@ -9,7 +9,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.exceptions import ProcessDisabledError
 from automation.models import ApiProcess, Run, StepRun
-from automation.store import get_store
+from automation.store import get_store, waiting
 from automation.store.graphs import graph_for
 from entities.models import Entity, EntityEvent
 
@@ -75,3 +75,11 @@ def run_cancel(*, run: Run) -> Run:
 def run_retry(*, run: Run) -> Run:
     """Retry a failed run from its failed step; what the failure stopped resumes too."""
     return get_store().retry(run)
+
+
+def run_wait(*, run_id, seconds: float) -> Run:
+    """The run once it ended or waits for people (a human step), or as it is after
+    `seconds` (at most store.waiting.MAX_WAIT_SECONDS). No database connection is held
+    while it waits; start the run with `trigger["wait"]` set so its end is announced
+    (docs/triggers.md, "Synchronous replies")."""
+    return waiting.wait_until_settled(run_id, seconds)

@@ -50,7 +50,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
-from automation.store import hooks
+from automation.store import hooks, waiting
 from automation.store.base import RunStore, StoreFeatures, run_insert
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
@@ -176,7 +176,7 @@ class PostgresRunStore(RunStore):
         follower = successor_row(run, graph.steps[targets[0]], step_run, outcome.output,
                                  scope=step_run.scope, handover=handover) if targets else None
         written, follower_pk = self._execute(step_run, recorded, follower, ends_run=ends_run,
-                                             now=now)
+                                             now=now, announce=ends_run and waiting.awaited(run))
         if not written:
             return False
         for name, value in recorded.items():
@@ -190,7 +190,7 @@ class PostgresRunStore(RunStore):
         return True
 
     def _execute(self, step_run: StepRun, recorded: dict, follower: StepRun | None, *,
-                 ends_run: bool, now) -> tuple[bool, int | None]:
+                 ends_run: bool, now, announce: bool = False) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         record_sql, record_params = update_sql(StepRun.objects.filter(
@@ -221,13 +221,18 @@ class PostgresRunStore(RunStore):
                                                          "result": recorded["output"],
                                                          "finished_at": now}, self.using)
             parts.append(f"finished AS ({finish_sql} "  # noqa: S608
-                         "AND EXISTS (SELECT 1 FROM recorded))")
+                         f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
             params += finish_params
             select += "NULL"
+            if announce:  # a caller waits for this run: NOTIFY with the commit (store.waiting)
+                parts.append(waiting.NOTIFY_CTE)
+                params.append(waiting.CHANNEL)
+                select += ", (SELECT count(*) FROM notified)"
         sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
         with connections[self.using].cursor() as cursor:
-            commits.execute_alone(cursor, sql, params, using=self.using)
-            count, follower_pk = cursor.fetchone()
+            # a caller told of this end must not be told of a commit a crash could forget
+            commits.execute_alone(cursor, sql, params, using=self.using, durable=announce)
+            count, follower_pk = cursor.fetchone()[:2]
         return bool(count), follower_pk
 
     def _hooks_idle(self, event: str) -> tuple[str, list]:

@@ -25,3 +25,8 @@ def slow(ctx):
     time.sleep(float(ctx.params.get("seconds", 2)))
     _effect(f"{ctx.run_id}:{ctx.step_id}")
     return {"step": ctx.step_id, "slept": ctx.params.get("seconds", 2)}
+
+
+@function("worker.fail")
+def fail(ctx):
+    raise RuntimeError(str(ctx.params.get("message", "failed on purpose")))
