@@ -236,9 +236,10 @@ class Listener:
             recheck = self._recheck_seconds()
             last = time.monotonic()
             while not self.stopping:
-                woken = [n.payload for n in connection.connection.notifies(timeout=recheck)]
-                if woken:
-                    self.wake(woken)
+                # each notification as it arrives; back at least every second to see
+                # whether to stop or re-read
+                for notification in connection.connection.notifies(timeout=min(recheck, 1.0)):
+                    self.wake([notification.payload])
                 if time.monotonic() - last >= recheck:
                     last = time.monotonic()
                     self._recheck(keep_connection=True)
@@ -253,7 +254,7 @@ class Listener:
             recheck = self._recheck_seconds()
             last = time.monotonic()
             while not self.stopping:
-                message = pubsub.get_message(timeout=recheck)
+                message = pubsub.get_message(timeout=min(recheck, 1.0))
                 if message and message.get("type") == "message":
                     data = message["data"]
                     self.wake([data.decode() if isinstance(data, bytes) else str(data)])

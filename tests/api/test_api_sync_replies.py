@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from django.conf import settings
+from django.conf import settings as django_settings
 from django.test import Client
 
 from automation.models import ApiProcess, Run
@@ -52,10 +52,13 @@ def queued_mode(settings):
 
 
 @pytest.fixture
-def worker(effects, queued_mode, tmp_path, request):
+def worker(effects, queued_mode, tmp_path, request, settings):
     """A real qcluster, warmed up: it has completed a run, so a test's wait measures the
     run, not the worker's start."""
     mode = getattr(request, "param", "auto")
+    # only the notification (or, polling, the poll) can wake a waiting request in time:
+    # the safety re-read comes after every wait in these tests is over
+    settings.ENTITYFLOW_WAIT_RECHECK_SECONDS = 60
     env = {} if mode == "auto" else {"ENTITYFLOW_WAIT_NOTIFY": mode}
     process_save(slug="warm-up", name="Warm up", definition={"steps": [
         {"id": "a", "type": "function", "function": "noop"}]})
@@ -74,7 +77,7 @@ def _modes():
     """Each way a waiting request is woken: the default for this lane, polling, and
     Redis pub/sub where a Redis is configured (the PostgreSQL lane)."""
     modes = ["auto", "poll"]
-    if settings.REDIS_URL:
+    if django_settings.REDIS_URL:
         modes.append("redis")
     return modes
 
