@@ -30,3 +30,14 @@ def slow(ctx):
 @function("worker.fail")
 def fail(ctx):
     raise RuntimeError(str(ctx.params.get("message", "failed on purpose")))
+
+
+@function("worker.gate")
+def gate(ctx):
+    """Waits until the file ENTITYFLOW_TEST_GATE exists (at most 120 s), then returns
+    its input: a test decides when runs may end."""
+    path = os.environ["ENTITYFLOW_TEST_GATE"]
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"n": (ctx.input or {}).get("n")}
