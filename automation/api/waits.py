@@ -3,7 +3,6 @@ ends in time (docs/rest-api.md, "Synchronous replies")."""
 
 from collections.abc import Callable
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.response import Response
@@ -15,7 +14,7 @@ from automation.services.runs import run_wait
 from automation.store.waiting import MAX_WAIT_SECONDS
 
 WAIT_PARAMETER = OpenApiParameter(
-    "wait", OpenApiTypes.INT, required=False,
+    "wait", {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_SECONDS}, required=False,
     description=f"Wait up to this many seconds (1 to {MAX_WAIT_SECONDS}) for the run to end: "
                 "200 with its status and result when it ends in time, else (or as soon as "
                 "it waits for people) 202 as without it. The waiting request holds no "

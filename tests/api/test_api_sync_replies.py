@@ -232,3 +232,25 @@ def test_respond_and_wait_ms_are_validated_at_save(api, config, field, message):
     (key, messages), = ((k, v) for k, v in error["fields"].items() if k.endswith(field))
     assert message in messages[0], (key, messages)
     assert not ApiProcess.objects.exists()
+
+
+@pytest.mark.parametrize(("path", "accepted"), [
+    ("/api/workflow-definitions/{id}/trigger", "ExecutionId"),
+    ("/api/workflows/run", "Workflow"),
+    ("/api/entities/{id}/process", "ExecutionId"),
+])
+def test_the_schema_documents_both_answers_and_wait(anon, path, accepted):
+    schema = anon.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"][path]["post"]
+    (wait,) = [p for p in operation["parameters"] if p["name"] == "wait"]
+    assert (wait["in"], wait["schema"]["maximum"]) == ("query", 30)
+    responses = operation["responses"]
+    assert responses["202"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        f"/{accepted}")
+    components = schema["components"]["schemas"]
+    ok = responses["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    # the entity endpoint's 200 is also its dry run's: one of the two
+    assert "#/components/schemas/ExecutionResult" in json.dumps(
+        {"$ref": f"#/components/schemas/{ok}", **components[ok]})
+    result = components["ExecutionResult"]
+    assert set(result["properties"]) == {"executionId", "status", "result", "error"}
