@@ -11,7 +11,8 @@ METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MAX_PATH_LENGTH = 300  # ProcessTrigger.path
 MIN_TOKEN_LENGTH = 16
 RESPONDS = ("accepted", "result")
-MAX_WAIT_MS = 30_000  # a synchronous reply waits at most 30 s (docs/triggers.md)
+# a synchronous reply waits at most 30 s (docs/user-guide/triggers.md, Synchronous replies)
+MAX_WAIT_MS = 30_000
 DEFAULT_WAIT_MS = 10_000
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$")
 

@@ -81,5 +81,5 @@ def run_wait(*, run_id, seconds: float) -> Run:
     """The run once it ended or waits for people (a human step), or as it is after
     `seconds` (at most store.waiting.MAX_WAIT_SECONDS). No database connection is held
     while it waits; start the run with `trigger["wait"]` set so its end is announced
-    (docs/triggers.md, "Synchronous replies")."""
+    (docs/user-guide/triggers.md, "Synchronous replies")."""
     return waiting.wait_until_settled(run_id, seconds)

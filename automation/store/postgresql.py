@@ -37,6 +37,10 @@ that may call out runs, the executor makes an ordinary commit, which makes every
 written before it durable too; a run's end that a run-end hook has work for (a webhook
 delivery to write, store.hooks) takes the general way (an ordinary commit).
 
+A run's end that a caller waits for (store.waiting) adds `pg_notify` to the statement
+(`notified AS MATERIALIZED (SELECT pg_notify(…) FROM finished)`), so the notification
+goes out with the commit, and that commit is an ordinary one: the caller is told.
+
 When the statement writes nothing (the claim was lost, the run is no longer running, or
 a run-end hook has work to do), nothing has changed and
 the caller takes the general way, which knows what to do in each of those cases."""

@@ -1,5 +1,5 @@
 """Waiting for a run to settle without holding a database connection (synchronous
-replies, docs/triggers.md "Synchronous replies").
+replies, docs/user-guide/triggers.md "Synchronous replies").
 
 A run *settles* when it ends (completed, failed, cancelled) or when nothing in it can
 move without people (status `waiting`: a human step). A caller that asked to wait
@@ -61,7 +61,7 @@ def mode() -> str:
 
 
 def awaited(run: Run) -> bool:
-    """Someone asked to wait for this run (docs/triggers.md "Synchronous replies")."""
+    """Someone asked to wait for this run (`?wait=`, a webhook's respond "result")."""
     trigger = run.trigger
     return isinstance(trigger, dict) and bool(trigger.get("wait"))
 

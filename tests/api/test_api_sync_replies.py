@@ -1,7 +1,7 @@
 """Synchronous replies: `?wait=` on the endpoints that start a run and a webhook's
-`respond: "result"` (docs/rest-api.md, docs/triggers.md). The run is executed by a real
-worker process where the test is about waiting for one; the capacity test (many
-waiting requests against a real server) is in tests/reliability/test_sync_reply_capacity.py.
+`respond: "result"` (docs/rest-api.md, docs/user-guide/triggers.md). The run is executed
+by a real worker process where the test is about waiting for one; the capacity test (many
+waiting requests against a real server) is tests/reliability/test_sync_reply_capacity.py.
 """
 
 import json
