@@ -168,10 +168,6 @@ class Listener:
             if not self.waiting:
                 self.someone.clear()
 
-    def count(self) -> int:
-        with self.lock:
-            return sum(len(events) for events in self.waiting.values())
-
     def wake(self, run_ids: Iterable[str]) -> None:
         with self.lock:
             for run_id in run_ids:
@@ -286,8 +282,3 @@ def stop_listener() -> None:
         listener, _the_listener = _the_listener, None
     if listener is not None:
         listener.stop()
-
-
-def waiting_count() -> int:
-    """Requests of this process waiting for a run right now."""
-    return 0 if _the_listener is None else _the_listener.count()

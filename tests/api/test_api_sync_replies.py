@@ -176,6 +176,26 @@ def test_wait_on_an_entity_process_and_a_case_run(api, order_type, greeting_proc
     assert plain.status_code == 202 and set(plain.json()) == {"id", "caseId", "status"}
 
 
+def test_a_run_cancelled_while_a_request_waits_answers_200_cancelled(api, queued_mode):
+    """No worker: the run would not end by itself; staff cancel it during the wait."""
+    import threading
+
+    from automation.services.runs import run_cancel
+
+    process_save(slug="echo", name="Echo", definition={"steps": [
+        {"id": "a", "type": "function", "function": "noop"}]})
+    answer = {}
+    thread = threading.Thread(target=lambda: answer.setdefault("response", api.post(
+        "/api/workflow-definitions/echo/trigger?wait=20", {}, format="json")))
+    thread.start()
+    run = wait_for(lambda: Run.objects.first(), 10, message="the run to start")
+    run_cancel(run=run)
+    thread.join(30)
+    assert answer["response"].status_code == 200, answer["response"].content
+    assert answer["response"].json()["status"] == "cancelled"
+    assert answer["response"].json()["error"]["code"] == "cancelled"
+
+
 @pytest.mark.parametrize("value", ["31", "-1", "abc", "2.5", "1e3"])
 def test_wait_is_validated_and_nothing_starts(api, value):
     process_save(slug="echo", name="Echo", definition={"steps": [
