@@ -179,8 +179,10 @@ class PostgresRunStore(RunStore):
                     "finished_at": now, "duration_ms": duration_ms}
         follower = successor_row(run, graph.steps[targets[0]], step_run, outcome.output,
                                  scope=step_run.scope, handover=handover) if targets else None
+        waited = ends_run and waiting.awaited(run)
+        notify = waited and waiting.mode() == "postgresql"
         written, follower_pk = self._execute(step_run, recorded, follower, ends_run=ends_run,
-                                             now=now, announce=ends_run and waiting.awaited(run))
+                                             now=now, durable=waited, notify=notify)
         if not written:
             return False
         for name, value in recorded.items():
@@ -191,10 +193,13 @@ class PostgresRunStore(RunStore):
                       seen_steps=claim.seen_steps)
         else:
             run.status, run.result, run.finished_at = Run.Status.COMPLETED, outcome.output, now
+            if waited and not notify:
+                waiting.announce(run)  # Redis, after this (committed) statement
         return True
 
     def _execute(self, step_run: StepRun, recorded: dict, follower: StepRun | None, *,
-                 ends_run: bool, now, announce: bool = False) -> tuple[bool, int | None]:
+                 ends_run: bool, now, durable: bool = False, notify: bool = False
+                 ) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         record_sql, record_params = update_sql(StepRun.objects.filter(
@@ -228,14 +233,14 @@ class PostgresRunStore(RunStore):
                          f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
             params += finish_params
             select += "NULL"
-            if announce:  # a caller waits for this run: NOTIFY with the commit (store.waiting)
+            if notify:  # a caller waits for this run: NOTIFY with the commit (store.waiting)
                 parts.append(waiting.NOTIFY_CTE)
                 params.append(waiting.CHANNEL)
                 select += ", (SELECT count(*) FROM notified)"
         sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
         with connections[self.using].cursor() as cursor:
             # a caller told of this end must not be told of a commit a crash could forget
-            commits.execute_alone(cursor, sql, params, using=self.using, durable=announce)
+            commits.execute_alone(cursor, sql, params, using=self.using, durable=durable)
             count, follower_pk = cursor.fetchone()[:2]
         return bool(count), follower_pk
 

@@ -71,9 +71,9 @@ def announce(run: Run) -> None:
     after writing the run's new status). Runs nobody waits for announce nothing."""
     if not awaited(run):
         return
-    how = mode()
-    if how == "postgresql":
-        with connections[router.db_for_write(Run)].cursor() as cursor:
+    how, connection = mode(), connections[router.db_for_write(Run)]
+    if how == "postgresql" and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(run.pk)])
     elif how == "redis":
         run_id = str(run.pk)

@@ -22,7 +22,9 @@ from tests.worker import Worker, wait_for
 pytestmark = API_DB
 
 THREE_STEPS = [{"id": "a", "type": "function", "function": "worker.effect", "next": "b"},
-               {"id": "b", "type": "function", "function": "worker.effect", "next": "c"},
+               # a second, so the run ends well after the request began to wait
+               {"id": "b", "type": "function", "function": "worker.slow", "next": "c",
+                "config": {"params": {"seconds": 1}}},
                {"id": "c", "type": "function", "function": "worker.effect"}]
 TOKEN = "tok_abcdefghijklmnop"
 
