@@ -85,11 +85,7 @@ def _modes():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("worker", _modes(), indirect=True)
-def test_wait_on_a_three_step_run_returns_its_result(api, effects, worker, settings, request):
-    mode = request.node.callspec.params["worker"]
-    if mode != "auto":
-        settings.ENTITYFLOW_WAIT_NOTIFY = mode
+def test_wait_on_a_three_step_run_returns_its_result(api, effects, worker):
     process_save(slug="three", name="Three", definition={"steps": THREE_STEPS})
 
     response = api.post("/api/workflow-definitions/three/trigger?wait=5", {"input": {"n": 1}},
@@ -101,6 +97,26 @@ def test_wait_on_a_three_step_run_returns_its_result(api, effects, worker, setti
                                "result": {"step": "c"}, "error": None}
     assert run.trigger["wait"] == 5  # marked, so its end was announced
     assert sorted(effects.read_text().split()) == sorted(f"{run.pk}:{s}" for s in "abc")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("worker", _modes(), indirect=True)
+def test_each_way_of_waking_answers_when_the_run_ends(api, effects, worker, settings, request):
+    """The run ends after about a second; the request may wait 30. An answer well before
+    the 30 s came from the run's end being announced (or, polling, seen), not from the
+    wait running out (after which the answer would be 200 too: the run has ended)."""
+    mode = request.node.callspec.params["worker"]
+    if mode != "auto":
+        settings.ENTITYFLOW_WAIT_NOTIFY = mode
+    process_save(slug="three", name="Three", definition={"steps": THREE_STEPS})
+
+    started = time.monotonic()
+    response = api.post("/api/workflow-definitions/three/trigger?wait=30", {}, format="json")
+    waited = time.monotonic() - started
+
+    assert response.status_code == 200, response.content
+    assert response.json()["result"] == {"step": "c"}
+    assert waited < 20
 
 
 @pytest.mark.slow
