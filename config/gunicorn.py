@@ -27,4 +27,8 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS") or (os.cpu_count() or 1) + 1)
 threads = int(os.environ.get("GUNICORN_THREADS") or 1)
 worker_class = "gthread" if threads > 1 else "sync"
+# gunicorn restarts a sync worker that has not checked in for `timeout` seconds, and a
+# sync worker does not check in while it serves a request. Its default, 30 s, is the
+# longest synchronous reply itself: such a request could be cut off without an answer.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -21,8 +21,7 @@ from automation.services.processes import process_save
 from tests.worker import ROOT, Worker, wait_for, worker_env
 from tests.worker import test_database_url as database_url
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow,
-              pytest.mark.requires_postgres]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 WAITERS = 200
 WEB_PROCESSES = 2
@@ -57,14 +56,18 @@ def gate(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def server(tmp_path, gate):
-    """gunicorn with config/gunicorn.py and GUNICORN_THREADS, on the test database, its
-    connections named so they can be told from everyone else's."""
+def server(tmp_path, gate, request):
+    """gunicorn with config/gunicorn.py and GUNICORN_THREADS (or, with the param "sync",
+    one sync worker as shipped) on the test database; on PostgreSQL its connections are
+    named so they can be told from everyone else's."""
     port = _free_port()
-    env = worker_env(DATABASE_URL=f"{database_url()}?application_name={APP_NAME}",
-                     GUNICORN_WORKERS=str(WEB_PROCESSES), GUNICORN_THREADS=str(THREADS),
-                     GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_LOG_LEVEL="warning",
-                     ENTITYFLOW_TEST_GATE=str(gate))
+    url = database_url()
+    if url.startswith("postgres"):
+        url += f"?application_name={APP_NAME}"
+    workers = {"GUNICORN_WORKERS": "1"} if getattr(request, "param", None) == "sync" else {
+        "GUNICORN_WORKERS": str(WEB_PROCESSES), "GUNICORN_THREADS": str(THREADS)}
+    env = worker_env(DATABASE_URL=url, GUNICORN_BIND=f"127.0.0.1:{port}",
+                     GUNICORN_LOG_LEVEL="warning", ENTITYFLOW_TEST_GATE=str(gate), **workers)
     log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py",
@@ -92,6 +95,20 @@ def server(tmp_path, gate):
         log.close()
 
 
+@pytest.mark.parametrize("server", ["sync"], indirect=True)
+def test_a_sync_worker_answers_after_the_longest_wait(server, tokens):
+    """No worker runs the steps: the request waits its full 30 s on a sync worker (as
+    config/gunicorn.py ships it, whose timeout leaves room for that) and gets its 202."""
+    process_save(slug="never", name="Never", definition={"steps": [
+        {"id": "a", "type": "function", "function": "noop"}]})
+    response = requests.post(f"{server}/api/workflow-definitions/never/trigger?wait=30",
+                             json={}, timeout=90,
+                             headers={"Authorization": f"Bearer {tokens['accessToken']}"})
+    assert response.status_code == 202, response.text
+    assert response.json() == {"executionId": str(Run.objects.get().pk)}
+
+
+@pytest.mark.requires_postgres
 def test_200_waiting_requests_hold_only_the_web_processes_own_connections(
         server, gate, tokens, tmp_path):
     process_save(slug="gated", name="Gated", definition={"steps": [
