@@ -12,7 +12,8 @@ A sync worker holds one request at a time, so it holds one synchronous reply (`?
 docs/operating.md "Synchronous replies") at a time, and serves nothing else meanwhile.
 GUNICORN_THREADS=N switches to threaded workers (gthread) of N threads each: a waiting
 request holds a thread but no database connection, so workers x N requests can wait at
-once (200 on 2 workers of 100 threads in tests/reliability/test_sync_reply_capacity.py).
+once, but give each worker threads for all of them: connections are not spread evenly
+(tests/reliability/test_sync_reply_capacity.py: 200 on 2 workers of 210 threads).
 The default stays sync: for plain API traffic gthread was slower (docs/operating.md).
 
 Like config/wsgi.py, it picks the production settings unless DJANGO_SETTINGS_MODULE is
