@@ -8,6 +8,14 @@ waits. More than that bought nothing there, and each worker costs its own memory
 database connection. Put a buffering proxy (nginx) in front for slow clients, as
 gunicorn's documentation says for sync workers.
 
+A sync worker holds one request at a time, so it holds one synchronous reply (`?wait=`,
+docs/operating.md "Synchronous replies") at a time, and serves nothing else meanwhile.
+GUNICORN_THREADS=N switches to threaded workers (gthread) of N threads each: a waiting
+request holds a thread but no database connection, so workers x N requests can wait at
+once, but give each worker threads for all of them: connections are not spread evenly
+(tests/reliability/test_sync_reply_capacity.py: 200 on 2 workers of 210 threads).
+The default stays sync: for plain API traffic gthread was slower (docs/operating.md).
+
 Like config/wsgi.py, it picks the production settings unless DJANGO_SETTINGS_MODULE is
 set, so the workers it starts never run with DEBUG on by accident.
 """
@@ -18,5 +26,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS") or (os.cpu_count() or 1) + 1)
-worker_class = "sync"
+threads = int(os.environ.get("GUNICORN_THREADS") or 1)
+worker_class = "gthread" if threads > 1 else "sync"
+# gunicorn restarts a sync worker that has not checked in for `timeout` seconds, and a
+# sync worker does not check in while it serves a request. Its default, 30 s, is the
+# longest synchronous reply itself: such a request could be cut off without an answer.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 60)
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

@@ -15,9 +15,10 @@ from automation.api.base import (
     validate_input,
     validate_query,
 )
-from automation.api.outputs import CaseSerializer
+from automation.api.outputs import CaseSerializer, ExecutionResultSerializer
 from automation.api.schema import ObjectField, api_doc, paginated
 from automation.api.services import CASE_FIELDS, CASE_TYPE, case_create, parameters_create
+from automation.api.waits import WAIT_PARAMETER, started_response, wait_seconds, waited_trigger
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess, Parameters, Run
 from automation.services.idempotency import run_start_once
@@ -161,10 +162,12 @@ class WorkflowRunApi(ApiView):
         workflowDefinitionId = serializers.CharField(max_length=100)
         parametersId = serializers.UUIDField(required=False, allow_null=True)
 
-    @api_doc(request=InputSerializer, responses={202: WorkflowSerializer},
-             errors=(400, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],
-             summary="Run a workflow definition for a case")
+    @api_doc(request=InputSerializer,
+             responses={200: ExecutionResultSerializer, 202: WorkflowSerializer},
+             errors=(400, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
+             summary="Run a workflow definition for a case (202), or wait for its result (200)")
     def post(self, request):
+        wait = wait_seconds(request)
         data = validate_input(WorkflowRunApi.InputSerializer, request.data)
         case = cases().filter(pk=data["caseId"]).first()
         if case is None:
@@ -179,9 +182,10 @@ class WorkflowRunApi(ApiView):
             parameters = row.parameters
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),
-            trigger={"type": "api", "by": principal(request)}, input={"caseId": str(case.pk)},
-            parameters=parameters, entity=case, user=django_user(request))
-        return Response(WorkflowSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+            trigger=waited_trigger({"type": "api", "by": principal(request)}, wait),
+            input={"caseId": str(case.pk)}, parameters=parameters, entity=case,
+            user=django_user(request))
+        return started_response(run, wait, lambda run: WorkflowSerializer(run).data)
 
 
 class WorkflowDetailApi(ApiView):

@@ -20,7 +20,11 @@ from automation.api.base import (
     validate_input,
     validate_query,
 )
-from automation.api.outputs import ExecutionIdSerializer, ProcessSerializer
+from automation.api.outputs import (
+    ExecutionIdSerializer,
+    ExecutionResultSerializer,
+    ProcessSerializer,
+)
 from automation.api.schema import (
     AnyJsonField,
     ObjectField,
@@ -29,6 +33,7 @@ from automation.api.schema import (
     api_doc,
     paginated,
 )
+from automation.api.waits import WAIT_PARAMETER, started_response, wait_seconds, waited_trigger
 from automation.definitions.webhook_config import keep_stored_secrets
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess
@@ -199,17 +204,20 @@ class DefinitionTriggerApi(ApiView):
                              help_text="Any JSON value; the steps see it as `input` "
                                        "(null or left out: {}).")
 
-    @api_doc(request=InputSerializer, responses={202: ExecutionIdSerializer},
-             errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER],
-             summary="Start a run of a workflow definition")
+    @api_doc(request=InputSerializer,
+             responses={200: ExecutionResultSerializer, 202: ExecutionIdSerializer},
+             errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
+             summary="Start a run of a workflow definition (202), or wait for its result (200)")
     def post(self, request, id):
         process = found_or_404(_TRIGGERED.first(id), "workflow definition")
+        wait = wait_seconds(request)
         data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
         if process.entity_type_id is not None:
             raise unprocessable("entity", f"'{process.slug}' runs for one entity: start it "
                                           "with POST /api/entities/{id}/process.")
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),
-            trigger={"type": "manual", "source": "api", "by": principal(request)},
+            trigger=waited_trigger({"type": "manual", "source": "api", "by": principal(request)},
+                                   wait),
             input=data["input"], user=django_user(request))
-        return Response({"executionId": run.pk}, status=status.HTTP_202_ACCEPTED)
+        return started_response(run, wait, lambda run: {"executionId": run.pk})

@@ -3,7 +3,7 @@ processing one entity (or previewing it with dryRun). Every write goes through
 entities.services, so it fires exactly the events an admin save fires."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
@@ -21,8 +21,13 @@ from automation.api.base import (
     validate_input,
     validate_query,
 )
-from automation.api.outputs import EntitySerializer, ExecutionIdSerializer
+from automation.api.outputs import (
+    EntitySerializer,
+    ExecutionIdSerializer,
+    ExecutionResultSerializer,
+)
 from automation.api.schema import AnyJsonField, ObjectField, api_doc, paginated
+from automation.api.waits import WAIT_PARAMETER, started_response, wait_seconds, waited_trigger
 from automation.models import ApiProcess
 from automation.services.dry_run import dry_run
 from automation.services.idempotency import run_start_once
@@ -135,11 +140,16 @@ class EntityProcessApi(ApiView):
                                        "(null or left out: {}).")
 
     @api_doc(request=InputSerializer, errors=(400, 404, 409, 413, 422),
-             responses={200: DryRunSerializer, 202: ExecutionIdSerializer},
-             parameters=[IDEMPOTENCY_PARAMETER],
-             summary="Run a process for this entity (202), or preview it with dryRun (200)")
+             responses={200: PolymorphicProxySerializer(
+                 component_name="EntityProcessReply",
+                 serializers=[DryRunSerializer, ExecutionResultSerializer],
+                 resource_type_field_name=None), 202: ExecutionIdSerializer},
+             parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
+             summary="Run a process for this entity (202), wait for its result with ?wait "
+                     "(200), or preview it with dryRun (200)")
     def post(self, request, id):
         entity = get_or_404(entity_list(), "entity", pk=id)
+        wait = wait_seconds(request)
         data = validate_input(EntityProcessApi.InputSerializer, request.data)
         process = (ApiProcess.objects.select_related("current_version")
                    .filter(slug=data["process"]).first())
@@ -152,9 +162,10 @@ class EntityProcessApi(ApiView):
             return Response(dry_run(process=process, entity=entity))
         run, _ = run_start_once(
             process=process, principal=principal(request), key=idempotency_header(request),
-            trigger={"type": "manual", "source": "api", "by": principal(request)},
+            trigger=waited_trigger({"type": "manual", "source": "api", "by": principal(request)},
+                                   wait),
             input=data["input"], entity=entity, user=django_user(request))
-        return Response({"executionId": run.pk}, status=status.HTTP_202_ACCEPTED)
+        return started_response(run, wait, lambda run: {"executionId": run.pk})
 
 
 # -- writing entities ------------------------------------------------------------------

@@ -154,3 +154,15 @@ class ExecutionIdSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "ExecutionId"
+
+
+class ExecutionResultSerializer(serializers.Serializer):
+    """A synchronous reply (`?wait=`): the run ended while the request waited."""
+
+    executionId = serializers.UUIDField(source="pk")
+    status = serializers.ChoiceField(choices=["completed", "failed", "cancelled"])
+    result = AnyJsonField(allow_null=True, help_text="The run's result (null unless completed).")
+    error = RunErrorSerializer(allow_null=True, help_text="Why the run failed (null otherwise).")
+
+    class Meta:
+        ref_name = "ExecutionResult"

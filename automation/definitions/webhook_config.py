@@ -10,6 +10,10 @@ from automation.definitions.webhook_verify import check_verify
 METHODS = ("POST", "PUT", "PATCH", "GET", "DELETE")
 MAX_PATH_LENGTH = 300  # ProcessTrigger.path
 MIN_TOKEN_LENGTH = 16
+RESPONDS = ("accepted", "result")
+# a synchronous reply waits at most 30 s (docs/user-guide/triggers.md, Synchronous replies)
+MAX_WAIT_MS = 30_000
+DEFAULT_WAIT_MS = 10_000
 _PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+$")
 
 
@@ -40,7 +44,35 @@ def validate_webhook_config(config: object, *, prefix: str = "config") -> dict[s
     if not isinstance(method, str) or method.upper() not in METHODS:
         add("method", f"The method must be one of {', '.join(METHODS)}.")
     _check_credentials(config, add)
+    _check_reply(config, add)
     return errors
+
+
+def _check_reply(config: dict, add) -> None:
+    """`respond: "result"` answers with the run's result when it ends within `waitMs`."""
+    respond = config.get("respond", "accepted")
+    if respond not in RESPONDS:
+        add("respond", 'respond must be "accepted" (202 at once) or "result" (wait for '
+                       "the run's result).")
+        return
+    wait_ms = config.get("waitMs")
+    if wait_ms is None:
+        return
+    if respond != "result":
+        add("waitMs", 'waitMs applies only with respond: "result".')
+    elif (not isinstance(wait_ms, int) or isinstance(wait_ms, bool)
+          or not 1 <= wait_ms <= MAX_WAIT_MS):
+        add("waitMs", f"waitMs must be a whole number of milliseconds from 1 to {MAX_WAIT_MS}.")
+
+
+def reply_wait_seconds(config: object) -> float:
+    """How long a delivery waits for its run's result (0: answer 202 at once)."""
+    if not isinstance(config, dict) or config.get("respond") != "result":
+        return 0
+    wait_ms = config.get("waitMs", DEFAULT_WAIT_MS)
+    if not isinstance(wait_ms, int) or isinstance(wait_ms, bool):
+        return DEFAULT_WAIT_MS / 1000
+    return max(0, min(wait_ms, MAX_WAIT_MS)) / 1000
 
 
 def _check_credentials(config: dict, add) -> None:

@@ -11,7 +11,7 @@ from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run, StepRun
 from automation.services.breaker import ProcessPausedError, admit, resume
 from automation.services.reruns import failed_step, run_rerun, stopped_by_failure
-from automation.store import get_store
+from automation.store import get_store, waiting
 from automation.store.graphs import graph_for
 from entities.models import Entity, EntityEvent
 
@@ -106,16 +106,24 @@ def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
     breaker = resume(process=process)
     if user is not None:
         ProcessBreaker.objects.filter(pk=breaker.pk).update(resumed_by=user)
-    waiting = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
+    held_starts = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
     if held == "discard":
-        HeldStart.objects.filter(pk__in=[h.pk for h in waiting]).update(
+        HeldStart.objects.filter(pk__in=[h.pk for h in held_starts]).update(
             status=HeldStart.Status.DISCARDED, decided_at=timezone.now())
-        return {"released": 0, "discarded": len(waiting)}
-    for start in waiting:
+        return {"released": 0, "discarded": len(held_starts)}
+    for start in held_starts:
         run, _ = run_start(process=process, trigger={**start.trigger, "heldStart": start.pk},
                            input=start.input, parameters=start.parameters, entity=start.entity,
                            event=start.event, idempotency_key=start.idempotency_key, user=user,
                            breaker=False)
         HeldStart.objects.filter(pk=start.pk).update(
             status=HeldStart.Status.RELEASED, run=run, decided_at=timezone.now())
-    return {"released": len(waiting), "discarded": 0}
+    return {"released": len(held_starts), "discarded": 0}
+
+
+def run_wait(*, run_id, seconds: float) -> Run:
+    """The run once it ended or waits for people (a human step), or as it is after
+    `seconds` (at most store.waiting.MAX_WAIT_SECONDS). No database connection is held
+    while it waits; start the run with `trigger["wait"]` set so its end is announced
+    (docs/user-guide/triggers.md, "Synchronous replies")."""
+    return waiting.wait_until_settled(run_id, seconds)

@@ -20,7 +20,7 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
 from automation.models import Run, StepRun
-from automation.store import children, pruning, recording, settling
+from automation.store import children, pruning, recording, settling, waiting
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.policy import step_timeout_seconds
@@ -257,6 +257,7 @@ class RunStore:
             run.error = {"message": "Cancelled.", "step": None, "code": "cancelled"}
             run.save(update_fields=["status", "finished_at", "error"])
             settling.stop_active_steps(run, reason="cancel")
+            waiting.announce(run)
         return run
 
     # -- sweeping ----------------------------------------------------------------------

@@ -38,6 +38,10 @@ A recorded step is an ordinary (flushed) commit: its output is shown on the API
 (`?expand=steps`), and a run's end is what a client polls for, so nothing of it may be
 visible before it is durable (docs/operating.md, "Commits and the disk").
 
+A run's end that a caller waits for (store.waiting) adds `pg_notify` to the statement
+(`notified AS MATERIALIZED (SELECT pg_notify(…) FROM finished)`), so the notification
+goes out with the commit, and that commit is an ordinary one: the caller is told.
+
 When the statement writes nothing (the claim was lost, the run is no longer running, or
 a run-end hook has work to do), nothing has changed and
 the caller takes the general way, which knows what to do in each of those cases."""
@@ -51,7 +55,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
-from automation.store import hooks
+from automation.store import hooks, waiting
 from automation.store.base import RUN_NOT_STARTED, RunStore, StoreFeatures, run_insert
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
@@ -193,8 +197,10 @@ class PostgresRunStore(RunStore):
                     "finished_at": now, "duration_ms": duration_ms}
         follower = successor_row(run, graph.steps[targets[0]], step_run, outcome.output,
                                  scope=step_run.scope, handover=handover) if targets else None
+        waited = ends_run and waiting.awaited(run)
+        notify = waited and waiting.mode() == "postgresql"
         written, follower_pk = self._execute(step_run, recorded, follower, ends_run=ends_run,
-                                             now=now)
+                                             now=now, notify=notify)
         if not written:
             return False
         for name, value in recorded.items():
@@ -205,10 +211,13 @@ class PostgresRunStore(RunStore):
                       seen_steps=claim.seen_steps)
         else:
             run.status, run.result, run.finished_at = Run.Status.COMPLETED, outcome.output, now
+            if waited and not notify:
+                waiting.announce(run)  # Redis, after this (committed) statement
         return True
 
     def _execute(self, step_run: StepRun, recorded: dict, follower: StepRun | None, *,
-                 ends_run: bool, now) -> tuple[bool, int | None]:
+                 ends_run: bool, now, notify: bool = False
+                 ) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         record_sql, record_params = update_sql(StepRun.objects.filter(
@@ -239,14 +248,19 @@ class PostgresRunStore(RunStore):
                                                          "result": recorded["output"],
                                                          "finished_at": now}, self.using)
             parts.append(f"finished AS ({finish_sql} "  # noqa: S608
-                         "AND EXISTS (SELECT 1 FROM recorded))")
+                         f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
             params += finish_params
             select += "NULL"
+            if notify:  # a caller waits for this run: NOTIFY with the commit (store.waiting)
+                parts.append(waiting.NOTIFY_CTE)
+                params.append(waiting.CHANNEL)
+                select += ", (SELECT count(*) FROM notified)"
         sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
         with connections[self.using].cursor() as cursor:
-            # durable: the step's output and a run's end are readable at once (see above)
+            # durable: the step's output and a run's end are readable at once, and a
+            # caller told of this end must not be told of a commit a crash could forget
             commits.execute_alone(cursor, sql, params, using=self.using, durable=True)
-            count, follower_pk = cursor.fetchone()
+            count, follower_pk = cursor.fetchone()[:2]
         return bool(count), follower_pk
 
     def _hooks_idle(self, event: str) -> tuple[str, list]:

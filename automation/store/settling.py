@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from automation.definitions import Graph
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import hooks
+from automation.store import hooks, waiting
 from automation.store.claims import Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import is_plain, is_sequential
@@ -63,6 +63,8 @@ def settle_run(run: Run, graph: Graph, *, created: list | None = None,
         if run.status != status:
             run.status = status
             run.save(update_fields=["status"])
+            if status == Run.Status.WAITING:
+                waiting.announce(run)  # nothing moves without people: a waiter answers 202
 
 
 def _release_joins(run: Run, graph: Graph, active: list[StepRun]) -> bool:
@@ -114,6 +116,7 @@ def finish_run(run: Run, *, result: Any = None) -> None:
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "result", "finished_at"])
     hooks.run_ended(run)
+    waiting.announce(run)
 
 
 def fail_run(run: Run, step_run: StepRun, error: dict) -> None:
@@ -124,6 +127,7 @@ def fail_run(run: Run, step_run: StepRun, error: dict) -> None:
     run.save(update_fields=["status", "error", "finished_at"])
     stop_active_steps(run, reason="failure")
     hooks.run_ended(run)
+    waiting.announce(run)
 
 
 def stop_active_steps(run: Run, *, reason: str) -> None:

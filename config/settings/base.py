@@ -228,6 +228,15 @@ ENTITYFLOW_ONE_STATEMENT_STEPS = env_bool("ENTITYFLOW_ONE_STATEMENT_STEPS", True
 # planned once per connection (PREPARE, entities.db.prepared); a connection that loses them
 # (a pooler in transaction mode) stops preparing by itself. Off: never prepared.
 ENTITYFLOW_PREPARED_STATEMENTS = env_bool("ENTITYFLOW_PREPARED_STATEMENTS", True)
+# Synchronous replies (?wait=, a webhook's respond "result"; automation.store.waiting):
+# how a waiting request learns that its run settled. "auto": LISTEN/NOTIFY on PostgreSQL,
+# else Redis pub/sub when REDIS_URL is set, else polling; or "postgresql", "redis", "poll".
+# Polling reads every ENTITYFLOW_WAIT_POLL_SECONDS; with notifications the runs waited on
+# are still re-read every ENTITYFLOW_WAIT_RECHECK_SECONDS (a notification lost with a
+# dropped connection costs at most that long).
+ENTITYFLOW_WAIT_NOTIFY = os.environ.get("ENTITYFLOW_WAIT_NOTIFY", "auto")
+ENTITYFLOW_WAIT_POLL_SECONDS = float(os.environ.get("ENTITYFLOW_WAIT_POLL_SECONDS", "0.25"))
+ENTITYFLOW_WAIT_RECHECK_SECONDS = float(os.environ.get("ENTITYFLOW_WAIT_RECHECK_SECONDS", "2"))
 
 # --- Retention (automation.services.retention, docs/operating.md#retention) -----------
 # Days each kind of row is kept; 0 keeps it forever. `manage.py prune` and a daily

@@ -12,7 +12,6 @@ from django.test import Client
 from django.utils import timezone
 
 from automation.api.services import function_save
-from automation.services.agents import agent_save
 from automation.connections import secrets
 from automation.connections.services import (
     connection_create,
@@ -21,6 +20,7 @@ from automation.connections.services import (
     connection_update,
 )
 from automation.models import Connection, Run, StepRun, WebhookDelivery, WebhookSubscription
+from automation.services.agents import agent_save
 from automation.services.processes import process_save
 from automation.services.runs import run_start
 from automation.services.webhooks import deliveries_due_sweep, webhook_subscription_create

@@ -9,8 +9,15 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
-from automation.models import (ApprovalRequest, Batch, InboundDelivery, Run, StepRun,
-                               WebhookDelivery, WebhookSubscription)
+from automation.models import (
+    ApprovalRequest,
+    Batch,
+    InboundDelivery,
+    Run,
+    StepRun,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from automation.services.processes import process_save
 from automation.services.retention import prune, prune_counts
 from automation.store import get_store

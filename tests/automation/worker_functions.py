@@ -25,3 +25,19 @@ def slow(ctx):
     time.sleep(float(ctx.params.get("seconds", 2)))
     _effect(f"{ctx.run_id}:{ctx.step_id}")
     return {"step": ctx.step_id, "slept": ctx.params.get("seconds", 2)}
+
+
+@function("worker.fail")
+def fail(ctx):
+    raise RuntimeError(str(ctx.params.get("message", "failed on purpose")))
+
+
+@function("worker.gate")
+def gate(ctx):
+    """Waits until the file ENTITYFLOW_TEST_GATE exists (at most 120 s), then returns
+    its input: a test decides when runs may end."""
+    path = os.environ["ENTITYFLOW_TEST_GATE"]
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"n": (ctx.input or {}).get("n")}

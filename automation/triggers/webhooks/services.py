@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from automation.definitions.scope import expression_scope
-from automation.definitions.webhook_config import is_public, normalize_method
+from automation.definitions.webhook_config import is_public, normalize_method, reply_wait_seconds
 from automation.definitions.webhook_verify import verification_of
 from automation.models import InboundDelivery, ProcessTrigger
 from automation.services.payloads import MAX_JSON_DEPTH, json_depth_exceeds
@@ -59,6 +59,7 @@ class Delivery:
     outcome: str
     execution_id: str | None = None
     reply: dict | None = None  # the answer a sender's URL check expects (CHALLENGE)
+    wait: float = 0  # seconds to wait for the run's result (config.respond "result")
 
 
 def webhook_triggers_for(path: str, method: str) -> list[ProcessTrigger]:
@@ -248,12 +249,16 @@ def _deliver_one(trigger: ProcessTrigger, payload: Any, event: dict, keys: list[
                                                      delivery_id__in=keys)
                       .exclude(run=None).values_list("run_id", flat=True).first())
             return Delivery(slug, Outcome.DUPLICATE, str(run_id) if run_id else None)
+        wait = reply_wait_seconds(trigger.config)
+        started = {"type": "webhook", "triggerId": trigger.pk, "path": trigger.path,
+                   "deliveryId": delivery_id, "event": event}
+        if wait:  # its end is announced to the waiting request (store.waiting)
+            started["wait"] = wait
         run, created = run_start(
-            process=trigger.process, version=trigger.version, input=payload,
-            trigger={"type": "webhook", "triggerId": trigger.pk, "path": trigger.path,
-                     "deliveryId": delivery_id, "event": event},
+            process=trigger.process, version=trigger.version, input=payload, trigger=started,
             idempotency_key=f"webhook:{trigger.process_id}:{delivery_id}",
         )
         InboundDelivery.objects.filter(pk__in=[row.pk for row in seen]).update(run=run)
-    return Delivery(slug, Outcome.STARTED if created else Outcome.DUPLICATE, str(run.pk))
+    return Delivery(slug, Outcome.STARTED if created else Outcome.DUPLICATE, str(run.pk),
+                    wait=wait if created else 0)
 

@@ -8,6 +8,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from automation.exceptions import AutomationError
+from automation.models import Run
+from automation.services.runs import run_wait
 from automation.triggers.webhooks.exceptions import (
     WebhookMethodNotAllowedError,
     WebhookPayloadTooLargeError,
@@ -72,6 +74,16 @@ def read_body(request: HttpRequest) -> bytes:
     return body
 
 
+def waited_reply(delivery: Delivery) -> tuple[dict, int]:
+    """config.respond "result": 200 {executionId, status, result} when the run ends
+    within config.waitMs (no database connection held meanwhile), else 202 as always."""
+    run = run_wait(run_id=delivery.execution_id, seconds=delivery.wait)
+    if run.status not in Run.FINISHED:
+        return {"started": True, "executionId": delivery.execution_id}, 202
+    return {"executionId": delivery.execution_id, "status": run.status, "result": run.result,
+            "error": run.error}, 200
+
+
 def error_response(exc: AutomationError) -> JsonResponse:
     response = JsonResponse(error_body(exc.code, exc.message, exc.fields or None),
                             status=exc.http_status)
@@ -83,7 +95,8 @@ def error_response(exc: AutomationError) -> JsonResponse:
 
 
 def delivery_response(deliveries: list[Delivery]) -> JsonResponse:
-    """202 {"started": true, "executionId"} when a run started; 200 {"duplicate": true,
+    """202 {"started": true, "executionId"} when a run started (or, with respond
+    "result", 200 {executionId, status, result} once it ended); 200 {"duplicate": true,
     "executionId"} for a delivery seen before; 202 {"started": false} when the trigger's
     condition was false. Several processes on one path add `executions`. A sender's URL
     check (Slack's url_verification) gets 200 with the answer it expects."""
@@ -92,7 +105,9 @@ def delivery_response(deliveries: list[Delivery]) -> JsonResponse:
         return JsonResponse(replies[0], status=200)
     started = [d for d in deliveries if d.outcome == Outcome.STARTED]
     duplicates = [d for d in deliveries if d.outcome == Outcome.DUPLICATE]
-    if started:
+    if started and started[0].wait:
+        body, status = waited_reply(started[0])
+    elif started:
         body, status = {"started": True, "executionId": started[0].execution_id}, 202
     elif duplicates:
         body = {"started": False, "duplicate": True, "executionId": duplicates[0].execution_id}
