@@ -20,7 +20,13 @@ from django.db.models import Count, Max, Subquery
 from automation.definitions.conditions import check_condition
 from automation.definitions.scope import trigger_scope
 from automation.definitions.triggers import trigger_reached
-from automation.models import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
+from automation.models import (
+    ApiProcess,
+    IndexStamp,
+    ProcessBreaker,
+    ProcessTrigger,
+    ProcessVersion,
+)
 from automation.services.dry_run import first_steps
 from entities.exceptions import ExpressionError, TransitionNotAllowedError
 from entities.expressions import PreparedScope, evaluate_bool
@@ -41,7 +47,8 @@ class Gate:
     message: str
 
 
-# Checked in order; a paused breaker is one more Gate here.
+# Checked in order; a process paused by its circuit breaker (services.breaker) is one
+# more reason, read fresh on every call (PAUSED below): pausing does not change the rows.
 GATES = (
     Gate("disabled", lambda process: not process.enabled, "The process is disabled."),
     Gate("no_version", lambda process: process.current_version_id is None,
@@ -138,7 +145,11 @@ def _processes(entity: Entity, events: list[EntityEvent]) -> list[dict]:
     by several triggers is evaluated once per event."""
     processes, triggers = _type_processes(entity.entity_type_id)
     scopes = [(event, PreparedScope(trigger_scope(event)), {}) for event in events]
-    return [_process(process, triggers.get(process.pk) or _unindexed(process), scopes)
+    paused = set(ProcessBreaker.objects.filter(
+        paused_at__isnull=False, process__entity_type_id=entity.entity_type_id
+    ).values_list("process_id", flat=True))
+    return [_process(process, triggers.get(process.pk) or _unindexed(process), scopes,
+                     paused=process.pk in paused)
             for process in processes]
 
 
@@ -188,9 +199,12 @@ def _unindexed(process: ProcessRow) -> list[dict]:
     return rows
 
 
-def _process(process: ProcessRow, triggers: list[dict], scopes: list) -> dict:
+def _process(process: ProcessRow, triggers: list[dict], scopes: list, *,
+             paused: bool = False) -> dict:
     reasons = [{"code": gate.code, "message": gate.message}
                for gate in GATES if gate.closed(process)]
+    if paused:
+        reasons.append(PAUSED)
     checked, starts = [], []
     for row in triggers:
         if row["type"] not in ENTITY_TRIGGERS:
@@ -217,7 +231,9 @@ def _process(process: ProcessRow, triggers: list[dict], scopes: list) -> dict:
     return answer
 
 
-_GATE_CODES = {gate.code for gate in GATES}
+PAUSED = {"code": "paused", "message": "The process is paused by its circuit breaker: its "
+                                      "starts are held until a person resumes it."}
+_GATE_CODES = {gate.code for gate in GATES} | {PAUSED["code"]}
 
 
 def _trigger(row: dict, scopes: list) -> dict:

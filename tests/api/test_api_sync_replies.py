@@ -161,7 +161,7 @@ def test_a_run_that_does_not_end_in_time_is_answered_202(api, queued_mode):
     run = Run.objects.get(process__slug="echo")
     assert response.status_code == 202, response.content
     assert response.json() == {"executionId": str(run.pk)}
-    assert run.status == Run.Status.RUNNING
+    assert run.status == Run.Status.PENDING  # no worker has taken its first step
 
 
 def test_wait_on_an_entity_process_and_a_case_run(api, order_type, greeting_process):

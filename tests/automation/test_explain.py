@@ -8,7 +8,8 @@ from django.db import connection
 from automation.api.services import function_save
 from automation.connections.services import connection_create
 from automation.models import ApiProcess, ProcessTrigger, Run
-from automation.services.explain import GATES, explain, merge_patch
+from automation.services.breaker import pause
+from automation.services.explain import explain, merge_patch
 from automation.services.processes import process_save
 from entities.models import Entity, EntityEvent
 from tests.factories import make_order
@@ -58,6 +59,8 @@ def demo_processes(order_type, hubspot_fake):
     save("big-orders", noop, [status_trigger("approved", "entity.data.total > 10000")])
     save("broken-condition", noop, [status_trigger("approved", "entity.data.missing.deep > 1")])
     save("disabled-one", noop, [status_trigger("approved")], enabled=False)
+    pause(process=save("paused-one", noop, [status_trigger("approved")]),
+          reason="30 runs for one entity in a minute")
     save("on-shipped", noop, [status_trigger("shipped")])
     save("manual-only", noop, [{"type": "manual"}])
 
@@ -91,6 +94,10 @@ def check_demo_answer(answer):
     disabled = processes["disabled-one"]
     assert disabled["wouldStart"] is False and codes(disabled) == ["disabled"]
     assert disabled["triggers"][0]["outcome"] == "starts"  # it would, were it enabled
+
+    paused = processes["paused-one"]  # its circuit breaker holds its starts
+    assert paused["wouldStart"] is False and codes(paused) == ["paused"]
+    assert paused["triggers"][0]["outcome"] == "starts"
 
     assert codes(processes["on-shipped"]) == ["trigger_not_reached"]
     assert codes(processes["manual-only"]) == ["no_entity_trigger"]
@@ -166,10 +173,6 @@ def test_merge_patch_follows_rfc_7386():
     assert merge_patch({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": None, "e": 4}, "d": [1]}) == \
         {"a": {"c": 2, "e": 4}, "d": [1]}
     assert merge_patch({"a": 1}, {}) == {"a": 1}
-
-
-def test_a_paused_reason_is_one_more_gate():
-    assert [gate.code for gate in GATES] == ["disabled", "no_version"]
 
 
 @pytest.mark.django_db
