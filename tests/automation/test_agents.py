@@ -120,9 +120,14 @@ def review_with_tools(setup, make_process) -> Run:
     assert agent_state["iterations"] == 2 and agent_state["toolCalls"] == 2
 
     approval = ApprovalRequest.objects.get(run=run)
-    approval_decide(approval=approval, approved=True, decided_by="editor")
+    assert approval.form["properties"] == {"reason": {"type": "string"}}  # the step's form
+    approval_decide(approval=approval, approved=True, decided_by="editor",
+                    data={"reason": "claims checked with legal"})
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED, run.error
+    decided = StepRun.objects.get(run=run, step_id="human-review").output
+    assert decided["approved"] is True and decided["decidedBy"] == "editor"
+    assert decided["data"] == {"reason": "claims checked with legal"}
     assert tools.effect_count("publish-content") == 1
     return run
 
