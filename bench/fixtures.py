@@ -80,25 +80,35 @@ def processes_bulk(prefix: str, start: int, stop: int, targets: tuple[str, ...])
     definition shape is validated by the real validator once."""
     steps = steps_chain(1)
     definition_validate({"steps": steps, "triggers": [mix_trigger(i, targets) for i in range(10)]})
+    processes_write(prefix, range(start, stop), lambda i: mix_trigger(i, targets), steps)
+
+
+def processes_write(prefix: str, numbers, trigger, steps: list[dict], *,
+                    entity_type=None) -> None:
+    """One enabled process per number in `numbers` (`<prefix>-<n>`, of `entity_type` if
+    given) with `steps` and the one trigger `trigger(n)`, written in bulk with their index
+    rows; the caller validates the shapes it uses."""
+    numbers = list(numbers)
     with transaction.atomic():
         procs = ApiProcess.objects.bulk_create(
-            [ApiProcess(slug=f"{prefix}-{i}", name=f"{prefix} {i}") for i in range(start, stop)],
-            batch_size=1000)
-        triggers = {p.pk: mix_trigger(i, targets)
-                    for i, p in zip(range(start, stop), procs, strict=True)}
+            [ApiProcess(slug=f"{prefix}-{i}", name=f"{prefix} {i}", entity_type=entity_type)
+             for i in numbers], batch_size=1000)
+        triggers = {p.pk: trigger(i) for i, p in zip(numbers, procs, strict=True)}
         versions = ProcessVersion.objects.bulk_create(
             [ProcessVersion(process=p, number=1,
                             definition={"steps": steps, "triggers": [triggers[p.pk]]})
              for p in procs], batch_size=1000)
         ApiProcess.objects.filter(pk__in=[p.pk for p in procs]).update(current_version=Subquery(
             ProcessVersion.objects.filter(process=OuterRef("pk")).values("pk")[:1]))
-        ProcessTrigger.objects.bulk_create([
-            ProcessTrigger(process=p, version=v, position=0, type=triggers[p.pk]["type"],
-                           entity_type_key=triggers[p.pk]["config"].get("entityType", ""),
-                           status_key=triggers[p.pk]["config"].get("status", ""),
-                           event_type=triggers[p.pk]["config"].get("eventType", ""),
-                           config=triggers[p.pk]["config"])
-            for p, v in zip(procs, versions, strict=True)], batch_size=1000)
+        rows = []
+        for p, v in zip(procs, versions, strict=True):
+            config = triggers[p.pk].get("config", {})
+            rows.append(ProcessTrigger(
+                process=p, version=v, position=0, type=triggers[p.pk]["type"],
+                entity_type_key=config.get("entityType", ""), status_key=config.get("status", ""),
+                event_type=config.get("eventType", ""),
+                condition=triggers[p.pk].get("condition", ""), config=config))
+        ProcessTrigger.objects.bulk_create(rows, batch_size=1000)
         index_changed()
     events.invalidate()
 

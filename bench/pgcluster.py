@@ -106,6 +106,17 @@ class PrivateCluster:
     def __exit__(self, *exc) -> None:
         self.destroy()
 
+    @classmethod
+    def started(cls, settings: dict | None = None) -> PrivateCluster:
+        """A new cluster, started; destroyed again if it does not start."""
+        cluster = cls(settings)
+        try:
+            cluster.start()
+        except Exception:
+            cluster.destroy()
+            raise
+        return cluster
+
     def start(self, timeout: float = 60) -> None:
         """initdb on first use, then start and wait until it accepts connections (after a
         crash, that is after WAL replay)."""

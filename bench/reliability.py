@@ -770,9 +770,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _urls() -> tuple[str, str]:
+def bench_urls(name: str = DATABASE) -> tuple[str, str]:
+    """(the bench database `name` on BENCH_POSTGRES_URL's server, the Redis URL)."""
     base = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    database = urlunsplit(urlsplit(base)._replace(path=f"/{DATABASE}"))
+    database = urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
     redis_url = (os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL")
                  or "redis://127.0.0.1:6379/0")
     return database, redis_url
@@ -783,25 +784,22 @@ def private_cluster():
     small server: the crash must cost what it would cost there."""
     from bench.pgcluster import PrivateCluster
 
-    cluster = PrivateCluster({"max_connections": 200, "shared_buffers": "128MB"})
-    try:
-        cluster.start()
-    except Exception:
-        cluster.destroy()
-        raise
-    return cluster
+    return PrivateCluster.started({"max_connections": 200, "shared_buffers": "128MB"})
 
 
-def _database(url: str, *, create: bool) -> None:
+def bench_database(url: str, *, create: bool) -> None:
+    """Drop the database `url` names (and create it afresh when `create`)."""
     import psycopg
     from psycopg import sql
 
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(DATABASE)))
+            sql.Identifier(name)))
         if create:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def environment(database_url: str, redis_url: str, workdir: Path) -> dict:
@@ -839,8 +837,9 @@ def _gunicorn(env: dict, workdir: Path) -> tuple[Proc, str]:
     raise RuntimeError("gunicorn did not listen in 30 s")
 
 
-def _setup(env: dict) -> dict:
-    """Django on the bench database: migrate, the scenario's data, an API client."""
+def django_setup(env: dict, client: str = "reliability-load") -> dict:
+    """Django on the bench database: migrate, the scenario's data, an API client named
+    `client` (its key and secret)."""
     import io
 
     os.environ.clear()
@@ -856,8 +855,7 @@ def _setup(env: dict) -> dict:
     _broker().connection.delete(_broker().list_key)
     fixtures_ensure()
     out = io.StringIO()
-    call_command("create_api_client", "reliability-load", "--json", "--rate-limit", "0",
-                 stdout=out)
+    call_command("create_api_client", client, "--json", "--rate-limit", "0", stdout=out)
     printed = json.loads(out.getvalue().strip().splitlines()[-1])
     return {"key": printed["key"], "secret": printed["secret"]}
 
@@ -921,14 +919,14 @@ def main(argv: list[str]) -> int:
     for old in workdir.glob("*.log"):
         old.unlink()
     shutil.rmtree(workdir / "effects.applied", ignore_errors=True)
-    database_url, redis_url = _urls()
+    database_url, redis_url = bench_urls()
     redis = Redis(redis_url)
     cluster = None
     try:
         if plan.pg_crash:  # a server of our own to crash, never a shared one
             cluster = private_cluster()
             database_url = cluster.url(DATABASE)
-        _database(database_url, create=True)
+        bench_database(database_url, create=True)
         if not redis.ping():
             raise RuntimeError(f"Redis is not answering at {redis_url}")
     except Exception as exc:  # noqa: BLE001
@@ -940,7 +938,7 @@ def main(argv: list[str]) -> int:
     env = environment(database_url, redis_url, workdir)
     server = http = None
     try:
-        client = _setup(env)
+        client = django_setup(env)
         server, base = _gunicorn(env, workdir)
         http = HttpLoad(base, client)
         outcome = Scenario(plan, env=env, workdir=workdir, http=http, cluster=cluster).run()
@@ -964,7 +962,7 @@ def main(argv: list[str]) -> int:
             shutil.copy(cluster.log, workdir / "postgresql.log")
             cluster.destroy()
         else:
-            _database(database_url, create=False)
+            bench_database(database_url, create=False)
     print(summary(outcome, plan, http, problems))
     print(json.dumps({"reliability": outcome.figures}))
     return 1 if problems else 0

@@ -27,7 +27,6 @@ by more than 15 %.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -37,10 +36,16 @@ import time
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from bench.procs import descendants
-from bench.reliability import Proc, environment, stop_all
+from bench.reliability import (
+    Proc,
+    bench_database,
+    bench_urls,
+    django_setup,
+    environment,
+    stop_all,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_soak"
@@ -231,45 +236,6 @@ class Load:
 # --- the run -------------------------------------------------------------------------------
 
 
-def _urls() -> tuple[str, str]:
-    base = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    database = urlunsplit(urlsplit(base)._replace(path=f"/{DATABASE}"))
-    redis_url = (os.environ.get("BENCH_REDIS_URL") or os.environ.get("REDIS_URL")
-                 or "redis://127.0.0.1:6379/0")
-    return database, redis_url
-
-
-def _database(url: str, *, create: bool) -> None:
-    import psycopg
-    from psycopg import sql
-
-    admin = urlunsplit(urlsplit(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(DATABASE)))
-        if create:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-
-
-def _setup(env: dict) -> dict:
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    from automation.store.doorbell import _broker
-
-    _broker().connection.delete(_broker().list_key)
-    fixtures_ensure()
-    out = io.StringIO()
-    call_command("create_api_client", "soak-load", "--json", "--rate-limit", "0", stdout=out)
-    printed = json.loads(out.getvalue().strip().splitlines()[-1])
-    return {"key": printed["key"], "secret": printed["secret"]}
-
-
 def _gunicorn(env: dict, workdir: Path) -> tuple[Proc, str]:
     import socket
 
@@ -334,9 +300,9 @@ def main(argv: list[str]) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     for old in workdir.glob("*.log"):
         old.unlink()
-    database_url, redis_url = _urls()
+    database_url, redis_url = bench_urls(DATABASE)
     try:
-        _database(database_url, create=True)
+        bench_database(database_url, create=True)
     except Exception as exc:  # noqa: BLE001
         print(json.dumps({"soak": {"error": f"needs PostgreSQL: {exc}"}}))
         return 2
@@ -349,7 +315,7 @@ def main(argv: list[str]) -> int:
     servers: dict[str, Proc] = {}
     load = None
     try:
-        client = _setup(env)
+        client = django_setup(env, "soak-load")
         servers["gunicorn"], base = _gunicorn(env, workdir)
         for n in (1, 2):
             servers[f"qcluster-{n}"] = Proc([sys.executable, "manage.py", "qcluster"], env,
@@ -373,7 +339,7 @@ def main(argv: list[str]) -> int:
         from django.db import connections
 
         connections.close_all()
-        _database(database_url, create=False)
+        bench_database(database_url, create=False)
     print(report(figures))
     print(json.dumps({"soak": figures}))
     return 0 if figures["verdict"] == "PASS" else 1

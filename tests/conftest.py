@@ -65,3 +65,21 @@ def dispatched_events():
 
 
 # --- Service lanes (PostgreSQL / Redis / workers) ---------------------------------------
+
+
+@pytest.fixture
+def effects(tmp_path, monkeypatch):
+    """The file the test worker functions (tests/automation/worker_functions.py) append
+    each side effect to, so a test can count them across worker processes."""
+    import tests.automation.worker_functions  # noqa: F401  (registers them here too)
+
+    path = tmp_path / "effects.log"
+    path.touch()
+    monkeypatch.setenv("ENTITYFLOW_TEST_EFFECTS", str(path))
+    return path
+
+
+@pytest.fixture
+def queued_mode(settings):
+    """Steps go to the broker, as in production (no worker unless the test starts one)."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}

@@ -4,9 +4,8 @@
 import time
 
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
 
-from automation.models import ApiProcess, ProcessTrigger, ProcessVersion
+from automation.models import ApiProcess, ProcessTrigger
 from automation.services.explain import explain
 from automation.services.processes import definition_validate, index_changed
 from automation.triggers import events
@@ -42,27 +41,8 @@ def _processes(entity_type) -> None:
     steps = fixtures.steps_chain(3)
     for i in (0, 1, 6, 7, 8, 9, 16):
         definition_validate({"steps": steps, "triggers": [_trigger(i)]})
-    with transaction.atomic():
-        procs = ApiProcess.objects.bulk_create(
-            [ApiProcess(slug=f"{PREFIX}-{i}", name=f"{PREFIX} {i}", entity_type=entity_type)
-             for i in range(PROCESSES)], batch_size=1000)
-        triggers = {p.pk: _trigger(i) for i, p in enumerate(procs)}
-        versions = ProcessVersion.objects.bulk_create(
-            [ProcessVersion(process=p, number=1,
-                            definition={"steps": steps, "triggers": [triggers[p.pk]]})
-             for p in procs], batch_size=1000)
-        ApiProcess.objects.filter(pk__in=[p.pk for p in procs]).update(current_version=Subquery(
-            ProcessVersion.objects.filter(process=OuterRef("pk")).values("pk")[:1]))
-        ProcessTrigger.objects.bulk_create([
-            ProcessTrigger(process=p, version=v, position=0, type=triggers[p.pk]["type"],
-                           entity_type_key=triggers[p.pk].get("config", {}).get("entityType", ""),
-                           status_key=triggers[p.pk].get("config", {}).get("status", ""),
-                           event_type=triggers[p.pk].get("config", {}).get("eventType", ""),
-                           condition=triggers[p.pk].get("condition", ""),
-                           config=triggers[p.pk].get("config", {}))
-            for p, v in zip(procs, versions, strict=True)], batch_size=1000)
-        index_changed()
-    events.invalidate()
+    fixtures.processes_write(PREFIX, range(PROCESSES), _trigger, steps,
+                             entity_type=entity_type)
 
 
 def run(quick: bool) -> dict:

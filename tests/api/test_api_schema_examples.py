@@ -175,7 +175,7 @@ def test_entity_writes_explain_timeline_and_run_control(call, greeting_process, 
         "caseId": case["id"], "workflowDefinitionId": "greet-case"})
     done = {"id": run["id"]}
     call("POST", "/api/executions/{id}/cancel", 409, params=done)  # it has finished
-    call("POST", "/api/executions/{id}/retry", 201, params=done, body={})  # (no parameters: it failed)
+    call("POST", "/api/executions/{id}/retry", 201, params=done, body={})  # it failed
     call("POST", "/api/executions/{id}/rerun", 200, params=done,
          body={"fromStep": "double", "preview": True})
     call("POST", "/api/executions/{id}/rerun", 201, params=done, body={"fromStep": "double"})

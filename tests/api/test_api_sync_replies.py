@@ -38,22 +38,6 @@ def _listener_stopped():
 
 
 @pytest.fixture
-def effects(tmp_path, monkeypatch):
-    import tests.automation.worker_functions  # noqa: F401  (registers the functions here too)
-
-    path = tmp_path / "effects.log"
-    path.touch()
-    monkeypatch.setenv("ENTITYFLOW_TEST_EFFECTS", str(path))
-    return path
-
-
-@pytest.fixture
-def queued_mode(settings):
-    """Steps go to the broker, as in production (no worker unless the test starts one)."""
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-
-
-@pytest.fixture
 def worker(effects, queued_mode, tmp_path, request, settings):
     """A real qcluster, warmed up: it has completed a run, so a test's wait measures the
     run, not the worker's start."""

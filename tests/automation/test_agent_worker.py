@@ -31,13 +31,8 @@ def servers():
     tools.stop()
 
 
-@pytest.fixture
-def worker_settings(settings):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-
-
 def test_worker_killed_between_two_tool_calls_resumes_without_asking_again(
-        servers, worker_settings, tmp_path):
+        servers, queued_mode, tmp_path):
     model, tools = servers
     connection_create(provider="openai", name="llm", base_url=model.base_url,
                       credentials={"apiKey": KEY}, options={"model": "gpt-test"})

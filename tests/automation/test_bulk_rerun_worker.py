@@ -25,19 +25,6 @@ RUNS = 1000
 RATE = 12.0  # re-runs a second: 1,000 take ~85 s of fan-out
 
 
-@pytest.fixture
-def effects(tmp_path, monkeypatch):
-    path = tmp_path / "effects.log"
-    path.touch()
-    monkeypatch.setenv("ENTITYFLOW_TEST_EFFECTS", str(path))
-    return path
-
-
-@pytest.fixture
-def worker_settings(settings):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-
-
 def failed_runs(process, n: int) -> list[Run]:
     """n runs that failed at step b (written as they would be, fast: this test is about
     the re-run, not the first failure)."""
@@ -68,7 +55,7 @@ def segment_rates(times: list[float]) -> list[tuple[int, float]]:
 
 
 def test_bulk_rerun_of_1000_failed_runs_is_rate_limited_paused_resumed_and_exactly_once(
-        effects, worker_settings, tmp_path):
+        effects, queued_mode, tmp_path):
     import tests.automation.worker_functions  # noqa: F401
 
     process = process_save(slug="ship", name="Ship", definition={"steps": [

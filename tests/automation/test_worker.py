@@ -20,20 +20,7 @@ def three_steps(slow_middle: bool = False):
             {"id": "c", "type": "function", "function": "worker.effect"}]
 
 
-@pytest.fixture
-def effects(tmp_path, monkeypatch):
-    path = tmp_path / "effects.log"
-    path.touch()
-    monkeypatch.setenv("ENTITYFLOW_TEST_EFFECTS", str(path))
-    return path
-
-
-@pytest.fixture
-def worker_settings(settings):
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-
-
-def test_order_saved_to_completed_three_step_run(order_type, effects, worker_settings, tmp_path):
+def test_order_saved_to_completed_three_step_run(order_type, effects, queued_mode, tmp_path):
     import tests.automation.worker_functions  # noqa: F401  (registers the functions here too)
 
     process_save(slug="on-received", name="On received", entity_type=order_type,
@@ -52,7 +39,7 @@ def test_order_saved_to_completed_three_step_run(order_type, effects, worker_set
 
 
 def test_worker_killed_mid_step_run_completes_with_each_effect_once(order_type, effects,
-                                                                     worker_settings, tmp_path):
+                                                                     queued_mode, tmp_path):
     import tests.automation.worker_functions  # noqa: F401
 
     env = {"ENTITYFLOW_STEP_LEASE_SECONDS": "5", "Q_TIMEOUT": "4", "Q_RETRY": "6"}
@@ -83,7 +70,7 @@ def test_worker_killed_mid_step_run_completes_with_each_effect_once(order_type, 
     assert StepRun.objects.get(run=run, step_id="b").attempt == 2
 
 
-def test_cheap_steps_run_straight_after_their_predecessor_on_the_worker(effects, worker_settings,
+def test_cheap_steps_run_straight_after_their_predecessor_on_the_worker(effects, queued_mode,
                                                                         tmp_path):
     import tests.automation.worker_functions  # noqa: F401
     from automation.models import ApiProcess
@@ -110,7 +97,7 @@ def test_cheap_steps_run_straight_after_their_predecessor_on_the_worker(effects,
     assert sorted(effects.read_text().split()) == sorted(f"{run.pk}:{s}" for s in "ac")
 
 
-def test_step_past_its_time_limit_is_stopped_retried_then_failed(effects, worker_settings, tmp_path):
+def test_step_past_its_time_limit_is_stopped_retried_then_failed(effects, queued_mode, tmp_path):
     import tests.automation.worker_functions  # noqa: F401
     from automation.models import ApiProcess
     from automation.services.runs import run_start

@@ -35,13 +35,7 @@ def _cluster(**settings) -> pgcluster.PrivateCluster:
             pytest.fail(f"CI=true: a private PostgreSQL cluster is needed: {problem}",
                         pytrace=False)
         pytest.skip(f"needs the PostgreSQL server binaries: {problem}")
-    cluster = pgcluster.PrivateCluster(settings)
-    try:
-        cluster.start()
-    except Exception:
-        cluster.destroy()
-        raise
-    return cluster
+    return pgcluster.PrivateCluster.started(settings)
 
 
 def _env(cluster: pgcluster.PrivateCluster, **extra: str) -> dict:
