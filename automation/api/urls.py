@@ -104,8 +104,9 @@ urlpatterns = [
     path("approvals", approval_apis.ApprovalListApi.as_view(), name="approvals"),
     path("approvals/<int:id>/decide", approval_apis.ApprovalDecideApi.as_view(),
          name="approval-decide"),
-    # Anything else under /api/: 404 in the one error format.
-    re_path(r"^(?P<rest>.*)$", NotFoundApi.as_view(), name="not-found"),
+    # Anything else under /api/: 404 in the one error format (line breaks included: `.`
+    # does not match one, and `$` would match before a trailing one).
+    re_path(r"^(?P<rest>[\s\S]*)\Z", NotFoundApi.as_view(), name="not-found"),
 ]
 
 PUBLIC = {"auth-authorize", "auth-refresh", "schema", "docs"}
