@@ -817,16 +817,19 @@ def environment(database_url: str, redis_url: str, workdir: Path) -> dict:
     return env
 
 
-def _gunicorn(env: dict, workdir: Path) -> tuple[Proc, str]:
+def gunicorn_server(env: dict, workdir: Path, *options: str,
+                    timeout: float = 60) -> tuple[Proc, str]:
+    """gunicorn serving the app on a free loopback port, with `options` (e.g. `-c
+    config/gunicorn.py`, or `--workers 2`); returns it and its base URL once it listens."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    argv = [str(Path(sys.executable).parent / "gunicorn"), "config.wsgi:application",
-            "--workers", "2", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    argv = [str(Path(sys.executable).parent / "gunicorn"), *options, "config.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
     server = Proc(argv, env, workdir / "gunicorn.log")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -834,12 +837,12 @@ def _gunicorn(env: dict, workdir: Path) -> tuple[Proc, str]:
         except OSError:
             time.sleep(0.1)
     server.stop()
-    raise RuntimeError("gunicorn did not listen in 30 s")
+    raise RuntimeError(f"gunicorn did not listen in {timeout:g} s")
 
 
-def django_setup(env: dict, client: str = "reliability-load") -> dict:
-    """Django on the bench database: migrate, the scenario's data, an API client named
-    `client` (its key and secret)."""
+def django_setup(env: dict, client: str = "reliability-load", fixtures=None) -> dict:
+    """Django on the bench database: migrate, the scenario's data (`fixtures`, by default
+    this bench's), an API client named `client` (its key and secret)."""
     import io
 
     os.environ.clear()
@@ -853,7 +856,7 @@ def django_setup(env: dict, client: str = "reliability-load") -> dict:
     from automation.store.doorbell import _broker
 
     _broker().connection.delete(_broker().list_key)
-    fixtures_ensure()
+    (fixtures or fixtures_ensure)()
     out = io.StringIO()
     call_command("create_api_client", client, "--json", "--rate-limit", "0", stdout=out)
     printed = json.loads(out.getvalue().strip().splitlines()[-1])
@@ -939,7 +942,7 @@ def main(argv: list[str]) -> int:
     server = http = None
     try:
         client = django_setup(env)
-        server, base = _gunicorn(env, workdir)
+        server, base = gunicorn_server(env, workdir, "--workers", "2")
         http = HttpLoad(base, client)
         outcome = Scenario(plan, env=env, workdir=workdir, http=http, cluster=cluster).run()
         problems = checks(outcome.figures, Path(env[EFFECTS_ENV]))

@@ -44,6 +44,7 @@ from bench.reliability import (
     bench_urls,
     django_setup,
     environment,
+    gunicorn_server,
     stop_all,
 )
 
@@ -236,26 +237,6 @@ class Load:
 # --- the run -------------------------------------------------------------------------------
 
 
-def _gunicorn(env: dict, workdir: Path) -> tuple[Proc, str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py",
-            "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    server = Proc(argv, env, workdir / "gunicorn.log")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.2)
-    server.stop()
-    raise RuntimeError("gunicorn did not listen in 60 s")
-
-
 def row_counts() -> dict[str, int]:
     from django.db import connection
 
@@ -315,8 +296,8 @@ def main(argv: list[str]) -> int:
     servers: dict[str, Proc] = {}
     load = None
     try:
-        client = django_setup(env, "soak-load")
-        servers["gunicorn"], base = _gunicorn(env, workdir)
+        client = django_setup(env, "soak-load", fixtures_ensure)
+        servers["gunicorn"], base = gunicorn_server(env, workdir, "-c", "config/gunicorn.py")
         for n in (1, 2):
             servers[f"qcluster-{n}"] = Proc([sys.executable, "manage.py", "qcluster"], env,
                                             workdir / f"qcluster-{n}.log")

@@ -71,3 +71,17 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "c
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def sweep_until_finished(run, timeout: float = 90, message: str = "the run to finish"):
+    """Wait for `run` to finish while sweeping once a second, as the scheduled sweeper
+    would: a killed worker's step is rung again once its lease has run out."""
+    from automation.models import Run
+    from automation.services.sweeper import steps_sweep
+
+    def finished():
+        steps_sweep(pending_grace_seconds=5)
+        run.refresh_from_db()
+        return run.status in Run.FINISHED
+
+    wait_for(finished, timeout, interval=1, message=message)

@@ -11,10 +11,9 @@ from automation.models import Run, StepRun
 from automation.services.agents import agent_save
 from automation.services.processes import process_save
 from automation.services.runs import run_start
-from automation.services.sweeper import steps_sweep
 from tests.integrations.fakes.openai import FakeOpenAI
 from tests.integrations.fakes.tools import ToolServer
-from tests.worker import Worker, wait_for
+from tests.worker import Worker, sweep_until_finished
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -66,12 +65,7 @@ def test_worker_killed_between_two_tool_calls_resumes_without_asking_again(
 
     second = Worker(tmp_path / "w2.log", **env)
     try:
-        def finished():
-            steps_sweep(pending_grace_seconds=5)  # what the scheduled sweeper does
-            run.refresh_from_db()
-            return run.status in Run.FINISHED
-
-        wait_for(finished, 90, interval=1, message="the run to finish after the kill")
+        sweep_until_finished(run, message="the run to finish after the kill")
     finally:
         second.stop()
     assert run.status == Run.Status.COMPLETED, run.error

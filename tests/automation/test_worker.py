@@ -5,9 +5,8 @@ import pytest
 
 from automation.models import Run, StepRun
 from automation.services.processes import process_save
-from automation.services.sweeper import steps_sweep
 from entities.services import entity_create
-from tests.worker import Worker, wait_for
+from tests.worker import Worker, sweep_until_finished, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -57,12 +56,7 @@ def test_worker_killed_mid_step_run_completes_with_each_effect_once(order_type, 
     assert effects.read_text().split() == [f"{run.pk}:a"]
     second = Worker(tmp_path / "w2.log", **env)
     try:
-        def finished():
-            steps_sweep(pending_grace_seconds=5)  # what the scheduled sweeper does
-            run.refresh_from_db()
-            return run.status in Run.FINISHED
-
-        wait_for(finished, 90, interval=1, message="the run to finish after the kill")
+        sweep_until_finished(run, message="the run to finish after the kill")
     finally:
         second.stop()
     assert run.status == Run.Status.COMPLETED, run.error
@@ -110,12 +104,7 @@ def test_step_past_its_time_limit_is_stopped_retried_then_failed(effects, queued
     try:
         run, _ = run_start(process=ApiProcess.objects.get(slug="too-slow"), trigger={"type": "manual"})
 
-        def finished():
-            steps_sweep(pending_grace_seconds=5)
-            run.refresh_from_db()
-            return run.status in Run.FINISHED
-
-        wait_for(finished, 90, interval=1, message="the run to fail")
+        sweep_until_finished(run, message="the run to fail")
     finally:
         worker.stop()
     step = StepRun.objects.get(run=run)
