@@ -267,6 +267,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep-minutes", type=float, default=10,
                         help="retention, compressed: rows older than this are pruned")
     parser.add_argument("--window-seconds", type=int, default=WINDOW_S, help=argparse.SUPPRESS)
+    # its database and queue name (tests run a short soak beside other sessions)
+    parser.add_argument("--database", default=DATABASE, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=1.0,
                         help="scale every client's rate (1.0: ~13 HTTP requests and 2 "
                              "saves a second)")
@@ -277,18 +279,18 @@ def main(argv: list[str]) -> int:
     args = _parse(argv)
     rates = {"saves": 2.0 * args.rate, "api": 2.0 * args.rate, "webhooks": 2.0 * args.rate,
              "approvals": 1.0 * args.rate}
-    workdir = ROOT / "var" / "bench" / "soak"
+    workdir = ROOT / "var" / "bench" / ("soak" if args.database == DATABASE else args.database)
     workdir.mkdir(parents=True, exist_ok=True)
     for old in workdir.glob("*.log"):
         old.unlink()
-    database_url, redis_url = bench_urls(DATABASE)
+    database_url, redis_url = bench_urls(args.database)
     try:
         bench_database(database_url, create=True)
     except Exception as exc:  # noqa: BLE001
         print(json.dumps({"soak": {"error": f"needs PostgreSQL: {exc}"}}))
         return 2
     env = environment(database_url, redis_url, workdir)
-    env.update({"Q_CLUSTER_NAME": "entityflow-bench-soak", "Q_WORKERS": "2", "Q_TIMEOUT": "60",
+    env.update({"Q_CLUSTER_NAME": f"entityflow-{args.database}", "Q_WORKERS": "2", "Q_TIMEOUT": "60",
                 "Q_RETRY": "120", "ENTITYFLOW_STEP_LEASE_SECONDS": "90",
                 **{f"ENTITYFLOW_RETAIN_{kind}_DAYS": "1" for kind in (
                     "RUNS", "EVENTS", "WEBHOOK_DELIVERIES", "INBOUND_DELIVERIES",
