@@ -290,8 +290,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"soak": {"error": f"needs PostgreSQL: {exc}"}}))
         return 2
     env = environment(database_url, redis_url, workdir)
-    env.update({"Q_CLUSTER_NAME": f"entityflow-{args.database}", "Q_WORKERS": "2", "Q_TIMEOUT": "60",
-                "Q_RETRY": "120", "ENTITYFLOW_STEP_LEASE_SECONDS": "90",
+    env.update({"Q_CLUSTER_NAME": f"entityflow-{args.database}", "Q_WORKERS": "2",
+                "Q_TIMEOUT": "60", "Q_RETRY": "120", "ENTITYFLOW_STEP_LEASE_SECONDS": "90",
                 **{f"ENTITYFLOW_RETAIN_{kind}_DAYS": "1" for kind in (
                     "RUNS", "EVENTS", "WEBHOOK_DELIVERIES", "INBOUND_DELIVERIES",
                     "TASK_RESULTS")}})
