@@ -52,11 +52,14 @@ def environment(opts: Options) -> dict[str, str]:
     env.update({
         "DJANGO_SETTINGS_MODULE": SETTINGS,
         "DATABASE_URL": opts.database_url,
-        "Q_CLUSTER_NAME": CLUSTER_NAME,
+        "Q_CLUSTER_NAME": os.environ.get("BENCH_CLUSTER_NAME", CLUSTER_NAME),  # its queue
         "Q_WORKERS": "2",
         "DEBUG": "0",
         "LOG_LEVEL": "WARNING",
         "ENTITYFLOW_ENGINE_ENABLED": "1",
+        # the e2e process's plain Python function step (bench/functions.py)
+        "ENTITYFLOW_FUNCTION_MODULES": ",".join(
+            m for m in (os.environ.get("ENTITYFLOW_FUNCTION_MODULES"), "bench.functions") if m),
         "PYTHONPATH": str(ROOT),
         "PYTHONUNBUFFERED": "1",
     })

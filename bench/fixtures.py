@@ -9,7 +9,6 @@ from automation.services.processes import definition_validate, index_changed, pr
 from automation.triggers import events
 from entities.models import Entity, EntityType, Status, Transition
 
-NOOP = {"type": "function", "function": "noop"}
 OTHER_TYPES = 50
 OTHER_STATUSES = ("received", "approved", "suspended", "closed")
 
@@ -46,16 +45,18 @@ def entities_of(entity_type: EntityType, count: int) -> list[Entity]:
                 .filter(entity_type=entity_type).order_by("reference")[:count])
 
 
-def steps_chain(length: int) -> list[dict]:
+def steps_chain(length: int, function: str = "noop") -> list[dict]:
     ids = [f"s{i + 1}" for i in range(length)]
-    return [{**NOOP, "id": sid, **({"next": ids[i + 1]} if i + 1 < length else {})}
+    return [{"type": "function", "function": function, "id": sid,
+             **({"next": ids[i + 1]} if i + 1 < length else {})}
             for i, sid in enumerate(ids)]
 
 
 def process_create(slug: str, *, steps: int = 1, triggers: list | None = None,
-                   entity_type: EntityType | None = None) -> ApiProcess:
+                   entity_type: EntityType | None = None, function: str = "noop") -> ApiProcess:
     """Through the real service (validation, version, trigger rows, index stamp)."""
-    definition = {"steps": steps_chain(steps), "triggers": triggers or [{"type": "manual"}]}
+    definition = {"steps": steps_chain(steps, function),
+                  "triggers": triggers or [{"type": "manual"}]}
     return process_save(slug=slug, name=slug, definition=definition, entity_type=entity_type)
 
 

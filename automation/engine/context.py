@@ -1,14 +1,17 @@
-"""The execution context of one worker task: the cheap steps it runs itself, and the
-functions it has looked up.
+"""The execution context of one worker task: the steps of a run it continues itself,
+within its bound, and the functions it has looked up.
 
-A worker that finishes a step may run a cheap successor (a condition, a transform)
-straight away instead of a queue round trip; the store writes that successor already
-claimed by this worker and hands it over after its commit (store.claims.Handover). At
-most `budget` per task, so a long chain (a loop of transforms) still goes back through
-the queue now and then.
+A worker that records a step whose one successor may run here (store.policy.may_continue)
+runs that successor at once instead of a broker round trip: the store writes it already
+claimed by this worker, in the statement or transaction that records its predecessor,
+and hands it over after the commit (store.claims.Handover), so it is durable before it
+starts. Bounded: after `max_steps` steps or `max_ms` milliseconds the task takes no
+more, and the next step is written unclaimed and rung for, so one long run cannot hold a
+worker while other runs wait (docs/architecture.md, "Steps continue in the worker").
 """
 
 import logging
+import time
 from collections import deque
 
 from automation.store import Claim, RunStore
@@ -20,18 +23,23 @@ logger = logging.getLogger(__name__)
 class Execution(deque):
     """Claims handed over to this task, in order; a store.claims.Handover."""
 
-    def __init__(self, store: RunStore, budget: int):
+    def __init__(self, store: RunStore, *, max_steps: int, max_ms: float):
         super().__init__()
         self.store = store
-        self.budget = budget
+        self.steps_left = max_steps
+        self.deadline = time.monotonic() + max_ms / 1000
         # (function name, params) -> (spec, params, connection), looked up once per task
         self.function_rows: dict = {}
 
     def accept(self) -> bool:
-        if self.budget <= 0:
+        if self.steps_left <= 0 or time.monotonic() >= self.deadline:
             return False
-        self.budget -= 1
+        self.steps_left -= 1
         return True
+
+    def stop(self) -> None:
+        """Continue nothing more in this task (it runs under a time limit of one step)."""
+        self.steps_left = 0
 
     def run_here(self, claim: Claim) -> None:
         self.append(claim)

@@ -30,18 +30,19 @@ CRASH_ATTEMPTS = 3
 
 
 def execute_step(step_run_id: int) -> None:
-    """Run the step, then any cheap steps it led to, each committed before the next.
+    """Run the step, then the steps of its run it continues into, each committed before
+    the next, within the bound (engine.context).
 
-    The cheap successors arrive already claimed by this worker (engine.context) and
-    share the run row loaded for the first one: a run's input, trigger and version never
-    change, and its status is read again under lock when each step is recorded.
+    The successors arrive already claimed by this worker and share the run row loaded
+    for the first one: a run's input, trigger and version never change, and its status
+    is read again under lock when each step is recorded.
     """
     store = get_store()
     if settings.Q_CLUSTER.get("sync"):
         _execute_one(store, claim_when_due(store, step_run_id), None)
         return
-    budget = getattr(settings, "ENTITYFLOW_INLINE_STEPS", 20)
-    with Execution(store, budget) as execution:
+    with Execution(store, max_steps=settings.ENTITYFLOW_CONTINUE_MAX_STEPS,
+                   max_ms=settings.ENTITYFLOW_CONTINUE_MAX_MS) as execution:
         claim = claim_when_due(store, step_run_id)
         _execute_one(store, claim, execution)
         run = claim.step_run.run if claim is not None else None
@@ -82,6 +83,10 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
     rules = policy(step)
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)
     timeout = rules.timeout_seconds
+    if timeout and execution is not None:
+        # The broker kills this task at the step's time limit (doorbell.send_step), so
+        # nothing may continue after it in the same task.
+        execution.stop()
     lease = timeout + margin if timeout else settings.ENTITYFLOW_STEP_LEASE_SECONDS
     if lease != settings.ENTITYFLOW_STEP_LEASE_SECONDS or store.must_flush_before(
             claim, cheap=rules.cheap):

@@ -57,8 +57,9 @@ def function(name: str, *, schema: dict | None = None, description: str = "",
              check: Callable[[dict], dict[str, list[str]]] | None = None):
     """Register a Python function (or built-in action) under `name`.
 
-    `cheap` marks local, fast work (no I/O): the worker may run it straight after the
-    step before it instead of a queue round trip. `check(params)` adds what a schema
+    `cheap` marks local, fast work (no I/O): it may run on a claim whose commit skipped
+    the disk flush (store.postgresql.must_flush_before); any other step first makes the
+    claim durable, since it may call out. `check(params)` adds what a schema
     cannot say (e.g. expressions that must compile), as `{path under config: [messages]}`;
     it runs when a function is saved and before the step runs.
     """

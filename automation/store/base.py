@@ -199,7 +199,8 @@ class RunStore:
         StepRun.objects.filter(pk=step_run.pk, claim=step_run.claim).update(logs=step_run.logs)
 
     def release(self, claim: Claim) -> bool:
-        """Give back a claim taken for inline running; the caller rings for the step."""
+        """Give back a claim taken to continue a run in its worker; the caller rings for
+        the step."""
         step_run = claim.step_run
         return bool(StepRun.objects.filter(
             pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING).update(

@@ -1,8 +1,8 @@
-"""A claimed step run and the worker's offer to run cheap successors itself.
+"""A claimed step run and the worker's offer to continue a run's steps itself.
 
 These replace attributes once attached to model instances on the fly: what the claim
 knows (`reclaimed`, the `steps` its scope holds) travels in a `Claim`, and whether the
-worker takes a successor inline is asked of its `Handover` (automation.engine.context).
+worker takes a successor itself is asked of its `Handover` (automation.engine.context).
 """
 
 import uuid
@@ -14,7 +14,9 @@ from django.conf import settings
 from django.db import connections, router
 from django.utils import timezone
 
+from automation.definitions import Step
 from automation.models import StepRun
+from automation.store.policy import may_continue
 
 
 @dataclass
@@ -23,29 +25,35 @@ class Claim:
     reclaimed: bool = False  # the previous holder's lease ran out: its attempt never reported
     known_steps: dict[str, Any] | None = None  # `steps` of its scope, when its predecessor knew
     seen_steps: dict[str, Any] | None = None  # `steps` as the step saw them while it ran
+    # Written claimed in its predecessor's record, an ordinary (flushed) commit: nothing
+    # of it can be forgotten, so it needs no commit of its own before it calls out.
+    durable: bool = False
 
 
 class Handover(Protocol):
-    """A worker that may run cheap successors itself, each committed before it runs."""
+    """A worker that continues a run's steps itself, each committed before it runs."""
 
     def accept(self) -> bool:
-        """Take one more step inline (False: budget spent, ring for it instead)."""
+        """Take one more step here (False: the bound is reached, ring for it instead)."""
 
     def run_here(self, claim: Claim) -> None:
         """Called after the commit that wrote `claim`'s row: queue it on this worker."""
 
 
-def inline_claim_fields(handover: Handover | None, cheap: bool) -> dict | None:
+def continuation_claim_fields(handover: Handover | None, step: Step) -> dict | None:
     """Claim fields for a new step row the worker will run itself, or None.
 
-    The row is written already claimed (with a lease), in the transaction that records
-    its predecessor: no claim query and no queue round trip, and if the worker dies
-    before running it the lease runs out and the sweeper hands it to another worker.
-    Only a row whose transaction commits right away can be handed over (the outermost
+    One rule for every step type (policy.may_continue): the one successor of the step
+    just recorded is written already claimed (with a lease) in the transaction that
+    records its predecessor: no claim query and no broker round trip, and if the worker
+    dies before running it the lease runs out and the sweeper hands it to another
+    worker. Fan-out branches are never offered here (store.successors.follow). Only a
+    row whose transaction commits right away can be handed over (the outermost
     transaction, or a statement on its own); inside an enclosing transaction the
     hand-over would wait for a commit that may come too late.
     """
-    if handover is None or not cheap or not _outermost_transaction() or not handover.accept():
+    if (handover is None or not may_continue(step) or not _outermost_transaction()
+            or not handover.accept()):
         return None
     now = timezone.now()
     return {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(), "attempt": 1,

@@ -1,6 +1,7 @@
-"""How a step may be run, as its type says (automation.definitions.steps): cheap enough
-to run inline, its time limit, how many attempts it gets; and the backoff between
-attempts (docs/user-guide/processes.md, "Retries")."""
+"""How a step may be run, as its type says (automation.definitions.steps): whether it
+may call out, whether it may continue in the worker that recorded its predecessor, its
+time limit, how many attempts it gets; and the backoff between attempts
+(docs/user-guide/processes.md, "Retries")."""
 
 import random
 
@@ -24,9 +25,12 @@ def step_timeout_seconds(step: Step) -> int | None:
     return policy(step).timeout_seconds
 
 
-def is_cheap(step: Step) -> bool:
-    """Local work with no I/O, safe to run straight after its predecessor."""
-    return policy(step).cheap
+def may_continue(step: Step) -> bool:
+    """Whether the worker that recorded this step's predecessor may run it at once
+    (docs/architecture.md, "Steps continue in the worker"): any step but one that waits
+    for people (it would only open its request) or one with a time limit of its own,
+    which only the broker's per-task timeout enforces, so it comes through the broker."""
+    return not step_type(step.type).waits_for_people and policy(step).timeout_seconds is None
 
 
 def max_attempts(step: Step) -> int:

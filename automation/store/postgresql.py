@@ -163,8 +163,11 @@ class PostgresRunStore(RunStore):
 
     def must_flush_before(self, claim: Claim, *, cheap: bool) -> bool:
         """A claim here skipped the disk flush (entities.db.commits). It changes nothing
-        anyone outside has seen; a step that may call out makes it durable first."""
-        return not cheap and self._alone() and commits.relaxed(self.using)
+        anyone outside has seen; a step that may call out makes it durable first. A step
+        claimed in its predecessor's record (a continuation) was written by a flushed
+        commit already."""
+        return (not cheap and not claim.durable and self._alone()
+                and commits.relaxed(self.using))
 
     # -- recording ---------------------------------------------------------------------
 

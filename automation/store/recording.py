@@ -86,7 +86,7 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
     step = graph.steps[step_run.step_id]
     state = StepState.from_json(step_run.state)
     if outcome.kind == "failed":
-        return _apply_failure(run, graph, step_run, step, outcome)
+        return _apply_failure(run, graph, step_run, step, outcome, handover=handover)
     if outcome.kind == "completed":
         targets = step.next if outcome.targets is None else outcome.targets
         state = state.merged(outcome.state)
@@ -115,7 +115,8 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
 
 
 def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
-                   outcome: Outcome) -> list[StepRun] | None:
+                   outcome: Outcome, *, handover: Handover | None = None
+                   ) -> list[StepRun] | None:
     error = {**(outcome.error or {}), "step": step_run.step_id}
     step_run.key_attempt = None  # this attempt reported back: a retry sends a new key
     if outcome.retryable and step_run.attempt < max_attempts(step):
@@ -139,7 +140,7 @@ def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
         return None
     if step.on_error:
         return follow(run, graph, step_run, [step.on_error],
-                      result={"error": error, "input": step_run.input})
+                      result={"error": error, "input": step_run.input}, handover=handover)
     settling.fail_run(run, step_run, error)
     return []
 

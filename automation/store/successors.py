@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from automation.definitions import Graph, Step
 from automation.models import Run, StepRun
-from automation.store.claims import Claim, Handover, inline_claim_fields
+from automation.store.claims import Claim, Handover, continuation_claim_fields
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import is_sequential
-from automation.store.policy import is_cheap, step_timeout_seconds
+from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
 
 
@@ -20,9 +20,11 @@ def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, res
            seen_steps: dict | None = None) -> list[StepRun]:
     """Schedule `targets` after `from_run`; no target means a branch ended here.
 
-    A cheap target is written already claimed by the worker when its handover takes it
-    (claims.inline_claim_fields); every other one gets a doorbell after commit. Returns
-    the new rows (the run's status can then be settled without a re-read).
+    A single target is written already claimed by the worker when it may continue
+    there and the worker's handover takes it (claims.continuation_claim_fields); every
+    other one, and each branch of a fan-out (so the branches run in parallel), gets a
+    doorbell after commit. Returns the new rows (the run's status can then be settled
+    without a re-read).
     """
     scope = from_run.scope if scope is None else scope
     if not targets:
@@ -32,6 +34,8 @@ def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, res
             from_run.state = state.to_json()
             from_run.save(update_fields=["state"])
         return []
+    if len(targets) > 1:
+        handover = None  # a fan-out: every branch through the broker, to run in parallel
     followers = []
     for target in targets:
         step = graph.steps[target]
@@ -48,8 +52,9 @@ def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, res
 def successor_row(run: Run, step: Step, from_run: StepRun, result: Any, *, scope: str,
                   handover: Handover | None) -> StepRun:
     """The row of `step` after `from_run`, unsaved: already claimed by this worker when
-    it is cheap and the worker's handover takes it (claims.inline_claim_fields)."""
-    claimed = inline_claim_fields(handover, is_cheap(step))
+    it may continue here and the worker's handover takes it
+    (claims.continuation_claim_fields)."""
+    claimed = continuation_claim_fields(handover, step)
     return StepRun(run=run, step_id=step.id, step_type=step.type, scope=scope, input=result,
                    index=from_run.index if scope else None, **(claimed or {}))
 
@@ -59,7 +64,7 @@ def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *,
     """Once `new` is written: queue it on this worker after commit (it was written
     claimed), or ring for it."""
     if new.claim is not None:
-        claim = Claim(new, known_steps=known_steps(run, from_run, seen_steps))
+        claim = Claim(new, known_steps=known_steps(run, from_run, seen_steps), durable=True)
         transaction.on_commit(lambda: handover.run_here(claim))
     else:
         enqueue_step(new.pk, timeout=step_timeout_seconds(graph.steps[new.step_id]))

@@ -215,6 +215,12 @@ ENTITYFLOW_SQL_SQLITE_DIRS = env_list("ENTITYFLOW_SQL_SQLITE_DIRS")
 ENTITYFLOW_FUNCTION_MODULES = env_list("ENTITYFLOW_FUNCTION_MODULES")
 # Seconds a worker holds a claimed step before the sweeper may take it back.
 ENTITYFLOW_STEP_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_STEP_LEASE_SECONDS", "150"))
+# A worker that records a step continues its run's next step itself (no broker round
+# trip) for at most this many steps or milliseconds per task, then rings for the next
+# one, so one long run cannot hold a worker while others wait (docs/operating.md,
+# "Steps continue in the worker"). 0 steps: every step goes through the broker.
+ENTITYFLOW_CONTINUE_MAX_STEPS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_STEPS", "50"))
+ENTITYFLOW_CONTINUE_MAX_MS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_MS", "1000"))
 # A step with config.timeout holds its lease for that long plus this margin.
 ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
 # PostgreSQL: the engine's own bookkeeping (claims, step records, event dispatch) commits

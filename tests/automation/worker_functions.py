@@ -41,3 +41,15 @@ def gate(ctx):
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.05)
     return {"n": (ctx.input or {}).get("n")}
+
+
+@function("worker.ledgered")
+def ledgered(ctx):
+    """An external effect made through the idempotency ledger (one row per effect)."""
+    from automation.functions.ledger import once
+
+    def call():
+        _effect(f"{ctx.run_id}:{ctx.step_id}:{ctx.scope_key}")
+        return {"item": ctx.input}
+
+    return once(ctx, "worker.ledgered", {"item": ctx.input}, call)

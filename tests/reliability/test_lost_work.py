@@ -71,28 +71,28 @@ def test_a_step_run_again_after_its_worker_died_sends_the_same_idempotency_key(
     assert first == second and first.endswith(":1")  # the key of the attempt that was lost
 
 
-@function("lost-work.cheap_dies_once", cheap=True)
-def cheap_dies_once(ctx):
-    """A cheap (inline) step whose worker dies right after it ran, on its first attempt."""
+@function("lost-work.dies_once")
+def dies_once(ctx):
+    """A step continued in its worker, which dies right after it ran, on its first attempt."""
     worker_functions.CALLS.append((ctx.run_id, ctx.step_id, ctx.idempotency_key))
     if ctx.attempt == 1:
         raise worker_functions.WorkerDied()
     return {"attempt": ctx.attempt}
 
 
-def test_a_cheap_step_claimed_inline_by_a_worker_that_died_is_taken_back(queued, monkeypatch):
-    """The worker writes a cheap successor already claimed by itself (no doorbell); when it
+def test_a_step_continued_by_a_worker_that_died_is_taken_back(queued, monkeypatch):
+    """The worker writes the successor already claimed by itself (no doorbell); when it
     dies running it, the claim's lease runs out and the sweeper hands the step on."""
     monkeypatch.setattr(sweeper, "send_step", queued.append)
     process = process_save(slug="inline", name="Inline", definition={"steps": [
         {"id": "first", "type": "function", "function": "noop", "next": "second"},
-        {"id": "second", "type": "function", "function": "lost-work.cheap_dies_once"}]})
+        {"id": "second", "type": "function", "function": "lost-work.dies_once"}]})
     run, _ = run_start(process=process, trigger={"type": "manual"})
     first = StepRun.objects.get(run=run, step_id="first")
     with pytest.raises(worker_functions.WorkerDied):
         execute_step(first.pk)
     second = StepRun.objects.get(run=run, step_id="second")
-    assert second.pk not in queued  # run inline, never rung
+    assert second.pk not in queued  # continued in the worker, never rung
     assert (second.status, second.attempt) == (StepRun.Status.RUNNING, 1)
     assert StepRun.objects.get(pk=first.pk).status == StepRun.Status.COMPLETED  # committed first
     assert sweeper.steps_sweep(pending_grace_seconds=60) == 0  # its lease still holds

@@ -46,7 +46,7 @@ class StepPolicy:
     (a human step's `timeout` is its approval deadline, not a run-time limit);
     `timeout_seconds` is that limit as the queue's whole-second timeout."""
 
-    cheap: bool  # local work with no I/O, safe to run straight after its predecessor
+    cheap: bool  # local work with no I/O: it may run on a claim not yet flushed to disk
     timeout_seconds: int | None
     max_attempts: int
     time_limit_ms: int | None
