@@ -65,11 +65,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn(opts: Options, port: int) -> Proc:
+def gunicorn(opts: Options, port: int, **extra_env: str) -> Proc:
     """gunicorn as docs/operating.md recommends it (config/gunicorn.py), on `port`."""
     argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py",
             "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    proc = Proc("gunicorn", argv, opts)
+    proc = Proc("gunicorn", argv, opts, **extra_env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if not proc.alive():

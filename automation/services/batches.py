@@ -119,7 +119,9 @@ def batch_fanout_run(batch_id) -> None:
         sent += len(ids)
         if rate:  # the n-th run starts no earlier than n / rate seconds after the first
             time.sleep(max(0.0, began + sent / rate - time.monotonic()))
-    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(status=Batch.Status.RUNNING)
+    # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
+    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
+        status=Batch.Status.RUNNING, fanned_out_at=timezone.now())
 
 
 def _create_chunk(batch: Batch, entity_ids: list) -> None:
