@@ -118,7 +118,7 @@ def _send_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
         broker.connection.rpush(broker.list_key, *packages)
     elif isinstance(broker, orm.ORM):
         now, key = timezone.now(), broker.list_key or Conf.CLUSTER_NAME
-        orm.ORM.get_connection().bulk_create(
+        broker.get_connection().bulk_create(
             [orm.OrmQ(key=key, payload=package, lock=now) for package in packages])
     else:
         for package in packages:
