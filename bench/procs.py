@@ -118,16 +118,17 @@ def peak_rss_mb(pids: list[int]) -> dict[int, float]:
 def quiesce() -> None:
     """Between scenarios: an empty queue and no unfinished step anywhere, so the minutely
     sweeper of the next cluster does not ring for work a previous scenario left behind."""
-    from django.db import connection
+    from django.db import connections
 
     from automation.models import Run, StepRun
 
     queue_purge()
     StepRun.objects.filter(status__in=StepRun.ACTIVE).update(status=StepRun.Status.CANCELLED)
     Run.objects.exclude(status__in=Run.FINISHED).update(status=Run.Status.CANCELLED)
-    if connection.vendor == "sqlite":  # fold the write-ahead log back in now, not mid-scenario
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for alias in connections:  # fold SQLite's write-ahead logs back in now, not mid-scenario
+        if connections[alias].vendor == "sqlite":
+            with connections[alias].cursor() as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def queue_purge() -> None:
