@@ -85,10 +85,12 @@ def database_drop(opts: Options) -> None:
 
 
 def _sqlite_remove() -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        path = VAR / f"bench.sqlite3{suffix}"
-        if path.exists():
-            path.unlink()
+    """The database's file and the task queue's beside it (config/queue.py)."""
+    for name in ("bench.sqlite3", "bench-queue.sqlite3"):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = VAR / f"{name}{suffix}"
+            if path.exists():
+                path.unlink()
 
 
 def _postgres_admin(opts: Options, *statements: str) -> None:
@@ -111,10 +113,19 @@ def django_start(opts: Options) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     import django
-    from django.core.management import call_command
 
     django.setup()
-    call_command("migrate", verbosity=0, interactive=False)
+    migrate_all()
+
+
+def migrate_all() -> None:
+    """Every database, the task queue's own (SQLite) first, as `manage.py migrate` does
+    from the command line (automation/management/commands/migrate.py)."""
+    from django.conf import settings
+    from django.core.management import call_command
+
+    for alias in sorted(settings.DATABASES, key=lambda alias: alias == "default"):
+        call_command("migrate", verbosity=0, interactive=False, database=alias)
 
 
 def machine(opts: Options) -> dict:

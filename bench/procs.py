@@ -65,11 +65,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn(opts: Options, port: int) -> Proc:
+def gunicorn(opts: Options, port: int, **extra_env: str) -> Proc:
     """gunicorn as docs/operating.md recommends it (config/gunicorn.py), on `port`."""
     argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "config/gunicorn.py",
             "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
-    proc = Proc("gunicorn", argv, opts)
+    proc = Proc("gunicorn", argv, opts, **extra_env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if not proc.alive():
@@ -118,16 +118,17 @@ def peak_rss_mb(pids: list[int]) -> dict[int, float]:
 def quiesce() -> None:
     """Between scenarios: an empty queue and no unfinished step anywhere, so the minutely
     sweeper of the next cluster does not ring for work a previous scenario left behind."""
-    from django.db import connection
+    from django.db import connections
 
     from automation.models import Run, StepRun
 
     queue_purge()
     StepRun.objects.filter(status__in=StepRun.ACTIVE).update(status=StepRun.Status.CANCELLED)
     Run.objects.exclude(status__in=Run.FINISHED).update(status=Run.Status.CANCELLED)
-    if connection.vendor == "sqlite":  # fold the write-ahead log back in now, not mid-scenario
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for alias in connections:  # fold SQLite's write-ahead logs back in now, not mid-scenario
+        if connections[alias].vendor == "sqlite":
+            with connections[alias].cursor() as cursor:
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def queue_purge() -> None:

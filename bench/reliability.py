@@ -852,7 +852,9 @@ def django_setup(env: dict, client: str = "reliability-load", fixtures=None) -> 
     django.setup()
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0, interactive=False)
+    from bench.env import migrate_all
+
+    migrate_all()
     from automation.store.doorbell import _broker
 
     _broker().connection.delete(_broker().list_key)

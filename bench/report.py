@@ -5,7 +5,8 @@ from dataclasses import dataclass
 KEYS = ("save_overhead_none", "save_overhead_one", "match_flatness", "e2e_ratio",
         "e2e_nodb_ratio", "e2e_ratio_stored", "steps_per_s", "steps_per_s_inline",
         "first_step_p50_ms", "first_step_p99_ms", "first_step_p99_ratio", "batch_fanout_per_s",
-        "batch_peak_rss_mb", "api_trigger_per_s", "explain_ms_p50")
+        "batch_done_per_s", "batch_peak_rss_mb", "batch_size", "api_trigger_per_s",
+        "api_trigger_ratio", "explain_ms_p50")
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,11 @@ def goals(db: str, broker: str) -> dict[str, Goal]:
         "steps_per_s": Goal(">=", 1500, "" if full else "goal applies to PostgreSQL + Redis"),
         "first_step_p99_ms": Goal("<=", 100 if broker == "redis" else 300),
         "first_step_p99_ratio": Goal("<=", 1.5),
-        "batch_fanout_per_s": Goal(">=", 2000),
-        "batch_peak_rss_mb": Goal("<=", 300),
+        "batch_fanout_per_s": Goal(">=", 20000 if db == "postgres" else 10000),
+        "batch_done_per_s": Goal(">=", 1000),
+        "batch_peak_rss_mb": Goal("<=", 150),
         "api_trigger_per_s": Goal(">=", 300),
+        "api_trigger_ratio": Goal(">=", 0.7),
         "explain_ms_p50": Goal("<=", 50),
     }
 

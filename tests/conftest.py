@@ -10,6 +10,29 @@ from entities import outbox
 from entities.demo import order_type_ensure
 
 
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences",
+               "django_db_serialized_rollback", "live_server"}
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the database may use every database: on SQLite the task
+    queue has a file of its own (config/queue.py), which sync-mode tasks, schedules and
+    doorbells write. So both test files are created, and flushed after each test."""
+    from django.conf import settings
+
+    if len(settings.DATABASES) < 2:
+        return
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None and not DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            continue
+        if marker is not None and marker.kwargs.get("databases"):
+            continue
+        kwargs = {**(marker.kwargs if marker else {}), "databases": "__all__"}
+        item.add_marker(pytest.mark.django_db(*(marker.args if marker else ()), **kwargs),
+                        append=False)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_caches():
     """Databases are flushed between tests; caches that live in the process must not

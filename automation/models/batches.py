@@ -39,6 +39,9 @@ class Batch(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    fanned_out_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the fan-out committed its last chunk and rang for its steps.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

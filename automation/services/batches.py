@@ -110,31 +110,39 @@ def batch_fanout_run(batch_id) -> None:
         current = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).first()
         if current != Batch.Status.FANNING_OUT:
             return  # cancelled, or paused: a resume goes on from the cursor
-        chunk_qs = items.filter(pk__gt=batch.cursor) if batch.cursor else items
-        ids = list(chunk_qs[:size])
-        if not ids:
-            break
-        create(batch, ids)
-        batch.cursor = str(ids[-1])
-        sent += len(ids)
+        rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
+        # The chunk is the next `size` items by primary key, given by its last one: the
+        # items themselves stay in the database (entities: INSERT … SELECT in the store).
+        last, count = next(iter(rest[size - 1:size]), None), size
+        if last is None:  # fewer than `size` left: the chunk is all of them
+            last = next(iter(rest.reverse()[:1]), None)
+            if last is None:
+                break
+            count = rest.count()
+        create(batch, rest.filter(pk__lte=last), last)
+        batch.cursor = str(last)
+        sent += count
         if rate:  # the n-th run starts no earlier than n / rate seconds after the first
             time.sleep(max(0.0, began + sent / rate - time.monotonic()))
-    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(status=Batch.Status.RUNNING)
+    # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
+    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
+        status=Batch.Status.RUNNING, fanned_out_at=timezone.now())
 
 
-def _create_chunk(batch: Batch, entity_ids: list) -> None:
-    """One chunk's runs and first steps (the store writes them, rings for them in one
-    broker round trip), then the batch's cursor moves past the chunk."""
+def _create_chunk(batch: Batch, entities, last) -> None:
+    """One chunk's runs and first steps, set-based over `entities` (the store writes
+    them, rings for them in one broker round trip), then the batch's cursor moves past
+    `last`, in the same transaction."""
     version = batch.process.current_version
     graph = graph_for(version.pk)
-    runs = [Run(id=uuid.uuid4(), process=batch.process, version=version, entity_id=eid,
-                batch=batch, trigger={"type": "batch", "batchId": str(batch.pk)},
-                status=Run.Status.PENDING,
-                idempotency_key=f"batch:{batch.pk}:{eid}") for eid in entity_ids]
+    template = Run(id=uuid.uuid4(), process=batch.process, version=version, batch=batch,
+                   trigger={"type": "batch", "batchId": str(batch.pk)},
+                   status=Run.Status.PENDING, idempotency_key=f"batch:{batch.pk}:")
     with transaction.atomic():
-        created = get_store().start_chunk(runs, graph.steps[graph.start])
-        Batch.objects.filter(pk=batch.pk).update(cursor=str(entity_ids[-1]),
-                                                 created_runs=batch.created_runs + created)
+        created = get_store().start_chunk(template, entities, graph.steps[graph.start],
+                                          key_prefix=f"batch:{batch.pk}:")
+        Batch.objects.filter(pk=batch.pk).update(cursor=str(last),
+                                                 created_runs=F("created_runs") + created)
         batch.created_runs += created
 
 
@@ -204,12 +212,12 @@ def _rerun_items(batch: Batch):
                             ).values_list("pk", flat=True)
 
 
-def _create_reruns(batch: Batch, run_ids: list) -> None:
+def _create_reruns(batch: Batch, runs, last) -> None:
     """Each run re-run once: the key `rerun:<batch>:<run>` makes a second fan-out of the
     same runs (a redelivered task) write nothing."""
     spec = batch.rerun or {}
     created = 0
-    for run in Run.objects.filter(pk__in=run_ids).select_related("process", "version"):
+    for run in Run.objects.filter(pk__in=list(runs)).select_related("process", "version"):
         key = f"rerun:{batch.pk}:{run.pk}"
         try:
             retry = not spec.get("fromStep")
@@ -222,7 +230,7 @@ def _create_reruns(batch: Batch, run_ids: list) -> None:
         except AutomationError as exc:  # this run cannot be re-run so: say so, go on
             logger.warning("batch %s: run %s not re-run: %s", batch.pk, run.pk, exc.message)
             Batch.objects.filter(pk=batch.pk).update(total=F("total") - 1)
-    Batch.objects.filter(pk=batch.pk).update(cursor=str(run_ids[-1]),
+    Batch.objects.filter(pk=batch.pk).update(cursor=str(last),
                                              created_runs=F("created_runs") + created)
 
 

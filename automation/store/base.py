@@ -24,10 +24,12 @@ from automation.store import children, pruning, recording, settling, waiting
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.policy import step_timeout_seconds
-from entities.db.compiled import CompiledInsert
+from entities.db.compiled import CompiledInsert, insert_select
 
 # A run in one of these becomes `running` when one of its steps is claimed.
 RUN_NOT_STARTED = (Run.Status.PENDING, Run.Status.WAITING)
+# The column a batch chunk's entity ids are selected as (start_chunk).
+CHUNK_ENTITY = "chunk_entity"
 
 
 @dataclass(frozen=True)
@@ -110,22 +112,66 @@ class RunStore:
         """The start as CTEs of another statement, where the backend can (None here)."""
         return None
 
-    def start_chunk(self, runs: list[Run], first: Step) -> int:
-        """A batch's chunk of runs (unique per batch and entity: a second fan-out of the
-        same chunk writes nothing), each with its first step run; rings for them all in
-        one broker round trip. Returns how many runs were new."""
+    def start_chunk(self, template: Run, entities: QuerySet, first: Step, *,
+                    key_prefix: str) -> int:
+        """A batch's chunk, set-based: one run like `template` per entity of `entities`
+        (a queryset of the chunk's entity ids, never loaded here), each with its first
+        step run, as INSERT … SELECT statements over the entities, so a chunk costs the
+        same few statements and memory whatever its size. Rings for the new steps in one
+        broker round trip. Returns how many runs were new.
+
+        A run's idempotency key is `key_prefix` + its entity id (`batch:<batch>:<entity>`,
+        unique): a chunk done again (a fan-out task delivered twice, or re-done after its
+        worker died) writes no run, and so no step and no doorbell. Here (SQLite) the runs
+        are `INSERT OR IGNORE`d, then the steps written for the chunk's runs that have
+        none, which in the same transaction are exactly the runs just written."""
+        connection = connections[self.using]
+        qn = connection.ops.quote_name
+        chunk_sql, chunk_params = self._chunk_entities(entities)
+        run_sql, run_params = insert_select(
+            template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
+            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix),
+            insert=run_insert(template))
+        run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
+        run_pk, batch_column = qn(Run._meta.pk.column), qn(Run._meta.get_field("batch").column)
+        entity_column = qn(Run._meta.get_field("entity").column)
+        step_run_column = qn(StepRun._meta.get_field("run").column)
+        batch_id = Run._meta.get_field("batch").get_db_prep_save(template.batch_id, connection)
+        # only quoted names and Django's compiled SQL go in; every value is a parameter
+        new_runs = (f"{run_table} AS r WHERE r.{batch_column} = %s "  # noqa: S608
+                    f"AND r.{entity_column} IN ({chunk_sql}) AND NOT EXISTS "
+                    f"(SELECT 1 FROM {step_table} AS s WHERE s.{step_run_column} = r.{run_pk})")
+        step_sql, step_params = insert_select(
+            self._chunk_step(template, first), new_runs, (batch_id, *chunk_params), self.using,
+            expressions={"run_id": (f"r.{run_pk}", ())})
+        step_pk = qn(StepRun._meta.pk.column)
         with transaction.atomic(using=self.using, savepoint=False):
-            Run.objects.bulk_create(runs, ignore_conflicts=True)
-            batch_id, entity_ids = runs[0].batch_id, [r.entity_id for r in runs]
-            created = set(Run.objects.filter(batch_id=batch_id, entity_id__in=entity_ids,
-                                             steps__isnull=True).values_list("pk", flat=True))
-            steps = StepRun.objects.bulk_create([
-                StepRun(run_id=run_id, step_id=first.id, step_type=first.type, input={})
-                for run_id in created])
-            step_ids = [s.pk for s in steps] if all(s.pk for s in steps) else list(
-                StepRun.objects.filter(run_id__in=created).values_list("pk", flat=True))
+            with connection.cursor() as cursor:
+                cursor.execute(run_sql, run_params)
+                created = cursor.rowcount
+                cursor.execute(f"{step_sql} RETURNING {step_pk}", step_params)
+                step_ids = [row[0] for row in cursor.fetchall()]
             enqueue_many(step_ids, timeout=step_timeout_seconds(first))
-        return len(created)
+        return created
+
+    def _chunk_entities(self, entities: QuerySet) -> tuple[str, tuple]:
+        """The chunk's entity ids as a SELECT of one column, CHUNK_ENTITY."""
+        sql, params = entities.order_by().annotate(**{CHUNK_ENTITY: F("pk")}).values_list(
+            CHUNK_ENTITY).query.get_compiler(using=self.using).as_sql()
+        return sql, tuple(params)
+
+    def _chunk_run_columns(self, entity: str, key_prefix: str) -> dict:
+        """A chunk's run columns computed from the entity id column (SQLite: a UUID is
+        32 hex digits; the key spells the entity id as str(uuid) does)."""
+        dashed = "||'-'||".join(f"substr({entity}, {start}, {length})" for start, length in
+                                ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
+        return {"id": ("lower(hex(randomblob(16)))", ()), "entity_id": (entity, ()),
+                "idempotency_key": (f"%s || {dashed}", (key_prefix,))}
+
+    @staticmethod
+    def _chunk_step(template: Run, first: Step) -> StepRun:
+        """A chunk's first step run, as every run of the chunk gets it."""
+        return StepRun(run_id=template.pk, step_id=first.id, step_type=first.type, input={})
 
     # -- claiming ----------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ the caller takes the general way, which knows what to do in each of those cases.
 
 from functools import lru_cache
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -56,15 +56,21 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
 from automation.store import hooks, waiting
-from automation.store.base import RUN_NOT_STARTED, RunStore, StoreFeatures, run_insert
+from automation.store.base import (
+    CHUNK_ENTITY,
+    RUN_NOT_STARTED,
+    RunStore,
+    StoreFeatures,
+    run_insert,
+)
 from automation.store.claims import Claim, Handover
-from automation.store.doorbell import enqueue_step
+from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.graphs import graph_for, is_plain, is_sequential
 from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import hand_over, successor_row
 from entities.db import commits, prepared
-from entities.db.compiled import RowBuilder, insert_from, update_sql
+from entities.db.compiled import RowBuilder, insert_from, insert_select, update_sql
 
 
 class PostgresRunStore(RunStore):
@@ -118,6 +124,34 @@ class PostgresRunStore(RunStore):
         ctes = (f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
                 f"first_step AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)})")
         return ctes, (*run_params, *step_params)
+
+    def start_chunk(self, template: Run, entities: QuerySet, first: Step, *,
+                    key_prefix: str) -> int:
+        """A batch's chunk in one statement: the runs `INSERT … SELECT` over the chunk's
+        entities `ON CONFLICT DO NOTHING` (their keys are unique: a chunk done again
+        writes nothing), their first steps `INSERT … SELECT` from the runs that statement
+        wrote. Rings for the steps in one broker round trip after the commit."""
+        qn = connections[self.using].ops.quote_name
+        chunk_sql, chunk_params = self._chunk_entities(entities)
+        run_sql, run_params = insert_select(
+            template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
+            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix),
+            insert=run_insert(template))
+        step_sql, step_params = insert_select(
+            self._chunk_step(template, first), "run_row", (), self.using,
+            expressions={"run_id": (f"run_row.{qn(Run._meta.pk.column)}", ())})
+        sql = (f"WITH run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}) "
+               f"{step_sql} RETURNING {qn(StepRun._meta.pk.column)}")
+        with transaction.atomic(using=self.using, savepoint=False):
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(sql, (*run_params, *step_params))
+                step_ids = [row[0] for row in cursor.fetchall()]
+            enqueue_many(step_ids, timeout=step_timeout_seconds(first))
+        return len(step_ids)
+
+    def _chunk_run_columns(self, entity: str, key_prefix: str) -> dict:
+        return {"id": ("gen_random_uuid()", ()), "entity_id": (entity, ()),
+                "idempotency_key": (f"%s || {entity}::text", (key_prefix,))}
 
     def _written(self, run: Run, step_run: StepRun, step_run_pk: int) -> None:
         self._saved(run)

@@ -19,7 +19,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, router, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import Schedule
@@ -82,7 +82,9 @@ def _sync_all(now: datetime) -> dict[str, int]:
     from automation.models import IndexStamp, ProcessTrigger
 
     counts = {"created": 0, "updated": 0, "deleted": 0}
-    with transaction.atomic():
+    # The schedule rows live where django-q2's tables do (on SQLite the queue's own file,
+    # config/queue.py): their writes are one transaction there too.
+    with transaction.atomic(), transaction.atomic(using=router.db_for_write(Schedule)):
         # One sync at a time, so two concurrent saves cannot both create a row. Schedule
         # rows are not locked up front: the scheduler locks due rows in its own order.
         list(IndexStamp.objects.select_for_update().filter(pk=1).values_list("pk", flat=True))

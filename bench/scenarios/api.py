@@ -1,6 +1,12 @@
-"""api_trigger_per_s: POST /api/workflow-definitions/{id}/trigger through gunicorn as
-docs/operating.md recommends it (config/gunicorn.py: sync workers, one more than the cores)
-with a concurrent client on loopback; every answer must be a 202.
+"""api_trigger_per_s and api_trigger_ratio: POST /api/workflow-definitions/{id}/trigger
+through gunicorn as docs/operating.md recommends it (config/gunicorn.py: sync workers, one
+more than the cores) with a concurrent client on loopback; every answer must be a 202.
+
+The ratio's baseline is a bare Django view (bench/urls.py) that authenticates the same
+bearer token and inserts one row, served by the same gunicorn (same settings, workers and
+database) in the same run: the two loads alternate, ROUNDS times each, and each rate is
+its requests over its own seconds (each clock runs from the first request sent to the
+last answer read of its rounds).
 
 No qcluster runs meanwhile: the figure is the API's (a run and its first step row
 written, the step enqueued), not the workers'. Prints "n/a" when the API, its auth or
@@ -19,6 +25,7 @@ from bench.procs import free_port, gunicorn, queue_purge
 from config import gunicorn as served  # the settings the bench's gunicorn reads
 
 CONNECTIONS = 8
+ROUNDS = 2
 
 
 class Unavailable(Exception):
@@ -107,37 +114,60 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, dict, bytes]:
 def run(opts) -> dict:
     import requests
 
+    from bench.urls import BARE_PATH, bare_table_create
+
     seconds = 4.0 if opts.quick else 15.0
     fixtures.process_create("bench-api")
+    bare_table_create()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     url = f"{base}/api/workflow-definitions/bench-api/trigger"
+    bare_url = f"{base}/{BARE_PATH}"
     server = None
     try:
         client = _api_client(opts)
-        server = gunicorn(opts, port)
+        server = gunicorn(opts, port, DJANGO_SETTINGS_MODULE="bench.settings")
         with requests.Session() as session:
             token = _token(session, base, client)
-            first = session.post(url, json={"input": {}}, timeout=120,
-                                 headers={"Authorization": f"Bearer {token}"})
-            if first.status_code != 202:
-                raise Unavailable(f"POST {url.replace(base, '')} answered {first.status_code}")
+            for target in (url, bare_url):
+                first = session.post(target, json={"input": {}}, timeout=120,
+                                     headers={"Authorization": f"Bearer {token}"})
+                if first.status_code != 202:
+                    raise Unavailable(f"POST {target.replace(base, '')} answered "
+                                      f"{first.status_code}")
         _load(url, token, 1.0)  # warm both workers
+        _load(bare_url, token, 0.5)
         sampler = profiling.sampler_start("gunicorn-api", server.pid) if opts.profile else None
-        started = time.monotonic()
-        ok, errors = _load(url, token, seconds)
-        elapsed = time.monotonic() - started
+        totals = {url: [0, 0.0, {}], bare_url: [0, 0.0, {}]}
+        for _ in range(ROUNDS):
+            for target in (url, bare_url):
+                started = time.monotonic()
+                ok, errors = _load(target, token, seconds / ROUNDS)
+                total = totals[target]
+                total[0] += ok
+                total[1] += time.monotonic() - started
+                for key, count in errors.items():
+                    total[2][key] = total[2].get(key, 0) + count
         profiling.sampler_stop(sampler, "gunicorn-api", focus="handle_request")
     except Unavailable as exc:
-        return {"figures": {"api_trigger_per_s": None}, "rows": [("API trigger", f"n/a ({exc})")]}
+        return {"figures": {"api_trigger_per_s": None, "api_trigger_ratio": None},
+                "rows": [("API trigger", f"n/a ({exc})")]}
     finally:
         if server:
             server.stop()
         queue_purge()
-    rate = ok / elapsed
+    (ok, elapsed, errors), (bare_ok, bare_elapsed, bare_errors) = totals[url], totals[bare_url]
+    rate, bare_rate = ok / elapsed, bare_ok / bare_elapsed
     rows = [(f"POST …/trigger, gunicorn {served.workers} sync workers, "
              f"{CONNECTIONS} client connections",
-             f"{rate:.0f} req/s ({ok} × 202 in {elapsed:.1f} s)")]
-    if errors:
-        rows.append(("API errors", ", ".join(f"{k}: {v}" for k, v in errors.items())))
-    return {"figures": {"api_trigger_per_s": None if errors else rate}, "rows": rows}
+             f"{rate:.0f} req/s ({ok} × 202 in {elapsed:.1f} s)"),
+            ("bare view: same token check + one row insert, same server",
+             f"{bare_rate:.0f} req/s ({bare_ok} × 202 in {bare_elapsed:.1f} s)"),
+            ("trigger / bare", f"{rate / bare_rate:.2f}")]
+    if errors or bare_errors:
+        rows.append(("API errors", ", ".join(f"{k}: {v}" for k, v in
+                                             {**bare_errors, **errors}.items())))
+    clean = not errors and not bare_errors
+    return {"figures": {"api_trigger_per_s": rate if clean else None,
+                        "api_trigger_ratio": rate / bare_rate if clean else None},
+            "rows": rows}

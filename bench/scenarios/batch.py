@@ -1,10 +1,17 @@
-"""batch_fanout_per_s and batch_peak_rss_mb: a batch over every entity of a type.
+"""batch_fanout_per_s, batch_done_per_s and batch_peak_rss_mb: a batch over every entity
+of a type (100,000; 10,000 with --quick), each run one step.
 
 `batch_create` (as the control panel calls it) records the batch; the fan-out task runs
 in a real worker and creates the runs in chunks while the other worker already executes
-their first steps. The rate is runs created from the fan-out's start to the last run's
-creation; the memory figure is the largest peak resident set (VmHWM) among the cluster's
-processes, sampled while the fan-out runs.
+their first steps.
+- batch_fanout_per_s: runs created / (the batch's `fanned_out_at` - its `started_at`).
+  The clock starts when the fan-out task takes the batch and stops when the fan-out has
+  committed its last chunk (runs and step rows) and rung for its steps.
+- batch_done_per_s: runs completed / (the last run's stored `finished_at` - the batch's
+  `started_at`): every run created and completed. A batch not completed within the cap
+  is reported at the rate it reached (and says so).
+- batch_peak_rss_mb: the largest peak resident set (VmHWM) among the cluster's
+  processes, sampled from the batch's start until its last run completed.
 """
 
 import time
@@ -12,8 +19,9 @@ import time
 from bench import fixtures, profiling
 from bench.procs import descendants, peak_rss_mb, qcluster, queue_purge
 
-# The fan-out is given this long; a slower one is reported at the rate it reached.
-CAP_SECONDS = {True: 15, False: 240}
+# The batch is given this long to fan out and complete; a slower one is reported at the
+# rates it reached.
+CAP_SECONDS = {True: 120, False: 900}
 
 
 def run(opts) -> dict:
@@ -39,25 +47,39 @@ def run(opts) -> dict:
             for pid, peak in peak_rss_mb(descendants(cluster.pid)).items():
                 peaks[pid] = max(peak, peaks.get(pid, 0.0))
             batch.refresh_from_db()
-            if batch.status not in (Batch.Status.PENDING, Batch.Status.FANNING_OUT):
+            fanning = batch.status in (Batch.Status.PENDING, Batch.Status.FANNING_OUT)
+            if not fanning and not Run.objects.filter(batch=batch).exclude(
+                    status__in=Run.FINISHED).exists():
                 break
-            time.sleep(0.2)
+            time.sleep(0.2 if fanning else 1.0)
     finally:
         profiling.sampler_stop(sampler, "worker-batch", focus="batch_fanout")
         cluster.stop()
         queue_purge()
+    batch.refresh_from_db()
     created = Run.objects.filter(batch=batch).count()
-    last = Run.objects.filter(batch=batch).aggregate(t=Max("created_at"))["t"]
-    span = (last - batch.started_at).total_seconds() if last and batch.started_at else None
+    completed = Run.objects.filter(batch=batch, status=Run.Status.COMPLETED).count()
+    last = Run.objects.filter(batch=batch, status=Run.Status.COMPLETED).aggregate(
+        t=Max("finished_at"))["t"]
+    fanned = batch.fanned_out_at
+    span = (fanned - batch.started_at).total_seconds() if fanned and batch.started_at else None
+    done_span = (last - batch.started_at).total_seconds() if last and batch.started_at else None
     rate = created / span if span else None
+    done_rate = completed / done_span if done_span else None
     peak = max(peaks.values()) if peaks else None
     rows = [
         (f"entities in the batch (bulk setup {setup:.1f} s)", f"{size:,}"),
-        ("runs created by the fan-out", f"{created:,} in {span or 0:.1f} s"),
+        ("runs created, start to last chunk committed + rung",
+         f"{created:,} in {span or 0:.2f} s" if span else f"{created:,}, fan-out not finished"),
         ("fan-out rate", f"{rate or 0:,.0f} runs/s"),
+        ("runs completed, start to last run's finish",
+         f"{completed:,} in {done_span or 0:.1f} s"),
+        ("created and completed rate", f"{done_rate or 0:,.0f} runs/s"),
         ("peak RSS of any qcluster process", f"{peak or 0:.0f} MB"),
     ]
-    if created != size:
-        rows.append(("fan-out not finished within the time cap",
-                     f"{created:,} of {size:,} after {CAP_SECONDS[opts.quick]} s; rate so far"))
-    return {"figures": {"batch_fanout_per_s": rate, "batch_peak_rss_mb": peak}, "rows": rows}
+    if completed != size:
+        rows.append(("batch not completed within the time cap",
+                     f"{completed:,} of {size:,} after {CAP_SECONDS[opts.quick]} s; "
+                     "rate so far"))
+    return {"figures": {"batch_fanout_per_s": rate, "batch_done_per_s": done_rate,
+                        "batch_peak_rss_mb": peak, "batch_size": size}, "rows": rows}

@@ -89,6 +89,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+
+def queue_file(name: str) -> str:
+    """The task queue's SQLite file next to the database's: `db.sqlite3` -> `db-queue.sqlite3`."""
+    path = Path(name)
+    return str(path.with_name(f"{path.stem}-queue{path.suffix}"))
+
+
+# SQLite: django-q2's tables (the ORM broker's queue, task results, schedules) live in a
+# file of their own, so queue writes and the engine's writes never wait on one write
+# lock (config/queue.py; docs/operating.md "The task queue's database"). `manage.py
+# migrate` migrates both. QUEUE_DATABASE_URL names another file. PostgreSQL: one database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and \
+        DATABASES["default"]["NAME"] not in ("", ":memory:"):
+    _queue_url = os.environ.get("QUEUE_DATABASE_URL") or \
+        f"sqlite:///{queue_file(DATABASES['default']['NAME'])}"
+    DATABASES["queue"] = dj_database_url.parse(_queue_url, conn_max_age=CONN_MAX_AGE)
+    DATABASES["queue"]["OPTIONS"] = dict(DATABASES["default"]["OPTIONS"])
+    DATABASE_ROUTERS = ["config.queue.QueueRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -133,6 +152,8 @@ Q_CLUSTER = {
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
+elif "queue" in DATABASES:  # the queue's own file (config/queue.py)
+    Q_CLUSTER.update(orm="queue", broker_class="config.queue_broker.QueueBroker")
 else:
     Q_CLUSTER["orm"] = "default"
 

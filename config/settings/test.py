@@ -4,7 +4,7 @@ real qcluster with their own settings (see tests/conftest.py)."""
 import os
 
 from .base import *  # noqa: F401,F403
-from .base import BASE_DIR, DATABASES, Q_CLUSTER
+from .base import BASE_DIR, DATABASES, Q_CLUSTER, queue_file
 
 # A test database per test session (process id), so parallel sessions never share one;
 # SQLite's is a file because real worker processes must open it too.
@@ -12,6 +12,13 @@ from .base import BASE_DIR, DATABASES, Q_CLUSTER
 _SESSION = os.environ.get("ENTITYFLOW_TEST_SESSION", str(os.getpid()))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-{_SESSION}.sqlite3")}
+    if "queue" in DATABASES:  # the queue's file beside it, as a worker given that file finds it
+        _QUEUE_TEST = queue_file(DATABASES["default"]["TEST"]["NAME"])
+        # NAME too: a session that never sets the queue's test file up still cannot
+        # reach a developer's queue file
+        DATABASES["queue"].update(NAME=_QUEUE_TEST, TEST={"NAME": _QUEUE_TEST, "DEPENDENCIES": []})
+        # created (and migrated) first: default's data migrations write django-q2 schedules
+        DATABASES["default"]["TEST"]["DEPENDENCIES"] = ["queue"]
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_entityflow_{_SESSION}"}
 

@@ -155,4 +155,35 @@ def insert_from(row: Model, source: str | None, using: str, *,
     return f"{head} SELECT {values} FROM {source}{tail}", tuple(params)  # noqa: S608
 
 
+def insert_select(row: Model, source: str, source_params: tuple, using: str, *,
+                  expressions: dict[str, tuple[str, tuple]],
+                  insert: CompiledInsert | None = None) -> tuple[str, tuple]:
+    """`INSERT INTO <row's table> (…) SELECT <values> FROM <source> [ON CONFLICT …]`: one
+    row per row of `source` (SQL with `source_params`), each with `row`'s values (as
+    Django's own compiled INSERT prepares them) except the fields named in `expressions`
+    (attname -> SQL over the source's columns, with its parameters), e.g. a new key."""
+    insert = insert or _INSERTS.get(type(row)) or _INSERTS.setdefault(type(row),
+                                                                      CompiledInsert(type(row)))
+    sql, params = insert.sql_params(row, using)
+    head, _, rest = sql.rpartition(" VALUES (")
+    values, closed, tail = rest.partition(")")  # placeholders hold no parenthesis
+    placeholders = values.split(", ")
+    if not head or not closed or set(placeholders) != {"%s"} or len(placeholders) != len(params):
+        raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
+    selected, selected_params = [], []
+    for field, param in zip(insert.fields, params, strict=True):
+        if field.attname in expressions:
+            expression, expression_params = expressions[field.attname]
+            selected.append(expression)
+            selected_params += expression_params
+        else:
+            selected.append("%s")
+            selected_params.append(param)
+    unknown = set(expressions) - {f.attname for f in insert.fields}
+    if unknown:
+        raise ValueError(f"not inserted: {', '.join(sorted(unknown))}")
+    return (f"{head} SELECT {', '.join(selected)} FROM {source}{tail}",  # noqa: S608
+            (*selected_params, *source_params))
+
+
 _INSERTS: dict[type, CompiledInsert] = {}

@@ -188,3 +188,75 @@ def test_the_rate_of_a_finished_batch_uses_its_finish_time(order_type, record_pr
     progress = batch_progress(Batch.objects.get(pk=batch.pk))
     assert progress["status"] == "completed"
     assert progress["ratePerSecond"] == 4.0  # 20 runs in 5 s, not 20 in an hour
+
+
+def _doorbells(settings, broker) -> list[int]:
+    """The step ids the broker's queue holds doorbells for (emptied as read)."""
+    from django_q.signing import SignedPackage
+
+    if settings.Q_CLUSTER.get("redis"):
+        payloads = broker.connection.lrange(broker.list_key, 0, -1)
+        broker.connection.delete(broker.list_key)
+    else:  # the ORM broker's connection is its OrmQ rows, in the queue's database
+        rows = broker.connection.filter(key=broker.list_key)
+        payloads = [row.payload for row in rows]
+        rows.delete()
+    return [SignedPackage.loads(p)["args"][0] for p in payloads]
+
+
+def test_a_chunk_done_again_after_its_fan_out_was_lost_writes_no_duplicate(
+        order_type, record_process, settings, monkeypatch):
+    """A second delivery of the fan-out that read the batch's cursor before the first one
+    committed (its worker was killed, or timed out, and the task came again) does every
+    chunk again: the set-based statements write no run, no step and ring no doorbell a
+    second time, and the runs are the ones the first delivery wrote, one per entity, with
+    the key `batch:<batch>:<entity>`."""
+    from django_q.brokers import get_broker
+
+    from automation.models import StepRun
+    from automation.store import doorbell
+
+    monkeypatch.setattr(batches, "CHUNK", 4)
+    make_orders(order_type, 10)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    broker = get_broker(f"{settings.Q_CLUSTER['name']}-batch-redo")
+    monkeypatch.setattr(doorbell, "_broker", lambda: broker)
+    batch = batch_create(entity_type=order_type, process=record_process)
+    batches.batch_fanout_run(batch.pk)
+    first_runs = dict(Run.objects.filter(batch=batch).values_list("entity_id", "pk"))
+    first_steps = set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
+    assert sorted(_doorbells(settings, broker)) == sorted(first_steps)
+    assert len(first_runs) == len(first_steps) == 10
+
+    # the late delivery: the batch as it read it, before any chunk was committed
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT, cursor="")
+    batches.batch_fanout_run(batch.pk)
+
+    assert dict(Run.objects.filter(batch=batch).values_list("entity_id", "pk")) == first_runs
+    assert set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True)) == first_steps
+    assert _doorbells(settings, broker) == []
+    again = Batch.objects.get(pk=batch.pk)
+    assert (again.status, again.created_runs) == (Batch.Status.RUNNING, 10)
+    assert again.fanned_out_at is not None
+    assert sorted(Run.objects.filter(batch=batch).values_list("idempotency_key", flat=True)) == \
+        sorted(f"batch:{batch.pk}:{entity_id}" for entity_id in first_runs)
+    step = StepRun.objects.filter(run__batch=batch).first()
+    assert (step.step_id, step.step_type, step.status, step.input, step.attempt) == \
+        ("a", "function", StepRun.Status.PENDING, {}, 0)
+
+
+def test_a_chunk_is_only_the_filtered_entities_past_the_cursor(order_type, record_process,
+                                                               monkeypatch):
+    """The set-based chunk keeps the batch's filter and its cursor: an entity the filter
+    leaves out (interleaved by primary key with those it keeps) or that an earlier chunk
+    covered gets no run; each kept one gets exactly one."""
+    monkeypatch.setattr(batches, "CHUNK", 3)
+    make_orders(order_type, 8)
+    make_orders(order_type, 6, email=False, start=100)  # stay `received`: filtered out
+    batch = batch_create(entity_type=order_type, process=record_process,
+                         filter={"status": "approved"})
+    kept = set(Entity.objects.filter(entity_type=order_type, status="approved")
+               .values_list("pk", flat=True))
+    runs = list(Run.objects.filter(batch=batch).values_list("entity_id", flat=True))
+    assert len(kept) == 8 and sorted(runs) == sorted(kept)
+    assert Batch.objects.get(pk=batch.pk).created_runs == 8

@@ -3,7 +3,7 @@ processes, each with the right would-start or why-not, and nothing written or ca
 
 import pytest
 from django.apps import apps
-from django.db import connection
+from django.db import connections, router
 
 from automation.api.services import function_save
 from automation.connections.services import connection_create
@@ -18,13 +18,15 @@ NO_EMAIL = {"customer": {"name": "Ada Lovelace"}, "total": 120, "items": 2, "cur
 
 
 def row_counts() -> dict[str, int]:
-    """Every table of every installed model (auto-created join tables too)."""
-    tables = sorted({model._meta.db_table for model in apps.get_models(include_auto_created=True)})
-    with connection.cursor() as cursor:
-        counts = {}
-        for table in tables:
-            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")  # noqa: S608
-            counts[table] = cursor.fetchone()[0]
+    """Every table of every installed model (auto-created join tables too), each counted
+    in its own database (on SQLite the task queue's tables have a file of their own)."""
+    counts = {}
+    for model in apps.get_models(include_auto_created=True):
+        alias = router.db_for_read(model)
+        table = model._meta.db_table
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM {connections[alias].ops.quote_name(table)}")  # noqa: S608
+            counts[f"{alias}.{table}"] = cursor.fetchone()[0]
     return counts
 
 
