@@ -5,6 +5,7 @@ same after any restart, and the store's `resume` lets only one caller finish a s
 
 import logging
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from automation.definitions.scope import event_scope
@@ -37,8 +38,14 @@ def event_arrived(event: EntityEvent) -> int:
     waits = StepWait.objects.filter(event_type=event.type, since__lte=event.created_at
                                     ).select_related("step_run__run").order_by("since")
     for wait in waits:
-        if _matches(wait, event) and _finish_with_event(wait, event):
-            finished += 1
+        try:
+            if _matches(wait, event) and _finish_with_event(wait, event):
+                finished += 1
+        except DatabaseError:
+            raise  # the dispatch's transaction is broken: the sweeper dispatches again
+        except Exception:  # one broken wait must not hold back the event's other work
+            logger.exception("event %s: could not check waiting step run %s",
+                             event.pk, wait.pk)
     return finished
 
 
