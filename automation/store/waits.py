@@ -19,7 +19,7 @@ from automation.models import Run, StepRun, StepWait
 
 WAKE_TASK = "automation.tasks.wait_wake"
 # An event that comes right after a wait began may be dispatched by a process that does
-# not yet know anyone waits for its type (services.waits caches that for a second): a
+# not yet know anyone waits for its type (waited_event_types is read once a second): a
 # wake this long after the start looks for such an event among the stored ones.
 CATCH_UP_SECONDS = 2
 TYPES_CHECK_SECONDS = 1.0  # how stale a process's list of waited-for event types may be
