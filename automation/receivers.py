@@ -18,6 +18,8 @@ def connect() -> None:
 
     outbox.subscribe("automation", events.handle_event, interested=events.is_interesting,
                      statement=events.event_statement)
+    # runs waiting in a waitForEvent step (docs/user-guide/waits.md)
+    outbox.subscribe("waits", events.handle_waiting_runs, interested=events.waiting_runs_interested)
     # a change to the data a pending approval covers re-issues it (docs/user-guide/human-tasks.md)
     outbox.subscribe("approvals", approvals.entity_changed,
                      interested=approvals.entity_change_matters)

@@ -6,6 +6,8 @@ from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
 from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
+from automation.services.waits import wait_wake as waits_wake
+from automation.services.waits import waits_due_sweep
 from automation.services.webhooks import deliveries_due_sweep
 from automation.triggers.schedules import sync_schedules
 from entities.db import outage
@@ -18,17 +20,22 @@ def step_execute(step_run_id: int) -> None:
     outage.through(lambda: execute_step(step_run_id), what=f"step run {step_run_id}")
 
 
+def wait_wake(step_run_id: int) -> None:
+    """A waiting `wait` / `waitForEvent` step's scheduled wake (store.waits)."""
+    waits_wake(step_run_id)
+
+
 def sweep() -> dict:
     return sweep_all()
 
 
 def sweep_all() -> dict:
     """One pass over everything a crash or a lost task can leave behind
-    (docs/reliability.md): events, steps, approvals, webhooks, schedules, batches."""
+    (docs/reliability.md): events, steps, approvals, webhooks, schedules, batches, waits."""
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
             "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
-            "batches": batches_sweep()}
+            "batches": batches_sweep(), "waits": waits_due_sweep()}
 
 
 def batch_fanout(batch_id: str) -> None:

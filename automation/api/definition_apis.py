@@ -56,7 +56,7 @@ _TRIGGERED = CompiledLookup(lambda slug: ApiProcess.objects.filter(slug=slug))
 
 class DefinitionInputSerializer(serializers.Serializer):
     """The documented definition shape, verbatim:
-    {id?, name, description?, entityType?, enabled?, steps, triggers, metadata?}."""
+    {id?, name, description?, entityType?, enabled?, steps, triggers, metadata?, timezone?}."""
 
     id = serializers.RegexField(SLUG, max_length=100, required=False)
     name = serializers.CharField(max_length=200)
@@ -66,6 +66,9 @@ class DefinitionInputSerializer(serializers.Serializer):
     steps = StepsField()
     triggers = TriggersField(required=False, default=list)
     metadata = ObjectField(required=False, default=dict)
+    timezone = serializers.CharField(
+        max_length=64, required=False, allow_null=True, default=None,
+        help_text="IANA time zone a wait step's `until` is read in; null: the server's.")
     parametersSchema = ObjectField(
         required=False, allow_null=True,
         help_text="JSON Schema every parameter set (POST /api/parameters) must match; null "
@@ -103,7 +106,8 @@ def save_definition(data: dict, *, slug: str, user,
     extra = {"parameters_schema": data["parametersSchema"]} if "parametersSchema" in data else {}
     return process_save(
         slug=slug, name=data["name"], description=data.get("description") or "",
-        definition={"steps": data["steps"], "triggers": triggers},
+        definition={"steps": data["steps"], "triggers": triggers,
+                    "timezone": data.get("timezone")},
         entity_type=entity_type, enabled=data.get("enabled", True),
         metadata=data.get("metadata") or {}, user=user, **extra)
 
@@ -179,7 +183,8 @@ class DefinitionUpdateApi(ApiView):
                    "enabled": process.enabled, "metadata": process.metadata,
                    "parametersSchema": process.parameters_schema,
                    "steps": process.definition.get("steps", []),
-                   "triggers": process.definition.get("triggers", [])}
+                   "triggers": process.definition.get("triggers", []),
+                   "timezone": process.definition.get("timezone")}
         data = validate_input(DefinitionInputSerializer, {**current, **request.data}
                               if isinstance(request.data, dict) else request.data)
         if data.get("id") not in (None, process.slug):

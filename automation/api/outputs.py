@@ -60,9 +60,16 @@ class StepRunSerializer(serializers.Serializer):
     logs = serializers.ListField(child=ObjectField(), required=False,
                                  help_text="Only with ?expand=logs: the step's log lines, "
                                            "each {message, ...}.")
+    waitingFor = serializers.SerializerMethodField(
+        help_text="While a wait or waitForEvent step waits: {kind: time|event, dueAt, and "
+                  "for / until, or event and condition}; null otherwise.")
 
     class Meta:
         ref_name = "StepRun"
+
+    def get_waitingFor(self, step) -> dict | None:  # noqa: N802 - the API's key
+        state = step.state if isinstance(step.state, dict) else {}
+        return state.get("waitingFor") if step.status == "waiting" else None
 
     def get_usage(self, step) -> dict | None:
         agent = (step.state or {}).get("agent") if isinstance(step.state, dict) else None
@@ -141,6 +148,8 @@ class ProcessSerializer(serializers.Serializer):
     steps = StepsField(source="definition.steps")
     triggers = RedactedTriggersField(source="definition.triggers")
     metadata = ObjectField()
+    timezone = serializers.CharField(source="definition.timezone", default=None, allow_null=True,
+                                     help_text="IANA time zone of the process (wait steps).")
     parametersSchema = ObjectField(source="parameters_schema", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")

@@ -56,7 +56,8 @@ def build_graph(definition: dict) -> Graph:
     for raw in definition["steps"]:
         nxt = raw.get("next") or []
         targets = [nxt] if isinstance(nxt, str) else list(nxt)
-        steps[raw["id"]] = Step(raw["id"], raw["type"], raw, targets)
+        steps[raw["id"]] = Step(raw["id"], raw["type"], raw, targets,
+                                zone=definition.get("timezone"))
     loop_bodies = {sid: _loop_body(steps, sid)
                    for sid, s in steps.items() if step_type(s.type).has_body}
     edges = {sid: [t for _, t in forward_edges(s) if not _is_back_edge(sid, t, loop_bodies)]

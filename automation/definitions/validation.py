@@ -2,6 +2,7 @@
 path; nothing is saved while any is left (services.processes)."""
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from automation.definitions.errors import DefinitionErrors, check_expression
 from automation.definitions.graph import build_graph
@@ -45,10 +46,25 @@ def validate_definition(
             if kind is not None and isinstance(raw.get("config", {}), dict):
                 kind.validate_references(raw, f"steps[{i}]", errors, stored_exists)
     check_triggers(definition.get("triggers", []), errors)
+    _check_timezone(definition, errors)
     if errors:
         return errors.fields
     _check_graph(definition, ids, errors)
     return errors.fields
+
+
+def _check_timezone(definition: dict, errors: DefinitionErrors) -> None:
+    """The process's time zone (a `wait` step's `until` is read in it)."""
+    if definition.get("timezone") is None:
+        return
+    name = definition["timezone"]
+    try:
+        if not isinstance(name, str) or not name:
+            raise ValueError
+        ZoneInfo(name)
+    except (KeyError, ValueError, OSError):
+        errors.add("timezone", f"Unknown time zone {name!r}. Use an IANA name such as "
+                               "Europe/Berlin or America/New_York.")
 
 
 def _check_function_params(steps: list, errors: DefinitionErrors, check_params) -> None:

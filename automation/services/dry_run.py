@@ -36,7 +36,8 @@ def dry_run(*, process: ApiProcess, entity: Entity) -> dict:
 
     Each step entry: {id, type, name, wouldRun: "yes" | "maybe", ...}; conditions add
     {condition, value: true | false | null, evaluation: "true" | "false" | "unknown" |
-    "error", error?}; human steps add approvers; loops add items (count or null).
+    "error", error?}; human steps add approvers; loops add items (count or null); wait and
+    waitForEvent steps add waitsFor (what they wait for, in words).
     """
     snapshot = entity_snapshot(entity)
     summary = {

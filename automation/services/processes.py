@@ -35,7 +35,10 @@ def definition_validate(definition: Any) -> dict:
     if errors:
         first = next(iter(errors))
         raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
-    return {key: definition.get(key, []) for key in DEFINITION_KEYS}
+    clean = {key: definition.get(key, []) for key in DEFINITION_KEYS}
+    if definition.get("timezone"):  # only when given: older definitions stay as they were
+        clean["timezone"] = definition["timezone"]
+    return clean
 
 
 KEEP = object()  # process_save: leave the field as it is

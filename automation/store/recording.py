@@ -11,9 +11,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from automation.definitions import Graph, Step
+from automation.definitions.steps import step_type
 from automation.definitions.steps.outcome import Outcome
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import hooks, settling
+from automation.store import hooks, settling, waits
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import graph_for
@@ -72,6 +73,7 @@ def resume(step_run_id: int, outcome: Outcome) -> bool:
             return False
         step_run.logs = [*step_run.logs, *outcome.logs]
         step_run.finished_at = timezone.now()
+        waits.close_wait(step_run_id)
         graph = graph_for(run.version_id)
         _apply(run, graph, step_run, outcome)
         settling.settle_run(run, graph)
@@ -97,10 +99,14 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
         return follow(run, graph, step_run, targets, result=outcome.output, handover=handover,
                       seen_steps=seen_steps)
     if outcome.kind == "waiting":
-        step_run.state = state.merged(outcome.state).to_json()
+        state = state.merged(outcome.state)
+        step_run.state = state.to_json()
         if not _save(step_run, status=StepRun.Status.WAITING):
             return None
-        _open_approval(run, step_run)
+        if step_type(step.type).waits_for_people:
+            _open_approval(run, step_run)
+        elif state.waitingFor:  # a wait for a time or an event (docs/user-guide/waits.md)
+            waits.open_wait(run, step_run, state.waitingFor)
         return []
     # a loop: its items are known, its body runs once per item
     state = StepState.from_json({**(outcome.state or {}), "current": 0})

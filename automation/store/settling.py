@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from automation.definitions import Graph
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import hooks, waiting
+from automation.store import hooks, waiting, waits
 from automation.store.claims import Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import is_plain, is_sequential
@@ -141,3 +141,4 @@ def stop_active_steps(run: Run, *, reason: str) -> None:
     ApprovalRequest.objects.filter(run=run, status=ApprovalRequest.Status.PENDING).update(
         status=ApprovalRequest.Status.CANCELLED
     )
+    waits.close_run_waits(run)

@@ -29,6 +29,8 @@ class StepState:
     approvers: list[str] | None = None
     requiredApprovals: int | None = None  # noqa: N815 - the definition's key
     deadline: str | None = None
+    # A wait or waitForEvent step: what it waits for and until when (docs/user-guide/waits.md)
+    waitingFor: dict[str, Any] | None = None  # noqa: N815 - the API's key
     # A condition
     value: bool | None = None
     # An agent: its conversation, counters, token usage and cost (engine/agents.py)

@@ -119,6 +119,23 @@ def handle_event(event: EntityEvent) -> list:
     return runs
 
 
+def waiting_runs_interested(event: EntityEvent) -> bool:
+    """Whether some run waits for an event of this type (a waitForEvent step): a set of
+    types read at most once a second, no query per save (services.waits)."""
+    from automation.services.waits import event_waited_for
+
+    return event_waited_for(event)
+
+
+def handle_waiting_runs(event: EntityEvent) -> None:
+    """Finish the waitForEvent steps whose event this is: only the runs waiting for its
+    type are looked at (StepWait, indexed by type), each condition checked in its run's
+    scope (docs/user-guide/waits.md)."""
+    from automation.services.waits import event_arrived
+
+    event_arrived(event)
+
+
 def event_statement(event: EntityEvent) -> Offer | None:
     """The common case, one process started and no condition that failed (which counts
     a skip), as CTEs of the dispatch's one statement (entities.outbox.subscribe). Asked

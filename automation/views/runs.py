@@ -55,11 +55,24 @@ def agent_usage(step: StepRun) -> dict | None:
             "agent": agent.get("agent"), "version": agent.get("agentVersion")}
 
 
+def waiting_for(step: StepRun) -> str | None:
+    """What a waiting wait / waitForEvent step waits for, in words (docs/user-guide/waits.md)."""
+    state = step.state if isinstance(step.state, dict) else {}
+    wait = state.get("waitingFor")
+    if step.status != StepRun.Status.WAITING or not isinstance(wait, dict):
+        return None
+    if wait.get("kind") == "event":
+        where = f" where {wait['condition']}" if wait.get("condition") else ""
+        return f"event {wait.get('event')}{where}, until {wait.get('dueAt')} (then timeout)"
+    return f"until {wait.get('dueAt')}"
+
+
 def step_view(step: StepRun, parents: dict | None = None) -> dict:
     return {
         "obj": step,
         "parent": (parents or {}).get(step.parent_id),
         "usage": agent_usage(step),
+        "waiting_for": waiting_for(step),
         "dom_id": f"step-{step.pk}",
         "duration": ms(step.duration_ms)
         if step.duration_ms is not None
@@ -118,6 +131,7 @@ def run_page(request, model_admin, object_id):
         trigger_json=pretty_json(run.trigger),
         status_url=reverse("admin:automation_run_status", args=[run.pk]),
         approval=run.approvals.filter(status="pending").first(),
+        waits=[(v["obj"].step_id, v["waiting_for"]) for v in views if v["waiting_for"]],
     )
     return TemplateResponse(request, "admin/automation/run/page.html", context)
 

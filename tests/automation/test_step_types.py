@@ -22,7 +22,7 @@ from automation.definitions.steps import (
 )
 from automation.exceptions import StepFailedError
 
-NAMES = ["function", "condition", "parallel", "loop", "human", "agent"]
+NAMES = ["function", "condition", "parallel", "loop", "human", "agent", "wait", "waitForEvent"]
 HOOKS = ["validate", "validate_params", "edges", "execute", "policy", "dry_run", "summary"]
 STEPS_DIR = Path(__file__).resolve().parents[2] / "automation" / "definitions" / "steps"
 FORBIDDEN = ("automation.engine", "automation.functions", "automation.services",
@@ -95,20 +95,20 @@ def test_an_unknown_name_is_a_clear_error():
 
 
 def test_a_new_type_is_one_class_and_a_register_call():
-    class WaitStep(StepType):
-        name, description = "wait", "Wait a while."
+    class EchoStep(StepType):
+        name, description = "echo", "Hand the input on."
 
         def execute(self, step, runtime):
             return Outcome("completed", output=runtime.input, logs=runtime.logs)
 
-    register(WaitStep)
+    register(EchoStep)
     try:
-        assert step_type("wait").execute(make({"id": "w", "type": "wait"}),
+        assert step_type("echo").execute(make({"id": "e", "type": "echo"}),
                                          FakeRuntime(input=7)).output == 7
         with pytest.raises(ValueError, match="already registered"):
-            register(WaitStep)
+            register(EchoStep)
     finally:
-        del STEP_TYPES["wait"]
+        del STEP_TYPES["echo"]
 
 
 def test_the_step_types_never_import_the_layers_above_them():
@@ -154,7 +154,8 @@ def test_the_unknown_type_message_lists_the_registry():
     fields = validate_definition({"steps": [{"id": "a", "type": "teleport"}]},
                                  function_exists=lambda n: True)
     assert fields["steps[0].type"] == ["Unknown step type 'teleport'; use one of agent, "
-                                       "condition, function, human, loop, parallel."]
+                                       "condition, function, human, loop, parallel, wait, "
+                                       "waitForEvent."]
     fields = validate_definition({"steps": [{"id": "a", "type": ["x"]}]},
                                  function_exists=lambda n: True)
     assert "steps[0].type" in fields

@@ -20,6 +20,8 @@ from automation.definitions.steps.human import HumanStep
 from automation.definitions.steps.loop import LoopStep
 from automation.definitions.steps.outcome import Outcome
 from automation.definitions.steps.parallel import ParallelStep
+from automation.definitions.steps.wait import WaitStep
+from automation.definitions.steps.wait_for_event import WaitForEventStep
 
 __all__ = ["BRANCH_KEYS", "STEP_TYPES", "Outcome", "Step", "StepPolicy", "StepRuntime",
            "StepType", "UnknownStepTypeError", "find_step_type", "register", "step_type"]
@@ -55,5 +57,6 @@ def find_step_type(name: object) -> StepType | None:
     return STEP_TYPES.get(name) if isinstance(name, str) else None
 
 
-for _cls in (FunctionStep, ConditionStep, ParallelStep, LoopStep, HumanStep, AgentStep):
+for _cls in (FunctionStep, ConditionStep, ParallelStep, LoopStep, HumanStep, AgentStep,
+             WaitStep, WaitForEventStep):
     register(_cls)

@@ -30,6 +30,7 @@ class Step:
     type: str
     raw: dict
     next: list[str] = field(default_factory=list)
+    zone: str | None = None  # the process's `timezone` (IANA); None: settings.TIME_ZONE
 
     @property
     def config(self) -> dict:
@@ -143,6 +144,11 @@ class StepType(ABC):
     def summary(self, raw: dict) -> str:
         """One line for the editor's step list; `raw` may be an invalid step."""
         return ""
+
+    def when_due(self, step: Step, step_input: Any) -> Outcome:
+        """How a step that waits for a time ends when the time comes (wait, waitForEvent:
+        docs/user-guide/waits.md); the others never wait for one."""
+        raise NotImplementedError(f"A {self.name} step does not wait for a time.")
 
 
 def raw_config(raw: dict) -> dict:
