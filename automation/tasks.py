@@ -28,7 +28,7 @@ def sweep_all() -> dict:
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
             "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
-            "batches": batches_sweep()}
+            "batches": batches_sweep(), "subprocesses": subprocesses_sweep()}
 
 
 def batch_fanout(batch_id: str) -> None:

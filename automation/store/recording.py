@@ -11,9 +11,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from automation.definitions import Graph, Step
+from automation.definitions.steps import step_type
 from automation.definitions.steps.outcome import Outcome
+from automation.definitions.steps.process import child_outcome
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import hooks, settling
+from automation.store import hooks, settling, subprocesses
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import graph_for
@@ -78,6 +80,19 @@ def resume(step_run_id: int, outcome: Outcome) -> bool:
         return True
 
 
+def resume_parent(run: Run) -> None:
+    """Run-end hook: a child run ended (completed, failed or cancelled) in this
+    transaction; the parent's waiting step finishes with it. Nothing when the parent
+    step no longer waits (the parent was cancelled, or a repeat of this call)."""
+    if run.parent_step_run_id is None:
+        return
+    outcome = child_outcome(subprocesses.describe(run))
+    if outcome is not None:
+        outcome.logs = [{"message": f"sub-process execution {run.pk} {run.status}",
+                         "data": {"executionId": str(run.pk)}}]
+        resume(run.parent_step_run_id, outcome)
+
+
 def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
            handover: Handover | None = None, seen_steps: dict | None = None
            ) -> list[StepRun] | None:
@@ -97,10 +112,19 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
         return follow(run, graph, step_run, targets, result=outcome.output, handover=handover,
                       seen_steps=seen_steps)
     if outcome.kind == "waiting":
-        step_run.state = state.merged(outcome.state).to_json()
+        state = state.merged(outcome.state)
+        step_run.state = state.to_json()
         if not _save(step_run, status=StepRun.Status.WAITING):
             return None
-        _open_approval(run, step_run)
+        if state.childRun:
+            # The child may have ended before this record took the parent's lock; its
+            # end hook found the step still running then, so its end is applied here.
+            ended = subprocesses.ended_outcome(state.childRun)
+            if ended is not None:
+                return _apply(run, graph, step_run, ended, handover=handover,
+                              seen_steps=seen_steps)
+        if step_type(step.type).waits_for_people:
+            _open_approval(run, step_run)
         return []
     # a loop: its items are known, its body runs once per item
     state = StepState.from_json({**(outcome.state or {}), "current": 0})

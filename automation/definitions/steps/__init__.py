@@ -20,6 +20,7 @@ from automation.definitions.steps.human import HumanStep
 from automation.definitions.steps.loop import LoopStep
 from automation.definitions.steps.outcome import Outcome
 from automation.definitions.steps.parallel import ParallelStep
+from automation.definitions.steps.process import ProcessStep
 
 __all__ = ["BRANCH_KEYS", "STEP_TYPES", "Outcome", "Step", "StepPolicy", "StepRuntime",
            "StepType", "UnknownStepTypeError", "find_step_type", "register", "step_type"]
@@ -55,5 +56,6 @@ def find_step_type(name: object) -> StepType | None:
     return STEP_TYPES.get(name) if isinstance(name, str) else None
 
 
-for _cls in (FunctionStep, ConditionStep, ParallelStep, LoopStep, HumanStep, AgentStep):
+for _cls in (FunctionStep, ConditionStep, ParallelStep, LoopStep, HumanStep, AgentStep,
+             ProcessStep):
     register(_cls)
