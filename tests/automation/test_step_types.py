@@ -22,7 +22,7 @@ from automation.definitions.steps import (
 )
 from automation.exceptions import StepFailedError
 
-NAMES = ["function", "condition", "parallel", "loop", "human", "agent"]
+NAMES = ["function", "condition", "parallel", "loop", "human", "agent", "process"]
 HOOKS = ["validate", "validate_params", "edges", "execute", "policy", "dry_run", "summary"]
 STEPS_DIR = Path(__file__).resolve().parents[2] / "automation" / "definitions" / "steps"
 FORBIDDEN = ("automation.engine", "automation.functions", "automation.services",

@@ -1,6 +1,6 @@
 """A process step runs another process as a sub-process (docs/user-guide/sub-processes.md):
-it starts a child run of `config.process` with `config.input` (a CEL expression) as its
-input, on `config.entity` (a CEL expression giving an entity id; the parent's entity by
+it starts a child run of `config.process` with `config.input` (names mapped to CEL
+expressions, as on every step; the step's own input when left out) as its input, on `config.entity` (a CEL expression giving an entity id; the parent's entity by
 default), then waits for it without holding a worker. The child's result is the step's
 output; the child's failure (or its cancellation) is the step's error.
 
@@ -37,9 +37,8 @@ class ProcessStep(StepType):
         if config.get("version", "pinned") not in VERSION_POLICIES:
             errors.add(f"{path}.config.version",
                        f"version is one of {', '.join(VERSION_POLICIES)}.")
-        for key in ("input", "entity"):
-            if key in config:
-                check_expression(config[key], f"{path}.config.{key}", errors)
+        if "entity" in config:
+            check_expression(config["entity"], f"{path}.config.entity", errors)
         check_int(config, "retries", path, errors, 0, 20)
 
     def validate_references(self, raw: dict, path: str, errors: DefinitionErrors,
@@ -54,7 +53,9 @@ class ProcessStep(StepType):
     def execute(self, step: Step, runtime: StepRuntime) -> Outcome:
         config = step.config
         scope = runtime.scope
-        child_input = evaluate(config["input"], scope) if "input" in config else runtime.input
+        # `input` maps names to expressions, as on every step (checked with the others)
+        child_input = ({name: evaluate(source, scope) for name, source in config["input"].items()}
+                       if "input" in config else runtime.input)
         entity = evaluate(config["entity"], scope) if "entity" in config else None
         child = runtime.start_process(step, input=child_input, entity=entity)
         runtime.log(f"started sub-process {child['process']} v{child['version']}: "
