@@ -240,3 +240,21 @@ def test_the_sweeper_cancels_a_child_its_parents_cancel_left_behind(make_process
     child.refresh_from_db()
     assert child.status == Run.Status.CANCELLED
     assert subprocesses_sweep() == 0
+
+
+def test_the_run_pages_link_parent_and_child_both_ways(make_process, admin_client):
+    from django.urls import reverse
+
+    make_process(DOUBLE, slug="double")
+    parent = make_process(parent_steps("double"), slug="parent")
+    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    child = Run.objects.get(parent_run=run)
+    parent_page = admin_client.get(reverse("admin:automation_run_change", args=[run.pk]))
+    child_page = admin_client.get(reverse("admin:automation_run_change", args=[child.pk]))
+    child_url = reverse("admin:automation_run_change", args=[child.pk])
+    parent_url = reverse("admin:automation_run_change", args=[run.pk])
+    html = parent_page.content.decode()
+    assert 'id="ef-subprocesses"' in html and html.count(f'href="{child_url}"') == 2  # banner, step
+    assert "of double (step “call”)" in html
+    html = child_page.content.decode()
+    assert f'href="{parent_url}"' in html and "this run is a sub-process of" in html
