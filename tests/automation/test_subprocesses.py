@@ -189,6 +189,15 @@ def test_the_child_runs_on_the_parents_entity_or_the_one_the_expression_names(
         each.refresh_from_db()
     assert a.result == {"ref": "A-1"} and b.result == {"ref": "B-2"}
     assert c.status == Run.Status.FAILED and c.error["code"] == "subprocess_entity"
+    # the entity's why-timeline names the run that started the sub-process
+    from entities.timeline import timeline
+
+    entries, _ = timeline(one, kinds={"run"})
+    child = Run.objects.get(parent_run=a)
+    [entry] = [e for e in entries if e.details["runId"] == str(child.pk)]
+    assert entry.details["parentRunId"] == str(a.pk)
+    assert entry.summary == (f"Started which (sub-process of run {str(a.pk)[:8]}, step call); "
+                             "now completed")
 
 
 def test_saving_refuses_an_unknown_process_and_a_process_calling_itself(make_process):
