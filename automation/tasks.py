@@ -5,7 +5,7 @@ from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
 from automation.services.retention import prune as retention_prune
-from automation.services.sweeper import steps_sweep
+from automation.services.sweeper import steps_sweep, subprocesses_sweep
 from automation.services.webhooks import deliveries_due_sweep
 from automation.triggers.schedules import sync_schedules
 from entities.db import outage

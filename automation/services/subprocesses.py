@@ -94,7 +94,8 @@ def _entity(parent: Run, entity: Any, process: ApiProcess) -> Entity | None:
         if found is None:
             raise StepFailedError(f"config.entity gave {entity!r}, which is no entity's id.",
                                   code="subprocess_entity", retryable=False)
-    if found is not None and process.entity_type_id and found.entity_type_id != process.entity_type_id:
+    wanted = process.entity_type_id
+    if found is not None and wanted and found.entity_type_id != wanted:
         raise StepFailedError(
             f"The process '{process.slug}' runs on another entity type than this entity's.",
             code="subprocess_entity", retryable=False)

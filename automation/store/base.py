@@ -288,7 +288,7 @@ class RunStore:
         for child in subprocesses.orphans(limit):
             self._cancel_child(child, parent=child.parent_run)
             repaired += 1
-        for parent_step_run_id, child in subprocesses.unresumed(limit):
+        for child in subprocesses.unresumed(limit):
             with transaction.atomic(using=self.using):
                 recording.resume_parent(child)
             repaired += 1

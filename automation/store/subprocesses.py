@@ -2,8 +2,8 @@
 and finishes with the child's end.
 
 The child's end reaches its parent step in the transaction that ends the child (a run-end
-hook, store.recording.resume_parent, registered in automation.apps): the parent step completes with the child's result
-or fails with its error, atomically with the child's end, so nothing can be lost in
+hook, store.recording.resume_parent, registered in automation.apps): the parent step
+completes with the child's result or fails with its error, atomically with the child's end, so nothing can be lost in
 between. Locks are taken child first, then parent; cancelling a parent commits before it
 cancels its children, so the two never wait for each other. What a crash can still leave
 behind (a parent cancelled, its children not yet) the sweeper repairs (`repair`).
@@ -52,9 +52,9 @@ def orphans(limit: int) -> list[Run]:
                 .exclude(parent_run__status__in=ACTIVE_RUNS)[:limit])
 
 
-def unresumed(limit: int) -> list[tuple[int, Run]]:
-    """(parent step run id, child run) for parent steps still waiting on an ended child:
-    only a child ended by a path that skipped the run-end hooks could leave one."""
-    return [(child.parent_step_run_id, child) for child in Run.objects.filter(
-        parent_step_run__status=StepRun.Status.WAITING,
-        status__in=Run.FINISHED).select_related("process", "version")[:limit]]
+def unresumed(limit: int) -> list[Run]:
+    """Ended child runs whose parent step still waits: only a child ended by a path that
+    skipped the run-end hooks could leave one."""
+    return list(Run.objects.filter(parent_step_run__status=StepRun.Status.WAITING,
+                                   status__in=Run.FINISHED)
+                .select_related("process", "version")[:limit])

@@ -7,6 +7,7 @@ on real workers."""
 
 import pytest
 
+from automation.engine.executor import execute_step
 from automation.exceptions import DefinitionInvalidError
 from automation.models import Run, StepRun
 from automation.services.processes import process_save
@@ -14,7 +15,6 @@ from automation.services.runs import run_cancel, run_start
 from automation.services.subprocesses import start_child
 from automation.services.sweeper import subprocesses_sweep
 from automation.store import get_store
-from automation.engine.executor import execute_step
 from tests.factories import make_order
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -267,3 +267,21 @@ def test_the_run_pages_link_parent_and_child_both_ways(make_process, admin_clien
     assert "of double (step “call”)" in html
     html = child_page.content.decode()
     assert f'href="{parent_url}"' in html and "this run is a sub-process of" in html
+
+
+def test_the_sweeper_finishes_a_parent_step_left_waiting_on_an_ended_child(make_process,
+                                                                           queued_mode):
+    from automation.tasks import sweep_all
+
+    make_process(DOUBLE, slug="double")
+    parent = make_process(parent_steps("double"), slug="parent")
+    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    execute_step(StepRun.objects.get(run=run).pk)
+    child = Run.objects.get(parent_run=run)
+    # a child ended by a path that skipped the run-end hooks (written here by hand)
+    Run.objects.filter(pk=child.pk).update(status=Run.Status.COMPLETED, result={"doubled": 7})
+    assert sweep_all()["subprocesses"] == 1
+    call = StepRun.objects.get(run=run, step_id="call")
+    assert call.status == StepRun.Status.COMPLETED and call.output == {"doubled": 7}
+    assert StepRun.objects.get(run=run, step_id="use").status == StepRun.Status.PENDING
+    assert subprocesses_sweep() == 0

@@ -1,7 +1,8 @@
 """A process step runs another process as a sub-process (docs/user-guide/sub-processes.md):
 it starts a child run of `config.process` with `config.input` (names mapped to CEL
-expressions, as on every step; the step's own input when left out) as its input, on `config.entity` (a CEL expression giving an entity id; the parent's entity by
-default), then waits for it without holding a worker. The child's result is the step's
+expressions, as on every step; the step's own input when left out) as its input, on
+`config.entity` (a CEL expression giving an entity id; the parent's entity by default),
+then waits for it without holding a worker. The child's result is the step's
 output; the child's failure (or its cancellation) is the step's error.
 
 `config.version` says which version of the child runs: "pinned" (the default) is the
