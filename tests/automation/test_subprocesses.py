@@ -57,7 +57,7 @@ def test_the_step_waits_without_a_worker_and_the_childs_end_finishes_it(make_pro
     child = Run.objects.get(parent_run=run)
     assert call.status == StepRun.Status.WAITING  # no worker holds it: the sweeper leaves it
     assert run.status == Run.Status.WAITING and child.status == Run.Status.PENDING
-    execute_step(StepRun.objects.get(run=child).pk)  # the child's only step: its end finishes `call`
+    execute_step(StepRun.objects.get(run=child).pk)  # the child ends: `call` with it
     call.refresh_from_db()
     assert call.status == StepRun.Status.COMPLETED and call.output == {"doubled": 4}
     execute_step(StepRun.objects.get(run=run, step_id="use").pk)
