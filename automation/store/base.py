@@ -290,8 +290,7 @@ class RunStore:
             repaired += 1
         for child in subprocesses.unresumed(limit):
             with transaction.atomic(using=self.using):
-                recording.resume_parent(child)
-            repaired += 1
+                repaired += recording.resume_parent(child)
         return repaired
 
     # -- sweeping ----------------------------------------------------------------------

@@ -53,8 +53,16 @@ def orphans(limit: int) -> list[Run]:
 
 
 def unresumed(limit: int) -> list[Run]:
-    """Ended child runs whose parent step still waits: only a child ended by a path that
-    skipped the run-end hooks could leave one."""
-    return list(Run.objects.filter(parent_step_run__status=StepRun.Status.WAITING,
-                                   status__in=Run.FINISHED)
-                .select_related("process", "version")[:limit])
+    """Ended child runs whose parent step still waits for them: only a child ended by a
+    path that skipped the run-end hooks could leave one. (A step waiting on a later
+    attempt's child also has the earlier attempts' ended children: they are passed over.)"""
+    found = []
+    rows = Run.objects.filter(parent_step_run__status=StepRun.Status.WAITING,
+                              status__in=Run.FINISHED).select_related(
+        "process", "version", "parent_step_run").order_by("finished_at")
+    for child in rows.iterator(chunk_size=200):
+        if (child.parent_step_run.state or {}).get("childRun") == str(child.pk):
+            found.append(child)
+            if len(found) >= limit:
+                break
+    return found

@@ -285,3 +285,32 @@ def test_the_sweeper_finishes_a_parent_step_left_waiting_on_an_ended_child(make_
     assert call.status == StepRun.Status.COMPLETED and call.output == {"doubled": 7}
     assert StepRun.objects.get(run=run, step_id="use").status == StepRun.Status.PENDING
     assert subprocesses_sweep() == 0
+
+
+def test_a_retried_step_starts_a_new_child_and_only_that_one_finishes_it(make_process,
+                                                                         queued_mode):
+    make_process([{"id": "try", "type": "function", "function": "test.flaky",
+                   "config": {"params": {"failures": 1, "key": "shared"}}}], slug="flaky")
+    parent = make_process([{"id": "call", "type": "process",
+                            "config": {"process": "flaky", "retries": 1}}], slug="parent")
+    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={})
+    call = StepRun.objects.get(run=run, step_id="call")
+    execute_step(call.pk)
+    first = Run.objects.get(parent_run=run)
+    execute_step(StepRun.objects.get(run=first).pk)  # the first child fails: call retries
+    first.refresh_from_db()
+    call.refresh_from_db()
+    assert first.status == Run.Status.FAILED and call.status == StepRun.Status.PENDING
+    StepRun.objects.filter(pk=call.pk).update(not_before=None)  # the retry is due
+    execute_step(call.pk)
+    second = Run.objects.filter(parent_run=run).exclude(pk=first.pk).get()
+    call.refresh_from_db()
+    assert call.status == StepRun.Status.WAITING and call.state["childRun"] == str(second.pk)
+    assert subprocesses_sweep() == 0  # the first child's end is not this attempt's
+    from automation.store import recording
+    assert recording.resume_parent(first) is False
+    call.refresh_from_db()
+    assert call.status == StepRun.Status.WAITING
+    execute_step(StepRun.objects.get(run=second).pk)
+    run.refresh_from_db()
+    assert (run.status, run.result) == (Run.Status.COMPLETED, {"calls": 2}), run.error
