@@ -27,12 +27,17 @@ def _wire_the_run_store() -> None:
     """The store calls up through these, so it never imports the layers above it
     (docs/architecture.md, "Layers")."""
     from automation.engine.executor import execute_step
-    from automation.services import approvals, notifications
-    from automation.store import doorbell, hooks
+    from automation.engine.steps import set_process_starter
+    from automation.services import approvals, notifications, subprocesses
+    from automation.store import doorbell, hooks, recording
+    from automation.store.subprocesses import children_active
 
     doorbell.set_synchronous_runner(execute_step)
     hooks.on_run_end("webhooks", notifications.run_finished,
                      idle_when=notifications.subscribers_of)
+    # a sub-process's end finishes the parent step waiting for it, in the same transaction
+    hooks.on_run_end("sub-processes", recording.resume_parent, idle_when=children_active)
+    set_process_starter(subprocesses.start_child)
     hooks.on_approval_requested("human-tasks", approvals.approval_opened)
 
 

@@ -5,7 +5,7 @@ from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
 from automation.services.retention import prune as retention_prune
-from automation.services.sweeper import steps_sweep
+from automation.services.sweeper import steps_sweep, subprocesses_sweep
 from automation.services.waits import wait_wake as waits_wake
 from automation.services.waits import waits_due_sweep
 from automation.services.webhooks import deliveries_due_sweep
@@ -35,7 +35,8 @@ def sweep_all() -> dict:
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
             "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
-            "batches": batches_sweep(), "waits": waits_due_sweep()}
+            "batches": batches_sweep(), "waits": waits_due_sweep(),
+            "subprocesses": subprocesses_sweep()}
 
 
 def batch_fanout(batch_id: str) -> None:

@@ -31,6 +31,9 @@ class ExecutionSerializer(serializers.Serializer):
                                     help_text="The run this one re-runs (a retry or a re-run).")
     reruns = serializers.ListField(child=serializers.UUIDField(), source="rerun_ids",
                                    help_text="The re-runs of this run, oldest first.")
+    parentExecutionId = serializers.UUIDField(
+        source="parent_run_id", allow_null=True,
+        help_text="For a sub-process run: the execution whose `process` step started it.")
     createdAt = serializers.DateTimeField(source="created_at")
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
@@ -54,6 +57,8 @@ class StepRunSerializer(serializers.Serializer):
     scope = serializers.CharField(help_text="Loop iteration path; empty outside loops.")
     parent = serializers.CharField(source="parent.step_id", default=None, allow_null=True,
                                    help_text="For an agent's tool call: the agent step's id.")
+    childExecutionId = serializers.SerializerMethodField(
+        help_text="A `process` step's sub-process execution; null for other steps.")
     usage = serializers.SerializerMethodField(
         help_text="An agent step's token usage and cost: {promptTokens, completionTokens, "
                   "totalTokens, cost}; null for other steps.")
@@ -70,6 +75,9 @@ class StepRunSerializer(serializers.Serializer):
     def get_waitingFor(self, step) -> dict | None:  # noqa: N802 - the API's key
         state = step.state if isinstance(step.state, dict) else {}
         return state.get("waitingFor") if step.status == "waiting" else None
+
+    def get_childExecutionId(self, step) -> str | None:  # noqa: N802 - the field's name
+        return (step.state or {}).get("childRun") if isinstance(step.state, dict) else None
 
     def get_usage(self, step) -> dict | None:
         agent = (step.state or {}).get("agent") if isinstance(step.state, dict) else None

@@ -7,6 +7,7 @@ seconds."""
 
 import json
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from automation.definitions import Step
@@ -34,6 +35,17 @@ def _resolve(step: Step, rows: dict | None):
         rows[key] = resolve_function(step.raw["function"], step.config)
     spec, params, connection = rows[key]
     return spec, dict(params), connection
+
+
+# Starts a sub-process's run for a `process` step: the run-start service, registered at
+# startup (automation.apps), since the engine may not import the services above it.
+# (parent step run, its claim's idempotency key, input, entity id or None) -> child dict
+_process_starter: Callable[..., dict] | None = None
+
+
+def set_process_starter(start: Callable[..., dict]) -> None:
+    global _process_starter
+    _process_starter = start
 
 
 class EngineRuntime:
@@ -71,6 +83,12 @@ class EngineRuntime:
 
     def run_agent(self, step: Step) -> Outcome:
         return run_agent(step, self.ctx, self.journal)
+
+    def start_process(self, step: Step, *, input: Any, entity: Any) -> dict:
+        if self.journal is None or _process_starter is None:
+            raise AutomationError("A sub-process can only be started by a worker.")
+        return _process_starter(self.journal.claim.step_run, key=self.ctx.idempotency_key,
+                                input=input, entity=entity)
 
 
 def run_step(step: Step, ctx: StepContext, *, function_rows: dict | None = None,

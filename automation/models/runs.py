@@ -51,6 +51,12 @@ class Run(models.Model):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
         help_text="The run this one re-runs (a retry or a re-run from a chosen step).")
+    parent_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="subruns",
+        help_text="The run whose `process` step started this one (a sub-process).")
+    parent_step_run = models.ForeignKey(
+        "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="subruns",
+        help_text="The `process` step run that waits for this run's end.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -7,9 +7,11 @@ from django.db.models import F
 from django.dispatch import Signal
 
 from automation.definitions import validate_definition
+from automation.definitions.steps import find_step_type
 from automation.exceptions import DefinitionInvalidError
 from automation.functions import function_exists, function_params_check
 from automation.models import Agent, ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
+from automation.services.subprocesses import find_process
 from entities.models import EntityType
 from entities.services import unstorable_text
 
@@ -20,16 +22,23 @@ STORED_KEYS = {"Agent": (Agent, "key")}  # model name -> (model, its lookup fiel
 
 
 def stored_exists(model: str, name: str) -> bool:
-    """Whether the stored thing a step names exists (an Agent, by its key)."""
+    """Whether the stored thing a step names exists (an Agent, by its key; a process,
+    by its slug or id)."""
+    if model == "ApiProcess":
+        return find_process(name) is not None
     model_class, field = STORED_KEYS[model]
     return model_class.objects.filter(**{field: name}).exists()
 
 
-def definition_validate(definition: Any) -> dict:
-    """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError."""
+def definition_validate(definition: Any, *, slug: str | None = None) -> dict:
+    """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError.
+    `slug`: the process it is saved for, which none of its steps may run as a
+    sub-process (a deeper cycle is stopped at run time, services.subprocesses)."""
     errors = validate_definition(definition, function_exists=function_exists,
                                  check_params=function_params_check,
                                  stored_exists=stored_exists)
+    if not errors and slug is not None:
+        errors = _calls_itself(definition, slug)
     if not errors:
         errors = _unstorable_fields({"": definition})
     if errors:
@@ -39,6 +48,18 @@ def definition_validate(definition: Any) -> dict:
     if definition.get("timezone"):  # only when given: older definitions stay as they were
         clean["timezone"] = definition["timezone"]
     return clean
+
+
+def _calls_itself(definition: dict, slug: str) -> dict[str, list[str]]:
+    own = find_process(slug)
+    names = {slug} | ({str(own.pk)} if own is not None else set())
+    errors: dict[str, list[str]] = {}
+    for index, raw in enumerate(definition.get("steps", [])):
+        kind = find_step_type(raw.get("type"))
+        if kind is not None and kind.calls_process(raw) in names:
+            errors[f"steps[{index}].config.process"] = [
+                f"A process cannot run itself as a sub-process ('{slug}')."]
+    return errors
 
 
 KEEP = object()  # process_save: leave the field as it is
@@ -52,7 +73,7 @@ def process_save(
 ) -> ApiProcess:
     """Create or update a process; a changed definition becomes a new version.
     `parameters_schema` (a JSON Schema, or None for none) is left as it is unless given."""
-    clean = definition_validate(definition)
+    clean = definition_validate(definition, slug=slug)
     errors = _unstorable_fields({"name": name, "description": description, "metadata": metadata})
     if errors:
         first = next(iter(errors))

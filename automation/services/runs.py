@@ -20,6 +20,7 @@ def run_start(
     *, process: ApiProcess, trigger: dict, input: Any = None, parameters: dict | None = None,
     entity: Entity | None = None, event: EntityEvent | None = None, batch=None,
     idempotency_key: str | None = None, user=None, version=None, breaker: bool = True,
+    parent_step_run: StepRun | None = None,
 ) -> tuple[Run, bool]:
     """Start a run on the process's current version (or `version`).
 
@@ -31,7 +32,8 @@ def run_start(
 
     A process paused by its circuit breaker (services.breaker) holds the start instead
     and raises ProcessPausedError; `breaker=False` is for the held starts a person
-    releases.
+    releases. `parent_step_run`: the `process` step a sub-process run is started for
+    (services.subprocesses).
     """
     if breaker and process.enabled:
         admit(process=process, entity=entity, hold={
@@ -39,7 +41,8 @@ def run_start(
             "event": event, "idempotency_key": idempotency_key})
     run, step_run, first = _new_rows(
         process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
-        event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version)
+        event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version,
+        parent_step_run=parent_step_run)
     if get_store().start(run, step_run, first):
         return run, True
     existing = Run.objects.filter(idempotency_key=idempotency_key).first()
@@ -67,7 +70,8 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
 def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               parameters: dict | None = None, entity: Entity | None = None,
               event: EntityEvent | None = None, batch=None, idempotency_key: str | None = None,
-              user=None, version=None) -> tuple[Run, StepRun, Step]:
+              user=None, version=None, parent_step_run: StepRun | None = None,
+              ) -> tuple[Run, StepRun, Step]:
     """The run and its first step run, unsaved, and the first step's definition."""
     if not process.enabled and trigger.get("type") != "retry":
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
@@ -77,6 +81,8 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               input={} if input is None else input,
               parameters=parameters or {}, entity=entity, event=event, batch=batch,
               idempotency_key=idempotency_key, created_by=user,
+              parent_run_id=parent_step_run.run_id if parent_step_run else None,
+              parent_step_run=parent_step_run,
               status=Run.Status.PENDING)  # running once a worker claims its first step
     first = graph.steps[graph.start]
     step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input)

@@ -66,3 +66,8 @@ def _unqueued(pending: int) -> int:
                        exc_info=True)
         queued = 0
     return max(0, pending - queued)
+
+
+def subprocesses_sweep() -> int:
+    """Sub-process runs a crash left between two transactions (store.subprocesses)."""
+    return get_store().repair_subprocesses()

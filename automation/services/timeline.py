@@ -34,11 +34,16 @@ def runs(entity: Entity, window: Window) -> list[Entry]:
                    "event": ({"id": run.event_id, "type": run.event.type}
                              if run.event is not None else None)}
         actor = _run_actor(run, clients)
+        how = f"{trigger.get('type', '?')} trigger"
+        if run.parent_run_id:  # a sub-process: which run's step started it
+            details["parentRunId"] = str(run.parent_run_id)
+            how = (f"sub-process of run {str(run.parent_run_id)[:8]}, "
+                   f"step {trigger.get('parentStep', '?')}")
         if window.wants("run"):
             entries.append(Entry(
                 at=run.created_at, key=f"run:{run.pk}", kind="run", actor=actor,
-                summary=f"Started {run.process.slug} ({trigger.get('type', '?')} trigger); "
-                        f"now {run.status}", details=details))
+                summary=f"Started {run.process.slug} ({how}); now {run.status}",
+                details=details))
         if trigger.get("rerunOf") and window.wants("step_retried"):
             # a retry or re-run is a new attempt linked to the old run (services/reruns.py)
             verb = "retried" if trigger.get("type") == "retry" else "re-run"

@@ -20,7 +20,15 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
 from automation.models import Run, StepRun
-from automation.store import children, pruning, recording, settling, waiting
+from automation.store import (
+    children,
+    hooks,
+    pruning,
+    recording,
+    settling,
+    subprocesses,
+    waiting,
+)
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.policy import step_timeout_seconds
@@ -295,17 +303,42 @@ class RunStore:
 
     # -- run control -------------------------------------------------------------------
 
-    def cancel(self, run: Run) -> Run:
+    def cancel(self, run: Run, *, message: str = "Cancelled.") -> Run:
+        """Cancel the run, then its sub-process runs (and theirs): each child after its
+        parent's cancel committed, so a child ending at the same moment (which locks
+        child, then parent) never waits on a lock this holds (store.subprocesses)."""
         with transaction.atomic(using=self.using):
             run = Run.objects.select_for_update().get(pk=run.pk)
             if run.is_finished:
                 raise RunStateError(f"The run is already {run.status}.")
             run.status, run.finished_at = Run.Status.CANCELLED, timezone.now()
-            run.error = {"message": "Cancelled.", "step": None, "code": "cancelled"}
+            run.error = {"message": message, "step": None, "code": "cancelled"}
             run.save(update_fields=["status", "finished_at", "error"])
             settling.stop_active_steps(run, reason="cancel")
+            hooks.run_ended(run)  # a cancelled child fails the parent step waiting for it
             waiting.announce(run)
+        for child in subprocesses.active_children(run):
+            self._cancel_child(child, parent=run)
         return run
+
+    def _cancel_child(self, child: Run, *, parent: Run) -> None:
+        try:
+            self.cancel(child, message=f"Cancelled with its parent execution {parent.pk}.")
+        except RunStateError:
+            pass  # it ended meanwhile
+
+    def repair_subprocesses(self, *, limit: int = 500) -> int:
+        """What a crash between two transactions can leave of sub-processes: a child
+        still active under an ended parent is cancelled, and a parent step still waiting
+        on an ended child finishes with it. Returns how many were repaired."""
+        repaired = 0
+        for child in subprocesses.orphans(limit):
+            self._cancel_child(child, parent=child.parent_run)
+            repaired += 1
+        for child in subprocesses.unresumed(limit):
+            with transaction.atomic(using=self.using):
+                repaired += recording.resume_parent(child)
+        return repaired
 
     # -- sweeping ----------------------------------------------------------------------
 

@@ -80,6 +80,9 @@ def _delete_runs(using: str, run_ids: list) -> int:
     # kept after the run it re-ran loses only its link back.
     Effect.objects.using(using).filter(run_id__in=run_ids)._raw_delete(using)
     Run.objects.using(using).filter(rerun_of__in=run_ids).update(rerun_of=None)
+    # a sub-process run kept after its parent loses only its link up
+    Run.objects.using(using).filter(parent_run__in=run_ids).update(
+        parent_run=None, parent_step_run=None)
     HeldStart.objects.using(using).filter(run_id__in=run_ids).update(run=None)
     InboundDelivery.objects.using(using).filter(run_id__in=run_ids).update(run=None)
     steps = StepRun.objects.using(using).filter(run_id__in=run_ids)._raw_delete(using)

@@ -13,8 +13,9 @@ from django.utils.dateparse import parse_datetime
 from automation.definitions import Graph, Step
 from automation.definitions.steps import step_type
 from automation.definitions.steps.outcome import Outcome
+from automation.definitions.steps.process import child_outcome
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import hooks, settling, waits
+from automation.store import hooks, settling, subprocesses, waits
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import graph_for
@@ -63,13 +64,17 @@ def _lock_run(step_run: StepRun) -> Run:
     return run
 
 
-def resume(step_run_id: int, outcome: Outcome) -> bool:
-    """Finish a WAITING step from outside a worker (an approval decided or timed out)."""
+def resume(step_run_id: int, outcome: Outcome, *, child_run: str | None = None) -> bool:
+    """Finish a WAITING step from outside a worker (an approval decided or timed out, a
+    sub-process ended: `child_run`, only if the step still waits for that one; an earlier
+    attempt's child ending late must not finish a later attempt)."""
     with transaction.atomic():
         run_id = StepRun.objects.values_list("run_id", flat=True).get(pk=step_run_id)
         run = Run.objects.select_for_update().get(pk=run_id)
         step_run = StepRun.objects.get(pk=step_run_id)
         if run.is_finished or step_run.status != StepRun.Status.WAITING:
+            return False
+        if child_run is not None and StepState.from_json(step_run.state).childRun != child_run:
             return False
         step_run.logs = [*step_run.logs, *outcome.logs]
         step_run.finished_at = timezone.now()
@@ -78,6 +83,21 @@ def resume(step_run_id: int, outcome: Outcome) -> bool:
         _apply(run, graph, step_run, outcome)
         settling.settle_run(run, graph)
         return True
+
+
+def resume_parent(run: Run) -> bool:
+    """Run-end hook: a child run ended (completed, failed or cancelled) in this
+    transaction; the parent's waiting step finishes with it. Nothing (False) when the
+    parent step no longer waits for this child (the parent was cancelled, a later
+    attempt started another child, or a repeat of this call)."""
+    if run.parent_step_run_id is None:
+        return False
+    outcome = child_outcome(subprocesses.describe(run))
+    if outcome is None:
+        return False
+    outcome.logs = [{"message": f"sub-process execution {run.pk} {run.status}",
+                     "data": {"executionId": str(run.pk)}}]
+    return resume(run.parent_step_run_id, outcome, child_run=str(run.pk))
 
 
 def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
@@ -103,6 +123,13 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
         step_run.state = state.to_json()
         if not _save(step_run, status=StepRun.Status.WAITING):
             return None
+        if state.childRun:
+            # The child may have ended before this record took the parent's lock; its
+            # end hook found the step still running then, so its end is applied here.
+            ended = subprocesses.ended_outcome(state.childRun)
+            if ended is not None:
+                return _apply(run, graph, step_run, ended, handover=handover,
+                              seen_steps=seen_steps)
         if step_type(step.type).waits_for_people:
             _open_approval(run, step_run)
         elif state.waitingFor:  # a wait for a time or an event (docs/user-guide/waits.md)

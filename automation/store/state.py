@@ -33,6 +33,8 @@ class StepState:
     waitingFor: dict[str, Any] | None = None  # noqa: N815 - the API's key
     # A condition
     value: bool | None = None
+    # A process step: the child run it waits for (docs/user-guide/sub-processes.md)
+    childRun: str | None = None  # noqa: N815 - kept as the API names it
     # An agent: its conversation, counters, token usage and cost (engine/agents.py)
     agent: dict[str, Any] | None = None
 

@@ -71,6 +71,7 @@ def step_view(step: StepRun, parents: dict | None = None) -> dict:
     return {
         "obj": step,
         "parent": (parents or {}).get(step.parent_id),
+        "child_run": (step.state or {}).get("childRun") if isinstance(step.state, dict) else None,
         "usage": agent_usage(step),
         "waiting_for": waiting_for(step),
         "dom_id": f"step-{step.pk}",
@@ -124,6 +125,9 @@ def run_page(request, model_admin, object_id):
         can_rerun=can_change and run.is_finished,
         rerun_of=run.rerun_of_id,
         reruns=list(run.reruns.order_by("created_at").values_list("pk", "status")),
+        parent_run=run.parent_run_id,
+        subruns=list(run.subruns.order_by("created_at").values_list(
+            "pk", "status", "process__slug", "parent_step_run__step_id")),
         served_steps=sum(1 for v in views if v["ledger"]),
         result_json=pretty_json(run.result),
         input_json=pretty_json(run.input),

@@ -22,7 +22,8 @@ from automation.definitions.steps import (
 )
 from automation.exceptions import StepFailedError
 
-NAMES = ["function", "condition", "parallel", "loop", "human", "agent", "wait", "waitForEvent"]
+NAMES = ["function", "condition", "parallel", "loop", "human", "agent", "wait", "waitForEvent",
+         "process"]
 HOOKS = ["validate", "validate_params", "edges", "execute", "policy", "dry_run", "summary"]
 STEPS_DIR = Path(__file__).resolve().parents[2] / "automation" / "definitions" / "steps"
 FORBIDDEN = ("automation.engine", "automation.functions", "automation.services",
@@ -154,8 +155,8 @@ def test_the_unknown_type_message_lists_the_registry():
     fields = validate_definition({"steps": [{"id": "a", "type": "teleport"}]},
                                  function_exists=lambda n: True)
     assert fields["steps[0].type"] == ["Unknown step type 'teleport'; use one of agent, "
-                                       "condition, function, human, loop, parallel, wait, "
-                                       "waitForEvent."]
+                                       "condition, function, human, loop, parallel, process, "
+                                       "wait, waitForEvent."]
     fields = validate_definition({"steps": [{"id": "a", "type": ["x"]}]},
                                  function_exists=lambda n: True)
     assert "steps[0].type" in fields
@@ -321,3 +322,27 @@ def test_the_engine_asks_the_function_registry_which_actions_are_cheap():
     send = make({"id": "s", "type": "function", "function": "email.send"})
     assert step_policy(transform).cheap and not step_policy(send).cheap
     assert not step_policy(make({"id": "u", "type": "function", "function": "no-such"})).cheap
+
+
+def test_a_process_step_starts_its_child_and_waits_or_takes_an_ended_childs_outcome():
+    class Starter(FakeRuntime):
+        def start_process(self, step, *, input, entity):
+            self.calls.append(("process", input, entity))
+            return {"id": "c-1", "process": "child", "version": 2, **self.answer}
+
+    raw = {"id": "call", "type": "process",
+           "config": {"process": "child", "input": {"n": "input.n + 1"}, "entity": "input.e"}}
+    runtime = Starter(scope={"input": {"n": 1, "e": "x"}}, answer={"status": "pending"})
+    outcome = step_type("process").execute(make(raw), runtime)
+    assert (outcome.kind, outcome.state) == ("waiting", {"childRun": "c-1"})
+    assert runtime.calls == [("process", {"n": 2}, "x")]
+    ended = Starter(scope={"input": {"n": 1, "e": "x"}},
+                    answer={"status": "completed", "result": {"ok": 1}})
+    assert step_type("process").execute(make(raw), ended).output == {"ok": 1}
+    failed = Starter(scope={"input": {"n": 1, "e": "x"}},
+                     answer={"status": "failed", "error": {"message": "no"}})
+    outcome = step_type("process").execute(make(raw), failed)
+    assert outcome.kind == "failed" and outcome.error["code"] == "subprocess_failed"
+    assert problems({"id": "p", "type": "process", "config": {"process": True}}) == {
+        "steps[0].config.process": ["A process step names the process to run in config.process "
+                                    "(its id or its slug)."]}

@@ -20,6 +20,7 @@ from automation.definitions.steps.human import HumanStep
 from automation.definitions.steps.loop import LoopStep
 from automation.definitions.steps.outcome import Outcome
 from automation.definitions.steps.parallel import ParallelStep
+from automation.definitions.steps.process import ProcessStep
 from automation.definitions.steps.wait import WaitStep
 from automation.definitions.steps.wait_for_event import WaitForEventStep
 
@@ -58,5 +59,5 @@ def find_step_type(name: object) -> StepType | None:
 
 
 for _cls in (FunctionStep, ConditionStep, ParallelStep, LoopStep, HumanStep, AgentStep,
-             WaitStep, WaitForEventStep):
+             WaitStep, WaitForEventStep, ProcessStep):
     register(_cls)

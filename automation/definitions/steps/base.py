@@ -74,6 +74,11 @@ class StepRuntime(Protocol):
     def run_agent(self, step: Step) -> Outcome:
         """Run the step's agent loop (docs/user-guide/agents.md) to its outcome."""
 
+    def start_process(self, step: Step, *, input: Any, entity: Any) -> dict:
+        """Start the step's sub-process run (once per attempt: a repeated call returns
+        the same run) and return it as {id, process, version, status, result, error}
+        (docs/user-guide/sub-processes.md)."""
+
 
 Edge = tuple[str, str]  # (label, target); label "next" for a plain `next`
 DryTarget = tuple[str, bool]  # (target, certain)
@@ -99,6 +104,10 @@ class StepType(ABC):
     def validate_references(self, raw: dict, path: str, errors: DefinitionErrors,  # noqa: B027
                             stored_exists: Callable[[str, str], bool]) -> None:
         """Add the stored things (an agent) the step names that do not exist."""
+
+    def calls_process(self, raw: dict) -> str | None:
+        """The process (id or slug) a step of this type runs as a sub-process, if any."""
+        return None
 
     def edges(self, step: Step) -> list[Edge]:
         edges = [("next", target) for target in step.next]
