@@ -65,6 +65,10 @@ class DefinitionInputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
     steps = StepsField()
     triggers = TriggersField(required=False, default=list)
+    priority = serializers.ChoiceField(
+        choices=["high", "normal", "low"], required=False, allow_null=True, default=None,
+        help_text="Which runs workers take first; a trigger or a batch may override it "
+                  "(null: normal). See docs/user-guide/priority.md.")
     metadata = ObjectField(required=False, default=dict)
     parametersSchema = ObjectField(
         required=False, allow_null=True,
@@ -103,7 +107,8 @@ def save_definition(data: dict, *, slug: str, user,
     extra = {"parameters_schema": data["parametersSchema"]} if "parametersSchema" in data else {}
     return process_save(
         slug=slug, name=data["name"], description=data.get("description") or "",
-        definition={"steps": data["steps"], "triggers": triggers},
+        definition={"steps": data["steps"], "triggers": triggers,
+                    **({"priority": data["priority"]} if data.get("priority") else {})},
         entity_type=entity_type, enabled=data.get("enabled", True),
         metadata=data.get("metadata") or {}, user=user, **extra)
 
@@ -179,7 +184,8 @@ class DefinitionUpdateApi(ApiView):
                    "enabled": process.enabled, "metadata": process.metadata,
                    "parametersSchema": process.parameters_schema,
                    "steps": process.definition.get("steps", []),
-                   "triggers": process.definition.get("triggers", [])}
+                   "triggers": process.definition.get("triggers", []),
+                   "priority": process.definition.get("priority")}
         data = validate_input(DefinitionInputSerializer, {**current, **request.data}
                               if isinstance(request.data, dict) else request.data)
         if data.get("id") not in (None, process.slug):

@@ -18,6 +18,8 @@ class RunErrorSerializer(serializers.Serializer):
 class ExecutionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
+    priority = serializers.CharField(help_text="high, normal or low: which runs' steps "
+                                               "workers take first.")
     result = AnyJsonField(allow_null=True)
     error = RunErrorSerializer(allow_null=True)
     workflowDefinitionId = serializers.CharField(source="process.slug")
@@ -43,6 +45,7 @@ class StepRunSerializer(serializers.Serializer):
     id = serializers.CharField(source="step_id", help_text="The step's id in the definition.")
     type = serializers.CharField(source="step_type")
     status = serializers.CharField()
+    priority = serializers.CharField(help_text="Its run's: the queue its doorbells go to.")
     attempts = serializers.IntegerField(source="attempt")
     input = AnyJsonField(allow_null=True)
     output = AnyJsonField(allow_null=True)
@@ -140,6 +143,9 @@ class ProcessSerializer(serializers.Serializer):
                                        allow_null=True)
     steps = StepsField(source="definition.steps")
     triggers = RedactedTriggersField(source="definition.triggers")
+    priority = serializers.CharField(source="definition.priority", default="normal",
+                                     help_text="high, normal or low: its runs' priority "
+                                               "unless a trigger or batch sets one.")
     metadata = ObjectField()
     parametersSchema = ObjectField(source="parameters_schema", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")

@@ -5,6 +5,7 @@ from typing import Any
 
 from automation.definitions.errors import DefinitionErrors, check_expression
 from automation.definitions.graph import build_graph
+from automation.definitions.priority import check_priority
 from automation.definitions.steps import BRANCH_KEYS, STEP_TYPES, find_step_type
 from automation.definitions.triggers import check_triggers
 
@@ -45,6 +46,7 @@ def validate_definition(
             if kind is not None and isinstance(raw.get("config", {}), dict):
                 kind.validate_references(raw, f"steps[{i}]", errors, stored_exists)
     check_triggers(definition.get("triggers", []), errors)
+    check_priority(definition.get("priority"), "priority", errors)
     if errors:
         return errors.fields
     _check_graph(definition, ids, errors)

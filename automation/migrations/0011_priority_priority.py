@@ -12,7 +12,6 @@ class Migration(migrations.Migration):
     dependencies = [
         ('automation', '0010_apib_scopes_parameters_schema'),
         ('django_q', '0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more'),
-        migrations.RunSQL(ORMQ_INDEX, 'DROP INDEX IF EXISTS "entityflow_ormq_key_lock"'),
     ]
 
     operations = [

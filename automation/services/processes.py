@@ -14,6 +14,7 @@ from entities.models import EntityType
 from entities.services import unstorable_text
 
 DEFINITION_KEYS = ("steps", "triggers")
+OPTIONAL_KEYS = ("priority",)  # kept only when set (docs/user-guide/priority.md)
 
 
 STORED_KEYS = {"Agent": (Agent, "key")}  # model name -> (model, its lookup field)
@@ -35,7 +36,9 @@ def definition_validate(definition: Any) -> dict:
     if errors:
         first = next(iter(errors))
         raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
-    return {key: definition.get(key, []) for key in DEFINITION_KEYS}
+    clean = {key: definition.get(key, []) for key in DEFINITION_KEYS}
+    return {**clean, **{key: definition[key] for key in OPTIONAL_KEYS
+                        if definition.get(key) is not None}}
 
 
 KEEP = object()  # process_save: leave the field as it is

@@ -3,12 +3,21 @@
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.utils import timezone
 
-from automation.definitions import Step
+from automation.definitions import Graph, Step
 from automation.exceptions import ProcessDisabledError, RunStateError
-from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run, StepRun
+from automation.models import (
+    ApiProcess,
+    HeldStart,
+    Priority,
+    ProcessBreaker,
+    ProcessTrigger,
+    Run,
+    StepRun,
+)
 from automation.services.breaker import ProcessPausedError, admit, resume
 from automation.services.reruns import failed_step, run_rerun, stopped_by_failure
 from automation.store import get_store, waiting
@@ -20,6 +29,7 @@ def run_start(
     *, process: ApiProcess, trigger: dict, input: Any = None, parameters: dict | None = None,
     entity: Entity | None = None, event: EntityEvent | None = None, batch=None,
     idempotency_key: str | None = None, user=None, version=None, breaker: bool = True,
+    priority: str | None = None,
 ) -> tuple[Run, bool]:
     """Start a run on the process's current version (or `version`).
 
@@ -32,14 +42,19 @@ def run_start(
     A process paused by its circuit breaker (services.breaker) holds the start instead
     and raises ProcessPausedError; `breaker=False` is for the held starts a person
     releases.
+
+    `priority` (high / normal / low) overrides the trigger's and the process's
+    (run_priority).
     """
+    priority_check(priority)
     if breaker and process.enabled:
         admit(process=process, entity=entity, hold={
             "trigger": trigger, "input": input, "parameters": parameters, "entity": entity,
             "event": event, "idempotency_key": idempotency_key})
     run, step_run, first = _new_rows(
         process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
-        event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version)
+        event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version,
+        priority=priority)
     if get_store().start(run, step_run, first):
         return run, True
     existing = Run.objects.filter(idempotency_key=idempotency_key).first()
@@ -67,7 +82,8 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
 def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               parameters: dict | None = None, entity: Entity | None = None,
               event: EntityEvent | None = None, batch=None, idempotency_key: str | None = None,
-              user=None, version=None) -> tuple[Run, StepRun, Step]:
+              user=None, version=None, priority: str | None = None
+              ) -> tuple[Run, StepRun, Step]:
     """The run and its first step run, unsaved, and the first step's definition."""
     if not process.enabled and trigger.get("type") != "retry":
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
@@ -77,10 +93,37 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               input={} if input is None else input,
               parameters=parameters or {}, entity=entity, event=event, batch=batch,
               idempotency_key=idempotency_key, created_by=user,
+              priority=run_priority(graph, trigger, priority),
               status=Run.Status.PENDING)  # running once a worker claims its first step
     first = graph.steps[graph.start]
-    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input)
+    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input,
+                       priority=run.priority)
     return run, step_run, first
+
+
+def run_priority(graph: Graph, trigger: dict, explicit: str | None = None) -> str:
+    """A run's priority (docs/user-guide/priority.md): the one asked for (a batch's, an
+    API start's), else its trigger's, else its process's, else normal. A trigger is
+    found by its position in the version's definition; only a definition whose triggers
+    set a priority costs a look-up."""
+    if explicit:
+        return explicit
+    process_level, per_trigger = graph.priorities
+    if any(per_trigger):
+        position = trigger.get("position")
+        if position is None and trigger.get("triggerId"):
+            position = ProcessTrigger.objects.filter(pk=trigger["triggerId"]).values_list(
+                "position", flat=True).first()
+        if position is not None and position < len(per_trigger) and per_trigger[position]:
+            return per_trigger[position]
+    return process_level or Priority.NORMAL
+
+
+def priority_check(priority: str | None) -> None:
+    """A priority asked for (an API start, a batch): blank or one of the levels."""
+    if priority and priority not in Priority.values:
+        raise ValidationError({"priority": [
+            f"Use one of {', '.join(Priority.values)}; got {priority!r}."]})
 
 
 def run_cancel(*, run: Run) -> Run:

@@ -63,7 +63,7 @@ class RunStore:
         with transaction.atomic(using=self.using, savepoint=False):
             if not self._insert_run_and_step(run, step_run):
                 return False
-            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
         return True
 
     def _insert_run_and_step(self, run: Run, step_run: StepRun) -> bool:
@@ -96,14 +96,15 @@ class RunStore:
             if not self._insert_run(run):
                 return False
             for copy in copies:
-                copy.run = run
+                copy.run, copy.priority = run, run.priority
             StepRun.objects.using(self.using).bulk_create(copies)  # in their old order
+            step_run.priority = run.priority
             step_run.save(force_insert=True, using=self.using)
-            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
             for other, step in also:  # more steps that start again (a retry's stopped branches)
-                other.run = run
+                other.run, other.priority = run, run.priority
                 other.save(force_insert=True, using=self.using)
-                enqueue_step(other.pk, timeout=step_timeout_seconds(step))
+                enqueue_step(other.pk, timeout=step_timeout_seconds(step), priority=run.priority)
         return True
 
     def start_statement(self, run: Run, step_run: StepRun, first: Step, *, source: str):
@@ -117,14 +118,16 @@ class RunStore:
         with transaction.atomic(using=self.using, savepoint=False):
             Run.objects.bulk_create(runs, ignore_conflicts=True)
             batch_id, entity_ids = runs[0].batch_id, [r.entity_id for r in runs]
+            priority = runs[0].priority  # a batch's runs share it
             created = set(Run.objects.filter(batch_id=batch_id, entity_id__in=entity_ids,
                                              steps__isnull=True).values_list("pk", flat=True))
             steps = StepRun.objects.bulk_create([
-                StepRun(run_id=run_id, step_id=first.id, step_type=first.type, input={})
+                StepRun(run_id=run_id, step_id=first.id, step_type=first.type, input={},
+                        priority=priority)
                 for run_id in created])
             step_ids = [s.pk for s in steps] if all(s.pk for s in steps) else list(
                 StepRun.objects.filter(run_id__in=created).values_list("pk", flat=True))
-            enqueue_many(step_ids, timeout=step_timeout_seconds(first))
+            enqueue_many(step_ids, timeout=step_timeout_seconds(first), priority=priority)
         return len(created)
 
     # -- claiming ----------------------------------------------------------------------

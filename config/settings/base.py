@@ -135,6 +135,10 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# A queue per priority, the high one taken first (automation.store.queues,
+# docs/user-guide/priority.md).
+Q_CLUSTER["broker_class"] = ("automation.store.queues.PriorityRedis" if REDIS_URL
+                             else "automation.store.queues.PriorityORM")
 
 # --- REST API -------------------------------------------------------------------------
 # Bearer tokens for API clients first (so a missing token is a 401 with WWW-Authenticate),
