@@ -14,8 +14,8 @@ def check_priority(value: Any, path: str, errors: DefinitionErrors) -> None:
         errors.add(path, f"priority must be one of {', '.join(LEVELS)}; got {value!r}.")
 
 
-def defined_priorities(definition: dict) -> tuple[str | None, tuple[str | None, ...]]:
-    """(the process's priority, each trigger's by position), None where unset."""
-    triggers = definition.get("triggers") or []
-    return definition.get("priority"), tuple(
-        t.get("priority") if isinstance(t, dict) else None for t in triggers)
+def defined_priorities(definition: dict) -> tuple[str | None, tuple[tuple[str, str | None], ...]]:
+    """(the process's priority, each trigger's (type, priority) by position), None where
+    unset."""
+    triggers = [t if isinstance(t, dict) else {} for t in definition.get("triggers") or []]
+    return definition.get("priority"), tuple((t.get("type"), t.get("priority")) for t in triggers)

@@ -104,18 +104,22 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
 def run_priority(graph: Graph, trigger: dict, explicit: str | None = None) -> str:
     """A run's priority (docs/user-guide/priority.md): the one asked for (a batch's, an
     API start's), else its trigger's, else its process's, else normal. A trigger is
-    found by its position in the version's definition; only a definition whose triggers
-    set a priority costs a look-up."""
+    found by its position in the version's definition (a manual start through the API
+    names none: the first manual trigger's); only a definition whose triggers set a
+    priority costs a look-up."""
     if explicit:
         return explicit
     process_level, per_trigger = graph.priorities
-    if any(per_trigger):
+    if any(priority for _, priority in per_trigger):
         position = trigger.get("position")
         if position is None and trigger.get("triggerId"):
             position = ProcessTrigger.objects.filter(pk=trigger["triggerId"]).values_list(
                 "position", flat=True).first()
-        if position is not None and position < len(per_trigger) and per_trigger[position]:
-            return per_trigger[position]
+        elif position is None and trigger.get("type") == "manual":
+            position = next((i for i, (kind, _) in enumerate(per_trigger) if kind == "manual"),
+                            None)
+        if position is not None and position < len(per_trigger) and per_trigger[position][1]:
+            return per_trigger[position][1]
     return process_level or Priority.NORMAL
 
 

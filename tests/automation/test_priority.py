@@ -46,8 +46,10 @@ def test_the_trigger_overrides_the_process_and_an_explicit_priority_both(make_pr
     assert process.current_version.definition["priority"] == "low"
     by_trigger = manual_start(process=process)
     assert by_trigger.priority == "high"
-    by_api, _ = run_start(process=process, trigger={"type": "manual"})
-    assert by_api.priority == "low"  # no trigger of the definition: the process's
+    by_api, _ = run_start(process=process, trigger={"type": "manual", "source": "api"})
+    assert by_api.priority == "high"  # a manual start: the first manual trigger's
+    by_schedule, _ = run_start(process=process, trigger={"type": "schedule"})
+    assert by_schedule.priority == "low"  # no trigger of the definition: the process's
     explicit, _ = run_start(process=process, trigger={"type": "manual"}, priority="normal")
     assert explicit.priority == "normal"
     plain = make_process(TWO_STEPS)
