@@ -46,7 +46,7 @@ SLUG = r"^[-a-zA-Z0-9_]+$"
 
 
 def processes():
-    return ApiProcess.objects.select_related("entity_type", "current_version")
+    return ApiProcess.objects.select_related("entity_type", "current_version", "breaker")
 
 
 # Starting a run needs the process row alone (the version's graph is cached): the API's

@@ -146,6 +146,9 @@ class ProcessSerializer(serializers.Serializer):
     priority = serializers.CharField(source="definition.priority", default="normal",
                                      help_text="high, normal or low: its runs' priority "
                                                "unless a trigger or batch sets one.")
+    paused = serializers.SerializerMethodField(
+        help_text="Paused (by its circuit breaker or a person): new starts are held and "
+                  "running runs stop at their next step until it is resumed.")
     metadata = ObjectField()
     parametersSchema = ObjectField(source="parameters_schema", allow_null=True)
     createdAt = serializers.DateTimeField(source="created_at")
@@ -153,6 +156,10 @@ class ProcessSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "WorkflowDefinition"
+
+    def get_paused(self, process) -> bool:
+        breaker = getattr(process, "breaker", None)  # none: never paused
+        return bool(breaker is not None and breaker.paused)
 
 
 class ExecutionIdSerializer(serializers.Serializer):

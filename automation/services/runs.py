@@ -143,9 +143,11 @@ def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:
 
 
 def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
-    """Resume a process paused by its circuit breaker (services.breaker); `held` is
-    "release" (start every held start now, on the current version) or "discard".
-    Returns how many were released and discarded."""
+    """Resume a paused process (services.breaker: by its circuit breaker or a person):
+    its running runs continue from the steps held at their boundary (store.pauses), and
+    `held` is "release" (start every held start now, on the current version) or
+    "discard". Returns how many starts were released and discarded, and how many held
+    steps continued."""
     if held not in ("release", "discard"):
         raise RunStateError("Choose whether to release or discard the held runs.",
                             fields={"held": ["Use 'release' or 'discard'."]})
@@ -153,11 +155,12 @@ def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
     breaker = resume(process=process)
     if user is not None:
         ProcessBreaker.objects.filter(pk=breaker.pk).update(resumed_by=user)
+    continued = get_store().continue_held([process.pk])
     held_starts = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
     if held == "discard":
         HeldStart.objects.filter(pk__in=[h.pk for h in held_starts]).update(
             status=HeldStart.Status.DISCARDED, decided_at=timezone.now())
-        return {"released": 0, "discarded": len(held_starts)}
+        return {"released": 0, "discarded": len(held_starts), "continued": continued}
     for start in held_starts:
         run, _ = run_start(process=process, trigger={**start.trigger, "heldStart": start.pk},
                            input=start.input, parameters=start.parameters, entity=start.entity,
@@ -165,7 +168,20 @@ def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
                            breaker=False)
         HeldStart.objects.filter(pk=start.pk).update(
             status=HeldStart.Status.RELEASED, run=run, decided_at=timezone.now())
-    return {"released": len(held_starts), "discarded": 0}
+    return {"released": len(held_starts), "discarded": 0, "continued": continued}
+
+
+def processes_resume_all(*, held: str, user=None) -> dict:
+    """process_resume for every paused process; the sums, and how many were resumed."""
+    if held not in ("release", "discard"):
+        raise RunStateError("Choose whether to release or discard the held runs.",
+                            fields={"held": ["Use 'release' or 'discard'."]})
+    done = {"resumed": 0, "released": 0, "discarded": 0, "continued": 0}
+    for process in ApiProcess.objects.filter(breaker__paused_at__isnull=False):
+        for key, value in process_resume(process=process, held=held, user=user).items():
+            done[key] += value
+        done["resumed"] += 1
+    return done
 
 
 def run_wait(*, run_id, seconds: float) -> Run:

@@ -50,7 +50,8 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
         rung.append(step_run_id)
     if rung:
         get_store().mark_rung(rung, now)
-    return len(rung)
+    # steps held for a pause whose resume raced the hold (store.pauses)
+    return len(rung) + get_store().continue_held(None)
 
 
 def _unqueued(pending: int) -> int:

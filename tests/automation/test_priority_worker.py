@@ -3,6 +3,7 @@ high-priority run started while a low-priority batch of 20,000 entities fills th
 is taken before the batch's queued doorbells (docs/user-guide/priority.md)."""
 
 import pytest
+
 from automation.models import ApiProcess, Batch, Run, StepRun
 from automation.services.batches import batch_cancel, batch_create
 from automation.services.processes import process_save
