@@ -4,13 +4,15 @@ set up (by name, from Q_CLUSTER['broker_class'])."""
 
 from django import db
 from django.db import connections
-from django_q.brokers import orm
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
+from automation.store.queues import PriorityORM
 
-class QueueBroker(orm.ORM):
-    """django-q2's ORM broker, for a queue in a database of its own. Before each use the
+
+class QueueBroker(PriorityORM):
+    """The ORM broker with its queues per priority (automation.store.queues), for a queue
+    in a database of its own. Before each use the
     stock broker closes the process's stale connections when the queue's connection is
     not in a transaction; with the queue in its own file that no longer says whether the
     engine's connection is, and closing that one mid-transaction (a doorbell sent while

@@ -38,12 +38,13 @@ def _fresh_process_caches():
     """Databases are flushed between tests; caches that live in the process must not
     carry one test's processes or rules into the next."""
     from automation.functions import catalog
-    from automation.store import graphs
+    from automation.store import graphs, pauses
     from automation.triggers import events
     from entities import requirements
 
     events.invalidate()
     catalog.invalidate()
+    pauses.forget()
     requirements._cache.clear()
     # Graphs are cached by version id, which a rolled-back test hands out again (in
     # production ids are never reused: AUTOINCREMENT on SQLite, sequences elsewhere).

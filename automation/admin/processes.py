@@ -5,11 +5,14 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from automation.admin.process_list import annotate_process_list, last_run_cell, success_rate_cell
 from automation.models import ApiProcess
+from automation.services.breaker import process_pause
 from automation.services.processes import process_delete, process_save, process_set_enabled
+from automation.services.runs import process_resume
 from automation.views.common import bind
 from automation.views.editor import (
     definition_panel,
@@ -106,11 +109,12 @@ class ProcessForm(forms.ModelForm):
 @admin.register(ApiProcess)
 class ApiProcessAdmin(admin.ModelAdmin):
     form = ProcessForm
-    list_display = ["name", "entity_type", "triggers_col", "enabled", "last_run", "success_rate"]
+    list_display = ["name", "entity_type", "triggers_col", "enabled", "paused_col", "last_run",
+                    "success_rate"]
     list_filter = ["enabled", "entity_type"]
-    list_select_related = ["entity_type", "current_version"]
+    list_select_related = ["entity_type", "current_version", "breaker"]
     search_fields = ["name", "slug"]
-    actions = ["enable_selected", "disable_selected"]
+    actions = ["enable_selected", "disable_selected", "pause_selected", "resume_selected"]
     change_form_template = "admin/automation/apiprocess/change_form.html"
 
     def get_queryset(self, request):
@@ -119,6 +123,15 @@ class ApiProcessAdmin(admin.ModelAdmin):
     @admin.display(description="triggers")
     def triggers_col(self, obj: ApiProcess) -> str:
         return trigger_summary(obj.definition)
+
+    @admin.display(description="paused")
+    def paused_col(self, obj: ApiProcess):
+        state = getattr(obj, "breaker", None)  # none: never paused
+        if state is None or not state.paused:
+            return "—"
+        url = reverse("admin:automation_apiprocess_breaker", args=[obj.pk])
+        return format_html('<a class="ef-status ef-status-waiting" href="{}" title="{}">paused</a>',
+                           url, state.reason)
 
     @admin.display(description="last run", ordering="last_run_at")
     def last_run(self, obj: ApiProcess):
@@ -205,6 +218,27 @@ class ApiProcessAdmin(admin.ModelAdmin):
     @admin.action(description="Disable selected processes", permissions=["change"])
     def disable_selected(self, request, queryset):
         self._set_enabled(request, queryset, False)
+
+    @admin.action(description="Pause selected processes (hold starts, stop runs at their "
+                              "next step)", permissions=["change"])
+    def pause_selected(self, request, queryset):
+        for process in queryset:
+            process_pause(process=process, reason=f"paused by {request.user.get_username()}")
+        self.message_user(request, f"{queryset.count()} process(es) paused.", messages.SUCCESS)
+
+    @admin.action(description="Resume selected processes (release held starts)",
+                  permissions=["change"])
+    def resume_selected(self, request, queryset):
+        done = {"released": 0, "continued": 0, "resumed": 0}
+        for process in queryset.filter(breaker__paused_at__isnull=False):
+            result = process_resume(process=process, held="release", user=request.user)
+            done["released"] += result["released"]
+            done["continued"] += result["continued"]
+            done["resumed"] += 1
+        self.message_user(request, f"{done['resumed']} process(es) resumed: "
+                                   f"{done['continued']} held step(s) continued, "
+                                   f"{done['released']} held start(s) released.",
+                          messages.SUCCESS)
 
     def _set_enabled(self, request, queryset, enabled: bool) -> None:
         changed = [

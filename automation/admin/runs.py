@@ -123,12 +123,14 @@ class RunAdmin(ReadOnlyAdmin):
         "process",
         "entity_link",
         "status_col",
+        "priority",
         "trigger_col",
         "created_at",
         "took",
     ]
     list_filter = [
         "status",
+        "priority",
         "process",
         EntityTypeFilter,
         EntityFilter,

@@ -66,11 +66,15 @@ class BatchCreateApi(ApiView):
         ratePerSecond = serializers.FloatField(
             required=False, min_value=0.01, max_value=10000,
             help_text="At most this many runs started a second (default: as fast as it can).")
+        priority = serializers.ChoiceField(
+            choices=["high", "normal", "low"], required=False, default="",
+            help_text="The priority of the batch's runs (default: the process's).")
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.UUIDField()
         total = serializers.IntegerField()
         status = serializers.CharField()
+        priority = serializers.CharField(help_text="blank: the process's")
 
     @api_doc(request=InputSerializer, responses={201: OutputSerializer},
              errors=(400, 409, 413, 422), summary="Start a batch")
@@ -88,7 +92,8 @@ class BatchCreateApi(ApiView):
                 for k, v in data["filter"].items()}
         batch = batch_create(entity_type=entity_type, process=process, filter=spec,
                              user=django_user(request),
-                             rate_per_second=data.get("ratePerSecond"))
+                             rate_per_second=data.get("ratePerSecond"),
+                             priority=data.get("priority") or "")
         batch.refresh_from_db()
         return Response(BatchCreateApi.OutputSerializer(batch).data, status=status.HTTP_201_CREATED)
 

@@ -46,7 +46,7 @@ SLUG = r"^[-a-zA-Z0-9_]+$"
 
 
 def processes():
-    return ApiProcess.objects.select_related("entity_type", "current_version")
+    return ApiProcess.objects.select_related("entity_type", "current_version", "breaker")
 
 
 # Starting a run needs the process row alone (the version's graph is cached): the API's
@@ -65,6 +65,10 @@ class DefinitionInputSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
     steps = StepsField()
     triggers = TriggersField(required=False, default=list)
+    priority = serializers.ChoiceField(
+        choices=["high", "normal", "low"], required=False, allow_null=True, default=None,
+        help_text="Which runs workers take first; a trigger or a batch may override it "
+                  "(null: normal). See docs/user-guide/priority.md.")
     metadata = ObjectField(required=False, default=dict)
     timezone = serializers.CharField(
         max_length=64, required=False, allow_null=True, default=None,
@@ -107,7 +111,8 @@ def save_definition(data: dict, *, slug: str, user,
     return process_save(
         slug=slug, name=data["name"], description=data.get("description") or "",
         definition={"steps": data["steps"], "triggers": triggers,
-                    "timezone": data.get("timezone")},
+                    "timezone": data.get("timezone"),
+                    **({"priority": data["priority"]} if data.get("priority") else {})},
         entity_type=entity_type, enabled=data.get("enabled", True),
         metadata=data.get("metadata") or {}, user=user, **extra)
 
@@ -184,7 +189,8 @@ class DefinitionUpdateApi(ApiView):
                    "parametersSchema": process.parameters_schema,
                    "steps": process.definition.get("steps", []),
                    "triggers": process.definition.get("triggers", []),
-                   "timezone": process.definition.get("timezone")}
+                   "timezone": process.definition.get("timezone"),
+                   "priority": process.definition.get("priority")}
         data = validate_input(DefinitionInputSerializer, {**current, **request.data}
                               if isinstance(request.data, dict) else request.data)
         if data.get("id") not in (None, process.slug):

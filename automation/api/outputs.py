@@ -18,6 +18,8 @@ class RunErrorSerializer(serializers.Serializer):
 class ExecutionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     status = serializers.CharField()
+    priority = serializers.CharField(help_text="high, normal or low: which runs' steps "
+                                               "workers take first.")
     result = AnyJsonField(allow_null=True)
     error = RunErrorSerializer(allow_null=True)
     workflowDefinitionId = serializers.CharField(source="process.slug")
@@ -46,6 +48,7 @@ class StepRunSerializer(serializers.Serializer):
     id = serializers.CharField(source="step_id", help_text="The step's id in the definition.")
     type = serializers.CharField(source="step_type")
     status = serializers.CharField()
+    priority = serializers.CharField(help_text="Its run's: the queue its doorbells go to.")
     attempts = serializers.IntegerField(source="attempt")
     input = AnyJsonField(allow_null=True)
     output = AnyJsonField(allow_null=True)
@@ -155,6 +158,12 @@ class ProcessSerializer(serializers.Serializer):
                                        allow_null=True)
     steps = StepsField(source="definition.steps")
     triggers = RedactedTriggersField(source="definition.triggers")
+    priority = serializers.CharField(source="definition.priority", default="normal",
+                                     help_text="high, normal or low: its runs' priority "
+                                               "unless a trigger or batch sets one.")
+    paused = serializers.SerializerMethodField(
+        help_text="Paused (by its circuit breaker or a person): new starts are held and "
+                  "running runs stop at their next step until it is resumed.")
     metadata = ObjectField()
     timezone = serializers.CharField(source="definition.timezone", default=None, allow_null=True,
                                      help_text="IANA time zone of the process (wait steps).")
@@ -164,6 +173,10 @@ class ProcessSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "WorkflowDefinition"
+
+    def get_paused(self, process) -> bool:
+        breaker = getattr(process, "breaker", None)  # none: never paused
+        return bool(breaker is not None and breaker.paused)
 
 
 class ExecutionIdSerializer(serializers.Serializer):

@@ -117,6 +117,9 @@ class ExecutionsRerunApi(ApiView):
                                                help_text="At most this many re-runs a second.")
         preview = serializers.BooleanField(default=False,
                                            help_text="Only count the runs and show a sample.")
+        priority = serializers.ChoiceField(
+            choices=["high", "normal", "low"], required=False, default="",
+            help_text="The re-runs' priority (default: each run's own).")
 
     class PreviewSerializer(serializers.Serializer):
         count = serializers.IntegerField()
@@ -143,7 +146,7 @@ class ExecutionsRerunApi(ApiView):
                                    from_step=data.get("fromStep"), version=data["version"],
                                    repeat_effects=data["repeatEffects"],
                                    rate_per_second=data["ratePerSecond"],
-                                   user=django_user(request))
+                                   user=django_user(request), priority=data["priority"])
         return Response(progress_body(Batch.objects.get(pk=batch.pk)),
                         status=status.HTTP_201_CREATED)
 

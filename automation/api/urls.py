@@ -19,6 +19,7 @@ from automation.api import (
     run_apis,
     webhook_apis,
 )
+from automation.api import pause_apis as pauses
 from automation.api.base import NotFoundApi, methods
 
 app_name = "api"
@@ -51,6 +52,12 @@ urlpatterns = [
          methods(definitions.DefinitionDetailApi, definitions.DefinitionReplaceApi,
                  definitions.DefinitionUpdateApi, definitions.DefinitionDisableApi),
          name="definition-detail"),
+    path("workflow-definitions/<slug:id>/pause", pauses.DefinitionPauseApi.as_view(),
+         name="workflow-definition-pause"),
+    path("workflow-definitions/<slug:id>/resume", pauses.DefinitionResumeApi.as_view(),
+         name="workflow-definition-resume"),
+    path("pause-all", pauses.PauseAllApi.as_view(), name="pause-all"),
+    path("resume-all", pauses.ResumeAllApi.as_view(), name="resume-all"),
     path("workflow-definitions/<slug:id>/trigger", definitions.DefinitionTriggerApi.as_view(),
          name="definition-trigger"),
     path("executions/rerun", rerun_apis.ExecutionsRerunApi.as_view(), name="executions-rerun"),

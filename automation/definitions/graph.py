@@ -16,6 +16,7 @@ A step with several predecessors is one of two kinds (docs/user-guide/processes.
 from collections import deque
 from dataclasses import dataclass, field
 
+from automation.definitions.priority import defined_priorities
 from automation.definitions.steps import Step, step_type
 
 __all__ = ["Graph", "Step", "and_joins", "build_graph", "forward_edges"]
@@ -29,6 +30,8 @@ class Graph:
     predecessors: dict[str, set[str]]
     loop_bodies: dict[str, set[str]]
     joins: set[str] = field(default_factory=set)
+    # the process's priority and each trigger's by position (definitions.priority)
+    priorities: tuple = (None, ())
 
     def is_join(self, step_id: str) -> bool:
         """An AND-join: it waits for the parallel branches that can reach it."""
@@ -71,7 +74,7 @@ def build_graph(definition: dict) -> Graph:
     labelled = {sid: [(label, t) for label, t in forward_edges(s)
                       if not _is_back_edge(sid, t, loop_bodies)] for sid, s in steps.items()}
     return Graph(steps, definition["steps"][0]["id"], reach, predecessors, loop_bodies,
-                 joins=and_joins(labelled))
+                 joins=and_joins(labelled), priorities=defined_priorities(definition))
 
 
 def and_joins(edges: dict[str, list[tuple[str, str]]]) -> set[str]:

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from automation.definitions.errors import DefinitionErrors, check_expression
 from automation.definitions.graph import build_graph
+from automation.definitions.priority import check_priority
 from automation.definitions.steps import BRANCH_KEYS, STEP_TYPES, find_step_type
 from automation.definitions.triggers import check_triggers
 
@@ -47,6 +48,7 @@ def validate_definition(
                 kind.validate_references(raw, f"steps[{i}]", errors, stored_exists)
     check_triggers(definition.get("triggers", []), errors)
     _check_timezone(definition, errors)
+    check_priority(definition.get("priority"), "priority", errors)
     if errors:
         return errors.fields
     _check_graph(definition, ids, errors)

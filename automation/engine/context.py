@@ -57,4 +57,4 @@ class Execution(deque):
         except Exception:  # the lease runs out and the sweeper takes it back
             logger.warning("could not release step run %s", claim.step_run.pk, exc_info=True)
             return
-        ring(claim.step_run.pk)
+        ring(claim.step_run.pk, priority=claim.step_run.priority)

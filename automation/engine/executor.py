@@ -22,6 +22,7 @@ from automation.functions.redaction import redact
 from automation.models import Run
 from automation.store import Claim, RunStore, get_store
 from automation.store.graphs import graph_for
+from automation.store.pauses import is_paused
 from automation.store.policy import policy
 from entities.actors import acting_as
 
@@ -79,6 +80,9 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
     if claim is None:
         return
     run = claim.step_run.run
+    if is_paused(run.process_id) and store.hold(  # the step boundary: held until resumed
+            claim, "the process is paused; it continues when the process is resumed"):
+        return
     step = graph_for(run.version_id).steps[claim.step_run.step_id]
     rules = policy(step)
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)

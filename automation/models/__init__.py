@@ -6,7 +6,7 @@ from automation.models.connections import Connection, Function
 from automation.models.inbound import InboundDelivery
 from automation.models.operations import Effect, HeldStart, ProcessBreaker
 from automation.models.processes import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
-from automation.models.runs import Parameters, Run, StepRun
+from automation.models.runs import Parameters, Priority, Run, StepRun
 from automation.models.waits import StepWait
 from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 
@@ -15,6 +15,6 @@ __all__ = [
     "ApiClient", "ApiToken", "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
     "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function",
     "IndexStamp",
-    "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "StepWait",
+    "Parameters", "Priority", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "StepWait",
     "WebhookDelivery", "WebhookSubscription",
 ]

@@ -5,6 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from automation.models.runs import Priority
+
 
 class Batch(models.Model):
     class Status(models.TextChoices):
@@ -32,6 +34,9 @@ class Batch(models.Model):
                               help_text="Last entity (or run) id fanned out.")
     rate_per_second = models.FloatField(null=True, blank=True,
                                         help_text="At most this many starts a second.")
+    priority = models.CharField(
+        max_length=6, blank=True, choices=Priority.choices,
+        help_text="The priority of the batch's runs; blank: the process's.")
     rerun = models.JSONField(default=dict, blank=True,
                              help_text="A re-run batch: fromStep, version, repeatEffects.")
     created_by = models.ForeignKey(

@@ -6,6 +6,15 @@ from django.conf import settings
 from django.db import models
 
 
+class Priority(models.TextChoices):
+    """Which doorbells a worker takes first (docs/user-guide/priority.md): a process, a
+    trigger or a batch sets it; the run and each of its step runs record it."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
 class Parameters(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="+")
@@ -45,6 +54,7 @@ class Run(models.Model):
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
+    priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
@@ -105,6 +115,8 @@ class StepRun(models.Model):
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
+    # the run's, copied so a doorbell rung for the row (the sweeper's too) uses its queue
+    priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
     attempt = models.PositiveIntegerField(default=0)
     input = models.JSONField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)

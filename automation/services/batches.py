@@ -30,7 +30,7 @@ from automation.services.reruns import (
     run_rerun,
     stopped_by_failure,
 )
-from automation.services.runs import run_cancel, run_retry
+from automation.services.runs import priority_check, run_cancel, run_priority, run_retry
 from automation.store import get_store
 from automation.store.graphs import graph_for
 from entities.models import Entity, EntityType
@@ -46,13 +46,16 @@ def batch_entities(entity_type: EntityType, spec: dict):
 
 
 def batch_create(*, entity_type: EntityType, process: ApiProcess, filter: dict | None = None,
-                 user=None, rate_per_second: float | None = None) -> Batch:
+                 user=None, rate_per_second: float | None = None, priority: str = "") -> Batch:
+    """A batch of the process over the entities `filter` matches; `priority` (high /
+    normal / low, blank: the process's) is its runs' (docs/user-guide/priority.md)."""
+    priority_check(priority)
     if not process.enabled:
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
     with transaction.atomic():
         batch = Batch.objects.create(
             entity_type=entity_type, process=process, filter=filter or {}, created_by=user,
-            rate_per_second=rate_per_second,
+            rate_per_second=rate_per_second, priority=priority or "",
             total=batch_entities(entity_type, filter or {}).count(),
         )
         transaction.on_commit(lambda: _enqueue_fanout(batch.pk))
@@ -135,9 +138,11 @@ def _create_chunk(batch: Batch, entities, last) -> None:
     `last`, in the same transaction."""
     version = batch.process.current_version
     graph = graph_for(version.pk)
+    trigger = {"type": "batch", "batchId": str(batch.pk)}
     template = Run(id=uuid.uuid4(), process=batch.process, version=version, batch=batch,
-                   trigger={"type": "batch", "batchId": str(batch.pk)},
-                   status=Run.Status.PENDING, idempotency_key=f"batch:{batch.pk}:")
+                   trigger=trigger, status=Run.Status.PENDING,
+                   priority=run_priority(graph, trigger, batch.priority),
+                   idempotency_key=f"batch:{batch.pk}:")
     with transaction.atomic():
         created = get_store().start_chunk(template, entities, graph.steps[graph.start],
                                           key_prefix=f"batch:{batch.pk}:")
@@ -185,9 +190,12 @@ def batch_rerun_preview(*, process: ApiProcess, filter: dict, sample: int = 10) 
 
 def batch_rerun_create(*, process: ApiProcess, filter: dict, from_step: str | None = None,
                        version: str = "pinned", repeat_effects: bool = False,
-                       rate_per_second: float | None = None, user=None) -> Batch:
+                       rate_per_second: float | None = None, user=None,
+                       priority: str = "") -> Batch:
     """A batch whose items are runs: each matching run is re-run once (services.reruns),
-    from `from_step` or, without one, from the step it failed at."""
+    from `from_step` or, without one, from the step it failed at; at `priority`, blank:
+    each run's own."""
+    priority_check(priority)
     if version not in VERSIONS:
         raise RerunInvalidError("version must be 'pinned' or 'latest'.",
                                 fields={"version": ["Use 'pinned' or 'latest'."]})
@@ -198,7 +206,7 @@ def batch_rerun_create(*, process: ApiProcess, filter: dict, from_step: str | No
         batch = Batch.objects.create(
             kind=Batch.Kind.RERUNS, process=process, entity_type=process.entity_type,
             filter=filter, created_by=user, rate_per_second=rate_per_second,
-            rerun={"fromStep": from_step, "version": version,
+            priority=priority or "", rerun={"fromStep": from_step, "version": version,
                    "repeatEffects": bool(repeat_effects)})
         # Frozen at the batch's creation: the re-runs it starts never match it.
         batch.total = rerun_candidates(process, filter, until=batch.created_at).count()

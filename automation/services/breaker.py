@@ -30,6 +30,7 @@ from django.utils import timezone
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run
 from automation.services import notifications
+from automation.store.pauses import forget
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,27 @@ def pause(*, process: ApiProcess, reason: str) -> ProcessBreaker:
     return breaker
 
 
+def process_pause(*, process: ApiProcess, reason: str) -> ProcessBreaker:
+    """A person pauses the process (the admin, the API): its new starts are held and its
+    running runs stop at their next step (store.pauses) until it is resumed
+    (services.runs.process_resume). Pausing a paused process changes nothing."""
+    breaker = pause(process=process, reason=reason or "paused by a person")
+    forget()
+    return breaker
+
+
+def processes_pause_all(*, reason: str) -> int:
+    """Pause every process that is not paused yet; how many were."""
+    paused = set(ProcessBreaker.objects.filter(paused_at__isnull=False)
+                 .values_list("process_id", flat=True))
+    count = 0
+    for process in ApiProcess.objects.exclude(pk__in=paused):
+        pause(process=process, reason=reason or "all processes paused by a person")
+        count += 1
+    forget()
+    return count
+
+
 def resume(*, process: ApiProcess) -> ProcessBreaker:
     """Unpause (services.runs.process_resume decides what happens to the held starts)."""
     breaker = breaker_of(process)
@@ -166,6 +188,7 @@ def resume(*, process: ApiProcess) -> ProcessBreaker:
     _wide_checked.pop(process.pk, None)
     ProcessBreaker.objects.filter(pk=breaker.pk).update(paused_at=None, resumed_at=timezone.now())
     breaker.refresh_from_db()
+    forget()
     return breaker
 
 

@@ -16,6 +16,7 @@ from entities.models import EntityType
 from entities.services import unstorable_text
 
 DEFINITION_KEYS = ("steps", "triggers")
+OPTIONAL_KEYS = ("priority",)  # kept only when set (docs/user-guide/priority.md)
 
 
 STORED_KEYS = {"Agent": (Agent, "key")}  # model name -> (model, its lookup field)
@@ -45,9 +46,9 @@ def definition_validate(definition: Any, *, slug: str | None = None) -> dict:
         first = next(iter(errors))
         raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
     clean = {key: definition.get(key, []) for key in DEFINITION_KEYS}
-    if definition.get("timezone"):  # only when given: older definitions stay as they were
-        clean["timezone"] = definition["timezone"]
-    return clean
+    return {**clean, **{key: definition[key] for key in OPTIONAL_KEYS
+                        if definition.get(key) is not None}}
+
 
 
 def _calls_itself(definition: dict, slug: str) -> dict[str, list[str]]:

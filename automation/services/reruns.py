@@ -163,7 +163,10 @@ def run_rerun(*, run: Run, from_step: str, input: Any = UNSET, version: str = "p
               parameters=run.parameters, entity_id=run.entity_id, event_id=run.event_id,
               batch=batch if batch is not None else run.batch, rerun_of=run,
               idempotency_key=idempotency_key, created_by=user, status=Run.Status.PENDING,
-              started_at=timezone.now())
+              started_at=timezone.now(),
+              # a batch of re-runs may set its own (docs/user-guide/priority.md)
+              priority=(batch.priority if batch is not None and batch.priority
+                        else run.priority))
     first = graph.steps[from_step]
     logs = [{"message": f"{reason} of run {run.pk} from this step"
              + (" with input edited by staff" if plan.input_edited else "")}]

@@ -3,12 +3,21 @@
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 from django.utils import timezone
 
-from automation.definitions import Step
+from automation.definitions import Graph, Step
 from automation.exceptions import ProcessDisabledError, RunStateError
-from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run, StepRun
+from automation.models import (
+    ApiProcess,
+    HeldStart,
+    Priority,
+    ProcessBreaker,
+    ProcessTrigger,
+    Run,
+    StepRun,
+)
 from automation.services.breaker import ProcessPausedError, admit, resume
 from automation.services.reruns import failed_step, run_rerun, stopped_by_failure
 from automation.store import get_store, waiting
@@ -20,7 +29,7 @@ def run_start(
     *, process: ApiProcess, trigger: dict, input: Any = None, parameters: dict | None = None,
     entity: Entity | None = None, event: EntityEvent | None = None, batch=None,
     idempotency_key: str | None = None, user=None, version=None, breaker: bool = True,
-    parent_step_run: StepRun | None = None,
+    parent_step_run: StepRun | None = None, priority: str | None = None,
 ) -> tuple[Run, bool]:
     """Start a run on the process's current version (or `version`).
 
@@ -34,7 +43,11 @@ def run_start(
     and raises ProcessPausedError; `breaker=False` is for the held starts a person
     releases. `parent_step_run`: the `process` step a sub-process run is started for
     (services.subprocesses).
+
+    `priority` (high / normal / low) overrides the trigger's and the process's
+    (run_priority).
     """
+    priority_check(priority)
     if breaker and process.enabled:
         admit(process=process, entity=entity, hold={
             "trigger": trigger, "input": input, "parameters": parameters, "entity": entity,
@@ -42,7 +55,7 @@ def run_start(
     run, step_run, first = _new_rows(
         process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
         event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version,
-        parent_step_run=parent_step_run)
+        parent_step_run=parent_step_run, priority=priority)
     if get_store().start(run, step_run, first):
         return run, True
     existing = Run.objects.filter(idempotency_key=idempotency_key).first()
@@ -71,6 +84,7 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               parameters: dict | None = None, entity: Entity | None = None,
               event: EntityEvent | None = None, batch=None, idempotency_key: str | None = None,
               user=None, version=None, parent_step_run: StepRun | None = None,
+              priority: str | None = None,
               ) -> tuple[Run, StepRun, Step]:
     """The run and its first step run, unsaved, and the first step's definition."""
     if not process.enabled and trigger.get("type") != "retry":
@@ -83,10 +97,41 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               idempotency_key=idempotency_key, created_by=user,
               parent_run_id=parent_step_run.run_id if parent_step_run else None,
               parent_step_run=parent_step_run,
+              priority=run_priority(graph, trigger, priority),
               status=Run.Status.PENDING)  # running once a worker claims its first step
     first = graph.steps[graph.start]
-    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input)
+    step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input,
+                       priority=run.priority)
     return run, step_run, first
+
+
+def run_priority(graph: Graph, trigger: dict, explicit: str | None = None) -> str:
+    """A run's priority (docs/user-guide/priority.md): the one asked for (a batch's, an
+    API start's), else its trigger's, else its process's, else normal. A trigger is
+    found by its position in the version's definition (a manual start through the API
+    names none: the first manual trigger's); only a definition whose triggers set a
+    priority costs a look-up."""
+    if explicit:
+        return explicit
+    process_level, per_trigger = graph.priorities
+    if any(priority for _, priority in per_trigger):
+        position = trigger.get("position")
+        if position is None and trigger.get("triggerId"):
+            position = ProcessTrigger.objects.filter(pk=trigger["triggerId"]).values_list(
+                "position", flat=True).first()
+        elif position is None and trigger.get("type") == "manual":
+            position = next((i for i, (kind, _) in enumerate(per_trigger) if kind == "manual"),
+                            None)
+        if position is not None and position < len(per_trigger) and per_trigger[position][1]:
+            return per_trigger[position][1]
+    return process_level or Priority.NORMAL
+
+
+def priority_check(priority: str | None) -> None:
+    """A priority asked for (an API start, a batch): blank or one of the levels."""
+    if priority and priority not in Priority.values:
+        raise ValidationError({"priority": [
+            f"Use one of {', '.join(Priority.values)}; got {priority!r}."]})
 
 
 def run_cancel(*, run: Run) -> Run:
@@ -102,9 +147,11 @@ def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:
 
 
 def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
-    """Resume a process paused by its circuit breaker (services.breaker); `held` is
-    "release" (start every held start now, on the current version) or "discard".
-    Returns how many were released and discarded."""
+    """Resume a paused process (services.breaker: by its circuit breaker or a person):
+    its running runs continue from the steps held at their boundary (store.pauses), and
+    `held` is "release" (start every held start now, on the current version) or
+    "discard". Returns how many starts were released and discarded, and how many held
+    steps continued."""
     if held not in ("release", "discard"):
         raise RunStateError("Choose whether to release or discard the held runs.",
                             fields={"held": ["Use 'release' or 'discard'."]})
@@ -112,11 +159,12 @@ def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
     breaker = resume(process=process)
     if user is not None:
         ProcessBreaker.objects.filter(pk=breaker.pk).update(resumed_by=user)
+    continued = get_store().continue_held([process.pk])
     held_starts = list(HeldStart.objects.filter(process=process, status=HeldStart.Status.HELD))
     if held == "discard":
         HeldStart.objects.filter(pk__in=[h.pk for h in held_starts]).update(
             status=HeldStart.Status.DISCARDED, decided_at=timezone.now())
-        return {"released": 0, "discarded": len(held_starts)}
+        return {"released": 0, "discarded": len(held_starts), "continued": continued}
     for start in held_starts:
         run, _ = run_start(process=process, trigger={**start.trigger, "heldStart": start.pk},
                            input=start.input, parameters=start.parameters, entity=start.entity,
@@ -124,7 +172,20 @@ def process_resume(*, process: ApiProcess, held: str, user=None) -> dict:
                            breaker=False)
         HeldStart.objects.filter(pk=start.pk).update(
             status=HeldStart.Status.RELEASED, run=run, decided_at=timezone.now())
-    return {"released": len(held_starts), "discarded": 0}
+    return {"released": len(held_starts), "discarded": 0, "continued": continued}
+
+
+def processes_resume_all(*, held: str, user=None) -> dict:
+    """process_resume for every paused process; the sums, and how many were resumed."""
+    if held not in ("release", "discard"):
+        raise RunStateError("Choose whether to release or discard the held runs.",
+                            fields={"held": ["Use 'release' or 'discard'."]})
+    done = {"resumed": 0, "released": 0, "discarded": 0, "continued": 0}
+    for process in ApiProcess.objects.filter(breaker__paused_at__isnull=False):
+        for key, value in process_resume(process=process, held=held, user=user).items():
+            done[key] += value
+        done["resumed"] += 1
+    return done
 
 
 def run_wait(*, run_id, seconds: float) -> Run:

@@ -35,14 +35,14 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
     cutoff = now - timedelta(seconds=grace)
     not_rung_lately = Q(rung_at__isnull=True) | Q(rung_at__lte=cutoff)
     steps = StepRun.objects.annotate(due=Coalesce("not_before", "created_at")).filter(
-        not_rung_lately).order_by("due").values_list("pk", flat=True)
+        not_rung_lately).order_by("due").values_list("pk", "priority")
     expired = list(steps.filter(status=StepRun.Status.RUNNING, lease_expires_at__lt=now)[:limit])
     pending = list(steps.filter(status=StepRun.Status.PENDING, due__lte=cutoff)[:limit])
     pending = pending[:_unqueued(len(pending))]
     rung = []
-    for step_run_id in expired + pending:
+    for step_run_id, priority in expired + pending:
         try:
-            send_step(step_run_id)
+            send_step(step_run_id, priority=priority)
         except Exception:
             logger.warning("sweeper could not enqueue step run %s; trying again next pass",
                            step_run_id, exc_info=True)
@@ -50,7 +50,8 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
         rung.append(step_run_id)
     if rung:
         get_store().mark_rung(rung, now)
-    return len(rung)
+    # steps held for a pause whose resume raced the hold (store.pauses)
+    return len(rung) + get_store().continue_held(None)
 
 
 def _unqueued(pending: int) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connections, transaction
-from django.db.models import F, Q, QuerySet, Value
+from django.db.models import Exists, F, Q, QuerySet, Value
 from django.db.models.constants import OnConflict
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -31,6 +31,7 @@ from automation.store import (
 )
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
+from automation.store.pauses import HELD_UNTIL, paused_rows
 from automation.store.policy import step_timeout_seconds
 from entities.db.compiled import CompiledInsert, insert_select
 
@@ -73,7 +74,7 @@ class RunStore:
         with transaction.atomic(using=self.using, savepoint=False):
             if not self._insert_run_and_step(run, step_run):
                 return False
-            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
         return True
 
     def _insert_run_and_step(self, run: Run, step_run: StepRun) -> bool:
@@ -106,14 +107,15 @@ class RunStore:
             if not self._insert_run(run):
                 return False
             for copy in copies:
-                copy.run = run
+                copy.run, copy.priority = run, run.priority
             StepRun.objects.using(self.using).bulk_create(copies)  # in their old order
+            step_run.priority = run.priority
             step_run.save(force_insert=True, using=self.using)
-            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
             for other, step in also:  # more steps that start again (a retry's stopped branches)
-                other.run = run
+                other.run, other.priority = run, run.priority
                 other.save(force_insert=True, using=self.using)
-                enqueue_step(other.pk, timeout=step_timeout_seconds(step))
+                enqueue_step(other.pk, timeout=step_timeout_seconds(step), priority=run.priority)
         return True
 
     def start_statement(self, run: Run, step_run: StepRun, first: Step, *, source: str):
@@ -159,7 +161,8 @@ class RunStore:
                 created = cursor.rowcount
                 cursor.execute(f"{step_sql} RETURNING {step_pk}", step_params)
                 step_ids = [row[0] for row in cursor.fetchall()]
-            enqueue_many(step_ids, timeout=step_timeout_seconds(first))
+            enqueue_many(step_ids, timeout=step_timeout_seconds(first),
+                         priority=template.priority)
         return created
 
     def _chunk_entities(self, entities: QuerySet) -> tuple[str, tuple]:
@@ -179,7 +182,8 @@ class RunStore:
     @staticmethod
     def _chunk_step(template: Run, first: Step) -> StepRun:
         """A chunk's first step run, as every run of the chunk gets it."""
-        return StepRun(run_id=template.pk, step_id=first.id, step_type=first.type, input={})
+        return StepRun(run_id=template.pk, step_id=first.id, step_type=first.type, input={},
+                       priority=template.priority)
 
     # -- claiming ----------------------------------------------------------------------
 
@@ -260,6 +264,42 @@ class RunStore:
             pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING).update(
             status=StepRun.Status.PENDING, claim=None, lease_expires_at=None, started_at=None,
             attempt=step_run.attempt - 1))
+
+    def hold(self, claim: Claim, reason: str) -> bool:
+        """Give back a claimed step of a paused process without running it (store.pauses):
+        pending, due only at HELD_UNTIL, so neither a doorbell nor the sweeper takes it
+        until continue_held; its run shows `waiting`. The attempt is not counted. False
+        (nothing written: run the step) when the process was resumed meanwhile."""
+        step_run = claim.step_run
+        log = {"message": f"held: {reason}", "at": timezone.now().isoformat(), "event": "held"}
+        still_paused = Exists(paused_rows().filter(process_id=step_run.run.process_id))
+        with transaction.atomic(using=self.using):
+            held = StepRun.objects.filter(
+                still_paused, pk=step_run.pk, claim=step_run.claim,
+                status=StepRun.Status.RUNNING).update(
+                status=StepRun.Status.PENDING, claim=None, lease_expires_at=None,
+                started_at=None, attempt=step_run.attempt - 1, not_before=HELD_UNTIL,
+                logs=[*step_run.logs, log])
+            if held:
+                Run.objects.filter(pk=step_run.run_id, status=Run.Status.RUNNING).update(
+                    status=Run.Status.WAITING)
+        return bool(held)
+
+    def continue_held(self, process_ids: list[int] | None) -> int:
+        """Make the held steps of these processes (None: of every process not paused, the
+        sweeper's pass) due now and ring for them, each on its priority's queue (a
+        resume). Returns how many."""
+        held = StepRun.objects.filter(status=StepRun.Status.PENDING, not_before=HELD_UNTIL)
+        if process_ids is None:
+            held = held.exclude(run__process_id__in=paused_rows().values("process_id"))
+        else:
+            held = held.filter(run__process_id__in=process_ids)
+        with transaction.atomic(using=self.using):
+            rows = list(held.values_list("pk", "priority"))
+            StepRun.objects.filter(pk__in=[pk for pk, _ in rows]).update(not_before=None)
+            for priority in {p for _, p in rows}:
+                enqueue_many([pk for pk, p in rows if p == priority], priority=priority)
+        return len(rows)
 
     # -- recording ---------------------------------------------------------------------
 

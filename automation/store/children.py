@@ -68,6 +68,7 @@ def start_child(claim: Claim, name: str, *, step_type: str, input) -> StepRun:
             return StepRun.objects.create(
                 run_id=parent.run_id, parent=parent, step_id=child_id(claim, name),
                 step_type=step_type, scope=parent.scope, status=StepRun.Status.RUNNING,
+                priority=parent.priority,
                 attempt=1, input=input, started_at=timezone.now())
     except IntegrityError:  # raced with a worker that took the parent over
         raise ClaimLostError("The step was taken over by another worker.",

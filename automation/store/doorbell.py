@@ -16,15 +16,18 @@ from django.conf import settings
 from django.db import router, transaction
 from django.utils import timezone
 
-from automation.models import StepRun
+from automation.models import Priority, StepRun
 
 logger = logging.getLogger(__name__)
 TASK = "automation.tasks.step_execute"
 _local = threading.local()
+NORMAL = Priority.NORMAL
 
 
-def enqueue_step(step_run_id: int, *, timeout: int | None = None) -> None:
-    """Ring the doorbell once the current transaction commits (never for a rollback).
+def enqueue_step(step_run_id: int, *, timeout: int | None = None,
+                 priority: str = NORMAL) -> None:
+    """Ring the doorbell once the current transaction commits (never for a rollback),
+    on the queue of the step's priority (store.queues).
 
     Ringing fails soft: what was committed stays committed, and a step whose doorbell
     was lost (broker down) is found and rung again by the sweeper.
@@ -34,9 +37,9 @@ def enqueue_step(step_run_id: int, *, timeout: int | None = None) -> None:
     it back, and the commit cannot lose it (one write transaction fewer per step).
     """
     if _queue_in_transaction():
-        send_step(step_run_id, timeout=timeout)
+        send_step(step_run_id, timeout=timeout, priority=priority)
         return
-    transaction.on_commit(lambda: ring(step_run_id, timeout=timeout))
+    transaction.on_commit(lambda: ring(step_run_id, timeout=timeout, priority=priority))
 
 
 def _queue_in_transaction() -> bool:
@@ -48,14 +51,14 @@ def _queue_in_transaction() -> bool:
     return alias == router.db_for_write(StepRun) and not transaction.get_autocommit(using=alias)
 
 
-def ring(step_run_id: int, *, timeout: int | None = None) -> bool:
+def ring(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL) -> bool:
     """Send one doorbell now; False (logged) when the broker would not take it. (In
     synchronous mode the step runs here, and its errors are not the broker's.)"""
     if settings.Q_CLUSTER.get("sync"):
         _run_inline(step_run_id)
         return True
     try:
-        send_step(step_run_id, timeout=timeout)
+        send_step(step_run_id, timeout=timeout, priority=priority)
     except Exception:  # the database is the truth: the sweeper rings again later
         logger.warning("could not enqueue step run %s; the sweeper will ring again",
                        step_run_id, exc_info=True)
@@ -63,45 +66,43 @@ def ring(step_run_id: int, *, timeout: int | None = None) -> bool:
     return True
 
 
-def enqueue_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
+def enqueue_many(step_run_ids: list[int], *, timeout: int | None = None,
+                 priority: str = NORMAL) -> None:
     """enqueue_step for many: in the transaction with the ORM broker, else after commit."""
     if _queue_in_transaction():
-        _send_many(step_run_ids, timeout=timeout)
+        _send_many(step_run_ids, timeout=timeout, priority=priority)
         return
-    transaction.on_commit(lambda: ring_many(step_run_ids, timeout=timeout))
+    transaction.on_commit(lambda: ring_many(step_run_ids, timeout=timeout, priority=priority))
 
 
-def ring_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
+def ring_many(step_run_ids: list[int], *, timeout: int | None = None,
+              priority: str = NORMAL) -> None:
     """One broker round trip for many doorbells where the broker allows it (after commit)."""
-    if settings.Q_CLUSTER.get("sync") or len(step_run_ids) < 2:
+    if settings.Q_CLUSTER.get("sync"):
         for step_run_id in step_run_ids:
-            ring(step_run_id, timeout=timeout)
+            ring(step_run_id, timeout=timeout, priority=priority)
         return
     try:
-        _send_many(step_run_ids, timeout=timeout)
+        _send_many(step_run_ids, timeout=timeout, priority=priority)
     except Exception:
         logger.warning("could not enqueue %d step runs; the sweeper will ring again",
                        len(step_run_ids), exc_info=True)
 
 
-def send_step(step_run_id: int, *, timeout: int | None = None) -> None:
+def send_step(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL) -> None:
     if settings.Q_CLUSTER.get("sync"):
         _run_inline(step_run_id)
         return
-    from django_q.tasks import async_task
-
-    options = {"broker": _broker(), "save": False, "sync": False}
-    if timeout:
-        options["timeout"] = timeout
-    async_task(TASK, step_run_id, **options)
+    _send_many([step_run_id], timeout=timeout, priority=priority)
 
 
-def _send_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
-    """Redis: one RPUSH for all of them; ORM broker: one multi-row INSERT. The packages
-    carry the fields `async_task` gives them, with the same signing; a batch's chunk sends
-    2,000 at once, so they are built without a model instance or a human-readable name
-    each (a profile of the fan-out showed those two as most of its time)."""
-    from django_q.brokers import orm, redis_broker
+def _send_many(step_run_ids: list[int], *, timeout: int | None = None,
+               priority: str = NORMAL) -> None:
+    """Redis: one RPUSH for all of them; ORM broker: one multi-row INSERT; on the queue
+    of `priority` (store.queues). The packages carry the fields `async_task` gives them,
+    with the same signing; a batch's chunk sends 2,000 at once, so they are built without
+    a model instance or a human-readable name each (a profile of the fan-out showed those
+    two as most of its time)."""
     from django_q.conf import Conf
     from django_q.signing import SignedPackage
 
@@ -116,35 +117,11 @@ def _send_many(step_run_ids: list[int], *, timeout: int | None = None) -> None:
         if Conf.ACK_FAILURES:
             task["ack_failure"] = True
         packages.append(SignedPackage.dumps(task))
-    if isinstance(broker, redis_broker.Redis):
-        broker.connection.rpush(broker.list_key, *packages)
-    elif isinstance(broker, orm.ORM):
-        _orm_insert(broker, packages, now)
-    else:
+    if hasattr(broker, "enqueue_many"):  # store.queues, what settings wire
+        broker.enqueue_many(packages, priority)
+    else:  # another broker: one queue, no priorities
         for package in packages:
             broker.enqueue(package)
-
-
-def _orm_insert(broker, packages: list[str], now) -> None:
-    """The ORM broker's rows (key, payload, lock) as `bulk_create` would write them, in
-    statements of at most 500 rows (SQLite's limit on parameters)."""
-    from django.db import connections
-    from django_q.conf import Conf
-    from django_q.models import OrmQ
-
-    alias = broker.get_connection().db
-    connection = connections[alias]
-    qn, fields = connection.ops.quote_name, [OrmQ._meta.get_field(f) for f in
-                                             ("key", "payload", "lock")]
-    key = broker.list_key or Conf.CLUSTER_NAME
-    lock = fields[2].get_db_prep_save(now, connection)
-    head = (f"INSERT INTO {qn(OrmQ._meta.db_table)} "  # noqa: S608
-            f"({', '.join(qn(f.column) for f in fields)}) VALUES ")
-    with connection.cursor() as cursor:
-        for start in range(0, len(packages), 500):
-            rows = packages[start:start + 500]
-            params = [value for package in rows for value in (key, package, lock)]
-            cursor.execute(head + ", ".join(["(%s, %s, %s)"] * len(rows)), params)  # noqa: S608
 
 
 def queued_doorbells() -> int:

@@ -93,7 +93,7 @@ class PostgresRunStore(RunStore):
         if row is None:
             return False
         self._written(run, step_run, row[0])
-        enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
         return True
 
     def start_statement(self, run: Run, step_run: StepRun, first: Step, *, source: str):
@@ -109,7 +109,7 @@ class PostgresRunStore(RunStore):
             if step_run_pk is None:  # the key was taken: the run exists, and was rung for
                 return
             self._written(run, step_run, step_run_pk)
-            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first))
+            enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
 
         return ctes, params, started
 

@@ -163,7 +163,7 @@ def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
                      not_before=timezone.now() + timedelta(seconds=delay), claim=None,
                      lease_expires_at=None):
             return None
-        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step), priority=step_run.priority)
         return []
     if step.on_error:
         state = StepState.from_json(step_run.state)

@@ -82,7 +82,7 @@ def _release_joins(run: Run, graph: Graph, active: list[StepRun]) -> bool:
         state.join = False
         join.state = state.to_json()
         join.save(update_fields=["status", "input", "state"])
-        enqueue_step(join.pk)
+        enqueue_step(join.pk, priority=join.priority)
         released = True
     return released
 

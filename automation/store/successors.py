@@ -56,7 +56,8 @@ def successor_row(run: Run, step: Step, from_run: StepRun, result: Any, *, scope
     (claims.continuation_claim_fields)."""
     claimed = continuation_claim_fields(handover, step)
     return StepRun(run=run, step_id=step.id, step_type=step.type, scope=scope, input=result,
-                   index=from_run.index if scope else None, **(claimed or {}))
+                   index=from_run.index if scope else None, priority=run.priority,
+                   **(claimed or {}))
 
 
 def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *,
@@ -67,7 +68,8 @@ def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *,
         claim = Claim(new, known_steps=known_steps(run, from_run, seen_steps), durable=True)
         transaction.on_commit(lambda: handover.run_here(claim))
     else:
-        enqueue_step(new.pk, timeout=step_timeout_seconds(graph.steps[new.step_id]))
+        enqueue_step(new.pk, timeout=step_timeout_seconds(graph.steps[new.step_id]),
+                     priority=new.priority)
 
 
 def known_steps(run: Run, from_run: StepRun, seen: dict | None) -> dict | None:

@@ -103,7 +103,8 @@ def process_breaker_view(request, model_admin, object_id):
         except AutomationError as exc:
             messages.error(request, exc.message)
         else:
-            messages.success(request, f"Resumed: {done['released']} held run(s) released, "
+            messages.success(request, f"Resumed: {done['continued']} held step(s) continued, "
+                                      f"{done['released']} held run(s) released, "
                                       f"{done['discarded']} discarded.")
         return redirect("admin:automation_apiprocess_breaker", process.pk)
     state = breaker.breaker_of(process)

@@ -150,12 +150,14 @@ Q_CLUSTER = {
     "max_rss": int(os.environ.get("Q_MAX_RSS_KB", str(300 * 1024))),
     "label": "Task queue",
 }
+# A queue per priority, the high one taken first (automation.store.queues,
+# docs/user-guide/priority.md).
 if REDIS_URL:
-    Q_CLUSTER["redis"] = REDIS_URL
+    Q_CLUSTER.update(redis=REDIS_URL, broker_class="automation.store.queues.PriorityRedis")
 elif "queue" in DATABASES:  # the queue's own file (config/queue.py)
     Q_CLUSTER.update(orm="queue", broker_class="config.queue_broker.QueueBroker")
 else:
-    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER.update(orm="default", broker_class="automation.store.queues.PriorityORM")
 
 # --- REST API -------------------------------------------------------------------------
 # Bearer tokens for API clients first (so a missing token is a 401 with WWW-Authenticate),

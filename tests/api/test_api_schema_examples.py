@@ -186,3 +186,14 @@ def test_entity_writes_explain_timeline_and_run_control(call, greeting_process, 
                                                     "filter": {"status": "open"}})
     call("POST", "/api/batches/{id}/pause", 409, params={"id": batch["id"]})  # finished
     call("POST", "/api/batches/{id}/resume", 409, params={"id": batch["id"]})
+
+
+def test_pause_and_resume(call, greeting_process):
+    one = {"id": "greet-case"}
+    call("POST", "/api/workflow-definitions/{id}/resume", 409, params=one, body={})  # not paused
+    call("POST", "/api/workflow-definitions/{id}/pause", 200, params=one,
+         body={"reason": "HubSpot maintenance"})
+    call("POST", "/api/workflow-definitions/{id}/resume", 200, params=one,
+         body={"held": "release"})
+    call("POST", "/api/pause-all", 200, body={})
+    call("POST", "/api/resume-all", 200, body={"held": "discard"})

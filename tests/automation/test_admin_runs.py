@@ -134,3 +134,14 @@ def test_actions_need_csrf_and_staff_and_permission(admin_user, django_user_mode
     assert staff.post(retry).status_code == 403
     run.refresh_from_db()
     assert run.steps.get(step_id="ship").attempt == 1
+
+
+def test_run_history_filters_by_priority_and_the_run_page_shows_it(admin_client):
+    ok = process("ok", [{"id": "a", "type": "function", "function": "test.record"}])
+    urgent = start(ok, priority="high")
+    start(ok)
+
+    high = admin_client.get(CHANGELIST, {"priority__exact": "high"}).context["cl"].result_list
+    assert [r.pk for r in high] == [urgent.pk]
+    html = admin_client.get(page(urgent)).content.decode()
+    assert '<span id="ef-run-priority">high priority</span>' in html

@@ -55,7 +55,7 @@ def test_a_self_trigger_loop_is_paused_at_the_threshold_and_released_after_the_f
     process_save(slug="loop", name="Loop", entity_type=order_type,
                  definition=loop_definition(fixed=True))
     released = process_resume(process=process, held="release")
-    assert released == {"released": 1, "discarded": 0}
+    assert released == {"released": 1, "discarded": 0, "continued": 0}
     held.refresh_from_db()
     assert held.status == "released" and held.run.status == Run.Status.COMPLETED
     assert held.run.version.number == 2
@@ -69,7 +69,8 @@ def test_a_paused_process_holds_manual_starts_and_discard_drops_them(make_proces
     with pytest.raises(breaker.ProcessPausedError) as err:
         run_start(process=process, trigger={"type": "manual"}, input={"n": 1})
     assert err.value.held.input == {"n": 1} and not Run.objects.exists()
-    assert process_resume(process=process, held="discard") == {"released": 0, "discarded": 1}
+    assert process_resume(process=process, held="discard") == {
+        "released": 0, "discarded": 1, "continued": 0}
     assert HeldStart.objects.get().status == "discarded" and not Run.objects.exists()
     run, _ = run_start(process=process, trigger={"type": "manual"})
     assert Run.objects.count() == 1
@@ -113,7 +114,8 @@ def test_the_loop_is_stopped_at_the_threshold_on_real_workers(order_type, settin
 
         process_save(slug="loop", name="Loop", entity_type=order_type,
                      definition=loop_definition(fixed=True))
-        assert process_resume(process=process, held="release") == {"released": 1, "discarded": 0}
+        assert process_resume(process=process, held="release") == {
+            "released": 1, "discarded": 0, "continued": 0}
         held = HeldStart.objects.get(process=process)
         wait_for(lambda: Run.objects.get(pk=held.run_id).status == Run.Status.COMPLETED, 60,
                  message="the released run to complete")

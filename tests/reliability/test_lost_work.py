@@ -41,7 +41,7 @@ def lease_runs_out(step: StepRun) -> None:
 def die_once(queued, monkeypatch) -> tuple[Run, StepRun]:
     """Run a step whose worker dies right after the side effect, then let the sweeper
     hand it to another worker once the lease has run out."""
-    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    monkeypatch.setattr(sweeper, "send_step", lambda step_run_id, **_: queued.append(step_run_id))
     process = process_save(slug="charge", name="Charge", definition={"steps": DIES})
     run, _ = run_start(process=process, trigger={"type": "manual"})
     step = StepRun.objects.get(run=run)
@@ -83,7 +83,7 @@ def dies_once(ctx):
 def test_a_step_continued_by_a_worker_that_died_is_taken_back(queued, monkeypatch):
     """The worker writes the successor already claimed by itself (no doorbell); when it
     dies running it, the claim's lease runs out and the sweeper hands the step on."""
-    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    monkeypatch.setattr(sweeper, "send_step", lambda step_run_id, **_: queued.append(step_run_id))
     process = process_save(slug="inline", name="Inline", definition={"steps": [
         {"id": "first", "type": "function", "function": "noop", "next": "second"},
         {"id": "second", "type": "function", "function": "lost-work.dies_once"}]})
@@ -168,7 +168,7 @@ def test_an_api_trigger_during_a_broker_outage_is_accepted_and_runs_later(
 
 
 def test_the_sweeper_rings_for_a_waiting_step_once_per_grace_period(queued, monkeypatch):
-    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    monkeypatch.setattr(sweeper, "send_step", lambda step_run_id, **_: queued.append(step_run_id))
     process = process_save(slug="backlog", name="Backlog", definition={"steps": COUNT})
     runs = [run_start(process=process, trigger={"type": "manual"})[0] for _ in range(5)]
     queued.clear()  # the first doorbells are in the queue, behind a backlog
@@ -184,7 +184,7 @@ def test_the_sweeper_rings_only_as_many_waiting_steps_as_the_queue_cannot_hold(
     """Behind a backlog older than the grace period the queue still holds doorbells:
     ringing every waiting step again on every pass would bury the workers. Once the
     queue is empty (a broker restart loses it), the rest are rung."""
-    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    monkeypatch.setattr(sweeper, "send_step", lambda step_run_id, **_: queued.append(step_run_id))
     process = process_save(slug="deep-backlog", name="Backlog", definition={"steps": COUNT})
     runs = [run_start(process=process, trigger={"type": "manual"})[0] for _ in range(5)]
     StepRun.objects.filter(run__in=runs).update(
@@ -206,7 +206,7 @@ def test_a_step_whose_workers_die_twice_before_running_it_keeps_the_first_key(
     whose key the outside may have seen, so the third attempt sends it again."""
     from automation.store import get_store
 
-    monkeypatch.setattr(sweeper, "send_step", queued.append)
+    monkeypatch.setattr(sweeper, "send_step", lambda step_run_id, **_: queued.append(step_run_id))
     process = process_save(slug="count-twice", name="Count", definition={"steps": COUNT})
     run, _ = run_start(process=process, trigger={"type": "manual"})
     step = StepRun.objects.get(run=run)

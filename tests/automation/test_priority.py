@@ -1,0 +1,138 @@
+"""Priority (docs/user-guide/priority.md): where a run's priority comes from, that its step
+runs carry it, and that the broker hands out the high queue first (the configured
+broker: the ORM one on SQLite, Redis on the PostgreSQL lane)."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django_q.signing import SignedPackage
+
+from automation.exceptions import DefinitionInvalidError
+from automation.models import Run, StepRun
+from automation.services.batches import batch_create
+from automation.services.runs import run_start
+from automation.services.sweeper import steps_sweep
+from automation.store import doorbell
+from automation.store.queues import PriorityORM, PriorityRedis, queue_key
+from automation.triggers.manual import manual_start
+from entities.services import entity_create
+
+pytestmark = pytest.mark.django_db
+
+TWO_STEPS = [{"id": "a", "type": "function", "function": "noop", "next": "b"},
+             {"id": "b", "type": "function", "function": "noop"}]
+
+
+def test_a_priority_that_is_not_a_level_is_refused_at_save_with_its_path(make_process):
+    with pytest.raises(DefinitionInvalidError) as refused:
+        make_process(TWO_STEPS, triggers=[{"type": "manual", "priority": "urgent"}])
+    assert refused.value.fields == {
+        "triggers[0].priority": ["priority must be one of high, normal, low; got 'urgent'."]}
+    from automation.services.processes import process_save
+
+    with pytest.raises(DefinitionInvalidError) as refused:
+        process_save(slug="p", name="P", definition={"steps": TWO_STEPS, "priority": 1})
+    assert list(refused.value.fields) == ["priority"]
+
+
+def test_the_trigger_overrides_the_process_and_an_explicit_priority_both(make_process):
+    from automation.services.processes import process_save
+
+    process = process_save(slug="p", name="P", definition={
+        "steps": TWO_STEPS, "priority": "low",
+        "triggers": [{"type": "manual", "priority": "high"}]})
+    assert process.current_version.definition["priority"] == "low"
+    by_trigger = manual_start(process=process)
+    assert by_trigger.priority == "high"
+    by_api, _ = run_start(process=process, trigger={"type": "manual", "source": "api"})
+    assert by_api.priority == "high"  # a manual start: the first manual trigger's
+    by_schedule, _ = run_start(process=process, trigger={"type": "schedule"})
+    assert by_schedule.priority == "low"  # no trigger of the definition: the process's
+    explicit, _ = run_start(process=process, trigger={"type": "manual"}, priority="normal")
+    assert explicit.priority == "normal"
+    plain = make_process(TWO_STEPS)
+    assert run_start(process=plain, trigger={"type": "manual"})[0].priority == "normal"
+    with pytest.raises(ValidationError):
+        run_start(process=plain, trigger={"type": "manual"}, priority="urgent")
+
+
+def test_every_step_run_of_a_run_records_its_priority(make_process,
+                                                     django_capture_on_commit_callbacks):
+    process = make_process(TWO_STEPS)
+    with django_capture_on_commit_callbacks(execute=True):
+        run, _ = run_start(process=process, trigger={"type": "manual"}, priority="high")
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    assert sorted(run.steps.values_list("step_id", "priority")) == [("a", "high"), ("b", "high")]
+
+
+def test_a_batch_sets_its_runs_priority(order_type, make_process,
+                                        django_capture_on_commit_callbacks):
+    process = make_process([{"id": "a", "type": "function", "function": "noop"}],
+                           entity_type=order_type)
+    for n in range(3):
+        entity_create(entity_type=order_type, reference=f"P-{n}",
+                      data={"customer": {"name": "Ada"}, "total": 1})
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = batch_create(entity_type=order_type, process=process, priority="low")
+    assert set(Run.objects.filter(batch=batch).values_list("priority", flat=True)) == {"low"}
+    assert set(StepRun.objects.filter(run__batch=batch).values_list("priority", flat=True)) == {
+        "low"}
+    with pytest.raises(ValidationError):
+        batch_create(entity_type=order_type, process=process, priority="urgent")
+
+
+def _taken(broker) -> list[int]:
+    """The step run ids of every queued doorbell, in the order a worker takes them."""
+    ids = []
+    while True:
+        tasks = broker.dequeue()
+        if not tasks:
+            return ids
+        for ack_id, payload in tasks:
+            ids.append(SignedPackage.loads(payload)["args"][0])
+            if ack_id is not None:
+                broker.acknowledge(ack_id)
+
+
+@pytest.fixture
+def broker(queued_mode):
+    broker = doorbell._broker()
+    assert isinstance(broker, PriorityRedis | PriorityORM)  # what the settings wire
+    broker.purge_queue()
+    yield broker
+    broker.purge_queue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broker_hands_out_high_then_normal_then_low_in_order(broker):
+    doorbell.ring_many([1, 2, 3], priority="low")
+    doorbell.ring(4, priority="normal")
+    doorbell.ring_many([5, 6], priority="high")
+    doorbell.ring(7, priority="low")
+    doorbell.ring(8, priority="high")
+    assert broker.queue_size() == 8
+    assert _taken(broker) == [5, 6, 8, 4, 1, 2, 3, 7]
+    assert broker.queue_size() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_rings_again_on_the_step_runs_own_queue(broker, make_process):
+    process = make_process(TWO_STEPS)
+    run, _ = run_start(process=process, trigger={"type": "manual"}, priority="high")
+    _taken(broker)  # the first doorbell, lost
+    StepRun.objects.filter(run=run).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert steps_sweep(pending_grace_seconds=60) == 1
+    assert _queued(broker, "high") == 1 and broker.queue_size() == 1
+    assert _taken(broker) == [StepRun.objects.get(run=run).pk]
+
+
+def _queued(broker, priority: str) -> int:
+    key = queue_key(broker.list_key, priority)
+    if isinstance(broker, PriorityRedis):
+        return broker.connection.llen(key)
+    from django_q.models import OrmQ
+
+    return OrmQ.objects.filter(key=key).count()
