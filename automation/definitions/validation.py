@@ -4,6 +4,7 @@ path; nothing is saved while any is left (services.processes)."""
 from typing import Any
 
 from automation.definitions.errors import DefinitionErrors, check_expression
+from automation.definitions.flow import check_concurrency
 from automation.definitions.graph import build_graph
 from automation.definitions.steps import BRANCH_KEYS, STEP_TYPES, find_step_type
 from automation.definitions.triggers import check_triggers
@@ -45,6 +46,7 @@ def validate_definition(
             if kind is not None and isinstance(raw.get("config", {}), dict):
                 kind.validate_references(raw, f"steps[{i}]", errors, stored_exists)
     check_triggers(definition.get("triggers", []), errors)
+    check_concurrency(definition.get("concurrency"), errors)
     if errors:
         return errors.fields
     _check_graph(definition, ids, errors)

@@ -26,7 +26,8 @@ def stored_exists(model: str, name: str) -> bool:
 
 
 def definition_validate(definition: Any) -> dict:
-    """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError."""
+    """The definition part (steps, triggers, concurrency) of `definition`, or
+    DefinitionInvalidError."""
     errors = validate_definition(definition, function_exists=function_exists,
                                  check_params=function_params_check,
                                  stored_exists=stored_exists)
@@ -35,7 +36,10 @@ def definition_validate(definition: Any) -> dict:
     if errors:
         first = next(iter(errors))
         raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
-    return {key: definition.get(key, []) for key in DEFINITION_KEYS}
+    clean = {key: definition.get(key, []) for key in DEFINITION_KEYS}
+    if definition.get("concurrency"):  # kept only where set: other definitions stay as they were
+        clean["concurrency"] = definition["concurrency"]
+    return clean
 
 
 KEEP = object()  # process_save: leave the field as it is
