@@ -6,6 +6,7 @@ dictionary lookups whatever the number of processes. Each process rebuilds it wh
 shared generation stamp moves (checked at most once a second) or at once after a local
 change."""
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -15,10 +16,13 @@ from django.db.models import F
 
 from automation.definitions.scope import trigger_scope
 from automation.triggers.conditions import condition_skip_reason
+from entities.exceptions import EntitiesError
+from entities.expressions import evaluate
 from entities.models import EntityEvent
 from entities.outbox import Offer, event_record_skipped
 
 STAMP_CHECK_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class Entry:
     condition: str
     entity_type_key: str
     version: object = None  # the ProcessVersion (immutable) with its process, preloaded
+    dedupe_key: str | None = None  # the trigger's dedupeKey (CEL) and its window
+    dedupe_window_ms: int | None = None
 
 
 class TriggerIndex:
@@ -63,11 +69,15 @@ def _build() -> TriggerIndex:
     generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
     by_status, by_event = defaultdict(list), defaultdict(list)
     rows = list(ProcessTrigger.objects.filter(process__enabled=True, type__in=["status", "event"]).values(
-        "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type"))
+        "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type",
+        "position"))
     versions = ProcessVersion.objects.select_related("process").in_bulk({r["version_id"] for r in rows})
     for row in rows:
+        version = versions[row["version_id"]]
+        trigger = version.definition["triggers"][row["position"]]
         entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"], row["condition"],
-                      row["entity_type_key"], versions[row["version_id"]])
+                      row["entity_type_key"], version, trigger.get("dedupeKey"),
+                      trigger.get("dedupeWindowMs"))
         if row["type"] == "status":
             by_status[(row["entity_type_key"], row["status_key"])].append(entry)
         else:
@@ -102,6 +112,7 @@ def handle_event(event: EntityEvent) -> list:
     """Start one run per matching process (idempotent per process and event)."""
     from automation.models import ProcessTrigger
     from automation.services.breaker import ProcessPausedError
+    from automation.services.dedupe import run_start_once
     from automation.services.runs import run_start
 
     starts, skipped = _starts(event)
@@ -113,10 +124,25 @@ def handle_event(event: EntityEvent) -> list:
     runs = []
     for start in starts:
         try:
-            runs.append(run_start(**start)[0])
+            if "dedupe" in start:
+                run, duplicate = run_start_once(**start)
+                if duplicate:
+                    skipped.append(_duplicate(start, run))
+                    event_record_skipped(event, skipped)
+                    continue
+            else:
+                run = run_start(**start)[0]
         except ProcessPausedError:  # held by the circuit breaker (a HeldStart row), not lost
             continue
+        runs.append(run)
     return runs
+
+
+def _duplicate(start: dict, run) -> dict:
+    """The skip a deduplicated start leaves on its event, naming the run that counts."""
+    first = f" (run {run.pk})" if run is not None else ""
+    return {"process": start["process"].slug, "trigger": start["trigger"]["triggerId"],
+            "reason": f"A duplicate of an earlier event within the dedupe window{first}."}
 
 
 def event_statement(event: EntityEvent) -> Offer | None:
@@ -128,7 +154,7 @@ def event_statement(event: EntityEvent) -> Offer | None:
 
     index = current()
     starts, skipped = _starts(event, index)
-    if len(starts) != 1 or skipped:
+    if len(starts) != 1 or skipped or "dedupe" in starts[0]:
         return None
     offered = run_start_statement(source="claimed", **starts[0])
     if offered is None:
@@ -154,11 +180,26 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
                             "reason": reason})
             continue
         seen.add(entry.process_id)
-        starts.append({
+        start = {
             "process": entry.version.process, "version": entry.version,
             "trigger": {"type": entry.type, "triggerId": entry.trigger_id, "event": scope_event},
             "input": scope_event["data"], "entity": event.entity, "event": event,
             "idempotency_key": f"event:{event.pk}:process:{entry.process_id}",
-        })
+        }
+        if entry.dedupe_key:
+            key = _dedupe_key(entry, scope)
+            if key is not None:
+                start["dedupe"] = (f"trigger:{entry.trigger_id}", key, entry.dedupe_window_ms)
+        starts.append(start)
     return starts, skipped
+
+
+def _dedupe_key(entry: Entry, scope: dict) -> str | None:
+    """The trigger's dedupe key for this event; None (logged: no dedupe, the run starts)
+    when it cannot be evaluated, as a start is never lost to a broken key."""
+    try:
+        return str(evaluate(entry.dedupe_key, scope))
+    except EntitiesError as exc:
+        logger.warning("trigger %s dedupeKey failed: %s", entry.trigger_id, exc)
+        return None
 
