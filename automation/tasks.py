@@ -4,6 +4,8 @@ path (`automation.tasks.step_execute`), so nothing below this layer imports it."
 from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
+from automation.services.debounce import debounce_fire as debounce_fire_run
+from automation.services.debounce import debounces_sweep
 from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
 from automation.services.webhooks import deliveries_due_sweep
@@ -28,7 +30,11 @@ def sweep_all() -> dict:
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
             "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
-            "batches": batches_sweep()}
+            "batches": batches_sweep(), "debounces": debounces_sweep()}
+
+
+def debounce_fire(mark_id: int) -> None:
+    debounce_fire_run(mark_id)
 
 
 def batch_fanout(batch_id: str) -> None:

@@ -34,3 +34,24 @@ class DedupeMark(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "key"],
                                                name="one_dedupe_mark_per_key")]
+
+
+class DebounceMark(models.Model):
+    """A trigger's debounce for one key (docs/user-guide/concurrency.md#debounce).
+    trailing: `owed` while a run is still to start at `due_at` with the latest `event`;
+    leading: events before `due_at` are dropped."""
+
+    process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="+")
+    trigger_id = models.PositiveBigIntegerField()
+    key = models.CharField(max_length=300)
+    due_at = models.DateTimeField()
+    owed = models.BooleanField(default=False)
+    event = models.ForeignKey("entities.EntityEvent", null=True, blank=True,
+                              on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["trigger_id", "key"],
+                                               name="one_debounce_mark_per_key")]
+        indexes = [models.Index(fields=["owed", "due_at"])]

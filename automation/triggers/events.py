@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.db.models import F
 
+from automation.definitions.flow import Debounce, debounce_of
 from automation.definitions.scope import trigger_scope
 from automation.triggers.conditions import condition_skip_reason
 from entities.exceptions import EntitiesError
@@ -36,6 +37,7 @@ class Entry:
     version: object = None  # the ProcessVersion (immutable) with its process, preloaded
     dedupe_key: str | None = None  # the trigger's dedupeKey (CEL) and its window
     dedupe_window_ms: int | None = None
+    debounce: Debounce | None = None  # the trigger's debounce rule
 
 
 class TriggerIndex:
@@ -77,7 +79,7 @@ def _build() -> TriggerIndex:
         trigger = version.definition["triggers"][row["position"]]
         entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"], row["condition"],
                       row["entity_type_key"], version, trigger.get("dedupeKey"),
-                      trigger.get("dedupeWindowMs"))
+                      trigger.get("dedupeWindowMs"), debounce_of(trigger))
         if row["type"] == "status":
             by_status[(row["entity_type_key"], row["status_key"])].append(entry)
         else:
@@ -112,6 +114,7 @@ def handle_event(event: EntityEvent) -> list:
     """Start one run per matching process (idempotent per process and event)."""
     from automation.models import ProcessTrigger
     from automation.services.breaker import ProcessPausedError
+    from automation.services.debounce import debounce_event
     from automation.services.dedupe import run_start_once
     from automation.services.runs import run_start
 
@@ -124,7 +127,15 @@ def handle_event(event: EntityEvent) -> list:
     runs = []
     for start in starts:
         try:
-            if "dedupe" in start:
+            if "debounce" in start:
+                rule, key = start.pop("debounce")
+                run, why = debounce_event(rule=rule, key=key, start=start)
+                if why is not None:
+                    skipped.append({"process": start["process"].slug,
+                                    "trigger": start["trigger"]["triggerId"], "reason": why})
+                    event_record_skipped(event, skipped)
+                    continue
+            elif "dedupe" in start:
                 run, duplicate = run_start_once(**start)
                 if duplicate:
                     skipped.append(_duplicate(start, run))
@@ -154,7 +165,7 @@ def event_statement(event: EntityEvent) -> Offer | None:
 
     index = current()
     starts, skipped = _starts(event, index)
-    if len(starts) != 1 or skipped or "dedupe" in starts[0]:
+    if len(starts) != 1 or skipped or "dedupe" in starts[0] or "debounce" in starts[0]:
         return None
     offered = run_start_statement(source="claimed", **starts[0])
     if offered is None:
@@ -187,19 +198,23 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
             "idempotency_key": f"event:{event.pk}:process:{entry.process_id}",
         }
         if entry.dedupe_key:
-            key = _dedupe_key(entry, scope)
+            key = _key(entry, entry.dedupe_key, scope)
             if key is not None:
                 start["dedupe"] = (f"trigger:{entry.trigger_id}", key, entry.dedupe_window_ms)
+        if entry.debounce is not None:
+            key = _key(entry, entry.debounce.key, scope) if entry.debounce.key else None
+            start["debounce"] = (entry.debounce, key if key is not None else
+                                 str(event.entity_id or ""))
         starts.append(start)
     return starts, skipped
 
 
-def _dedupe_key(entry: Entry, scope: dict) -> str | None:
-    """The trigger's dedupe key for this event; None (logged: no dedupe, the run starts)
-    when it cannot be evaluated, as a start is never lost to a broken key."""
+def _key(entry: Entry, source: str, scope: dict) -> str | None:
+    """A trigger's dedupe or debounce key for this event; None (logged) when it cannot be
+    evaluated: then no dedupe (the run starts) and the entity's debounce key."""
     try:
-        return str(evaluate(entry.dedupe_key, scope))
+        return str(evaluate(source, scope))
     except EntitiesError as exc:
-        logger.warning("trigger %s dedupeKey failed: %s", entry.trigger_id, exc)
+        logger.warning("trigger %s key %r failed: %s", entry.trigger_id, source, exc)
         return None
 
