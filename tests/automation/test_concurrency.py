@@ -122,3 +122,17 @@ def test_bad_concurrency_is_refused_at_save_with_path_and_message(concurrency, p
         gated("bad", concurrency)
     messages = err.value.fields[path]
     assert any(message in m for m in messages), messages
+
+
+def test_the_reason_is_shown_on_the_api_and_the_run_page(order_type, admin_client):
+    from django.urls import reverse
+
+    process = gated("shown", {"limit": 1}, order_type)
+    order = entity_create(entity_type=order_type, reference="C-5", data=ORDER)
+    running, queued = start(process, order), start(process, order)
+    api = admin_client.get(f"/api/executions/{queued.pk}").json()
+    assert api["status"] == "pending" and api["pendingReason"] == queued.pending_reason
+    assert api["concurrencyKey"] == str(order.pk)
+    assert admin_client.get(f"/api/executions/{running.pk}").json()["pendingReason"] is None
+    page = admin_client.get(reverse("admin:automation_run_change", args=[queued.pk]))
+    assert "Not started yet. Waiting for a concurrency slot: limit 1 for key" in page.content.decode()
