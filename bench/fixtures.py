@@ -53,9 +53,11 @@ def steps_chain(length: int) -> list[dict]:
 
 
 def process_create(slug: str, *, steps: int = 1, triggers: list | None = None,
-                   entity_type: EntityType | None = None) -> ApiProcess:
-    """Through the real service (validation, version, trigger rows, index stamp)."""
-    definition = {"steps": steps_chain(steps), "triggers": triggers or [{"type": "manual"}]}
+                   entity_type: EntityType | None = None, **more) -> ApiProcess:
+    """Through the real service (validation, version, trigger rows, index stamp); `more`
+    adds top-level keys to the definition (`concurrency`)."""
+    definition = {"steps": steps_chain(steps), "triggers": triggers or [{"type": "manual"}],
+                  **more}
     return process_save(slug=slug, name=slug, definition=definition, entity_type=entity_type)
 
 

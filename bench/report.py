@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 KEYS = ("save_overhead_none", "save_overhead_one", "match_flatness", "e2e_ratio", "steps_per_s",
         "first_step_p50_ms", "first_step_p99_ms", "first_step_p99_ratio", "batch_fanout_per_s",
-        "batch_peak_rss_mb", "api_trigger_per_s", "explain_ms_p50")
+        "batch_peak_rss_mb", "api_trigger_per_s", "explain_ms_p50", "concurrency_overhead")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ def goals(db: str, broker: str) -> dict[str, Goal]:
         "batch_peak_rss_mb": Goal("<=", 300),
         "api_trigger_per_s": Goal(">=", 300),
         "explain_ms_p50": Goal("<=", 50),
+        "concurrency_overhead": Goal("<=", 1.2),
     }
 
 
