@@ -6,6 +6,7 @@ from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
 from automation.services.debounce import debounce_fire as debounce_fire_run
 from automation.services.debounce import debounces_sweep
+from automation.services.dedupe import flow_marks_prune
 from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep
 from automation.services.webhooks import deliveries_due_sweep
@@ -30,7 +31,8 @@ def sweep_all() -> dict:
     return {"events": events_sweep(), "steps": steps_sweep(), "approvals": approvals_expire(),
             "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
-            "batches": batches_sweep(), "debounces": debounces_sweep()}
+            "batches": batches_sweep(), "debounces": debounces_sweep(),
+            "flowMarks": flow_marks_prune()}
 
 
 def debounce_fire(mark_id: int) -> None:

@@ -37,8 +37,16 @@ def _parse(argv: list[str]) -> tuple[Options, list[str]]:
 
 
 def _scenario(name: str, opts: Options) -> dict:
-    from bench.scenarios import (api, batch, concurrency, explain, latency, matching, saves,
-                                 throughput)
+    from bench.scenarios import (
+        api,
+        batch,
+        concurrency,
+        explain,
+        latency,
+        matching,
+        saves,
+        throughput,
+    )
 
     runners = {
         "matching": lambda: matching.run(opts.quick),

@@ -12,7 +12,8 @@ from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
-    "ApiClient", "ApiToken", "ConcurrencyGate", "DebounceMark", "DedupeMark", "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
+    "ApiClient", "ApiToken", "ConcurrencyGate", "DebounceMark", "DedupeMark",
+    "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
     "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function",
     "IndexStamp",
     "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "WebhookDelivery",

@@ -18,6 +18,9 @@ class ConcurrencyGate(models.Model):
         constraints = [models.UniqueConstraint(fields=["process", "key"],
                                                name="one_gate_per_process_key")]
 
+    def __str__(self) -> str:
+        return f"gate {self.key or '(process)'} of process {self.process_id}"
+
 
 class DedupeMark(models.Model):
     """A dedupe key seen in `scope` (a trigger, or POST /api/events) and the run it
@@ -34,6 +37,9 @@ class DedupeMark(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "key"],
                                                name="one_dedupe_mark_per_key")]
+
+    def __str__(self) -> str:
+        return f"dedupe {self.scope} {self.key}"
 
 
 class DebounceMark(models.Model):
@@ -55,3 +61,6 @@ class DebounceMark(models.Model):
         constraints = [models.UniqueConstraint(fields=["trigger_id", "key"],
                                                name="one_debounce_mark_per_key")]
         indexes = [models.Index(fields=["owed", "due_at"])]
+
+    def __str__(self) -> str:
+        return f"debounce trigger {self.trigger_id} {self.key}"

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from automation.definitions.flow import DEFAULT_DEDUPE_WINDOW_MS
-from automation.models import DedupeMark, Run
+from automation.models import DebounceMark, DedupeMark, Run
 from automation.services.runs import run_start
 from entities.models import EntityEvent
 from entities.outbox import event_publish
@@ -62,3 +62,18 @@ def event_publish_once(*, dedupe_key: str, window_ms: int | None = None, **publi
         event = event_publish(**publish)
         DedupeMark.objects.filter(pk=mark.pk).update(event=event)
     return event, False
+
+
+MARK_KEEP = timedelta(days=1)  # past its window (or due time), a mark is kept this long
+
+
+def flow_marks_prune(limit: int = 5000) -> int:
+    """Delete dedupe marks past their window and settled debounce marks, a chunk a pass
+    (the sweeper), so the tables hold the keys in use, not every key ever seen."""
+    before = timezone.now() - MARK_KEEP
+    deleted = 0
+    for rows in (DedupeMark.objects.filter(expires_at__lt=before),
+                 DebounceMark.objects.filter(owed=False, due_at__lt=before)):
+        ids = list(rows.values_list("pk", flat=True)[:limit])
+        deleted += rows.model.objects.filter(pk__in=ids).delete()[0]
+    return deleted

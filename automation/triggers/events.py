@@ -77,9 +77,10 @@ def _build() -> TriggerIndex:
     for row in rows:
         version = versions[row["version_id"]]
         trigger = version.definition["triggers"][row["position"]]
-        entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"], row["condition"],
-                      row["entity_type_key"], version, trigger.get("dedupeKey"),
-                      trigger.get("dedupeWindowMs"), debounce_of(trigger))
+        entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"],
+                      row["condition"], row["entity_type_key"], version,
+                      trigger.get("dedupeKey"), trigger.get("dedupeWindowMs"),
+                      debounce_of(trigger))
         if row["type"] == "status":
             by_status[(row["entity_type_key"], row["status_key"])].append(entry)
         else:

@@ -5,6 +5,7 @@ a trigger's dedupeKey (CEL) starts one run per key and window."""
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from automation.exceptions import DefinitionInvalidError
 from automation.models import DedupeMark, Run
@@ -81,3 +82,13 @@ def test_dedupe_applies_to_event_and_status_triggers_only():
             {"type": "manual", "dedupeKey": "input.id"}]})
     assert err.value.fields["triggers[0].dedupeKey"] == [
         "dedupeKey applies to status and event triggers only."]
+
+
+def test_the_sweeper_drops_marks_long_past_their_window(api):
+    from automation.services.dedupe import flow_marks_prune
+
+    for key in ("old", "fresh"):
+        api.post("/api/events", {"type": "purchase.created", "dedupeKey": key}, format="json")
+    DedupeMark.objects.filter(key="old").update(expires_at=timezone.now() - timedelta(days=2))
+    assert flow_marks_prune() == 1
+    assert list(DedupeMark.objects.values_list("key", flat=True)) == ["fresh"]

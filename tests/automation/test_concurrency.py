@@ -135,4 +135,5 @@ def test_the_reason_is_shown_on_the_api_and_the_run_page(order_type, admin_clien
     assert api["concurrencyKey"] == str(order.pk)
     assert admin_client.get(f"/api/executions/{running.pk}").json()["pendingReason"] is None
     page = admin_client.get(reverse("admin:automation_run_change", args=[queued.pk]))
-    assert "Not started yet. Waiting for a concurrency slot: limit 1 for key" in page.content.decode()
+    assert ("Not started yet. Waiting for a concurrency slot: limit 1 for key"
+            in page.content.decode())
