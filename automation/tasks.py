@@ -4,6 +4,9 @@ path (`automation.tasks.step_execute`), so nothing below this layer imports it."
 from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
+from automation.services.debounce import debounce_fire as debounce_fire_run
+from automation.services.debounce import debounces_sweep
+from automation.services.dedupe import flow_marks_prune
 from automation.services.retention import prune as retention_prune
 from automation.services.sweeper import steps_sweep, subprocesses_sweep
 from automation.services.waits import wait_wake as waits_wake
@@ -36,7 +39,12 @@ def sweep_all() -> dict:
             "approvalNudges": approvals_nudge(),
             "webhooks": deliveries_due_sweep(), "schedules": sync_schedules(),
             "batches": batches_sweep(), "waits": waits_due_sweep(),
-            "subprocesses": subprocesses_sweep()}
+            "subprocesses": subprocesses_sweep(), "debounces": debounces_sweep(),
+            "flowMarks": flow_marks_prune()}
+
+
+def debounce_fire(mark_id: int) -> None:
+    debounce_fire_run(mark_id)
 
 
 def batch_fanout(batch_id: str) -> None:

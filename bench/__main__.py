@@ -15,7 +15,8 @@ import traceback
 
 from bench.env import Options, database_create, database_drop, django_start, machine
 
-SCENARIOS = ("matching", "saves", "e2e", "latency", "batch", "api", "explain")
+SCENARIOS = ("matching", "saves", "e2e", "latency", "batch", "api", "explain",
+             "concurrency_overhead")
 
 
 def _parse(argv: list[str]) -> tuple[Options, list[str]]:
@@ -36,7 +37,16 @@ def _parse(argv: list[str]) -> tuple[Options, list[str]]:
 
 
 def _scenario(name: str, opts: Options) -> dict:
-    from bench.scenarios import api, batch, explain, latency, matching, saves, throughput
+    from bench.scenarios import (
+        api,
+        batch,
+        concurrency,
+        explain,
+        latency,
+        matching,
+        saves,
+        throughput,
+    )
 
     runners = {
         "matching": lambda: matching.run(opts.quick),
@@ -46,6 +56,7 @@ def _scenario(name: str, opts: Options) -> dict:
         "batch": lambda: batch.run(opts),
         "api": lambda: api.run(opts),
         "explain": lambda: explain.run(opts.quick),
+        "concurrency_overhead": lambda: concurrency.run(opts),
     }
     return runners[name]()
 

@@ -53,10 +53,12 @@ def steps_chain(length: int, function: str = "noop") -> list[dict]:
 
 
 def process_create(slug: str, *, steps: int = 1, triggers: list | None = None,
-                   entity_type: EntityType | None = None, function: str = "noop") -> ApiProcess:
-    """Through the real service (validation, version, trigger rows, index stamp)."""
+                   entity_type: EntityType | None = None, function: str = "noop",
+                   **more) -> ApiProcess:
+    """Through the real service (validation, version, trigger rows, index stamp); `more`
+    adds top-level keys to the definition (`concurrency`)."""
     definition = {"steps": steps_chain(steps, function),
-                  "triggers": triggers or [{"type": "manual"}]}
+                  "triggers": triggers or [{"type": "manual"}], **more}
     return process_save(slug=slug, name=slug, definition=definition, entity_type=entity_type)
 
 

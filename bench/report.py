@@ -6,7 +6,7 @@ KEYS = ("save_overhead_none", "save_overhead_one", "match_flatness", "e2e_ratio"
         "e2e_nodb_ratio", "e2e_ratio_stored", "steps_per_s", "steps_per_s_inline",
         "first_step_p50_ms", "first_step_p99_ms", "first_step_p99_ratio", "batch_fanout_per_s",
         "batch_done_per_s", "batch_peak_rss_mb", "batch_size", "api_trigger_per_s",
-        "api_trigger_ratio", "explain_ms_p50")
+        "api_trigger_ratio", "explain_ms_p50", "concurrency_overhead")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def goals(db: str, broker: str) -> dict[str, Goal]:
         "api_trigger_per_s": Goal(">=", 300),
         "api_trigger_ratio": Goal(">=", 0.7),
         "explain_ms_p50": Goal("<=", 50),
+        "concurrency_overhead": Goal("<=", 1.2),
     }
 
 

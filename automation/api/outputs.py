@@ -36,6 +36,13 @@ class ExecutionSerializer(serializers.Serializer):
     parentExecutionId = serializers.UUIDField(
         source="parent_run_id", allow_null=True,
         help_text="For a sub-process run: the execution whose `process` step started it.")
+    pendingReason = serializers.CharField(
+        source="pending_reason", allow_null=True,
+        help_text="Why a pending run waits: its process's concurrency limit is reached "
+                  "(null once it may start). docs: Concurrency, debounce and dedupe.")
+    concurrencyKey = serializers.CharField(
+        source="concurrency_key", allow_null=True,
+        help_text="The key the process's concurrency limit counts this run under.")
     createdAt = serializers.DateTimeField(source="created_at")
     startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
     finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)

@@ -9,12 +9,14 @@ from typing import Any
 
 from automation.definitions.errors import DefinitionErrors, check_expression
 from automation.definitions.priority import check_priority
+from automation.definitions.flow import check_trigger_flow
 from automation.definitions.schedule_config import validate_schedule_config
 from automation.definitions.scope import TRIGGER_NAMES
 from automation.definitions.webhook_config import validate_webhook_config
 
 TRIGGER_TYPES = {"status", "event", "schedule", "webhook", "manual"}
-TRIGGER_KEYS = {"type", "config", "condition", "name", "description", "priority"}
+TRIGGER_KEYS = {"type", "config", "condition", "name", "description", "priority", "debounce",
+                "dedupeKey", "dedupeWindowMs"}
 
 
 def check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
@@ -40,6 +42,7 @@ def check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
                 errors.add(f"{path}.config.{key}", f"A {trig['type']} trigger needs config.{key}.")
         _check_trigger_config(trig["type"], config, path, errors)
         check_priority(trig.get("priority"), f"{path}.priority", errors)
+        check_trigger_flow(trig, path, errors)
         if trig.get("condition") is not None:
             check_expression(trig.get("condition"), f"{path}.condition", errors,
                              variables=TRIGGER_NAMES, where="in a trigger condition")

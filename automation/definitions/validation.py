@@ -5,6 +5,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from automation.definitions.errors import DefinitionErrors, check_expression
+from automation.definitions.flow import check_concurrency
 from automation.definitions.graph import build_graph
 from automation.definitions.priority import check_priority
 from automation.definitions.steps import BRANCH_KEYS, STEP_TYPES, find_step_type
@@ -49,6 +50,7 @@ def validate_definition(
     check_triggers(definition.get("triggers", []), errors)
     _check_timezone(definition, errors)
     check_priority(definition.get("priority"), "priority", errors)
+    check_concurrency(definition.get("concurrency"), errors)
     if errors:
         return errors.fields
     _check_graph(definition, ids, errors)

@@ -3,6 +3,7 @@ from automation.models.approvals import ApprovalLinkUse, ApprovalRequest
 from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
 from automation.models.connections import Connection, Function
+from automation.models.flow import ConcurrencyGate, DebounceMark, DedupeMark
 from automation.models.inbound import InboundDelivery
 from automation.models.operations import Effect, HeldStart, ProcessBreaker
 from automation.models.processes import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
@@ -12,7 +13,8 @@ from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 
 __all__ = [
     "Agent",
-    "ApiClient", "ApiToken", "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
+    "ApiClient", "ApiToken", "ConcurrencyGate", "DebounceMark", "DedupeMark",
+    "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
     "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function",
     "IndexStamp",
     "Parameters", "Priority", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "StepWait",

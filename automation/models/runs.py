@@ -70,13 +70,22 @@ class Run(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    concurrency_key = models.CharField(  # noqa: DJ001 - NULL: the process sets no concurrency
+        max_length=300, null=True, blank=True,
+        help_text="The key the process's concurrency limit counts this run under.")
+    pending_reason = models.CharField(  # noqa: DJ001 - NULL: the run holds or held a slot
+        max_length=300, null=True, blank=True,
+        help_text="Why a pending run waits (a concurrency limit); empty once it may start.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["process", "status", "created_at"])]
+        indexes = [models.Index(fields=["process", "status", "created_at"]),
+                   models.Index(fields=["process", "concurrency_key", "status"],
+                                condition=models.Q(concurrency_key__isnull=False),
+                                name="run_concurrency_active")]
 
     def __str__(self) -> str:
         return f"{self.process.slug} run {str(self.id)[:8]}"

@@ -16,7 +16,9 @@ from entities.models import EntityType
 from entities.services import unstorable_text
 
 DEFINITION_KEYS = ("steps", "triggers")
-OPTIONAL_KEYS = ("priority",)  # kept only when set (docs/user-guide/priority.md)
+# Kept only when set, so older definitions stay as they were: docs/user-guide/priority.md,
+# waits.md (timezone), concurrency.md.
+OPTIONAL_KEYS = ("priority", "timezone", "concurrency")
 
 
 STORED_KEYS = {"Agent": (Agent, "key")}  # model name -> (model, its lookup field)
@@ -32,9 +34,10 @@ def stored_exists(model: str, name: str) -> bool:
 
 
 def definition_validate(definition: Any, *, slug: str | None = None) -> dict:
-    """The definition part (steps, triggers) of `definition`, or DefinitionInvalidError.
-    `slug`: the process it is saved for, which none of its steps may run as a
-    sub-process (a deeper cycle is stopped at run time, services.subprocesses)."""
+    """The definition part (steps, triggers, and the optional keys: priority, timezone,
+    concurrency) of `definition`, or DefinitionInvalidError. `slug`: the process it is
+    saved for, which none of its steps may run as a sub-process (a deeper cycle is
+    stopped at run time, services.subprocesses)."""
     errors = validate_definition(definition, function_exists=function_exists,
                                  check_params=function_params_check,
                                  stored_exists=stored_exists)
@@ -48,7 +51,6 @@ def definition_validate(definition: Any, *, slug: str | None = None) -> dict:
     clean = {key: definition.get(key, []) for key in DEFINITION_KEYS}
     return {**clean, **{key: definition[key] for key in OPTIONAL_KEYS
                         if definition.get(key) is not None}}
-
 
 
 def _calls_itself(definition: dict, slug: str) -> dict[str, list[str]]:

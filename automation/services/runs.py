@@ -1,5 +1,6 @@
 """Starting, cancelling and retrying runs. The rows are written by the run store."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -8,6 +9,8 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from automation.definitions import Graph, Step
+from automation.definitions.flow import Concurrency
+from automation.definitions.scope import event_scope, expression_scope
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import (
     ApiProcess,
@@ -21,8 +24,13 @@ from automation.models import (
 from automation.services.breaker import ProcessPausedError, admit, resume
 from automation.services.reruns import failed_step, run_rerun, stopped_by_failure
 from automation.store import get_store, waiting
-from automation.store.graphs import graph_for
+from automation.store.graphs import concurrency_for, graph_for
+from entities.exceptions import EntitiesError
+from entities.expressions import evaluate
 from entities.models import Entity, EntityEvent
+from entities.outbox import entity_snapshot
+
+logger = logging.getLogger(__name__)
 
 
 def run_start(
@@ -72,6 +80,9 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
     store = get_store()
     if not store.features.start_in_statement or not start["process"].enabled:
         return None
+    if concurrency_for(start["version"].pk if start.get("version") else
+                       start["process"].current_version_id) is not None:
+        return None  # a gated start counts the running runs first (store.gates)
     try:
         admit(process=start["process"], entity=start.get("entity"))
     except ProcessPausedError:  # run_start holds it, the general way
@@ -99,6 +110,9 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
               parent_step_run=parent_step_run,
               priority=run_priority(graph, trigger, priority),
               status=Run.Status.PENDING)  # running once a worker claims its first step
+    rule = concurrency_for(version_id)
+    if rule is not None:
+        run.concurrency_key = concurrency_key(rule, run)
     first = graph.steps[graph.start]
     step_run = StepRun(run=run, step_id=first.id, step_type=first.type, input=run.input,
                        priority=run.priority)
@@ -132,6 +146,27 @@ def priority_check(priority: str | None) -> None:
     if priority and priority not in Priority.values:
         raise ValidationError({"priority": [
             f"Use one of {', '.join(Priority.values)}; got {priority!r}."]})
+
+
+def concurrency_key(rule: Concurrency, run: Run) -> str:
+    """The key a run is counted under: the rule's expression over the run's input, entity
+    and event, else the entity's id ("" without an entity: such runs share one key). A
+    key that cannot be evaluated falls back to that default (logged), so a start is
+    never lost to it."""
+    default = str(run.entity_id) if run.entity_id else ""
+    if not rule.key:
+        return default
+    scope = expression_scope(
+        input=run.input, parameters=run.parameters,
+        event=event_scope(run.event) if run.event is not None else None,
+        entity=entity_snapshot(run.entity) if run.entity is not None else None)
+    try:
+        value = evaluate(rule.key, scope)
+    except EntitiesError as exc:
+        logger.warning("concurrency key of %s failed, using the default: %s",
+                       run.process_id, exc)
+        return default
+    return str(value)[:300]
 
 
 def run_cancel(*, run: Run) -> Run:

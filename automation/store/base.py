@@ -22,6 +22,7 @@ from automation.exceptions import RunStateError
 from automation.models import Run, StepRun
 from automation.store import (
     children,
+    gates,
     hooks,
     pruning,
     recording,
@@ -31,6 +32,7 @@ from automation.store import (
 )
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
+from automation.store.graphs import concurrency_for
 from automation.store.pauses import HELD_UNTIL, paused_rows
 from automation.store.policy import step_timeout_seconds
 from entities.db.compiled import CompiledInsert, insert_select
@@ -71,10 +73,48 @@ class RunStore:
     def start(self, run: Run, step_run: StepRun, first: Step) -> bool:
         """Write the run and its first step run together, or nothing when the run's
         idempotency key is taken (False); ring for the step after commit."""
+        if run.concurrency_key is not None:
+            return self._start_gated(run, step_run, first)
         with transaction.atomic(using=self.using, savepoint=False):
             if not self._insert_run_and_step(run, step_run):
                 return False
             enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
+        return True
+
+    def _start_gated(self, run: Run, step_run: StepRun, first: Step) -> bool:
+        """A start under the process's concurrency rule (store.gates): it starts, waits
+        its turn (pending, with the reason), is cancelled, or cancels the oldest running
+        runs of its key, as the rule's onLimit says."""
+        rule = concurrency_for(run.version_id)
+        with transaction.atomic(using=self.using, savepoint=False):
+            gates.lock(run.process_id, run.concurrency_key, rule)
+            over = gates.full(run.process_id, run.concurrency_key, rule)
+            cancel = []
+            if over is not None and rule.on_limit == "cancel-running":
+                _, holders, limit = over
+                cancel = gates.victims(holders, limit)
+                if holders.count() - len(cancel) < limit:
+                    over = None  # a locked holder may keep its slot: then queue instead
+            if over is None:
+                ringing = True
+            elif rule.on_limit == "cancel-new":
+                run.status, run.finished_at = Run.Status.CANCELLED, timezone.now()
+                run.error = {"message": f"Cancelled: concurrency {over[0]} (onLimit cancel-new).",
+                             "step": None,
+                             "code": "concurrency_limit"}
+                step_run.status, ringing = StepRun.Status.CANCELLED, False
+            else:  # queue: pending with its reason; the step is not claimable yet
+                run.pending_reason = f"Waiting for a concurrency slot: {over[0]}."
+                step_run.status, ringing = StepRun.Status.WAITING, False
+            if not self._insert_run_and_step(run, step_run):
+                return False
+            for victim in cancel:
+                self._cancel_locked(victim, code="concurrency_cancelled",
+                                    message="Cancelled: a newer run of the same concurrency "
+                                            "key started (onLimit cancel-running).")
+            if ringing:
+                enqueue_step(step_run.pk, timeout=step_timeout_seconds(first),
+                             priority=run.priority)
         return True
 
     def _insert_run_and_step(self, run: Run, step_run: StepRun) -> bool:
@@ -351,12 +391,8 @@ class RunStore:
             run = Run.objects.select_for_update().get(pk=run.pk)
             if run.is_finished:
                 raise RunStateError(f"The run is already {run.status}.")
-            run.status, run.finished_at = Run.Status.CANCELLED, timezone.now()
-            run.error = {"message": message, "step": None, "code": "cancelled"}
-            run.save(update_fields=["status", "finished_at", "error"])
-            settling.stop_active_steps(run, reason="cancel")
-            hooks.run_ended(run)  # a cancelled child fails the parent step waiting for it
-            waiting.announce(run)
+            self._cancel_locked(run, code="cancelled", message=message)
+            gates.release(run)
         for child in subprocesses.active_children(run):
             self._cancel_child(child, parent=run)
         return run
@@ -379,6 +415,15 @@ class RunStore:
             with transaction.atomic(using=self.using):
                 repaired += recording.resume_parent(child)
         return repaired
+
+    def _cancel_locked(self, run: Run, *, code: str, message: str) -> None:
+        """Cancel `run`, whose row lock the caller holds."""
+        run.status, run.finished_at = Run.Status.CANCELLED, timezone.now()
+        run.error = {"message": message, "step": None, "code": code}
+        run.save(update_fields=["status", "finished_at", "error"])
+        settling.stop_active_steps(run, reason="cancel")
+        hooks.run_ended(run)  # a cancelled child fails the parent step waiting for it
+        waiting.announce(run)
 
     # -- sweeping ----------------------------------------------------------------------
 

@@ -129,6 +129,11 @@ def queued_doorbells() -> int:
     return _broker().queue_size() or 0
 
 
+def queue_broker():
+    """The broker the doorbells go to, for other tasks that must reach the same workers."""
+    return _broker()
+
+
 @lru_cache(maxsize=1)
 def _broker():
     """One broker per process: a Redis client per enqueue costs ~8x (docs/performance.md)."""

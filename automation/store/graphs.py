@@ -3,6 +3,7 @@
 from functools import lru_cache
 
 from automation.definitions import Graph, build_graph
+from automation.definitions.flow import Concurrency, concurrency_of
 from automation.models import ProcessVersion
 
 
@@ -38,3 +39,9 @@ def is_sequential(version_id: int) -> bool:
     the outputs a step can see are exactly those of the steps before it, and the step
     that ends the only branch ends the run."""
     return _sequential(version_id)
+
+
+@lru_cache(maxsize=1024)
+def concurrency_for(version_id: int) -> Concurrency | None:
+    """The version's concurrency rule (docs/user-guide/concurrency.md), None without one."""
+    return concurrency_of(ProcessVersion.objects.only("definition").get(pk=version_id).definition)

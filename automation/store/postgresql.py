@@ -84,7 +84,10 @@ class PostgresRunStore(RunStore):
 
     def start(self, run: Run, step_run: StepRun, first: Step) -> bool:
         """The run and its first step in one statement (atomic on its own, one round trip
-        instead of four at the top level), the step only if the run was written."""
+        instead of four at the top level), the step only if the run was written. A run
+        under a concurrency rule takes the general way (store.gates)."""
+        if run.concurrency_key is not None:
+            return super().start(run, step_run, first)
         ctes, params = self._start_ctes(run, step_run)
         with connections[self.using].cursor() as cursor:
             prepared.execute(cursor, f"WITH {ctes} SELECT id FROM first_step", params,  # noqa: S608
@@ -226,6 +229,8 @@ class PostgresRunStore(RunStore):
         ends_run = not targets and is_sequential(run.version_id)
         if len(targets) > 1 or (not targets and not ends_run):
             return False
+        if ends_run and run.concurrency_key is not None:
+            return False  # its end frees a concurrency slot: the general way (store.gates)
         now = timezone.now()
         state = StepState.from_json(step_run.state).merged(outcome.state)
         state.terminal = not targets  # the branch (here: the run) ends

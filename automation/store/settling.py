@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from automation.definitions import Graph
 from automation.models import ApprovalRequest, Run, StepRun
-from automation.store import hooks, waiting, waits
+from automation.store import gates, hooks, waiting, waits
 from automation.store.claims import Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import is_plain, is_sequential
@@ -115,6 +115,7 @@ def finish_run(run: Run, *, result: Any = None) -> None:
     run.result = branch_result(run, "") if result is None else result
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "result", "finished_at"])
+    gates.release(run)  # its concurrency slot, to the next queued run, in this transaction
     hooks.run_ended(run)
     waiting.announce(run)
 
@@ -126,6 +127,7 @@ def fail_run(run: Run, step_run: StepRun, error: dict) -> None:
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "error", "finished_at"])
     stop_active_steps(run, reason="failure")
+    gates.release(run)
     hooks.run_ended(run)
     waiting.announce(run)
 

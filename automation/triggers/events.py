@@ -6,6 +6,7 @@ dictionary lookups whatever the number of processes. Each process rebuilds it wh
 shared generation stamp moves (checked at most once a second) or at once after a local
 change."""
 
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -13,12 +14,16 @@ from dataclasses import dataclass
 
 from django.db.models import F
 
+from automation.definitions.flow import Debounce, debounce_of
 from automation.definitions.scope import trigger_scope
 from automation.triggers.conditions import condition_skip_reason
+from entities.exceptions import EntitiesError
+from entities.expressions import evaluate
 from entities.models import EntityEvent
 from entities.outbox import Offer, event_record_skipped
 
 STAMP_CHECK_SECONDS = 1.0
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,9 @@ class Entry:
     condition: str
     entity_type_key: str
     version: object = None  # the ProcessVersion (immutable) with its process, preloaded
+    dedupe_key: str | None = None  # the trigger's dedupeKey (CEL) and its window
+    dedupe_window_ms: int | None = None
+    debounce: Debounce | None = None  # the trigger's debounce rule
 
 
 class TriggerIndex:
@@ -63,11 +71,16 @@ def _build() -> TriggerIndex:
     generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
     by_status, by_event = defaultdict(list), defaultdict(list)
     rows = list(ProcessTrigger.objects.filter(process__enabled=True, type__in=["status", "event"]).values(
-        "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type"))
+        "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type",
+        "position"))
     versions = ProcessVersion.objects.select_related("process").in_bulk({r["version_id"] for r in rows})
     for row in rows:
-        entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"], row["condition"],
-                      row["entity_type_key"], versions[row["version_id"]])
+        version = versions[row["version_id"]]
+        trigger = version.definition["triggers"][row["position"]]
+        entry = Entry(row["id"], row["process_id"], row["version_id"], row["type"],
+                      row["condition"], row["entity_type_key"], version,
+                      trigger.get("dedupeKey"), trigger.get("dedupeWindowMs"),
+                      debounce_of(trigger))
         if row["type"] == "status":
             by_status[(row["entity_type_key"], row["status_key"])].append(entry)
         else:
@@ -102,6 +115,8 @@ def handle_event(event: EntityEvent) -> list:
     """Start one run per matching process (idempotent per process and event)."""
     from automation.models import ProcessTrigger
     from automation.services.breaker import ProcessPausedError
+    from automation.services.debounce import debounce_event
+    from automation.services.dedupe import run_start_once
     from automation.services.runs import run_start
 
     starts, skipped = _starts(event)
@@ -113,9 +128,25 @@ def handle_event(event: EntityEvent) -> list:
     runs = []
     for start in starts:
         try:
-            runs.append(run_start(**start)[0])
+            if "debounce" in start:
+                rule, key = start.pop("debounce")
+                run, why = debounce_event(rule=rule, key=key, start=start)
+                if why is not None:
+                    skipped.append({"process": start["process"].slug,
+                                    "trigger": start["trigger"]["triggerId"], "reason": why})
+                    event_record_skipped(event, skipped)
+                    continue
+            elif "dedupe" in start:
+                run, duplicate = run_start_once(**start)
+                if duplicate:
+                    skipped.append(_duplicate(start, run))
+                    event_record_skipped(event, skipped)
+                    continue
+            else:
+                run = run_start(**start)[0]
         except ProcessPausedError:  # held by the circuit breaker (a HeldStart row), not lost
             continue
+        runs.append(run)
     return runs
 
 
@@ -136,6 +167,13 @@ def handle_waiting_runs(event: EntityEvent) -> None:
     event_arrived(event)
 
 
+def _duplicate(start: dict, run) -> dict:
+    """The skip a deduplicated start leaves on its event, naming the run that counts."""
+    first = f" (run {run.pk})" if run is not None else ""
+    return {"process": start["process"].slug, "trigger": start["trigger"]["triggerId"],
+            "reason": f"A duplicate of an earlier event within the dedupe window{first}."}
+
+
 def event_statement(event: EntityEvent) -> Offer | None:
     """The common case, one process started and no condition that failed (which counts
     a skip), as CTEs of the dispatch's one statement (entities.outbox.subscribe). Asked
@@ -145,7 +183,7 @@ def event_statement(event: EntityEvent) -> Offer | None:
 
     index = current()
     starts, skipped = _starts(event, index)
-    if len(starts) != 1 or skipped:
+    if len(starts) != 1 or skipped or "dedupe" in starts[0] or "debounce" in starts[0]:
         return None
     offered = run_start_statement(source="claimed", **starts[0])
     if offered is None:
@@ -171,11 +209,30 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
                             "reason": reason})
             continue
         seen.add(entry.process_id)
-        starts.append({
+        start = {
             "process": entry.version.process, "version": entry.version,
             "trigger": {"type": entry.type, "triggerId": entry.trigger_id, "event": scope_event},
             "input": scope_event["data"], "entity": event.entity, "event": event,
             "idempotency_key": f"event:{event.pk}:process:{entry.process_id}",
-        })
+        }
+        if entry.dedupe_key:
+            key = _key(entry, entry.dedupe_key, scope)
+            if key is not None:
+                start["dedupe"] = (f"trigger:{entry.trigger_id}", key, entry.dedupe_window_ms)
+        if entry.debounce is not None:
+            key = _key(entry, entry.debounce.key, scope) if entry.debounce.key else None
+            start["debounce"] = (entry.debounce, key if key is not None else
+                                 str(event.entity_id or ""))
+        starts.append(start)
     return starts, skipped
+
+
+def _key(entry: Entry, source: str, scope: dict) -> str | None:
+    """A trigger's dedupe or debounce key for this event; None (logged) when it cannot be
+    evaluated: then no dedupe (the run starts) and the entity's debounce key."""
+    try:
+        return str(evaluate(source, scope))
+    except EntitiesError as exc:
+        logger.warning("trigger %s key %r failed: %s", entry.trigger_id, source, exc)
+        return None
 

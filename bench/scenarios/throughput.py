@@ -85,7 +85,7 @@ def _chain_round(opts, chains: int) -> float:
     return chains / (max(r[2] for r in rows) - min(r[1] for r in rows))
 
 
-def _engine_round(opts, process, runs: int, profile_as: str | None) -> dict:
+def _engine_round(opts, process, runs: int, profile_as: str | None, entities=None) -> dict:
     from django.db.models import Min
 
     from automation.models import Run, StepRun
@@ -94,7 +94,8 @@ def _engine_round(opts, process, runs: int, profile_as: str | None) -> dict:
     queue_purge()
     started = []
     for i in range(runs):
-        run, _ = run_start(process=process, trigger={"type": "manual"}, input={"i": i})
+        run, _ = run_start(process=process, trigger={"type": "manual"}, input={"i": i},
+                           entity=entities[i] if entities else None)
         started.append(run.pk)
     cluster = qcluster(opts)
     sampler = profiling.sampler_start(profile_as, cluster.pid) if profile_as else None
