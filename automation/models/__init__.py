@@ -4,7 +4,7 @@ from automation.models.batches import Batch
 from automation.models.clients import ApiClient, ApiToken
 from automation.models.connections import Connection, Function
 from automation.models.inbound import InboundDelivery
-from automation.models.operations import Effect, HeldStart, ProcessBreaker
+from automation.models.operations import Effect, HeldStart, ProcessBreaker, RateBucket
 from automation.models.processes import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from automation.models.runs import Parameters, Run, StepRun
 from automation.models.webhooks import WebhookDelivery, WebhookSubscription
@@ -12,6 +12,7 @@ from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 __all__ = [
     "Agent",
     "ApiClient", "ApiToken", "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
+    "RateBucket",
     "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function",
     "IndexStamp",
     "Parameters", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "WebhookDelivery",
