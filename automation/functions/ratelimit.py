@@ -104,12 +104,12 @@ class Throttle:
     def log_to(self, ctx: StepContext) -> None:
         """One line for a call that waited in the worker (none for one that did not)."""
         if self.waited >= 0.05:
-            ctx.log(f"waited {buckets.seconds_text(self.waited)} for {self.label}",
-                    event=RATE_LIMITED_EVENT)
+            ctx.logs.append({"message": f"waited {buckets.seconds_text(self.waited)} for "
+                                        f"{self.label}", "event": RATE_LIMITED_EVENT})
 
     def _deferral(self, wait: float, why: str = "") -> StepDeferredError:
         # A little spread, so the steps put off together do not all come back at once.
-        seconds = wait + random.uniform(0, max(0.2, wait * 0.2))
+        seconds = wait + random.uniform(0, min(max(0.2, wait * 0.2), 10.0))
         reason = f" ({why})" if why else ""
         return StepDeferredError(f"Delayed by {self.label}{reason}; due again in "
                                  f"{buckets.seconds_text(seconds)}.", seconds=seconds)
