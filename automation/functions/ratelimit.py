@@ -34,11 +34,26 @@ def limit_for(ctx: StepContext, connection: Connection | None, provider: str) ->
     connector's documented default. null / 0 at either level: no limit."""
     if "rateLimit" in ctx.step_config:
         return parse_rate_limit(ctx.step_config["rateLimit"])
+    return connection_limit(connection, provider)
+
+
+def connection_limit(connection: Connection | None, provider: str) -> RateLimit | None:
+    """The connection's own `options.rateLimit`, else its connector's default."""
     options = connection.options if connection is not None else {}
     if "rateLimit" in (options or {}):
         return parse_rate_limit(options["rateLimit"])
     cls = all_connectors().get(provider)
     return parse_rate_limit(cls.default_rate_limit) if cls is not None else None
+
+
+def connection_limit_text(connection: Connection) -> str:
+    """What a person reads for a connection's limit (the admin shows it)."""
+    limit = connection_limit(connection, connection.provider)
+    if limit is None:
+        return "none"
+    own = "rateLimit" in (connection.options or {})
+    key = f", one bucket per {limit.key}" if limit.key else ""
+    return f"{limit.describe()}{key}{'' if own else ' (the default)'}"
 
 
 def bucket_key(ctx: StepContext, connection: Connection | None, provider: str,

@@ -231,3 +231,15 @@ def test_a_vendor_429_puts_the_step_off_and_it_completes_as_attempt_one(hubspot_
     assert [line["event"] for line in step.logs if line.get("event")] == ["rate_limited"]
     assert "the vendor answered 429" in step.logs[0]["message"]
     assert hubspot_fake.count("/crm/v3/objects/notes", "POST") == 2  # the 429, then the note
+
+
+def test_the_admin_shows_each_connections_limit(admin_client, hubspot_fake):
+    connection_create(provider="hubspot", name="hs-default", credentials={"accessToken": "pat-x"})
+    connection_create(provider="hubspot", name="hs-own", credentials={"accessToken": "pat-x"},
+                      options={"rateLimit": {"requests": 100, "perSeconds": 10,
+                                             "key": "entity.data.region"}})
+    connection_create(provider="http", name="plain-http", credentials={})
+    page = admin_client.get("/admin/automation/connection/").content.decode()
+    assert "190 requests per 10 s (the default)" in page
+    assert "100 requests per 10 s, one bucket per entity.data.region" in page
+    assert "<td class=\"field-rate_limit\">none</td>" in page
