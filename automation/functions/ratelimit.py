@@ -113,7 +113,6 @@ class Throttle:
         seconds = retry_after if retry_after is not None else 1.0
         buckets.hold(self.key, self.limit, seconds)
         if self.sent == 1:
-            self.sent = 0
             raise self._deferral(seconds, why="the vendor answered 429")
 
     def log_to(self, ctx: StepContext) -> None:
