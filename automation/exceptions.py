@@ -72,3 +72,14 @@ class StepFailedError(AutomationError):
         if code:
             self.code = code
         self.retryable = retryable
+
+
+class StepDeferredError(AutomationError):
+    """Raised inside a step that may not run yet (its rate limit has no free request):
+    the store puts the step off for `seconds`. Not a failure and not an attempt."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds

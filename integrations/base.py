@@ -9,7 +9,7 @@ safe to store: raw credential values are redacted from it.
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from django.conf import settings
@@ -98,6 +98,17 @@ class Action:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+class Throttle(Protocol):
+    """What the caller hands a connector to keep a rate limit shared by every worker
+    (automation.functions.ratelimit): asked before each request, told of each 429."""
+
+    def before_request(self) -> None:
+        """Wait for (or take) a free request; may raise to put the whole call off."""
+
+    def refused(self, retry_after: float | None) -> None:
+        """The vendor answered 429: nobody may call before `retry_after` seconds."""
+
+
 # Credential keys that only describe the shape (redacting "bearer" would garble messages).
 NON_SECRET_CREDENTIAL_KEYS = frozenset({"type", "apiKeyHeader", "expiresAt"})
 
@@ -120,7 +131,10 @@ class Connector:
     point, so a caller never picks a connection for it implicitly (without one named, it
     runs without credentials). `default_timeout`: seconds per call unless the caller's
     settings say otherwise. `creates_external_links`: its actions link the caller's
-    entity to the objects they create (ActionResult.external_links)."""
+    entity to the objects they create (ActionResult.external_links).
+    `default_rate_limit`: the vendor's documented limit, `{"requests", "perSeconds"}`
+    (`requests` None: no published number, only its 429s hold the caller back); a
+    connection may override or disable it (docs/user-guide/rate-limits.md)."""
 
     slug: str = ""
     display_name: str = ""
@@ -132,6 +146,7 @@ class Connector:
     explicit_connection_only: bool = False
     default_timeout: float = 10.0
     creates_external_links: bool = False
+    default_rate_limit: dict | None = None
 
     def __init__(
         self,
@@ -139,6 +154,7 @@ class Connector:
         *,
         idempotency_key: str | None = None,
         timeout: float = 10,
+        throttle: Throttle | None = None,
     ):
         self.connection = connection
         self.credentials = dict(connection.credentials or {})
@@ -148,6 +164,7 @@ class Connector:
         self.session = GuardedSession()
         self.updated_credentials: dict | None = None
         self.sleep = time.sleep
+        self.throttle = throttle
 
     # -- the interface -------------------------------------------------------------
 
@@ -268,13 +285,18 @@ class Connector:
         cap = float(self.setting(f"{prefix}_RATE_LIMIT_MAX_WAIT", 10))
         for attempt in range(retries + 1):
             kwargs.setdefault("timeout", self.timeout)
+            if self.throttle is not None:
+                self.throttle.before_request()
             resp = self.session.request(method, url, **kwargs)
             if resp.status_code != 429:
                 return resp
             wait = self.retry_after(resp)
+            if self.throttle is not None:
+                self.throttle.refused(wait)  # holds every worker's bucket; may put the call off
             if wait is None or wait > cap or attempt == retries:
                 return resp  # raise_for_status reports it with retry_after
-            self.sleep(wait)
+            if self.throttle is None:
+                self.sleep(wait)  # with a throttle, before_request waits out the hold
         return resp
 
     def retry_after(self, resp: requests.Response) -> float | None:

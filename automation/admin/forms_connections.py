@@ -20,7 +20,8 @@ SET_MARK = "•••• set"
 OPTIONS_HELP = (
     "Optional JSON object of non-secret settings, e.g. HubSpot {\"portalId\": 123}, "
     "Dropbox {\"contentBaseUrl\": \"…\"}, OpenAI {\"model\": \"gpt-4o-mini\"}, "
-    "HTTP {\"testUrl\": \"…\"}, SQL {\"allowWrites\": true, \"timeout\": 10}."
+    "HTTP {\"testUrl\": \"…\"}, SQL {\"allowWrites\": true, \"timeout\": 10}. "
+    "Any provider: {\"rateLimit\": {\"requests\": 190, \"perSeconds\": 10}} (null: none)."
 )
 
 

@@ -24,6 +24,7 @@ from automation.connections.services import (
     connection_update,
 )
 from automation.exceptions import AutomationError
+from automation.functions.ratelimit import connection_limit_text
 from automation.functions.registry import all_actions, get_action, validate_params
 from automation.models import Connection, Function, WebhookDelivery, WebhookSubscription
 from automation.views.present import status_pill
@@ -40,17 +41,23 @@ class ConnectionAdmin(admin.ModelAdmin):
     the form never renders a stored secret (see forms_connections)."""
 
     form = ConnectionForm
-    list_display = ["name", "provider", "base_url", "last_test"]
+    list_display = ["name", "provider", "base_url", "rate_limit", "last_test"]
     list_filter = ["provider"]
     search_fields = ["name"]
     actions = ["test_connection"]
     change_form_template = "admin/automation/connection/change_form.html"
 
+    @admin.display(description="Rate limit")
+    def rate_limit(self, obj: Connection) -> str:
+        """Set in options as rateLimit (docs/user-guide/rate-limits.md)."""
+        return connection_limit_text(obj)
+
     def get_readonly_fields(self, request, obj=None):
-        return ["provider", "last_test", "created_at"] if obj is not None else []
+        return ["provider", "rate_limit", "last_test", "created_at"] if obj is not None else []
 
     def get_fieldsets(self, request, obj=None):
-        sets = [(None, {"fields": ["provider", "name", "base_url", "options"]})]
+        fields = ["provider", "name", "base_url", "options"] + (["rate_limit"] if obj else [])
+        sets = [(None, {"fields": fields})]
         if obj is None:
             providers = all_connectors()
         else:

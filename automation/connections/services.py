@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from automation.connections import secrets
+from automation.connections.limits import rate_limit_problems
 from automation.exceptions import AutomationError
 from automation.models import Connection
 from integrations.base import ConnectionConfig
@@ -64,12 +65,18 @@ def _check_options(provider: str, options: dict) -> dict:
 def option_errors(*, provider: str, options: dict) -> dict[str, list[str]]:
     """The provider's own rules for its options, keyed `options.<name>` (none for a
     provider that is no longer registered: its options are kept as they are)."""
+    errors = {}
+    if "rateLimit" in options:  # every provider's calls may be rate limited (connections.limits)
+        problems = rate_limit_problems(options["rateLimit"])
+        if problems:
+            errors["options.rateLimit"] = problems
     try:
         cls = get_connector_class(provider)
     except ConnectorError:
-        return {}
-    return {f"options.{key}": problems
-            for key, problems in cls.validate_options(options).items()}
+        return errors
+    options = {key: value for key, value in options.items() if key != "rateLimit"}
+    return {**errors, **{f"options.{key}": problems
+                         for key, problems in cls.validate_options(options).items()}}
 
 
 def credential_errors(*, provider: str, credentials: dict) -> dict[str, list[str]]:

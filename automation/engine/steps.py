@@ -13,7 +13,7 @@ from typing import Any
 from automation.definitions import Step
 from automation.definitions.steps import Outcome, step_type
 from automation.engine.agents import Journal, run_agent
-from automation.exceptions import AutomationError, StepFailedError
+from automation.exceptions import AutomationError, StepDeferredError, StepFailedError
 from automation.functions import StepContext, resolve_function
 from automation.functions.registry import validate_params
 from automation.functions.templating import evaluate_tree
@@ -76,7 +76,7 @@ class EngineRuntime:
         ctx = self.ctx
         spec, params, connection = _resolve(step, self.function_rows)
         validate_params(spec, params)
-        ctx.params, ctx.connection = params, connection
+        ctx.params, ctx.connection, ctx.step_config = params, connection, step.config
         if "input" in step.config:
             ctx.input = evaluate_tree(step.config["input"], ctx.scope)
         return spec.handler(ctx)
@@ -100,6 +100,9 @@ def run_step(step: Step, ctx: StepContext, *, function_rows: dict | None = None,
         return kind.execute(step, EngineRuntime(ctx, function_rows, journal))
     except ExpressionError as exc:
         return Outcome.failed(exc.message, code=exc.code, logs=ctx.logs)
+    except StepDeferredError as exc:  # not yet (a rate limit): neither failed nor an attempt
+        return Outcome("deferred", error={"message": exc.message, "code": exc.code},
+                       retry_after=exc.seconds)
     except StepFailedError as exc:
         return Outcome.failed(exc.message, code=exc.code, retryable=exc.retryable, logs=ctx.logs)
     except AutomationError as exc:

@@ -26,7 +26,7 @@ from django.conf import settings
 from automation.connections import services as connection_services
 from automation.connections.secrets import SecretDecryptError
 from automation.exceptions import StepFailedError
-from automation.functions import ledger, response_mapping
+from automation.functions import ledger, ratelimit, response_mapping
 from automation.functions.redaction import register_secrets
 from automation.functions.registry import StepContext, function
 from automation.functions.templating import PLACEHOLDER, render_text
@@ -110,8 +110,9 @@ def _call(ctx: StepContext, *, provider: str, action: str, connection_name: str 
           params: dict) -> Any:
     connection = find_connection(ctx, provider, connection_name)
     params = _update_existing(ctx, provider, action, params)
+    throttle = ratelimit.throttle_for(ctx, connection, provider)
     connector = get_connector(_config(connection, provider), idempotency_key=ctx.idempotency_key,
-                              timeout=_timeout(provider))
+                              timeout=_timeout(provider), throttle=throttle)
     register_secrets([*connector.secret_values(), *_param_secrets(params)])
     try:
         with connector:
@@ -120,6 +121,9 @@ def _call(ctx: StepContext, *, provider: str, action: str, connection_name: str 
         _store_renewed(connection, err.updated_credentials)
         _explain(err, connection, provider)
         raise
+    finally:
+        if throttle is not None:
+            throttle.log_to(ctx)
     _store_renewed(connection, result.updated_credentials)
     _write_links(ctx, result.external_links)
     ctx.log(f"{provider}.{action} via {connection.name if connection else 'no connection'}")

@@ -33,6 +33,8 @@ class StepContext:
     scope_key: str = ""
     effect_origin: str = ""
     repeat_effects: bool = False
+    # The step's own config (a function step's `rateLimit` overrides its connection's).
+    step_config: dict = field(default_factory=dict)
 
     def log(self, message: str, **data: Any) -> None:
         self.logs.append({"message": message, **({"data": data} if data else {})})

@@ -5,7 +5,7 @@ from automation.models.clients import ApiClient, ApiToken
 from automation.models.connections import Connection, Function
 from automation.models.flow import ConcurrencyGate, DebounceMark, DedupeMark
 from automation.models.inbound import InboundDelivery
-from automation.models.operations import Effect, HeldStart, ProcessBreaker
+from automation.models.operations import Effect, HeldStart, ProcessBreaker, RateBucket
 from automation.models.processes import ApiProcess, IndexStamp, ProcessTrigger, ProcessVersion
 from automation.models.runs import Parameters, Priority, Run, StepRun
 from automation.models.waits import StepWait
@@ -14,7 +14,7 @@ from automation.models.webhooks import WebhookDelivery, WebhookSubscription
 __all__ = [
     "Agent",
     "ApiClient", "ApiToken", "ConcurrencyGate", "DebounceMark", "DedupeMark",
-    "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker",
+    "InboundDelivery", "Effect", "HeldStart", "ProcessBreaker", "RateBucket",
     "ApiProcess", "ApprovalLinkUse", "ApprovalRequest", "Batch", "Connection", "Function",
     "IndexStamp",
     "Parameters", "Priority", "ProcessTrigger", "ProcessVersion", "Run", "StepRun", "StepWait",

@@ -80,3 +80,16 @@ class HeldStart(models.Model):
 
     def __str__(self) -> str:
         return f"held start of {self.process.slug} ({self.status})"
+
+
+class RateBucket(models.Model):
+    """One rate-limit bucket shared by every worker (automation/functions/ratelimit.py):
+    `tat` is the bucket's theoretical arrival time in seconds since the epoch (the
+    generic cell rate algorithm, a token bucket kept as one number), pushed forward by
+    every request granted and by a vendor's Retry-After. Written with one statement."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    tat = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return self.key

@@ -107,6 +107,8 @@ def _apply(run: Run, graph: Graph, step_run: StepRun, outcome: Outcome, *,
     the claim was lost (the row is no longer this worker's), nothing was written."""
     step = graph.steps[step_run.step_id]
     state = StepState.from_json(step_run.state)
+    if outcome.kind == "deferred":
+        return _apply_deferral(step_run, step, outcome)
     if outcome.kind == "failed":
         return _apply_failure(run, graph, step_run, step, outcome, handover=handover)
     if outcome.kind == "completed":
@@ -175,6 +177,29 @@ def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
         return follow(run, graph, step_run, [step.on_error],
                       result={"error": error, "input": step_run.input}, handover=handover)
     settling.fail_run(run, step_run, error)
+    return []
+
+
+def _apply_deferral(step_run: StepRun, step: Step, outcome: Outcome) -> list[StepRun] | None:
+    """Not yet (a rate limit has no free request): the step goes back to pending, due
+    when one should be free. Not a failure and not an attempt (the claim's count is
+    given back, so its idempotency key stays the one nothing was sent with). Its log
+    says so once; a step put off again updates that line instead of adding one."""
+    now = timezone.now()
+    due = now + timedelta(seconds=outcome.retry_after or 0)
+    message = (outcome.error or {}).get("message", "Delayed by a rate limit.")
+    logs = list(step_run.logs)
+    last = logs[-1] if logs else None
+    times = last.get("times", 1) + 1 if last and last.get("event") == "rate_limited" else 1
+    line = {"message": message if times == 1 else f"{message} (put off {times} times)",
+            "at": now.isoformat(), "event": "rate_limited", "times": times,
+            "until": due.isoformat()}
+    step_run.logs = [*logs[:-1], line] if times > 1 else [*logs, line]
+    if not _save(step_run, status=StepRun.Status.PENDING, not_before=due, claim=None,
+                 lease_expires_at=None, started_at=None, finished_at=None, duration_ms=None,
+                 attempt=step_run.attempt - 1):
+        return None
+    enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
     return []
 
 

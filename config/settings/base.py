@@ -246,6 +246,17 @@ ENTITYFLOW_CONTINUE_MAX_STEPS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_STEP
 ENTITYFLOW_CONTINUE_MAX_MS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_MS", "1000"))
 # A step with config.timeout holds its lease for that long plus this margin.
 ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
+# Rate limits per connection (docs/user-guide/rate-limits.md). Where the shared buckets
+# live: "auto" (Redis when it is the broker, else the database), "database" or "redis".
+ENTITYFLOW_RATE_LIMIT_BACKEND = os.environ.get("ENTITYFLOW_RATE_LIMIT_BACKEND", "auto")
+# A step whose request is free within this many seconds waits for it in the worker (its
+# turn reserved); one further off is put off and rung again when it is due.
+ENTITYFLOW_RATE_LIMIT_MAX_WAIT_SECONDS = float(
+    os.environ.get("ENTITYFLOW_RATE_LIMIT_MAX_WAIT_SECONDS", "2"))
+# Kept below a vendor's window: N per W seconds is spread over W plus this margin, so the
+# jitter between our grant and the vendor's clock cannot tip a window over N.
+ENTITYFLOW_RATE_LIMIT_MARGIN_SECONDS = float(
+    os.environ.get("ENTITYFLOW_RATE_LIMIT_MARGIN_SECONDS", "0.5"))
 # PostgreSQL: the engine's own bookkeeping (claims, step records, event dispatch) commits
 # without waiting for the disk; everything before anything leaves the system is flushed
 # (entities.db.commits). Off: every commit waits for the disk.

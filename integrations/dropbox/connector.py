@@ -48,6 +48,9 @@ class DropboxConnector(Connector):
     default_base_url = "https://api.dropboxapi.com"
     base_url_setting = "DROPBOX_API_BASE_URL"
     rate_limit_default_wait = 5.0  # the SDK's default when neither body nor header says
+    # Dropbox publishes no number: it answers 429 with Retry-After, always (VENDORS §2), and
+    # that hold is shared by every worker calling through the connection.
+    default_rate_limit = {"requests": None, "perSeconds": 1}
     creates_external_links = True
     credential_fields = CREDENTIAL_FIELDS
     actions = {

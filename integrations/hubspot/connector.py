@@ -44,6 +44,8 @@ class HubSpotConnector(Connector):
     default_base_url = "https://api.hubapi.com"
     base_url_setting = "HUBSPOT_BASE_URL"
     rate_limit_default_wait = 10.0  # no Retry-After: wait out the 10-second window
+    # Private apps on Professional and Enterprise: 190 requests per 10 s (VENDORS §1.10).
+    default_rate_limit = {"requests": 190, "perSeconds": 10}
     creates_external_links = True
     credential_fields = (CredentialField(
         "accessToken", "Access token",

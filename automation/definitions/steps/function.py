@@ -9,6 +9,7 @@ version, so a run always calls what its version says, whatever happens to Functi
 from collections.abc import Callable
 from typing import Any
 
+from automation.connections.limits import rate_limit_problems
 from automation.definitions.errors import DefinitionErrors, check_int
 from automation.definitions.steps.base import Step, StepRuntime, StepType, raw_config
 from automation.definitions.steps.outcome import Outcome
@@ -32,6 +33,9 @@ class FunctionStep(StepType):
         config = raw.get("config", {})
         check_int(config, "retries", path, errors, 0, 20)
         check_int(config, "timeout", path, errors, 1, 3_600_000)
+        if isinstance(config, dict) and "rateLimit" in config:
+            for problem in rate_limit_problems(config["rateLimit"]):
+                errors.add(f"{path}.config.rateLimit", problem)
 
     def validate_params(self, raw: dict, path: str, errors: DefinitionErrors,
                         check_params: Callable[[str, dict], dict[str, list[str]]]) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 @dataclass
 class Outcome:
-    kind: str  # completed | failed | waiting | loop
+    kind: str  # completed | failed | waiting | loop | deferred (retry_after seconds)
     output: Any = None
     error: dict | None = None
     targets: list[str] | None = None  # None: follow the step's `next`

@@ -1,6 +1,9 @@
 """Fake HubSpot CRM v3 / v4 associations / account-info (VENDORS §1.11 checklist)."""
 
+import math
+import time
 import uuid
+from collections import deque
 from datetime import UTC, datetime
 
 from werkzeug.exceptions import HTTPException
@@ -48,6 +51,11 @@ class FakeHubSpot(FakeServer):
         self.associations: list[tuple[str, str, str, str]] = []
         self.searchable = True  # False: new records are missing from search (indexing lag)
         self._next_id = 501
+        # enforce_limit: HubSpot's TEN_SECONDLY_ROLLING limit, a sliding window
+        self.limit: tuple[int, float] | None = None
+        self.accepted_at: list[float] = []  # time.monotonic() of every request let through
+        self.refused = 0  # requests answered 429 by the enforced limit
+        self._window: deque[float] = deque()
 
     # -- scripting helpers ----------------------------------------------------------
 
@@ -57,6 +65,42 @@ class FakeHubSpot(FakeServer):
             headers["Retry-After"] = str(retry_after)
         body = load_fixture("hubspot", "error_429", correlationId=uuid.uuid4())
         self.script(429, body, headers=headers, times=times, path=path)
+
+    def enforce_limit(self, requests: int = 190, per_seconds: float = 10.0) -> None:
+        """Answer 429 (with Retry-After, as HubSpot does) to any authorised request that
+        would make more than `requests` in the last `per_seconds` (VENDORS §1.10)."""
+        self.limit = (requests, per_seconds)
+
+    def busiest_window(self, seconds: float | None = None) -> int:
+        """The most requests let through in any sliding window of `seconds` (default:
+        the enforced limit's)."""
+        seconds = seconds if seconds is not None else self.limit[1]
+        times, most, start = sorted(self.accepted_at), 0, 0
+        for end, at in enumerate(times):
+            while at - times[start] >= seconds:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
+    def _over_limit(self, correlation: str):
+        """The 429 for a request over the enforced limit, else None (and it is counted)."""
+        if self.limit is None:
+            return None
+        requests, per_seconds = self.limit
+        now = time.monotonic()
+        while self._window and now - self._window[0] >= per_seconds:
+            self._window.popleft()
+        if len(self._window) >= requests:
+            self.refused += 1
+            wait = max(1, math.ceil(self._window[0] + per_seconds - now))
+            headers = {**RATE_HEADERS, "X-HubSpot-RateLimit-Max": str(requests),
+                       "X-HubSpot-RateLimit-Remaining": "0", "Retry-After": str(wait),
+                       "X-HubSpot-Correlation-Id": correlation}
+            body = load_fixture("hubspot", "error_429", correlationId=correlation)
+            return json_response(body, 429, headers)
+        self._window.append(now)
+        self.accepted_at.append(now)
+        return None
 
     def fail(self, status: int = 502, *, times: int = 1, path=None) -> None:
         body = {"status": "error", "message": "internal error", "correlationId": str(uuid.uuid4()),
@@ -70,6 +114,9 @@ class FakeHubSpot(FakeServer):
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return json_response(load_fixture("hubspot", "error_401", correlationId=correlation),
                                  401, {"X-HubSpot-Correlation-Id": correlation})
+        refused = self._over_limit(correlation)  # handle() runs one request at a time
+        if refused is not None:
+            return refused
         try:
             endpoint, args = URLS.bind("api.hubapi.com").match(request.path, request.method)
         except HTTPException as exc:
