@@ -11,6 +11,7 @@ class AutomationConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        import integrations.tracing as tracing
         from automation import checks, receivers  # noqa: F401  (checks register themselves)
 
         import_module("automation.functions.builtins")
@@ -18,6 +19,7 @@ class AutomationConfig(AppConfig):
         for module in getattr(settings, "ENTITYFLOW_FUNCTION_MODULES", []):
             import_module(module)  # user functions registered with @function
         receivers.connect()
+        tracing.configure()  # off unless an exporter is configured (docs/operating.md#tracing)
         _wire_the_run_store()
         _wire_the_triggers()
         _wire_the_timeline()

@@ -54,6 +54,11 @@ class Run(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The run's trace (docs/operating.md#tracing): its own span as a W3C traceparent, so a
+    # step run by any worker later joins it, and the caller's span it is a child of.
+    # Empty while tracing is off.
+    traceparent = models.CharField(max_length=55, blank=True, default="")
+    trace_parent_id = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from automation.definitions import Step
+from automation.engine import traces
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run, StepRun
 from automation.services.breaker import ProcessPausedError, admit, resume
@@ -84,7 +85,9 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
 
 
 def run_cancel(*, run: Run) -> Run:
-    return get_store().cancel(run)
+    run = get_store().cancel(run)
+    traces.run_ended(run)
+    return run
 
 
 def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:

@@ -16,6 +16,7 @@ from django.db.models.constants import OnConflict
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+import integrations.tracing as tracing
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
@@ -41,6 +42,16 @@ class StoreFeatures:
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID
 _RUN_INSERTS = {key: CompiledInsert(Run, fields=_RUN_FIELDS, on_conflict=conflict)
                 for key, conflict in ((True, OnConflict.IGNORE), (False, None))}
+
+
+def trace_run(run: Run) -> None:
+    """Give a new run its trace (docs/operating.md#tracing): a child of the current
+    span (an inbound traceparent, the step that starts it) or a new trace. Nothing while
+    tracing is off."""
+    if not run.traceparent:
+        context = tracing.run_context()
+        if context is not None:
+            run.traceparent, run.trace_parent_id = context.traceparent, context.parent_span_id
 
 
 def run_insert(run: Run) -> CompiledInsert:
@@ -73,6 +84,7 @@ class RunStore:
         return True
 
     def _insert_run(self, run: Run) -> bool:
+        trace_run(run)
         if run.idempotency_key:
             sql, params = run_insert(run).sql_params(run, self.using)
             with connections[self.using].cursor() as cursor:
@@ -115,6 +127,8 @@ class RunStore:
         same chunk writes nothing), each with its first step run; rings for them all in
         one broker round trip. Returns how many runs were new."""
         with transaction.atomic(using=self.using, savepoint=False):
+            for run in runs:
+                trace_run(run)
             Run.objects.bulk_create(runs, ignore_conflicts=True)
             batch_id, entity_ids = runs[0].batch_id, [r.entity_id for r in runs]
             created = set(Run.objects.filter(batch_id=batch_id, entity_id__in=entity_ids,

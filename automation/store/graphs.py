@@ -38,3 +38,9 @@ def is_sequential(version_id: int) -> bool:
     the outputs a step can see are exactly those of the steps before it, and the step
     that ends the only branch ends the run."""
     return _sequential(version_id)
+
+
+@lru_cache(maxsize=1024)
+def version_number(version_id: int) -> int:
+    """The number people know a version by (a trace's attribute); versions never change."""
+    return ProcessVersion.objects.values_list("number", flat=True).get(pk=version_id)

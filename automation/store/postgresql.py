@@ -56,7 +56,13 @@ from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
 from automation.store import hooks, waiting
-from automation.store.base import RUN_NOT_STARTED, RunStore, StoreFeatures, run_insert
+from automation.store.base import (
+    RUN_NOT_STARTED,
+    RunStore,
+    StoreFeatures,
+    run_insert,
+    trace_run,
+)
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_step
 from automation.store.graphs import graph_for, is_plain, is_sequential
@@ -112,6 +118,7 @@ class PostgresRunStore(RunStore):
         """`run_row AS (INSERT run … [FROM source] ON CONFLICT DO NOTHING RETURNING id),
         first_step AS (INSERT step … FROM run_row RETURNING id)`."""
         qn = connections[self.using].ops.quote_name
+        trace_run(run)
         run_sql, run_params = insert_from(run, source, self.using, insert=run_insert(run))
         step_sql, step_params = insert_from(step_run, "run_row", self.using)
         # only Django's compiled SQL and quoted names go in; every value is a parameter
