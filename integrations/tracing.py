@@ -28,6 +28,7 @@ from datetime import datetime
 from django.conf import settings
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -107,17 +108,17 @@ def tracer():
     return (_provider or trace.get_tracer_provider()).get_tracer(SCOPE)
 
 
-class RunIds:
-    """The SDK's random ids, except while `forced_ids` names the ones to use: a run's
+class RunIds(RandomIdGenerator):
+    """The SDK's random ids, except while `_forced_ids` names the ones to use: a run's
     span is written when the run ends, with the ids its steps already used as parent."""
 
     def generate_span_id(self) -> int:
         forced = _forced_ids.get()
-        return forced[1] if forced else random.getrandbits(64) or 1
+        return forced[1] if forced else super().generate_span_id()
 
     def generate_trace_id(self) -> int:
         forced = _forced_ids.get()
-        return forced[0] if forced else random.getrandbits(128) or 1
+        return forced[0] if forced else super().generate_trace_id()
 
 
 # -- the stored context of a run ----------------------------------------------------------

@@ -64,6 +64,20 @@ def dispatched_events():
     outbox.unsubscribe("tests.recorder")
 
 
+@pytest.fixture
+def trace_spans():
+    """Tracing on in this process for one test, its spans kept by the SDK's in-memory
+    exporter (integrations.tracing); off again afterwards."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from integrations import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.configure(exporter)
+    yield exporter
+    tracing.shutdown()
+
+
 # --- Service lanes (PostgreSQL / Redis / workers) ---------------------------------------
 
 

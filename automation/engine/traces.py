@@ -7,6 +7,7 @@ here reads or writes the database beyond a version's number, once per version, a
 for a run that has a trace.
 """
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +17,8 @@ import integrations.tracing as tracing
 from automation.definitions import Step
 from automation.models import Run, StepRun
 from automation.store.graphs import version_number
+
+logger = logging.getLogger(__name__)
 
 
 def run_attributes(run: Run) -> dict:
@@ -55,6 +58,13 @@ def run_ended(run: Run) -> None:
     """Write the run's span (from its creation to its end) once it has finished."""
     if not (run.traceparent and run.is_finished and tracing.enabled()):
         return
+    try:
+        _write_run_span(run)
+    except Exception:  # a trace is an aid: it must never fail or undo the run it follows
+        logger.exception("run %s: could not write its span", run.pk)
+
+
+def _write_run_span(run: Run) -> None:
     tracing.write_span(run.traceparent, run.trace_parent_id, f"run {run.process.slug}",
                        {**run_attributes(run), "entityflow.outcome": run.status},
                        start=run.created_at, end=run.finished_at or timezone.now(),
