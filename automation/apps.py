@@ -28,6 +28,7 @@ class AutomationConfig(AppConfig):
 def _wire_the_run_store() -> None:
     """The store calls up through these, so it never imports the layers above it
     (docs/architecture.md, "Layers")."""
+    from automation.engine import traces
     from automation.engine.executor import execute_step
     from automation.services import approvals, notifications
     from automation.store import doorbell, hooks
@@ -35,6 +36,7 @@ def _wire_the_run_store() -> None:
     doorbell.set_synchronous_runner(execute_step)
     hooks.on_run_end("webhooks", notifications.run_finished,
                      idle_when=notifications.subscribers_of)
+    hooks.on_run_end("traces", traces.run_end_hook, idle_when=traces.spans_need_no_rows)
     hooks.on_approval_requested("human-tasks", approvals.approval_opened)
 
 

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 import integrations.tracing as tracing
@@ -55,13 +57,30 @@ def step_outcome(span, kind: str, error: dict | None = None) -> None:
 
 
 def run_ended(run: Run) -> None:
-    """Write the run's span (from its creation to its end) once it has finished."""
-    if not (run.traceparent and run.is_finished and tracing.enabled()):
+    """Write the run's span (from its creation to its end) once it has finished; once per
+    run object, whichever of the paths below sees the end first."""
+    if not (run.traceparent and run.is_finished and tracing.enabled()) or getattr(
+            run, "_span_written", False):
         return
+    run._span_written = True
     try:
         _write_run_span(run)
     except Exception:  # a trace is an aid: it must never fail or undo the run it follows
         logger.exception("run %s: could not write its span", run.pk)
+
+
+def run_end_hook(run: Run) -> None:
+    """The store's run-end hook (store.hooks), for a run ended anywhere (a step, a person's
+    decision): its span is written after the commit, when the end is certain. A run the
+    PostgreSQL store ends in one statement skips the hooks; the executor writes that one."""
+    if run.traceparent and tracing.enabled():
+        transaction.on_commit(lambda: run_ended(run))
+
+
+def spans_need_no_rows(event: str) -> QuerySet:
+    """What the hook needs rows for: nothing (a span is no row), so a run's end is never
+    kept from the PostgreSQL store's one statement on its account."""
+    return Run.objects.filter(pk__isnull=True)
 
 
 def _write_run_span(run: Run) -> None:

@@ -151,3 +151,31 @@ def test_with_tracing_off_nothing_is_read_stored_or_sent(api, hubspot_fake, echo
     calls = [*hubspot_fake.calls, *echo.calls]
     assert calls and not any("Traceparent" in c.headers or "Tracestate" in c.headers
                              for c in calls)
+
+
+def test_a_run_ended_by_a_decision_writes_its_span_once(api, trace_spans):
+    process_save(slug="ask", name="Ask", definition={"steps": [
+        {"id": "ask", "type": "human", "config": {"approvers": ["manager@example.com"]}}]})
+    trigger(api, "ask", HTTP_TRACEPARENT=CALLER)
+    approval = api.get("/api/approvals").json()["results"][0]
+    assert [s.name for s in trace_spans.get_finished_spans()] == ["step ask"]
+    assert trace_spans.get_finished_spans()[0].attributes["entityflow.outcome"] == "waiting"
+
+    decided = api.post(f"/api/approvals/{approval['id']}/decide",
+                       {"approved": True, "decidedBy": "manager@example.com"}, format="json")
+    assert decided.status_code == 200, decided.content
+    assert Run.objects.get().status == Run.Status.COMPLETED
+    spans = by_name(trace_spans.get_finished_spans())  # one run span, not two
+    assert set(spans) == {"step ask", "run ask"}
+    assert spans["run ask"].context.trace_id == int(CALLER_TRACE, 16)
+    assert spans["run ask"].attributes["entityflow.outcome"] == "completed"
+
+
+def test_a_cancelled_run_writes_its_span(api, trace_spans):
+    process_save(slug="ask", name="Ask", definition={"steps": [
+        {"id": "ask", "type": "human", "config": {"approvers": ["manager@example.com"]}}]})
+    trigger(api, "ask")
+    run = Run.objects.get()
+    assert api.post(f"/api/executions/{run.pk}/cancel").status_code == 200
+    spans = by_name(trace_spans.get_finished_spans())
+    assert spans["run ask"].attributes["entityflow.outcome"] == "cancelled"
