@@ -24,7 +24,7 @@ def _fresh_process_caches():
     requirements._cache.clear()
     # Graphs are cached by version id, which a rolled-back test hands out again (in
     # production ids are never reused: AUTOINCREMENT on SQLite, sequences elsewhere).
-    for cached in (graphs._graph, graphs._plain, graphs._sequential):
+    for cached in (graphs._graph, graphs._plain, graphs._sequential, graphs.version_number):
         cached.cache_clear()
     yield
 
