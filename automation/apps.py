@@ -11,6 +11,7 @@ class AutomationConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        import integrations.tracing as tracing
         from automation import checks, receivers  # noqa: F401  (checks register themselves)
 
         import_module("automation.functions.builtins")
@@ -18,6 +19,7 @@ class AutomationConfig(AppConfig):
         for module in getattr(settings, "ENTITYFLOW_FUNCTION_MODULES", []):
             import_module(module)  # user functions registered with @function
         receivers.connect()
+        tracing.configure()  # off unless an exporter is configured (docs/operating.md#tracing)
         _wire_the_run_store()
         _wire_the_triggers()
         _wire_the_timeline()
@@ -26,6 +28,7 @@ class AutomationConfig(AppConfig):
 def _wire_the_run_store() -> None:
     """The store calls up through these, so it never imports the layers above it
     (docs/architecture.md, "Layers")."""
+    from automation.engine import traces
     from automation.engine.executor import execute_step
     from automation.engine.steps import set_process_starter
     from automation.services import approvals, notifications, subprocesses
@@ -38,6 +41,7 @@ def _wire_the_run_store() -> None:
     # a sub-process's end finishes the parent step waiting for it, in the same transaction
     hooks.on_run_end("sub-processes", recording.resume_parent, idle_when=children_active)
     set_process_starter(subprocesses.start_child)
+    hooks.on_run_end("traces", traces.run_end_hook, idle_when=traces.spans_need_no_rows)
     hooks.on_approval_requested("human-tasks", approvals.approval_opened)
 
 

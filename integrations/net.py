@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from integrations import tracing
 from integrations.exceptions import (
     ConnectorBadResponseError,
     ConnectorError,
@@ -238,6 +239,9 @@ class GuardedSession(requests.Session):
 
     def request(self, method, url, *, timeout=None, allow_redirects=True, **kwargs):
         timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        if tracing.enabled():  # the caller's trace (a step's span) goes along: traceparent
+            kwargs["headers"] = dict(kwargs.get("headers") or {})
+            tracing.inject(kwargs["headers"])
         for _hop in range(MAX_REDIRECTS + 1):
             check_url(url)
             try:

@@ -48,7 +48,7 @@ def _fresh_process_caches():
     requirements._cache.clear()
     # Graphs are cached by version id, which a rolled-back test hands out again (in
     # production ids are never reused: AUTOINCREMENT on SQLite, sequences elsewhere).
-    for cached in (graphs._graph, graphs._plain, graphs._sequential):
+    for cached in (graphs._graph, graphs._plain, graphs._sequential, graphs.version_number):
         cached.cache_clear()
     yield
 
@@ -86,6 +86,20 @@ def dispatched_events():
     outbox.subscribe("tests.recorder", calls.append)
     yield calls
     outbox.unsubscribe("tests.recorder")
+
+
+@pytest.fixture
+def trace_spans():
+    """Tracing on in this process for one test, its spans kept by the SDK's in-memory
+    exporter (integrations.tracing); off again afterwards."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from integrations import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.configure(exporter)
+    yield exporter
+    tracing.shutdown()
 
 
 # --- Service lanes (PostgreSQL / Redis / workers) ---------------------------------------

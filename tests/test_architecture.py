@@ -18,12 +18,15 @@ ALLOWED = {
     # standardwebhooks signs outbound deliveries the Standard Webhooks way (signing.py);
     # psycopg and (when installed) PyMySQL are the SQL connector's drivers: it opens a
     # plain connection to the user's database per call, never through Django's.
+    # opentelemetry: traces (tracing.py), and the traceparent every outbound request carries
     "integrations": {"requests", "django.conf", "urllib3", "standardwebhooks", "psycopg",
-                     "pymysql"},
+                     "pymysql", "opentelemetry"},
     "automation": {"django", "rest_framework", "drf_spectacular", "django_q", "django_filters",
                    "jsonschema", "croniter", "cryptography", "entities", "integrations.base",
                    "integrations.registry", "integrations.exceptions", "integrations.signing",
                    "integrations.webhook", "integrations.net", "redis", "requests",
+                   # spans and the stored trace context of runs (docs/operating.md#tracing)
+                   "integrations.tracing",
                    # /metrics in the Prometheus format (automation/api)
                    "prometheus_client",
                    # the one error shape of docs/rest-api.md, reused by views outside DRF (/hooks)

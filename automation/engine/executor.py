@@ -13,6 +13,7 @@ from django.utils import timezone
 from automation.definitions import Step
 from automation.definitions.steps import StepPolicy
 from automation.definitions.steps.outcome import Outcome
+from automation.engine import traces
 from automation.engine.agents import Journal
 from automation.engine.context import Execution
 from automation.engine.scope import build_scope, load_entity
@@ -98,10 +99,14 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
         # not run on a claim that skipped the disk flush: this ordinary commit makes
         # everything the run wrote so far durable first (entities.db.commits).
         store.extend_lease(claim, seconds=lease)
-    started = time.monotonic()
-    outcome = _outcome(store, run, claim, step, rules, execution, lease)
-    store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
-                 handover=execution)
+    started, was_finished = time.monotonic(), run.is_finished
+    with traces.step_span(run, claim.step_run, step) as span:
+        outcome = _outcome(store, run, claim, step, rules, execution, lease)
+        store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
+                     handover=execution)
+        traces.step_outcome(span, outcome.kind, outcome.error)
+    if span is not None and not was_finished:  # the record leaves the settled run here
+        traces.run_ended(claim.step_run.run)
 
 
 def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPolicy,

@@ -76,6 +76,11 @@ class Run(models.Model):
     pending_reason = models.CharField(  # noqa: DJ001 - NULL: the run holds or held a slot
         max_length=300, null=True, blank=True,
         help_text="Why a pending run waits (a concurrency limit); empty once it may start.")
+    # The run's trace (docs/operating.md#tracing): its own span as a W3C traceparent, so a
+    # step run by any worker later joins it, and the caller's span it is a child of.
+    # Empty while tracing is off.
+    traceparent = models.CharField(max_length=55, blank=True, default="")
+    trace_parent_id = models.CharField(max_length=16, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

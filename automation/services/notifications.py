@@ -19,7 +19,7 @@ def run_finished(run: Run) -> None:
         "status": run.status, "workflowDefinitionId": run.process.slug,
         "finishedAt": run.finished_at.isoformat() if run.finished_at else None,
     }
-    notify(event, payload)
+    notify(event, payload, traceparent=run.traceparent)
 
 
 def subscribers_of(event: str) -> QuerySet:
@@ -46,12 +46,14 @@ def approval_event(approval: ApprovalRequest, event: str) -> None:
     notify(event, payload)
 
 
-def notify(event: str, payload: dict) -> list[WebhookDelivery]:
+def notify(event: str, payload: dict, *, traceparent: str = "") -> list[WebhookDelivery]:
+    """`traceparent`: the run's trace, which each POST of the delivery carries."""
     deliveries = []
     for subscription in WebhookSubscription.objects.filter(active=True):
         if event in subscription.events or "*" in subscription.events:
             deliveries.append(WebhookDelivery.objects.create(
-                subscription=subscription, event=event, payload=payload))
+                subscription=subscription, event=event, payload=payload,
+                traceparent=traceparent))
     for delivery in deliveries:
         # robust: a broker that is down must not fail what was committed (the webhook
         # sweeper sends the delivery later) nor skip the other after-commit doorbells

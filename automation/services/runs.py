@@ -11,6 +11,7 @@ from django.utils import timezone
 from automation.definitions import Graph, Step
 from automation.definitions.flow import Concurrency
 from automation.definitions.scope import event_scope, expression_scope
+from automation.engine import traces
 from automation.exceptions import ProcessDisabledError, RunStateError
 from automation.models import (
     ApiProcess,
@@ -170,7 +171,9 @@ def concurrency_key(rule: Concurrency, run: Run) -> str:
 
 
 def run_cancel(*, run: Run) -> Run:
-    return get_store().cancel(run)
+    run = get_store().cancel(run)
+    traces.run_ended(run)
+    return run
 
 
 def run_retry(*, run: Run, version: str = "pinned", user=None) -> Run:

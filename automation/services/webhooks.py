@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+import integrations.tracing as tracing
 from automation.connections import secrets
 from automation.exceptions import AutomationError
 from automation.models import WebhookDelivery, WebhookSubscription
@@ -98,9 +99,10 @@ def delivery_attempt(*, delivery_id) -> WebhookDelivery | None:
     except secrets.SecretDecryptError as exc:
         return _record_failure(delivery, None, exc.message)
     try:
-        result = webhook_post(subscription.url, delivery.payload, secret,
-                              delivery_id=str(delivery.pk), event=delivery.event,
-                              timeout=_setting("TIMEOUT", 10))
+        with tracing.current(delivery.traceparent):  # the POST carries the run's trace
+            result = webhook_post(subscription.url, delivery.payload, secret,
+                                  delivery_id=str(delivery.pk), event=delivery.event,
+                                  timeout=_setting("TIMEOUT", 10))
     except ConnectorError as err:
         err.redact([secret])
         wait = err.retry_after if err.retryable else None

@@ -16,6 +16,7 @@ from django.db.models.constants import OnConflict
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+import integrations.tracing as tracing
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
 from automation.exceptions import RunStateError
@@ -54,6 +55,16 @@ class StoreFeatures:
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID
 _RUN_INSERTS = {key: CompiledInsert(Run, fields=_RUN_FIELDS, on_conflict=conflict)
                 for key, conflict in ((True, OnConflict.IGNORE), (False, None))}
+
+
+def trace_run(run: Run) -> None:
+    """Give a new run its trace (docs/operating.md#tracing): a child of the current
+    span (an inbound traceparent, the step that starts it) or a new trace. Nothing while
+    tracing is off."""
+    if not run.traceparent:
+        context = tracing.run_context()
+        if context is not None:
+            run.traceparent, run.trace_parent_id = context.traceparent, context.parent_span_id
 
 
 def run_insert(run: Run) -> CompiledInsert:
@@ -124,6 +135,7 @@ class RunStore:
         return True
 
     def _insert_run(self, run: Run) -> bool:
+        trace_run(run)
         if run.idempotency_key:
             sql, params = run_insert(run).sql_params(run, self.using)
             with connections[self.using].cursor() as cursor:
@@ -175,12 +187,14 @@ class RunStore:
         worker died) writes no run, and so no step and no doorbell. Here (SQLite) the runs
         are `INSERT OR IGNORE`d, then the steps written for the chunk's runs that have
         none, which in the same transaction are exactly the runs just written."""
+        trace_run(template)  # each run gets a span of its own (_chunk_run_columns)
         connection = connections[self.using]
         qn = connection.ops.quote_name
         chunk_sql, chunk_params = self._chunk_entities(entities)
         run_sql, run_params = insert_select(
             template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
-            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix),
+            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix,
+                                              template),
             insert=run_insert(template))
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         run_pk, batch_column = qn(Run._meta.pk.column), qn(Run._meta.get_field("batch").column)
@@ -211,9 +225,22 @@ class RunStore:
             CHUNK_ENTITY).query.get_compiler(using=self.using).as_sql()
         return sql, tuple(params)
 
-    def _chunk_run_columns(self, entity: str, key_prefix: str) -> dict:
-        """A chunk's run columns computed from the entity id column (SQLite: a UUID is
-        32 hex digits; the key spells the entity id as str(uuid) does)."""
+    # SQL for 16 random hex digits: a span id (SQLite; PostgreSQL overrides it)
+    RANDOM_SPAN_ID = "lower(hex(randomblob(8)))"
+
+    def _chunk_run_columns(self, entity: str, key_prefix: str, template: Run) -> dict:
+        """A chunk's run columns computed per row: the entity's, its key, its id and,
+        while tracing is on, its own span in the trace of the fan-out (trace_run gave the
+        template the trace, each row gets a span id of its own)."""
+        columns = self._chunk_keys(entity, key_prefix)
+        if template.traceparent:  # 00-<trace id>-<span id>-<flags>
+            columns["traceparent"] = (f"%s || {self.RANDOM_SPAN_ID} || %s",
+                                      (template.traceparent[:36], template.traceparent[52:]))
+        return columns
+
+    def _chunk_keys(self, entity: str, key_prefix: str) -> dict:
+        """The id and idempotency key of a chunk's run (SQLite: a UUID is 32 hex digits;
+        the key spells the entity id as str(uuid) does)."""
         dashed = "||'-'||".join(f"substr({entity}, {start}, {length})" for start, length in
                                 ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12)))
         return {"id": ("lower(hex(randomblob(16)))", ()), "entity_id": (entity, ()),

@@ -45,3 +45,9 @@ def is_sequential(version_id: int) -> bool:
 def concurrency_for(version_id: int) -> Concurrency | None:
     """The version's concurrency rule (docs/user-guide/concurrency.md), None without one."""
     return concurrency_of(ProcessVersion.objects.only("definition").get(pk=version_id).definition)
+
+
+@lru_cache(maxsize=1024)
+def version_number(version_id: int) -> int:
+    """The number people know a version by (a trace's attribute); versions never change."""
+    return ProcessVersion.objects.values_list("number", flat=True).get(pk=version_id)

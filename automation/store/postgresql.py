@@ -62,6 +62,7 @@ from automation.store.base import (
     RunStore,
     StoreFeatures,
     run_insert,
+    trace_run,
 )
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
@@ -121,6 +122,7 @@ class PostgresRunStore(RunStore):
         """`run_row AS (INSERT run … [FROM source] ON CONFLICT DO NOTHING RETURNING id),
         first_step AS (INSERT step … FROM run_row RETURNING id)`."""
         qn = connections[self.using].ops.quote_name
+        trace_run(run)
         run_sql, run_params = insert_from(run, source, self.using, insert=run_insert(run))
         step_sql, step_params = insert_from(step_run, "run_row", self.using)
         # only Django's compiled SQL and quoted names go in; every value is a parameter
@@ -134,11 +136,13 @@ class PostgresRunStore(RunStore):
         entities `ON CONFLICT DO NOTHING` (their keys are unique: a chunk done again
         writes nothing), their first steps `INSERT … SELECT` from the runs that statement
         wrote. Rings for the steps in one broker round trip after the commit."""
+        trace_run(template)  # each run gets a span of its own (_chunk_run_columns)
         qn = connections[self.using].ops.quote_name
         chunk_sql, chunk_params = self._chunk_entities(entities)
         run_sql, run_params = insert_select(
             template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
-            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix),
+            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix,
+                                              template),
             insert=run_insert(template))
         step_sql, step_params = insert_select(
             self._chunk_step(template, first), "run_row", (), self.using,
@@ -152,7 +156,9 @@ class PostgresRunStore(RunStore):
             enqueue_many(step_ids, timeout=step_timeout_seconds(first))
         return len(step_ids)
 
-    def _chunk_run_columns(self, entity: str, key_prefix: str) -> dict:
+    RANDOM_SPAN_ID = "substr(md5(random()::text), 1, 16)"
+
+    def _chunk_keys(self, entity: str, key_prefix: str) -> dict:
         return {"id": ("gen_random_uuid()", ()), "entity_id": (entity, ()),
                 "idempotency_key": (f"%s || {entity}::text", (key_prefix,))}
 

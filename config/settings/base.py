@@ -41,6 +41,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "automation.api.request_metrics.RequestMetricsMiddleware",
+    # A caller's traceparent: the runs it starts join its trace (docs/operating.md#tracing).
+    "automation.api.request_tracing.TraceContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from any app server, gunicorn included (docs/operating.md, "Serving").
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -277,6 +279,17 @@ ENTITYFLOW_PREPARED_STATEMENTS = env_bool("ENTITYFLOW_PREPARED_STATEMENTS", True
 ENTITYFLOW_WAIT_NOTIFY = os.environ.get("ENTITYFLOW_WAIT_NOTIFY", "auto")
 ENTITYFLOW_WAIT_POLL_SECONDS = float(os.environ.get("ENTITYFLOW_WAIT_POLL_SECONDS", "0.25"))
 ENTITYFLOW_WAIT_RECHECK_SECONDS = float(os.environ.get("ENTITYFLOW_WAIT_RECHECK_SECONDS", "2"))
+
+# --- Tracing (integrations.tracing, docs/operating.md#tracing) --------------------------
+# OpenTelemetry spans per run and step, W3C traceparent in and out. "otlp" (the optional
+# extra entityflow[otlp]; endpoint and headers from the standard OTEL_EXPORTER_OTLP_*
+# variables), "console" (one JSON span per line to ENTITYFLOW_TRACING_FILE, else standard
+# output) or "off". Unset: otlp when an OTLP endpoint is configured, else off.
+_OTLP_ENDPOINT = (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                  or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+ENTITYFLOW_TRACING = os.environ.get("ENTITYFLOW_TRACING", "otlp" if _OTLP_ENDPOINT else "off")
+ENTITYFLOW_TRACING_FILE = os.environ.get("ENTITYFLOW_TRACING_FILE", "")
+ENTITYFLOW_TRACING_SERVICE = os.environ.get("OTEL_SERVICE_NAME", "entityflow")
 
 # --- Retention (automation.services.retention, docs/operating.md#retention) -----------
 # Days each kind of row is kept; 0 keeps it forever. `manage.py prune` and a daily

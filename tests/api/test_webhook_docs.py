@@ -42,11 +42,12 @@ def test_every_outbound_event_is_documented_with_its_signing_headers(document):
 @pytest.mark.parametrize("status", [Run.Status.COMPLETED, Run.Status.FAILED])
 def test_what_a_run_end_sends_matches_the_documented_payload(document, monkeypatch, status):
     sent = []
-    monkeypatch.setattr(notifications, "notify", lambda event, payload: sent.append(payload))
+    monkeypatch.setattr(notifications, "notify",
+                        lambda event, payload, **_: sent.append(payload))
     for entity_id in (uuid.uuid4(), None):
         notifications.run_finished(SimpleNamespace(
             pk=uuid.uuid4(), status=status, entity_id=entity_id, finished_at=timezone.now(),
-            process=SimpleNamespace(slug="purchase-approval")))
+            process=SimpleNamespace(slug="purchase-approval"), traceparent=""))
     event = sent[0]["event"]
     schema = document["webhooks"][event]["post"]["requestBody"]["content"][
         "application/json"]["schema"]
