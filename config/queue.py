@@ -23,7 +23,8 @@ class QueueRouter:
         return None
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
-        if app_label in QUEUE_APPS:
+        # an operation of our own migrations on django-q2's tables (an index) says so
+        if app_label in QUEUE_APPS or hints.get("queue_table"):
             return db == QUEUE
         return db != QUEUE
 

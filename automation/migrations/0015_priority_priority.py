@@ -10,7 +10,7 @@ ORMQ_INDEX = ('CREATE INDEX IF NOT EXISTS "entityflow_ormq_key_lock" '
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automation', '0010_apib_scopes_parameters_schema'),
+        ('automation', '0014_subprocess_parent_run'),
         ('django_q', '0019_alter_task_options_alter_ormq_key_alter_ormq_lock_and_more'),
     ]
 
@@ -30,5 +30,7 @@ class Migration(migrations.Migration):
             name='priority',
             field=models.CharField(choices=[('high', 'High'), ('normal', 'Normal'), ('low', 'Low')], default='normal', max_length=6),
         ),
-        migrations.RunSQL(ORMQ_INDEX, 'DROP INDEX IF EXISTS "entityflow_ormq_key_lock"'),
+        # in the database that holds django-q2's tables (config/queue.py routes it)
+        migrations.RunSQL(ORMQ_INDEX, 'DROP INDEX IF EXISTS "entityflow_ormq_key_lock"',
+                          hints={"queue_table": True}),
     ]

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automation', '0010_apib_scopes_parameters_schema'),
+        ('automation', '0012_batchperf_queue_schedules'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automation', '0010_apib_scopes_parameters_schema'),
+        ('automation', '0015_priority_priority'),
         ('entities', '0005_apia_event_skipped_triggers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
