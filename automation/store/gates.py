@@ -28,8 +28,12 @@ PROCESS_GATE = ""  # a key's gate is "k:<key>", so no key can take the process's
 ADMIT_SCAN = 200  # queued runs looked at per run end under a processLimit
 
 
-def lock(process_id: int, key: str, rule: Concurrency) -> None:
-    """Take the gates of `key` (and of the process) for the rest of the transaction."""
+def lock(process_id: int, key: str, rule: Concurrency, *, writing: bool = False) -> None:
+    """Take the gates of `key` (and of the process) for the rest of the transaction.
+    `writing`: the transaction has written already (a run's end); a database without row
+    locks (SQLite) then holds its one writer's lock, and the gate row adds nothing."""
+    if writing and not connections[router.db_for_write(Run)].features.has_select_for_update:
+        return
     names = ([PROCESS_GATE] if rule.process_limit else []) + ([f"k:{key}"] if rule.limit else [])
     for name in names:
         ConcurrencyGate.objects.bulk_create(
@@ -79,7 +83,7 @@ def release(run: Run) -> None:
     rule = concurrency_for(run.version_id)
     if rule is None:
         return
-    lock(run.process_id, run.concurrency_key, rule)
+    lock(run.process_id, run.concurrency_key, rule, writing=True)
     queued = Run.objects.filter(process_id=run.process_id, status=Run.Status.PENDING,
                                 pending_reason__isnull=False).order_by("created_at", "id")
     if not rule.process_limit:
@@ -87,7 +91,7 @@ def release(run: Run) -> None:
     for candidate in queued.only("id", "version_id", "concurrency_key")[:ADMIT_SCAN]:
         key = candidate.concurrency_key
         if key != run.concurrency_key:
-            lock(run.process_id, key, rule)  # after the process's gate: no circle
+            lock(run.process_id, key, rule, writing=True)  # after the process's gate
         if full(run.process_id, key, rule) is None:
             admit(candidate)
         elif rule.process_limit and holding(run.process_id).count() >= rule.process_limit:
