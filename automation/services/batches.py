@@ -114,15 +114,11 @@ def batch_fanout_run(batch_id) -> None:
         if current != Batch.Status.FANNING_OUT:
             return  # cancelled, or paused: a resume goes on from the cursor
         rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
-        # The chunk is the next `size` items by primary key, given by its last one: the
-        # items themselves stay in the database (entities: INSERT … SELECT in the store).
-        last, count = next(iter(rest[size - 1:size]), None), size
-        if last is None:  # fewer than `size` left: the chunk is all of them
-            last = next(iter(rest.reverse()[:1]), None)
-            if last is None:
-                break
-            count = rest.count()
-        create(batch, rest.filter(pk__lte=last), last)
+        chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
+        if chunk is None:
+            break
+        items_in_chunk, last, count = chunk
+        create(batch, items_in_chunk, last)
         batch.cursor = str(last)
         sent += count
         if rate:  # the n-th run starts no earlier than n / rate seconds after the first
@@ -130,6 +126,23 @@ def batch_fanout_run(batch_id) -> None:
     # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
     Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
         status=Batch.Status.RUNNING, fanned_out_at=timezone.now())
+
+
+def _next_chunk(rest, size: int, *, load: bool):
+    """The next `size` items by primary key: (the items, the last one's key, how many), or
+    None when there are none. Entities stay in the database: the chunk is a queryset
+    bounded by its last key (the store writes their runs with INSERT … SELECT). Re-runs
+    are started one by one in Python anyway, so their ids are loaded (`load`)."""
+    if load:
+        ids = list(rest[:size])
+        return (ids, ids[-1], len(ids)) if ids else None
+    last, count = next(iter(rest[size - 1:size]), None), size
+    if last is None:  # fewer than `size` left: the chunk is all of them
+        last = next(iter(rest.reverse()[:1]), None)
+        if last is None:
+            return None
+        count = rest.count()
+    return rest.filter(pk__lte=last), last, count
 
 
 def _create_chunk(batch: Batch, entities, last) -> None:
@@ -220,12 +233,12 @@ def _rerun_items(batch: Batch):
                             ).values_list("pk", flat=True)
 
 
-def _create_reruns(batch: Batch, runs, last) -> None:
+def _create_reruns(batch: Batch, run_ids: list, last) -> None:
     """Each run re-run once: the key `rerun:<batch>:<run>` makes a second fan-out of the
     same runs (a redelivered task) write nothing."""
     spec = batch.rerun or {}
     created = 0
-    for run in Run.objects.filter(pk__in=list(runs)).select_related("process", "version"):
+    for run in Run.objects.filter(pk__in=run_ids).select_related("process", "version"):
         key = f"rerun:{batch.pk}:{run.pk}"
         try:
             retry = not spec.get("fromStep")
