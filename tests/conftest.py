@@ -9,7 +9,6 @@ import pytest
 from entities import outbox
 from entities.demo import order_type_ensure
 
-
 DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences",
                "django_db_serialized_rollback", "live_server"}
 

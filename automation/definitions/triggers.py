@@ -8,8 +8,8 @@ same rules; definitions never import them."""
 from typing import Any
 
 from automation.definitions.errors import DefinitionErrors, check_expression
-from automation.definitions.priority import check_priority
 from automation.definitions.flow import check_trigger_flow
+from automation.definitions.priority import check_priority
 from automation.definitions.schedule_config import validate_schedule_config
 from automation.definitions.scope import TRIGGER_NAMES
 from automation.definitions.webhook_config import validate_webhook_config
