@@ -82,6 +82,8 @@ class DefinitionInputSerializer(serializers.Serializer):
     # Output-only keys, accepted and ignored so that a body read with GET can be sent back.
     createdAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
     updatedAt = serializers.DateTimeField(required=False, help_text="Ignored (output only).")
+    paused = serializers.BooleanField(required=False, help_text="Ignored (output only): "
+                                      "pause with POST /api/workflow-definitions/{id}/pause.")
 
     class Meta:
         ref_name = "WorkflowDefinitionInput"
