@@ -81,7 +81,7 @@ class DefinitionPauseApi(ApiView):
                      "reason": "HubSpot maintenance until 22:00"})])
     def post(self, request, id):
         process = get_or_404(ApiProcess.objects.all(), "workflow definition", slug=id)
-        data = validate_input(PauseInputSerializer, request.data or {})
+        data = validate_input(PauseInputSerializer, request.data)
         state = breaker.process_pause(process=process, reason=_who(request, data["reason"]))
         return Response(PausedSerializer(state).data)
 
@@ -94,7 +94,7 @@ class DefinitionResumeApi(ApiView):
                  "released": 3, "discarded": 0, "continued": 12})])
     def post(self, request, id):
         process = get_or_404(ApiProcess.objects.all(), "workflow definition", slug=id)
-        data = validate_input(ResumeInputSerializer, request.data or {})
+        data = validate_input(ResumeInputSerializer, request.data)
         return Response(ResumedSerializer(process_resume(
             process=process, held=data["held"], user=django_user(request))).data)
 
@@ -104,7 +104,7 @@ class PauseAllApi(ApiView):
              errors=(400, 413, 422), summary="Pause every workflow definition", examples=[
                  OpenApiExample("All paused", response_only=True, value={"paused": 14})])
     def post(self, request):
-        data = validate_input(PauseInputSerializer, request.data or {})
+        data = validate_input(PauseInputSerializer, request.data)
         return Response({"paused": breaker.processes_pause_all(
             reason=_who(request, data["reason"]))})
 
@@ -115,6 +115,6 @@ class ResumeAllApi(ApiView):
              examples=[OpenApiExample("All resumed", response_only=True, value={
                  "resumed": 14, "released": 3, "discarded": 0, "continued": 120})])
     def post(self, request):
-        data = validate_input(ResumeInputSerializer, request.data or {})
+        data = validate_input(ResumeInputSerializer, request.data)
         return Response(ResumedAllSerializer(processes_resume_all(
             held=data["held"], user=django_user(request))).data)

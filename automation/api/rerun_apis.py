@@ -87,7 +87,7 @@ class ExecutionRetryApi(ApiView):
              summary="Retry a failed execution from its failed step")
     def post(self, request, id):
         run = get_or_404(runs(), "execution", pk=id)
-        data = validate_input(ExecutionRetryApi.InputSerializer, request.data or {})
+        data = validate_input(ExecutionRetryApi.InputSerializer, request.data)
         new = run_retry(run=run, version=data["version"], user=django_user(request))
         return Response(_execution(new), status=status.HTTP_201_CREATED)
 

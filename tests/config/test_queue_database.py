@@ -3,8 +3,10 @@ runs end to end through it with a real worker (docs/operating.md, "The task queu
 database")."""
 
 import sqlite3
+from importlib import import_module
 
 import pytest
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import connections, router
 
@@ -37,8 +39,15 @@ def test_the_queue_has_a_file_of_its_own_and_a_step_runs_through_it(order_type, 
     assert {"django_q_ormq", "django_q_task", "django_q_schedule"} <= _tables(queue)
     assert not {t for t in _tables(main) if t.startswith("django_q")}
     assert "automation_steprun" not in _tables(queue)
-    # the migrations wrote the sweeper's schedule where the worker's scheduler reads it
-    assert Schedule.objects.filter(name="entityflow-sweeper").exists()
+    # the migration that writes the sweeper's schedule writes it where the worker's
+    # scheduler reads it (run here: a transactional test before this one may have emptied
+    # the tables the migrations filled)
+    Schedule.objects.filter(name="entityflow-sweeper").delete()
+    import_module("automation.migrations.0012_batchperf_queue_schedules").ensure_schedules(
+        django_apps, None)
+    with sqlite3.connect(queue) as db:
+        assert db.execute("SELECT count(*) FROM django_q_schedule WHERE name = ?",
+                          ("entityflow-sweeper",)).fetchone() == (1,)
 
     process_save(slug="via-queue", name="Via the queue", entity_type=order_type, definition={
         "steps": [{"id": "a", "type": "function", "function": "worker.effect", "next": "b"},
