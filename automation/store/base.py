@@ -187,15 +187,10 @@ class RunStore:
         worker died) writes no run, and so no step and no doorbell. Here (SQLite) the runs
         are `INSERT OR IGNORE`d, then the steps written for the chunk's runs that have
         none, which in the same transaction are exactly the runs just written."""
-        trace_run(template)  # each run gets a span of its own (_chunk_run_columns)
         connection = connections[self.using]
         qn = connection.ops.quote_name
-        chunk_sql, chunk_params = self._chunk_entities(entities)
-        run_sql, run_params = insert_select(
-            template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
-            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix,
-                                              template),
-            insert=run_insert(template))
+        (run_sql, run_params), (chunk_sql, chunk_params) = self._chunk_runs(
+            template, entities, key_prefix)
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         run_pk, batch_column = qn(Run._meta.pk.column), qn(Run._meta.get_field("batch").column)
         entity_column = qn(Run._meta.get_field("entity").column)
@@ -218,6 +213,20 @@ class RunStore:
             enqueue_many(step_ids, timeout=step_timeout_seconds(first),
                          priority=template.priority)
         return created
+
+    def _chunk_runs(self, template: Run, entities: QuerySet,
+                    key_prefix: str) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
+        """The INSERT … SELECT of a chunk's runs, and the chunk's entity ids as a SELECT
+        (both backends' start_chunk). Each run gets a span of its own while tracing is on."""
+        trace_run(template)
+        qn = connections[self.using].ops.quote_name
+        chunk_sql, chunk_params = self._chunk_entities(entities)
+        runs = insert_select(
+            template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
+            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix,
+                                              template),
+            insert=run_insert(template))
+        return runs, (chunk_sql, chunk_params)
 
     def _chunk_entities(self, entities: QuerySet) -> tuple[str, tuple]:
         """The chunk's entity ids as a SELECT of one column, CHUNK_ENTITY."""

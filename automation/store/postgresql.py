@@ -57,7 +57,6 @@ from automation.definitions.steps.outcome import Outcome
 from automation.models import Run, StepRun
 from automation.store import hooks, waiting
 from automation.store.base import (
-    CHUNK_ENTITY,
     RUN_NOT_STARTED,
     RunStore,
     StoreFeatures,
@@ -136,14 +135,8 @@ class PostgresRunStore(RunStore):
         entities `ON CONFLICT DO NOTHING` (their keys are unique: a chunk done again
         writes nothing), their first steps `INSERT … SELECT` from the runs that statement
         wrote. Rings for the steps in one broker round trip after the commit."""
-        trace_run(template)  # each run gets a span of its own (_chunk_run_columns)
         qn = connections[self.using].ops.quote_name
-        chunk_sql, chunk_params = self._chunk_entities(entities)
-        run_sql, run_params = insert_select(
-            template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
-            expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix,
-                                              template),
-            insert=run_insert(template))
+        (run_sql, run_params), _ = self._chunk_runs(template, entities, key_prefix)
         step_sql, step_params = insert_select(
             self._chunk_step(template, first), "run_row", (), self.using,
             expressions={"run_id": (f"run_row.{qn(Run._meta.pk.column)}", ())})
@@ -153,7 +146,8 @@ class PostgresRunStore(RunStore):
             with connections[self.using].cursor() as cursor:
                 cursor.execute(sql, (*run_params, *step_params))
                 step_ids = [row[0] for row in cursor.fetchall()]
-            enqueue_many(step_ids, timeout=step_timeout_seconds(first))
+            enqueue_many(step_ids, timeout=step_timeout_seconds(first),
+                         priority=template.priority)
         return len(step_ids)
 
     RANDOM_SPAN_ID = "substr(md5(random()::text), 1, 16)"

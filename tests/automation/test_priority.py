@@ -136,3 +136,19 @@ def _queued(broker, priority: str) -> int:
     from django_q.models import OrmQ
 
     return OrmQ.objects.filter(key=key).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_chunks_doorbells_go_on_the_batchs_queue(broker, order_type, make_process):
+    """The set-based chunk rings on its runs' priority (both stores' start_chunk)."""
+    from automation.services.batches import batch_fanout_run
+
+    process = make_process([{"id": "a", "type": "function", "function": "noop"}],
+                           entity_type=order_type)
+    for n in range(3):
+        entity_create(entity_type=order_type, reference=f"Q-{n}",
+                      data={"customer": {"name": "Ada"}, "total": 1})
+    batch = batch_create(entity_type=order_type, process=process, priority="low")
+    broker.purge_queue()  # the fan-out task's own doorbell (normal queue)
+    batch_fanout_run(batch.pk)
+    assert _queued(broker, "low") == 3 and broker.queue_size() == 3
