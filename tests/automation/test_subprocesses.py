@@ -32,10 +32,17 @@ def parent_steps(child: str, **config) -> list[dict]:
     ]
 
 
-def test_the_parent_goes_on_with_the_childs_result(make_process):
+def parent_run_started(make_process, *, n: int) -> Run:
+    """The `double` child process, a `parent` process calling it, and a run of the parent
+    started with input n (its first step not yet executed unless the mode runs it)."""
     make_process(DOUBLE, slug="double")
     parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 4})
+    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": n})
+    return run
+
+
+def test_the_parent_goes_on_with_the_childs_result(make_process):
+    run = parent_run_started(make_process, n=4)
     run.refresh_from_db()
     assert (run.status, run.result) == (Run.Status.COMPLETED, {"got": 10}), run.error
     child = Run.objects.get(parent_run=run)
@@ -48,9 +55,7 @@ def test_the_parent_goes_on_with_the_childs_result(make_process):
 
 def test_the_step_waits_without_a_worker_and_the_childs_end_finishes_it(make_process,
                                                                          queued_mode):
-    make_process(DOUBLE, slug="double")
-    parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    run = parent_run_started(make_process, n=1)
     execute_step(StepRun.objects.get(run=run, step_id="call").pk)  # a worker runs the step once
     call = StepRun.objects.get(run=run, step_id="call")
     run.refresh_from_db()
@@ -110,9 +115,7 @@ def test_cancelling_the_parent_cancels_the_child_and_its_children(make_process, 
 
 def test_cancelling_the_child_fails_the_parent_step_with_a_clear_error(make_process,
                                                                        queued_mode):
-    make_process(DOUBLE, slug="double")
-    parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    run = parent_run_started(make_process, n=1)
     execute_step(StepRun.objects.get(run=run).pk)
     child = Run.objects.get(parent_run=run)
     run_cancel(run=child)
@@ -127,9 +130,7 @@ def test_a_child_that_ends_before_its_parent_step_is_recorded_still_finishes_it(
         make_process):
     """In the synchronous mode the child runs to its end inside the parent step's start,
     before the parent step is recorded as waiting: the record applies the end itself."""
-    make_process(DOUBLE, slug="double")
-    parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 2})
+    run = parent_run_started(make_process, n=2)
     run.refresh_from_db()
     assert run.result == {"got": 6}
     logs = [line["message"] for line in StepRun.objects.get(run=run, step_id="call").logs]
@@ -138,9 +139,7 @@ def test_a_child_that_ends_before_its_parent_step_is_recorded_still_finishes_it(
 
 def test_a_lost_worker_repeats_the_step_and_finds_the_child_it_started(make_process,
                                                                        queued_mode):
-    make_process(DOUBLE, slug="double")
-    parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    run = parent_run_started(make_process, n=1)
     call = StepRun.objects.get(run=run, step_id="call")
     store = get_store()
     claim = store.claim(call.pk, lease_seconds=60)
@@ -254,9 +253,7 @@ def test_the_sweeper_cancels_a_child_its_parents_cancel_left_behind(make_process
 def test_the_run_pages_link_parent_and_child_both_ways(make_process, admin_client):
     from django.urls import reverse
 
-    make_process(DOUBLE, slug="double")
-    parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    run = parent_run_started(make_process, n=1)
     child = Run.objects.get(parent_run=run)
     parent_page = admin_client.get(reverse("admin:automation_run_change", args=[run.pk]))
     child_page = admin_client.get(reverse("admin:automation_run_change", args=[child.pk]))
@@ -273,9 +270,7 @@ def test_the_sweeper_finishes_a_parent_step_left_waiting_on_an_ended_child(make_
                                                                            queued_mode):
     from automation.tasks import sweep_all
 
-    make_process(DOUBLE, slug="double")
-    parent = make_process(parent_steps("double"), slug="parent")
-    run, _ = run_start(process=parent, trigger={"type": "manual"}, input={"n": 1})
+    run = parent_run_started(make_process, n=1)
     execute_step(StepRun.objects.get(run=run).pk)
     child = Run.objects.get(parent_run=run)
     # a child ended by a path that skipped the run-end hooks (written here by hand)
