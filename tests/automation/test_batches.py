@@ -32,6 +32,23 @@ def record_process(make_process, order_type):
                         entity_type=order_type, slug="record")
 
 
+def _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type, process, *, queue: str):
+    """10 orders and a batch over them, fanned out in chunks of 4 with its doorbells on a
+    broker queue of the test's own; returns (that broker, the batch)."""
+    from django_q.brokers import get_broker
+
+    from automation.store import doorbell
+
+    monkeypatch.setattr(batches, "CHUNK", 4)
+    make_orders(order_type, 10)
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    broker = get_broker(f"{settings.Q_CLUSTER['name']}-{queue}")
+    monkeypatch.setattr(doorbell, "_broker", lambda: broker)
+    batch = batch_create(entity_type=order_type, process=process)
+    batches.batch_fanout_run(batch.pk)
+    return broker, batch
+
+
 def test_batch_runs_every_matching_entity_once_across_chunks(order_type, record_process, monkeypatch,
                                                              calls):
     monkeypatch.setattr(batches, "CHUNK", 7)
@@ -104,20 +121,14 @@ def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, rec
                                                                  settings, monkeypatch):
     """Queued mode: a chunk's doorbells are sent together after its commit, one per step,
     as packages the workers can read (whichever broker this lane uses)."""
-    from django_q.brokers import get_broker
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
     from automation.models import StepRun
     from automation.store import doorbell
 
-    monkeypatch.setattr(batches, "CHUNK", 4)
-    make_orders(order_type, 10)
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    broker = get_broker(f"{settings.Q_CLUSTER['name']}-batch-ring")
-    monkeypatch.setattr(doorbell, "_broker", lambda: broker)
-    batch = batch_create(entity_type=order_type, process=record_process)
-    batches.batch_fanout_run(batch.pk)
+    broker, batch = _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type,
+                                               record_process, queue="batch-ring")
     if settings.Q_CLUSTER.get("redis"):
         payloads = broker.connection.lrange(broker.list_key, 0, -1)
         broker.connection.delete(broker.list_key)
@@ -211,18 +222,11 @@ def test_a_chunk_done_again_after_its_fan_out_was_lost_writes_no_duplicate(
     chunk again: the set-based statements write no run, no step and ring no doorbell a
     second time, and the runs are the ones the first delivery wrote, one per entity, with
     the key `batch:<batch>:<entity>`."""
-    from django_q.brokers import get_broker
 
     from automation.models import StepRun
-    from automation.store import doorbell
 
-    monkeypatch.setattr(batches, "CHUNK", 4)
-    make_orders(order_type, 10)
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    broker = get_broker(f"{settings.Q_CLUSTER['name']}-batch-redo")
-    monkeypatch.setattr(doorbell, "_broker", lambda: broker)
-    batch = batch_create(entity_type=order_type, process=record_process)
-    batches.batch_fanout_run(batch.pk)
+    broker, batch = _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type,
+                                               record_process, queue="batch-redo")
     first_runs = dict(Run.objects.filter(batch=batch).values_list("entity_id", "pk"))
     first_steps = set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
     assert sorted(_doorbells(settings, broker)) == sorted(first_steps)
