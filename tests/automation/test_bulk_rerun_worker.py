@@ -1,7 +1,9 @@
 """Bulk re-run of 1,000 failed runs through real worker processes: the batch honours its
-rate limit (measured here from the runs' creation times, within 20 %), is paused and
-resumed, and ends with each run re-run exactly once (docs/user-guide/operating-runs.md)."""
+rate limit (counted from the runs' creation times: never more runs by any moment than the
+limit allows), is paused and resumed, and ends with each run re-run exactly once
+(docs/user-guide/operating-runs.md)."""
 
+import math
 import time
 import uuid
 from datetime import timedelta
@@ -11,6 +13,7 @@ from django.utils import timezone
 
 from automation.models import Batch, Run, StepRun
 from automation.services.batches import (
+    RATE_SLICE,
     batch_pause,
     batch_progress,
     batch_rerun_create,
@@ -42,8 +45,8 @@ def failed_runs(process, n: int) -> list[Run]:
     return runs
 
 
-def segment_rates(times: list[float]) -> list[tuple[int, float]]:
-    """(runs, runs a second) of each stretch between pauses (gaps over 1.5 s)."""
+def segments(times: list[float]) -> list[list[float]]:
+    """The stretches of creation times between pauses (gaps over 1.5 s)."""
     segments, current = [], [times[0]]
     for t in times[1:]:
         if t - current[-1] > 1.5:
@@ -51,7 +54,15 @@ def segment_rates(times: list[float]) -> list[tuple[int, float]]:
             current = []
         current.append(t)
     segments.append(current)
-    return [(len(s), (len(s) - 1) / (s[-1] - s[0])) for s in segments if len(s) > 20]
+    return [s for s in segments if len(s) > 20]
+
+
+def ahead_of_limit(stretch: list[float], rate: float) -> int:
+    """How many runs the stretch had started beyond what the limit allows by each run's
+    creation: the n-th run of a stretch may start n / rate seconds after its first, and a
+    slice of the fan-out is written at once (one chunk, batches.RATE_SLICE of a second)."""
+    slice_runs = math.ceil(rate * RATE_SLICE)
+    return max(n - (rate * (t - stretch[0]) + slice_runs) for n, t in enumerate(stretch))
 
 
 def test_bulk_rerun_of_1000_failed_runs_is_rate_limited_paused_resumed_and_exactly_once(
@@ -82,10 +93,13 @@ def test_bulk_rerun_of_1000_failed_runs_is_rate_limited_paused_resumed_and_exact
             worker.stop()
 
     created = sorted(t.timestamp() for t in batch.runs.values_list("created_at", flat=True))
-    rates = segment_rates(created)
-    assert len(rates) == 2, rates  # before the pause and after it
-    for n, rate in rates:
-        assert abs(rate - RATE) <= 0.2 * RATE, (n, rate)  # within 20 % of the limit
+    stretches = segments(created)
+    assert len(stretches) == 2, [len(s) for s in stretches]  # before the pause and after it
+    for stretch in stretches:
+        # the promise is the limit: counted, so a slow machine cannot fail it ...
+        assert ahead_of_limit(stretch, RATE) <= 1, ahead_of_limit(stretch, RATE)
+        # ... and the limit is what holds the fan-out back, not a stall (a loose floor)
+        assert (len(stretch) - 1) / (stretch[-1] - stretch[0]) >= RATE / 4
 
     reruns = list(Run.objects.filter(batch=batch))
     assert len(reruns) == RUNS
