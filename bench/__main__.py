@@ -109,7 +109,9 @@ def main(argv: list[str]) -> int:
                 quiesce()
             figures.update({k: v for k, v in result["figures"].items() if k in figures})
             rows += [(name, label, value) for label, value in result["rows"]]
-            print(f"[bench] {name} done in {time.monotonic() - started:.0f} s",
+            # each scenario's figures as soon as it ends: a run stopped later keeps them
+            print(f"[bench] {name} done in {time.monotonic() - started:.0f} s: "
+                  f"{json.dumps({k: _rounded(v) for k, v in result['figures'].items()})}",
                   file=sys.stderr, flush=True)
     finally:
         from django.db import connections
