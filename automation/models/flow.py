@@ -7,8 +7,8 @@ from django.db import models
 
 class ConcurrencyGate(models.Model):
     """One row per (process, concurrency key) and one per process (key ""): a start and a
-    run's end update it first, which takes its row lock (PostgreSQL) or the writer's lock
-    (SQLite), so the count of running runs they read next cannot change under them."""
+    run's end lock it first (PostgreSQL's row lock, SQLite's writer's lock), so the count
+    of running runs they read next cannot change under them."""
 
     process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=300)

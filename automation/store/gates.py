@@ -17,7 +17,7 @@ also says whether a run may be queued behind it (`ConcurrencyGate.queued`): set 
 its lock by every start that queues, cleared under it by a run's end that leaves nothing
 queued. A run's end that reads it false while holding that lock has no queued run to
 start, so on PostgreSQL it ends in one statement like an ungated run
-(store.postgresql, docs/architecture.md).
+(store.postgresql, docs/operating.md).
 """
 
 from django.db import connections, router

@@ -38,6 +38,23 @@ A recorded step is an ordinary (flushed) commit: its output is shown on the API
 (`?expand=steps`), and a run's end is what a client polls for, so nothing of it may be
 visible before it is durable (docs/operating.md, "Commits and the disk").
 
+The end of a run under a concurrency rule adds the lock of its gate row (store.gates),
+after the run's, as the general way takes them, and writes only if no run may be queued
+behind the gate:
+
+    gate_row AS MATERIALIZED (SELECT queued FROM gate WHERE process_id = … AND key = …
+                              AND EXISTS (SELECT 1 FROM run_row) FOR UPDATE OF gate)
+    -- and in `recorded`'s guard: AND EXISTS (SELECT 1 FROM gate_row WHERE NOT queued)
+
+A row locked after a wait is read in its newest version, while every other read of the
+statement keeps the snapshot taken when the statement began: a start that queued a run
+behind this one and committed while the statement waited for the gate is seen only
+through the gate row's `queued`, never through a NOT EXISTS over queued runs. That is
+why the mark lives on the gate row. (A transaction that locks the gate first and then
+records in one statement would see the runs too, but costs BEGIN, the lock and COMMIT:
+four round trips instead of one.) Anything queued: nothing is written, and the general
+way starts the oldest queued run in the end's transaction.
+
 A run's end that a caller waits for (store.waiting) adds `pg_notify` to the statement
 (`notified AS MATERIALIZED (SELECT pg_notify(…) FROM finished)`), so the notification
 goes out with the commit, and that commit is an ordinary one: the caller is told.
