@@ -3,6 +3,13 @@
 from django.db import migrations, models
 
 
+def mark_existing_gates(apps, schema_editor):
+    """Runs queued before this field existed set no mark: every existing gate starts
+    marked, so each key's next run end looks for queued runs (and clears the mark when
+    none is left) instead of ending in one statement past them."""
+    apps.get_model("automation", "ConcurrencyGate").objects.update(queued=True)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -15,4 +22,5 @@ class Migration(migrations.Migration):
             name='queued',
             field=models.BooleanField(default=False),
         ),
+        migrations.RunPython(mark_existing_gates, migrations.RunPython.noop),
     ]
