@@ -48,8 +48,8 @@ def order(order_type, reference: str):
     return entity_create(entity_type=order_type, reference=reference, data=ORDER)
 
 
-def start(process, entity) -> Run:
-    run, _ = run_start(process=process, trigger={"type": "manual"}, entity=entity)
+def start(process, entity=None, **kwargs) -> Run:
+    run, _ = run_start(process=process, trigger={"type": "manual"}, entity=entity, **kwargs)
     return Run.objects.get(pk=run.pk)
 
 
@@ -108,6 +108,20 @@ def test_a_cancelled_queued_run_costs_one_general_end_only(order_type):
     assert end(claimed(first)) > 1  # so this end looks, finds none, and says so
     assert not queued_behind(gated)
     assert end(claimed(start(gated, entity))) == 1
+
+
+def test_under_a_process_limit_a_run_left_queued_keeps_the_next_end_looking(order_type):
+    """b1's end starts nothing (a2's key is still held by a1) and must leave the mark, so
+    a1's end, which frees a2's key, looks for a2 and starts it."""
+    gated = process("process-limit", None, {"key": "input.customer", "limit": 1,
+                                            "processLimit": 2})
+    a1, a2, b1 = (start(gated, input={"customer": c}) for c in ("a", "a", "b"))
+    assert waiting_for_slot(a2)
+    assert end(claimed(b1)) > 1
+    assert waiting_for_slot(a2) and queued_behind(gated)
+    assert end(claimed(a1)) > 1
+    assert not waiting_for_slot(a2) and not queued_behind(gated)
+    assert end(claimed(a2)) == 1
 
 
 def locks_awaited() -> int:
