@@ -7,12 +7,18 @@ from django.db import models
 
 class ConcurrencyGate(models.Model):
     """One row per (process, concurrency key) and one per process (key ""): a start and a
-    run's end update it first, which takes its row lock (PostgreSQL) or the writer's lock
-    (SQLite), so the count of running runs they read next cannot change under them."""
+    run's end lock it first (PostgreSQL's row lock, SQLite's writer's lock), so the count
+    of running runs they read next cannot change under them."""
 
     process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=300)
     touched = models.PositiveBigIntegerField(default=0)
+    # A run may be queued behind this gate. Set under the gate's lock whenever a run is
+    # queued behind it, cleared under it by a run's end that left nothing queued: a run's
+    # end that reads it false under the lock may end without looking for queued runs
+    # (PostgreSQL's one-statement end, store.postgresql). A stale true (a queued run
+    # cancelled) only sends the next end the general way, which clears it.
+    queued = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["process", "key"],

@@ -119,6 +119,8 @@ class RunStore:
                 step_run.status, ringing = StepRun.Status.WAITING, False
             if not self._insert_run_and_step(run, step_run):
                 return False
+            if run.pending_reason is not None:  # a run's end must look for it
+                gates.mark_queued(run.process_id, run.concurrency_key, rule)
             for victim in cancel:
                 self._cancel_locked(victim, code="concurrency_cancelled",
                                     message="Cancelled: a newer run of the same concurrency "

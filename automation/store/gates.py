@@ -11,6 +11,13 @@ oldest queued runs in the same transaction, so a worker that dies can leave noth
 queued for ever: either the end committed with the next run's start, or neither did.
 Gates are always taken in the same order (the process's first, then keys), so two
 transactions never wait for each other in a circle.
+
+The first gate a start takes (the process's under a `processLimit`, else the key's)
+also says whether a run may be queued behind it (`ConcurrencyGate.queued`): set under
+its lock by every start that queues, cleared under it by a run's end that leaves nothing
+queued. A run's end that reads it false while holding that lock has no queued run to
+start, so on PostgreSQL it ends in one statement like an ungated run
+(store.postgresql, docs/operating.md).
 """
 
 from django.db import connections, router
@@ -39,6 +46,18 @@ def lock(process_id: int, key: str, rule: Concurrency, *, writing: bool = False)
         ConcurrencyGate.objects.bulk_create(
             [ConcurrencyGate(process_id=process_id, key=name, touched=1)],
             update_conflicts=True, unique_fields=["process", "key"], update_fields=["touched"])
+
+
+def first_gate(key: str, rule: Concurrency) -> str:
+    """The name of the gate every start of `key` takes first: the one whose `queued`
+    says whether a run of `key` ending may have a queued run to start."""
+    return PROCESS_GATE if rule.process_limit else f"k:{key}"
+
+
+def mark_queued(process_id: int, key: str, rule: Concurrency) -> None:
+    """A run of `key` is being queued (its start holds the gates)."""
+    ConcurrencyGate.objects.filter(process_id=process_id, key=first_gate(key, rule),
+                                   queued=False).update(queued=True)
 
 
 def holding(process_id: int, key: str | None = None) -> QuerySet:
@@ -88,7 +107,9 @@ def release(run: Run) -> None:
                                 pending_reason__isnull=False).order_by("created_at", "id")
     if not rule.process_limit:
         queued = queued.filter(concurrency_key=run.concurrency_key)
-    for candidate in queued.only("id", "version_id", "concurrency_key")[:ADMIT_SCAN]:
+    candidates = list(queued.only("id", "version_id", "concurrency_key")[:ADMIT_SCAN])
+    left = len(candidates) == ADMIT_SCAN  # more may be queued than were looked at
+    for candidate in candidates:
         key = candidate.concurrency_key
         if key != run.concurrency_key:
             lock(run.process_id, key, rule, writing=True)  # after the process's gate
@@ -98,6 +119,12 @@ def release(run: Run) -> None:
             return  # the process is full: nothing further back may start either
         elif not rule.process_limit:
             return
+        else:
+            left = True  # its key is full, a run of another key may still start
+    if not left:  # every queued run started: none is left behind the gate
+        ConcurrencyGate.objects.filter(
+            process_id=run.process_id, key=first_gate(run.concurrency_key, rule),
+            queued=True).update(queued=False)
 
 
 def admit(run: Run) -> None:

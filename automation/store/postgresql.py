@@ -38,6 +38,23 @@ A recorded step is an ordinary (flushed) commit: its output is shown on the API
 (`?expand=steps`), and a run's end is what a client polls for, so nothing of it may be
 visible before it is durable (docs/operating.md, "Commits and the disk").
 
+The end of a run under a concurrency rule adds the lock of its gate row (store.gates),
+after the run's, as the general way takes them, and writes only if no run may be queued
+behind the gate:
+
+    gate_row AS MATERIALIZED (SELECT queued FROM gate WHERE process_id = … AND key = …
+                              AND EXISTS (SELECT 1 FROM run_row) FOR UPDATE OF gate)
+    -- and in `recorded`'s guard: AND EXISTS (SELECT 1 FROM gate_row WHERE NOT queued)
+
+A row locked after a wait is read in its newest version, while every other read of the
+statement keeps the snapshot taken when the statement began: a start that queued a run
+behind this one and committed while the statement waited for the gate is seen only
+through the gate row's `queued`, never through a NOT EXISTS over queued runs. That is
+why the mark lives on the gate row. (A transaction that locks the gate first and then
+records in one statement would see the runs too, but costs BEGIN, the lock and COMMIT:
+four round trips instead of one.) Anything queued: nothing is written, and the general
+way starts the oldest queued run in the end's transaction.
+
 A run's end that a caller waits for (store.waiting) adds `pg_notify` to the statement
 (`notified AS MATERIALIZED (SELECT pg_notify(…) FROM finished)`), so the notification
 goes out with the commit, and that commit is an ordinary one: the caller is told.
@@ -54,8 +71,8 @@ from django.utils import timezone
 
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
-from automation.models import Run, StepRun
-from automation.store import hooks, waiting
+from automation.models import ConcurrencyGate, Run, StepRun
+from automation.store import gates, hooks, waiting
 from automation.store.base import (
     RUN_NOT_STARTED,
     RunStore,
@@ -65,7 +82,7 @@ from automation.store.base import (
 )
 from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_many, enqueue_step
-from automation.store.graphs import graph_for, is_plain, is_sequential
+from automation.store.graphs import concurrency_for, graph_for, is_plain, is_sequential
 from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import hand_over, successor_row
@@ -229,8 +246,7 @@ class PostgresRunStore(RunStore):
         ends_run = not targets and is_sequential(run.version_id)
         if len(targets) > 1 or (not targets and not ends_run):
             return False
-        if ends_run and run.concurrency_key is not None:
-            return False  # its end frees a concurrency slot: the general way (store.gates)
+        gate = self._gate_of(run) if ends_run else None
         now = timezone.now()
         state = StepState.from_json(step_run.state).merged(outcome.state)
         state.terminal = not targets  # the branch (here: the run) ends
@@ -242,7 +258,7 @@ class PostgresRunStore(RunStore):
         waited = ends_run and waiting.awaited(run)
         notify = waited and waiting.mode() == "postgresql"
         written, follower_pk = self._execute(step_run, recorded, follower, ends_run=ends_run,
-                                             now=now, notify=notify)
+                                             now=now, notify=notify, gate=gate)
         if not written:
             return False
         for name, value in recorded.items():
@@ -257,9 +273,17 @@ class PostgresRunStore(RunStore):
                 waiting.announce(run)  # Redis, after this (committed) statement
         return True
 
+    @staticmethod
+    def _gate_of(run: Run) -> tuple[int, str] | None:
+        """(process, gate name) whose lock a start of the run's concurrency key takes
+        first (store.gates.first_gate); None for a run under no concurrency rule."""
+        rule = concurrency_for(run.version_id) if run.concurrency_key is not None else None
+        return None if rule is None else (run.process_id, gates.first_gate(run.concurrency_key,
+                                                                            rule))
+
     def _execute(self, step_run: StepRun, recorded: dict, follower: StepRun | None, *,
-                 ends_run: bool, now, notify: bool = False
-                 ) -> tuple[bool, int | None]:
+                 ends_run: bool, now, notify: bool = False,
+                 gate: tuple[int, str] | None = None) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         record_sql, record_params = update_sql(StepRun.objects.filter(
@@ -274,6 +298,20 @@ class PostgresRunStore(RunStore):
             idle_sql, idle_params = self._hooks_idle("workflow.completed")
             guard += idle_sql
             guard_params += idle_params
+        if gate is not None:
+            # A gated run's end: the lock of the gate every start of its key takes first,
+            # after the run's (the order of the general way), and whether a run may be
+            # queued behind it. Read under the lock, so from the row's newest version even
+            # when this statement waited for a start that queued a run and committed (a
+            # NOT EXISTS over queued runs here would read the statement's older snapshot
+            # and miss it). Anything queued: nothing is written; the general way starts it.
+            gate_table = qn(ConcurrencyGate._meta.db_table)
+            parts.append(f"gate_row AS MATERIALIZED (SELECT {qn('queued')} "  # noqa: S608
+                         f"FROM {gate_table} WHERE {qn('process_id')} = %s "
+                         f"AND {qn('key')} = %s AND EXISTS (SELECT 1 FROM run_row) "
+                         f"FOR UPDATE OF {gate_table})")
+            params += list(gate)
+            guard += " AND EXISTS (SELECT 1 FROM gate_row WHERE NOT queued)"
         # compiled SQL, quoted names and placeholders only; every value is a parameter
         parts.append(f"recorded AS ({record_sql} AND {guard} "  # noqa: S608
                      f"RETURNING {step_table}.{qn('id')})")

@@ -1,8 +1,8 @@
 """concurrency_overhead: runs/s of a 3-step no-op process with a per-entity concurrency
 limit of 1 (docs/user-guide/concurrency.md) over distinct entities, so no run ever
 waits for another, against the same process without a limit, on the same workers,
-broker and database: what the gate itself costs (its row, the count of running runs,
-the run's end taken the general way). Measured as the e2e scenario measures runs
+broker and database: what the gate itself costs (its row, the count of running runs at a
+start, the gate row's lock and mark read at a run's end). Measured as the e2e scenario measures runs
 (bench.scenarios.throughput), rounds alternating ABAB, medians compared; the figure is
 no-limit ÷ limited (goal <= 1.2)."""
 
