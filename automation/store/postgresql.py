@@ -168,11 +168,13 @@ class PostgresRunStore(RunStore):
 
     # -- claiming ----------------------------------------------------------------------
 
-    def _take(self, step_run_id: int, rows: QuerySet, values: dict) -> StepRun | None:
+    def _take(self, step_run_id: int, rows: QuerySet, values: dict, *,
+              durable: bool) -> StepRun | None:
         """UPDATE `rows` (at most one step run) with `values` and return the row as
-        `StepRun.objects.select_related("run__process")` loads it, in one statement."""
+        `StepRun.objects.select_related("run__process")` loads it, in one statement,
+        committed without the flush unless `durable`."""
         if not self._alone():
-            return super()._take(step_run_id, rows, values)
+            return super()._take(step_run_id, rows, values, durable=durable)
         claim_sql, claim_params = update_sql(rows, values, self.using)
         builder, select_from = _claimed_select(self.using)
         # The run becomes running in the same statement (RunStore._run_started); the
@@ -188,7 +190,7 @@ class PostgresRunStore(RunStore):
         sql = f"WITH claimed AS ({claim_sql} RETURNING *), {started} {select_from}"  # noqa: S608
         with connections[self.using].cursor() as cursor:
             commits.execute_alone(cursor, sql, (*claim_params, *started_params),
-                                  using=self.using)
+                                  using=self.using, durable=durable)
             row = cursor.fetchone()
         if row is None:
             return None
