@@ -190,7 +190,7 @@ class PostgresRunStore(RunStore):
         sql = f"WITH claimed AS ({claim_sql} RETURNING *), {started} {select_from}"  # noqa: S608
         with connections[self.using].cursor() as cursor:
             commits.execute_alone(cursor, sql, (*claim_params, *started_params),
-                                  using=self.using, durable=durable)
+                                  using=self.using, durable=durable, prepare=True)
             row = cursor.fetchone()
         if row is None:
             return None
@@ -303,7 +303,8 @@ class PostgresRunStore(RunStore):
         with connections[self.using].cursor() as cursor:
             # durable: the step's output and a run's end are readable at once, and a
             # caller told of this end must not be told of a commit a crash could forget
-            commits.execute_alone(cursor, sql, params, using=self.using, durable=True)
+            commits.execute_alone(cursor, sql, params, using=self.using, durable=True,
+                                  prepare=True)
             count, follower_pk = cursor.fetchone()[:2]
         return bool(count), follower_pk
 
