@@ -70,7 +70,16 @@ from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import hand_over, successor_row
 from entities.db import commits, prepared
-from entities.db.compiled import RowBuilder, insert_from, insert_select, update_sql
+from entities.db.compiled import (
+    CompiledUpdate,
+    RowBuilder,
+    insert_from,
+    insert_select,
+    update_sql,
+)
+
+# A step's record and a run's end: the same UPDATEs every step, compiled once
+_STEP_UPDATE, _RUN_UPDATE = CompiledUpdate(StepRun), CompiledUpdate(Run)
 
 
 class PostgresRunStore(RunStore):
@@ -264,9 +273,9 @@ class PostgresRunStore(RunStore):
                  ) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
-        record_sql, record_params = update_sql(StepRun.objects.filter(
-            pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING), recorded,
-            self.using)
+        record_sql, record_params = _STEP_UPDATE.sql_params(
+            {"pk": step_run.pk, "claim": step_run.claim, "status": StepRun.Status.RUNNING},
+            recorded, self.using)
         parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
                  f"WHERE {qn('id')} = %s FOR UPDATE)"]
         params: list = [step_run.run_id]
@@ -287,10 +296,10 @@ class PostgresRunStore(RunStore):
             params += insert_params
             select += "(SELECT id FROM follower)"
         else:
-            finish_sql, finish_params = update_sql(
-                Run.objects.filter(pk=step_run.run_id), {"status": Run.Status.COMPLETED,
-                                                         "result": recorded["output"],
-                                                         "finished_at": now}, self.using)
+            finish_sql, finish_params = _RUN_UPDATE.sql_params(
+                {"pk": step_run.run_id}, {"status": Run.Status.COMPLETED,
+                                          "result": recorded["output"], "finished_at": now},
+                self.using)
             parts.append(f"finished AS ({finish_sql} "  # noqa: S608
                          f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
             params += finish_params
