@@ -30,6 +30,15 @@ from entities.actors import acting_as
 # A step whose worker keeps dying is given up after this many claims (docs/reliability.md).
 CRASH_ATTEMPTS = 3
 
+# Whether this worker claims its next step from a doorbell with a commit that waits for
+# the disk: a step that may call out must not run on a claim that skipped the flush
+# (store.must_flush_before), and a durable claim saves it a second statement (the
+# flushing extend_lease) and a second commit. Which step a doorbell is for is known only
+# once the claim has read it, so the claim follows the last step this worker ran: a
+# guess either way is safe (a wrong "relaxed" is flushed by extend_lease as before, a
+# wrong "durable" costs one flush a cheap step would have skipped). docs/performance.md
+_claim_durably = {"next": True}
+
 
 def execute_step(step_run_id: int) -> None:
     """Run the step, then the steps of its run it continues into, each committed before
@@ -59,10 +68,10 @@ def execute_step(step_run_id: int) -> None:
 def claim_when_due(store: RunStore, step_run_id: int) -> Claim | None:
     """Claim the step; a retry due in a few seconds is waited for here (longer ones are
     rung again by the sweeper)."""
-    lease = settings.ENTITYFLOW_STEP_LEASE_SECONDS
-    claim = store.claim(step_run_id, lease_seconds=lease)
+    lease, durable = settings.ENTITYFLOW_STEP_LEASE_SECONDS, _claim_durably["next"]
+    claim = store.claim(step_run_id, lease_seconds=lease, durable=durable)
     if claim is None and _waited_for_backoff(store, step_run_id):
-        claim = store.claim(step_run_id, lease_seconds=lease)
+        claim = store.claim(step_run_id, lease_seconds=lease, durable=durable)
     return claim
 
 
@@ -86,6 +95,7 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
         return
     step = graph_for(run.version_id).steps[claim.step_run.step_id]
     rules = policy(step)
+    _claim_durably["next"] = not rules.cheap
     margin = getattr(settings, "ENTITYFLOW_LEASE_MARGIN_SECONDS", 30)
     timeout = rules.timeout_seconds
     if timeout and execution is not None:

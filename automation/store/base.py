@@ -265,10 +265,14 @@ class RunStore:
 
     # -- claiming ----------------------------------------------------------------------
 
-    def claim(self, step_run_id: int, *, lease_seconds: int) -> Claim | None:
+    def claim(self, step_run_id: int, *, lease_seconds: int,
+              durable: bool = False) -> Claim | None:
         """Take the step if it is due, or if the worker that held it let its lease expire.
 
         One conditional UPDATE decides, so two deliveries of one task cannot both win.
+        `durable`: the claim's own commit waits for the disk where commits may skip it
+        (store.postgresql), so a step that may call out needs no flush of its own
+        after it (must_flush_before).
         """
         now = timezone.now()
         values = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(),
@@ -276,21 +280,22 @@ class RunStore:
                   "lease_expires_at": now + timedelta(seconds=lease_seconds)}
         due = Q(status=StepRun.Status.PENDING) & (
             Q(not_before__isnull=True) | Q(not_before__lte=now))
-        step_run = self._take(step_run_id, StepRun.objects.filter(due, pk=step_run_id), values)
+        step_run = self._take(step_run_id, StepRun.objects.filter(due, pk=step_run_id), values,
+                              durable=durable)
         if step_run is not None:
             self._run_started(step_run)
-            return Claim(step_run)
+            return Claim(step_run, durable=durable)
         # The holder's lease ran out. The attempt it never reported is remembered by this
         # very UPDATE (the right-hand side sees the old row): a worker killed again right
         # after it cannot make the next attempt send a key the outside has not seen.
         expired = StepRun.objects.filter(pk=step_run_id, status=StepRun.Status.RUNNING,
                                          lease_expires_at__lt=now)
         remembered = {**values, "key_attempt": Coalesce(F("key_attempt"), F("attempt"))}
-        step_run = self._take(step_run_id, expired, remembered)
+        step_run = self._take(step_run_id, expired, remembered, durable=durable)
         if step_run is None:
             return None
         self._run_started(step_run)
-        return Claim(step_run, reclaimed=True)
+        return Claim(step_run, reclaimed=True, durable=durable)
 
     def _run_started(self, step_run: StepRun) -> None:
         """A claimed step makes its run `running`: from `pending` (no worker had taken
@@ -307,7 +312,8 @@ class RunStore:
         run.status = Run.Status.RUNNING
         run.started_at = run.started_at or now
 
-    def _take(self, step_run_id: int, rows: QuerySet, values: dict) -> StepRun | None:
+    def _take(self, step_run_id: int, rows: QuerySet, values: dict, *,
+              durable: bool) -> StepRun | None:
         if not rows.update(**values):
             return None
         return StepRun.objects.select_related("run__process").get(pk=step_run_id)

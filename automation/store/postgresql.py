@@ -87,7 +87,16 @@ from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import hand_over, successor_row
 from entities.db import commits, prepared
-from entities.db.compiled import RowBuilder, insert_from, insert_select, update_sql
+from entities.db.compiled import (
+    CompiledUpdate,
+    RowBuilder,
+    insert_from,
+    insert_select,
+    update_sql,
+)
+
+# A step's record and a run's end: the same UPDATEs every step, compiled once
+_STEP_UPDATE, _RUN_UPDATE = CompiledUpdate(StepRun), CompiledUpdate(Run)
 
 
 class PostgresRunStore(RunStore):
@@ -185,11 +194,13 @@ class PostgresRunStore(RunStore):
 
     # -- claiming ----------------------------------------------------------------------
 
-    def _take(self, step_run_id: int, rows: QuerySet, values: dict) -> StepRun | None:
+    def _take(self, step_run_id: int, rows: QuerySet, values: dict, *,
+              durable: bool) -> StepRun | None:
         """UPDATE `rows` (at most one step run) with `values` and return the row as
-        `StepRun.objects.select_related("run__process")` loads it, in one statement."""
+        `StepRun.objects.select_related("run__process")` loads it, in one statement,
+        committed without the flush unless `durable`."""
         if not self._alone():
-            return super()._take(step_run_id, rows, values)
+            return super()._take(step_run_id, rows, values, durable=durable)
         claim_sql, claim_params = update_sql(rows, values, self.using)
         builder, select_from = _claimed_select(self.using)
         # The run becomes running in the same statement (RunStore._run_started); the
@@ -205,7 +216,7 @@ class PostgresRunStore(RunStore):
         sql = f"WITH claimed AS ({claim_sql} RETURNING *), {started} {select_from}"  # noqa: S608
         with connections[self.using].cursor() as cursor:
             commits.execute_alone(cursor, sql, (*claim_params, *started_params),
-                                  using=self.using)
+                                  using=self.using, durable=durable, prepare=True)
             row = cursor.fetchone()
         if row is None:
             return None
@@ -286,9 +297,9 @@ class PostgresRunStore(RunStore):
                  gate: tuple[int, str] | None = None) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
-        record_sql, record_params = update_sql(StepRun.objects.filter(
-            pk=step_run.pk, claim=step_run.claim, status=StepRun.Status.RUNNING), recorded,
-            self.using)
+        record_sql, record_params = _STEP_UPDATE.sql_params(
+            {"pk": step_run.pk, "claim": step_run.claim, "status": StepRun.Status.RUNNING},
+            recorded, self.using)
         parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
                  f"WHERE {qn('id')} = %s FOR UPDATE)"]
         params: list = [step_run.run_id]
@@ -323,10 +334,10 @@ class PostgresRunStore(RunStore):
             params += insert_params
             select += "(SELECT id FROM follower)"
         else:
-            finish_sql, finish_params = update_sql(
-                Run.objects.filter(pk=step_run.run_id), {"status": Run.Status.COMPLETED,
-                                                         "result": recorded["output"],
-                                                         "finished_at": now}, self.using)
+            finish_sql, finish_params = _RUN_UPDATE.sql_params(
+                {"pk": step_run.run_id}, {"status": Run.Status.COMPLETED,
+                                          "result": recorded["output"], "finished_at": now},
+                self.using)
             parts.append(f"finished AS ({finish_sql} "  # noqa: S608
                          f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
             params += finish_params
@@ -339,7 +350,8 @@ class PostgresRunStore(RunStore):
         with connections[self.using].cursor() as cursor:
             # durable: the step's output and a run's end are readable at once, and a
             # caller told of this end must not be told of a commit a crash could forget
-            commits.execute_alone(cursor, sql, params, using=self.using, durable=True)
+            commits.execute_alone(cursor, sql, params, using=self.using, durable=True,
+                                  prepare=True)
             count, follower_pk = cursor.fetchone()[:2]
         return bool(count), follower_pk
 

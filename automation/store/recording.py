@@ -6,7 +6,7 @@ finishing sibling branches at the same moment cannot both miss (or both fire) a 
 
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -22,6 +22,7 @@ from automation.store.graphs import graph_for
 from automation.store.policy import backoff_seconds, max_attempts, step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import finish_loop, follow, start_iteration
+from entities.db.compiled import CompiledUpdate
 
 
 def record(claim: Claim, outcome: Outcome, *, duration_ms: int,
@@ -214,6 +215,7 @@ def _open_approval(run: Run, step_run: StepRun) -> None:
     hooks.approval_requested(approval)
 
 
+_STEP_UPDATE = CompiledUpdate(StepRun)
 RECORDED = ("status", "output", "error", "logs", "state", "attempt", "claim", "not_before",
             "lease_expires_at", "started_at", "finished_at", "duration_ms", "key_attempt")
 
@@ -225,7 +227,15 @@ def _save(step_run: StepRun, **changes) -> bool:
     held = step_run.status == StepRun.Status.RUNNING and claim is not None
     for key, value in changes.items():
         setattr(step_run, key, value)
-    rows = StepRun.objects.filter(pk=step_run.pk)
+    filters = {"pk": step_run.pk}
     if held:
-        rows = rows.filter(claim=claim, status=StepRun.Status.RUNNING)
-    return bool(rows.update(**{name: getattr(step_run, name) for name in RECORDED}))
+        filters.update(claim=claim, status=StepRun.Status.RUNNING)
+    values = {name: getattr(step_run, name) for name in RECORDED}
+    using = router.db_for_write(StepRun)
+    try:  # the same UPDATE every step: compiled once per shape (entities.db.compiled)
+        sql, params = _STEP_UPDATE.sql_params(filters, values, using)
+    except ValueError:  # an expression among the values: Django compiles it
+        return bool(StepRun.objects.filter(**filters).update(**values))
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.rowcount)

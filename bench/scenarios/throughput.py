@@ -12,6 +12,12 @@ django-q2 tasks on the same workers, broker, database and connection settings.
   `noop` process against bare no-op tasks whose results the cluster stores (`save=True`).
   `steps_per_s_inline` is that process's step rate.
 
+The machine's ceiling is shown beside them (a context row, no goal): durable
+one-statement commits/s of two processes (bench.ceiling). A chain needs one such commit
+per task; an engine run of 3 steps needs RUN_COMMITS on PostgreSQL (the first step's
+claim, which must be durable before a step that may call out runs, and each step's
+record), so neither rate can pass the ceiling divided by its commits.
+
 Every side starts from a queue filled while no worker runs, then a fresh 2-worker
 qcluster drains it. Each clock starts when the first task (or step) starts, so the
 cluster's start-up is excluded, and stops when the work is done: for bare tasks at the
@@ -23,12 +29,15 @@ are compared.
 
 import time
 
-from bench import fixtures, profiling
+from bench import ceiling, fixtures, profiling
 from bench.procs import qcluster, queue_purge
 from bench.stats import median, ratio, wait_until
 from bench.tasks import chain_rows, chain_table_reset, marks_count, marks_read, marks_reset
 
 STEPS = 3
+# Flushed commits of one engine run of STEPS steps on PostgreSQL: the first step's claim
+# and every step's record (docs/performance.md); a chain flushes one per task.
+RUN_COMMITS = STEPS + 1
 
 
 def _bare_round(opts, tasks: int, *, saved: bool = True) -> float:
@@ -152,6 +161,7 @@ def run(opts) -> dict:
         inline.append(_engine_round(opts, noops, runs, None))
         time.sleep(0.5)
     single = _one_process_round(functions, 30 if opts.quick else 100)
+    commits = ceiling.commits_per_s(3.0 if opts.quick else 5.0)
     chains_per_s, nodb_tasks, stored_tasks = median(chains), median(unsaved), median(stored)
     runs_per_s = median([e["runs_per_s"] for e in engine])
     steps_per_s = median([e["steps_per_s"] for e in engine])
@@ -164,6 +174,12 @@ def run(opts) -> dict:
         ("step executions/s (Python function steps)", f"{steps_per_s:.0f}/s"),
         ("steps/s executed by one process in turn (no queue)", f"{single:.0f}/s"),
         ("2 workers / 1 process", f"{steps_per_s / single:.2f}×"),
+        (f"ceiling: durable one-statement commits/s, {ceiling.PROCESSES} processes",
+         f"{commits:.0f}/s"),
+        (f"  bare chain tasks/s (one durable commit each; ceiling {commits:.0f}/s)",
+         f"{chains_per_s * STEPS:.0f}/s"),
+        (f"  steps/s at the ceiling ({RUN_COMMITS} durable commits per {STEPS}-step run)",
+         f"{commits * STEPS / RUN_COMMITS:.0f}/s"),
         (f"for comparison: 3-step noop runs/s ({runs} runs)", f"{noop_runs:.1f}/s"),
         ("  against bare no-op tasks/s with results stored", f"{stored_tasks:.0f}/s"),
     ]
@@ -173,4 +189,5 @@ def run(opts) -> dict:
                         "steps_per_s": steps_per_s, "steps_per_s_inline": noop_steps},
             "rows": rows,
             "detail": {"chains": chains, "bare_unsaved": unsaved, "bare_stored": stored,
-                       "engine": engine, "engine_noop": inline}}
+                       "engine": engine, "engine_noop": inline,
+                       "durable_commits_per_s": commits, "one_process_steps_per_s": single}}

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from automation.definitions.steps import Outcome
 from automation.engine.executor import execute_step
+from automation.functions import function
 from automation.models import ProcessTrigger, Run, StepRun, WebhookDelivery
 from automation.services import webhooks
 from automation.services.processes import process_save, process_set_enabled
@@ -81,6 +82,52 @@ def claim(step_run_id: int) -> Claim | None:
 
 def record(claim: Claim, output: dict) -> None:
     get_store().record(claim, Outcome("completed", output=output), duration_ms=1)
+
+
+@function("test.plain-step")
+def plain_step(ctx):
+    """A plain Python function step, not marked cheap: it may call out."""
+    return {"step": ctx.step_id}
+
+
+def lease_updates(queries) -> list[str]:
+    return [q["sql"] for q in queries
+            if q["sql"].startswith('UPDATE "automation_steprun" SET "lease_expires_at"')]
+
+
+@pytest.mark.parametrize(("function", "durable"), [("test.plain-step", True), ("noop", False)])
+def test_a_step_that_may_call_out_is_claimed_by_a_commit_that_waits_for_the_disk(
+        queued, function, durable):
+    """Before a step that may call out runs, everything its run wrote must be on disk
+    (docs/operating.md, "Commits and the disk"): its claim from the doorbell is then a
+    commit that waits for the disk, and no second statement flushes it; a cheap step's
+    claim skips the flush. Both leave the same history."""
+    steps = [{**step, "function": function} for step in THREE]
+    process = process_save(slug=f"claimed-{function.replace('.', '-')}", name="C",
+                           definition={"steps": steps})
+    histories = []
+    for n in range(2):  # the first run tells the worker what kind of step comes next
+        run, _ = run_start(process=process, trigger={"type": "manual"}, input={"n": n})
+        with CaptureQueriesContext(connection) as queries:
+            execute_step(StepRun.objects.get(run=run, step_id="a").pk)
+        histories.append(history(run)[0])
+    # the claim is the only statement that may skip the flush (each record is flushed)
+    relaxed = [q["sql"] for q in queries if q["sql"].startswith("SET LOCAL synchronous_commit")]
+    assert len(relaxed) == (0 if durable else 1)
+    assert lease_updates(queries) == []
+    assert histories == [Run.Status.COMPLETED] * 2
+
+
+def test_a_relaxed_claim_is_flushed_before_a_step_that_may_call_out(queued):
+    """A claim that skipped the flush (the worker's last step was cheap) is made durable
+    by the lease's ordinary commit before the step runs."""
+    store = get_store()
+    run, relaxed = started(queued, "flushed-later")
+    assert store.must_flush_before(relaxed, cheap=False)
+    assert not store.must_flush_before(relaxed, cheap=True)
+    lease_runs_out(relaxed.step_run)
+    durable = store.claim(relaxed.step_run.pk, lease_seconds=60, durable=True)
+    assert durable.reclaimed and not store.must_flush_before(durable, cheap=False)
 
 
 def test_a_step_finishing_after_its_run_was_cancelled_starts_nothing(queued):
