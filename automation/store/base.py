@@ -267,7 +267,18 @@ class RunStore:
         """Take the step if it is due, or if the worker that held it let its lease expire.
 
         One conditional UPDATE decides, so two deliveries of one task cannot both win.
+        The claim and its run's `running` are one transaction here: on SQLite each
+        statement on its own is a commit of its own, and each commit takes the one
+        write lock the saving processes and the other workers wait on
+        (docs/performance.md, "First step on SQLite"). A backend whose claim is one
+        statement (features.one_statement) needs no transaction around it.
         """
+        if self.features.one_statement:
+            return self._claim(step_run_id, lease_seconds=lease_seconds)
+        with transaction.atomic(using=self.using, savepoint=False):
+            return self._claim(step_run_id, lease_seconds=lease_seconds)
+
+    def _claim(self, step_run_id: int, *, lease_seconds: int) -> Claim | None:
         now = timezone.now()
         values = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(),
                   "attempt": F("attempt") + 1, "started_at": now,
