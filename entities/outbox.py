@@ -41,6 +41,7 @@ class Subscriber:
     handle: Callable[[EntityEvent], None]
     interested: Callable[[EntityEvent], bool]
     statement: Callable[[EntityEvent], Offer | None] | None = None
+    prepare: Callable[[EntityEvent], Any] | None = None
 
 
 _subscribers: dict[str, Subscriber] = {}
@@ -61,7 +62,7 @@ def rehearsal() -> Iterator[None]:
 
 
 def subscribe(name: str, handle: Callable, interested: Callable | None = None,
-              statement: Callable | None = None) -> None:
+              statement: Callable | None = None, prepare: Callable | None = None) -> None:
     """Register (or replace) a subscriber; `handle` runs inside the dispatch transaction.
 
     `statement(event)`, when given, may offer what `handle` would write as SQL instead:
@@ -70,9 +71,16 @@ def subscribe(name: str, handle: Callable, interested: Callable | None = None,
     nothing was written) after the commit; or None for "use handle". It is asked when
     the event is written, inside the save's transaction, so that only the statement is
     left for after the commit (the time between a save's commit and its first step);
-    `fresh()` says after the commit whether the offer still stands, else `handle` runs."""
+    `fresh()` says after the commit whether the offer still stands, else `handle` runs.
+
+    `prepare(event)`, when given, is asked after the commit just before the dispatch's
+    transaction, for what `handle` can do outside it (reads, building rows); what it
+    returns, unless None, is passed to `handle(event, prepared)`. A transaction holds
+    SQLite's one write lock from its first statement to its commit, so what is done
+    before it does not keep the workers' claims waiting (docs/performance.md, "First
+    step on SQLite")."""
     _subscribers[name] = Subscriber(name, handle, interested or (lambda event: True),
-                                    statement)
+                                    statement, prepare)
 
 
 def unsubscribe(name: str) -> None:
@@ -187,6 +195,7 @@ def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
         if dispatched is not None:
             return dispatched
     try:
+        prepared = _prepared(event) if event is not None else {}
         with transaction.atomic():
             if not durable:
                 commit_without_flush()
@@ -198,12 +207,32 @@ def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
             if event is None:  # the sweeper: the saving process's copy is gone
                 event = EntityEvent.objects.select_related("entity__entity_type").get(pk=event_id)
             for subscriber in list(_subscribers.values()):
-                if subscriber.interested(event):
+                if subscriber.name in prepared:
+                    subscriber.handle(event, prepared[subscriber.name])
+                elif subscriber.interested(event):
                     subscriber.handle(event)
         return True
     except Exception:
         logger.exception("dispatch of event %s failed; the sweeper will retry it", event_id)
         return False
+
+
+def _prepared(event: EntityEvent) -> dict[str, Any]:
+    """What each interested subscriber with a `prepare` made ready for `event` (none
+    for a subscriber whose prepare said None or failed: its `handle` meets it again)."""
+    ready = {}
+    for subscriber in list(_subscribers.values()):
+        if subscriber.prepare is None or not subscriber.interested(event):
+            continue
+        try:
+            value = subscriber.prepare(event)
+        except Exception:  # handle meets it again inside the transaction, and logs it
+            logger.debug("prepare of %s for event %s failed", subscriber.name, event.pk,
+                         exc_info=True)
+            continue
+        if value is not None:
+            ready[subscriber.name] = value
+    return ready
 
 
 def _dispatch_in_one_statement(event: EntityEvent, offer: Offer, *,

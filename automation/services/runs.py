@@ -65,11 +65,31 @@ def run_start(
         process=process, trigger=trigger, input=input, parameters=parameters, entity=entity,
         event=event, batch=batch, idempotency_key=idempotency_key, user=user, version=version,
         parent_step_run=parent_step_run, priority=priority)
+    return run_start_prepared(run, step_run, first)
+
+
+def run_start_prepare(**start) -> tuple[Run, StepRun, Step] | None:
+    """run_start(**start)'s admission and its rows, unsaved, ahead of the transaction
+    that writes them (run_start_prepared): the event dispatch asks this before it takes
+    SQLite's one write lock, so the lock is held for the writes alone (entities.outbox,
+    docs/performance.md "First step on SQLite"). None where run_start must decide (a
+    disabled process, a start the circuit breaker holds)."""
+    if not start["process"].enabled:
+        return None
+    try:
+        admit(process=start["process"], entity=start.get("entity"))
+    except ProcessPausedError:  # run_start holds it, the general way
+        return None
+    return _new_rows(**start)
+
+
+def run_start_prepared(run: Run, step_run: StepRun, first: Step) -> tuple[Run, bool]:
+    """Write what run_start_prepare (or run_start) made: (run, created) as run_start."""
     if get_store().start(run, step_run, first):
         return run, True
-    existing = Run.objects.filter(idempotency_key=idempotency_key).first()
+    existing = Run.objects.filter(idempotency_key=run.idempotency_key).first()
     if existing is None:
-        raise IntegrityError(f"run with key {idempotency_key!r} was not written")
+        raise IntegrityError(f"run with key {run.idempotency_key!r} was not written")
     return existing, False
 
 
@@ -84,12 +104,10 @@ def run_start_statement(*, source: str, **start) -> tuple[str, tuple, Callable] 
     if concurrency_for(start["version"].pk if start.get("version") else
                        start["process"].current_version_id) is not None:
         return None  # a gated start counts the running runs first (store.gates)
-    try:
-        admit(process=start["process"], entity=start.get("entity"))
-    except ProcessPausedError:  # run_start holds it, the general way
+    rows = run_start_prepare(**start)
+    if rows is None:
         return None
-    run, step_run, first = _new_rows(**start)
-    return store.start_statement(run, step_run, first, source=source)
+    return store.start_statement(*rows, source=source)
 
 
 def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,

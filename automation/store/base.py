@@ -36,8 +36,13 @@ from automation.store.doorbell import enqueue_many, enqueue_step
 from automation.store.graphs import concurrency_for
 from automation.store.pauses import HELD_UNTIL, paused_rows
 from automation.store.policy import step_timeout_seconds
-from entities.db.compiled import CompiledInsert, insert_select
+from entities.db.compiled import CompiledInsert, CompiledLookup, insert_select
 
+# A claimed step run with its run and process, as the worker needs them; every claim
+# reads it, so its SQL is compiled once (a third of a claim's CPU on SQLite was Django
+# compiling this SELECT).
+_CLAIMED = CompiledLookup(lambda pk: StepRun.objects.select_related("run__process").filter(pk=pk),
+                          marker=-1)
 # A run in one of these becomes `running` when one of its steps is claimed.
 RUN_NOT_STARTED = (Run.Status.PENDING, Run.Status.WAITING)
 # The column a batch chunk's entity ids are selected as (start_chunk).
@@ -273,7 +278,19 @@ class RunStore:
         `durable`: the claim's own commit waits for the disk where commits may skip it
         (store.postgresql), so a step that may call out needs no flush of its own
         after it (must_flush_before).
+
+        The claim and its run's `running` are one transaction here: on SQLite each
+        statement on its own is a commit of its own, and each commit takes the one
+        write lock the saving processes and the other workers wait on
+        (docs/performance.md, "First step on SQLite"). A backend whose claim is one
+        statement (features.one_statement) needs no transaction around it.
         """
+        if self.features.one_statement:
+            return self._claim(step_run_id, lease_seconds=lease_seconds, durable=durable)
+        with transaction.atomic(using=self.using, savepoint=False):
+            return self._claim(step_run_id, lease_seconds=lease_seconds, durable=durable)
+
+    def _claim(self, step_run_id: int, *, lease_seconds: int, durable: bool) -> Claim | None:
         now = timezone.now()
         values = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(),
                   "attempt": F("attempt") + 1, "started_at": now,
@@ -316,7 +333,7 @@ class RunStore:
               durable: bool) -> StepRun | None:
         if not rows.update(**values):
             return None
-        return StepRun.objects.select_related("run__process").get(pk=step_run_id)
+        return _CLAIMED.first(step_run_id, using=self.using)
 
     def due_at(self, step_run_id: int):
         """When a pending step's retry is due (None: not pending)."""

@@ -111,14 +111,40 @@ def is_interesting(event: EntityEvent) -> bool:
     return bool(current().match(event))
 
 
-def handle_event(event: EntityEvent) -> list:
+@dataclass(frozen=True)
+class Prepared:
+    """The one run an event starts, checked and built before the dispatch's transaction
+    (event_prepare); it stands while this process's index is the one it was matched on."""
+    index: TriggerIndex
+    rows: tuple
+
+
+def event_prepare(event: EntityEvent) -> Prepared | None:
+    """The common case (one process started, nothing skipped, no dedupe or debounce)
+    made ready outside the dispatch's transaction: the matching, the circuit breaker's
+    reads and the unsaved rows, so that inside it (on SQLite: under the one write lock
+    every worker's claim waits on) only the writes are left (entities.outbox.subscribe;
+    docs/performance.md "First step on SQLite"). None: handle_event does it all."""
+    from automation.services.runs import run_start_prepare
+
+    index = current()
+    start = _one_start(event, index)
+    if start is None:
+        return None
+    rows = run_start_prepare(**start)
+    return Prepared(index, rows) if rows is not None else None
+
+
+def handle_event(event: EntityEvent, prepared: Prepared | None = None) -> list:
     """Start one run per matching process (idempotent per process and event)."""
     from automation.models import ProcessTrigger
     from automation.services.breaker import ProcessPausedError
     from automation.services.debounce import debounce_event
     from automation.services.dedupe import run_start_once
-    from automation.services.runs import run_start
+    from automation.services.runs import run_start, run_start_prepared
 
+    if prepared is not None and _state["index"] is prepared.index:
+        return [run_start_prepared(*prepared.rows)[0]]
     starts, skipped = _starts(event)
     for skip in skipped:
         ProcessTrigger.objects.filter(pk=skip["trigger"]).update(
@@ -182,14 +208,23 @@ def event_statement(event: EntityEvent) -> Offer | None:
     from automation.services.runs import run_start_statement
 
     index = current()
-    starts, skipped = _starts(event, index)
-    if len(starts) != 1 or skipped or "dedupe" in starts[0] or "debounce" in starts[0]:
+    start = _one_start(event, index)
+    if start is None:
         return None
-    offered = run_start_statement(source="claimed", **starts[0])
+    offered = run_start_statement(source="claimed", **start)
     if offered is None:
         return None
     ctes, params, started = offered
     return Offer(ctes, params, started, fresh=lambda: _state["index"] is index)
+
+
+def _one_start(event: EntityEvent, index: TriggerIndex) -> dict | None:
+    """run_start's arguments when `event` starts exactly one process in the plain way
+    (no condition failed, which counts a skip; no dedupe, no debounce); else None."""
+    starts, skipped = _starts(event, index)
+    if len(starts) != 1 or skipped or "dedupe" in starts[0] or "debounce" in starts[0]:
+        return None
+    return starts[0]
 
 
 def _starts(event: EntityEvent, index: TriggerIndex | None = None

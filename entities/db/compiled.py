@@ -23,10 +23,13 @@ from entities.db import prepared
 
 class CompiledLookup:
     """`CompiledLookup(lambda value: Model.objects.filter(unique_field=value))`, then
-    `.first(value)`: the one matching row, or None. For lookups on a unique value."""
+    `.first(value)`: the one matching row, or None. For lookups on a unique value.
+    `marker`: the value the SQL is compiled with, found among its parameters (a string
+    by default; a number no row has for a numeric field)."""
 
-    def __init__(self, queryset_for: Callable[[Any], QuerySet]):
+    def __init__(self, queryset_for: Callable[[Any], QuerySet], *, marker: Any = None):
         self._queryset_for = queryset_for
+        self._marker = marker
         self._compiled: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
@@ -52,7 +55,8 @@ class CompiledLookup:
         return compiled
 
     def _compile(self, using: str | None) -> tuple:
-        marker = f"compiled-lookup-{uuid.uuid4().hex}"
+        marker = self._marker if self._marker is not None else \
+            f"compiled-lookup-{uuid.uuid4().hex}"
         queryset = self._queryset_for(marker)
         using = using or router.db_for_read(queryset.model)
         compiler = queryset.order_by()[:1].query.get_compiler(using=using)

@@ -50,3 +50,23 @@ def test_manual_start_checks_the_manual_trigger_condition(save_process, committe
         run = manual_start(process=process, input={"confirm": True}, source="admin")
     run.refresh_from_db()
     assert (run.status, run.trigger["source"]) == (Run.Status.COMPLETED, "admin")
+
+
+def test_the_dispatch_reads_the_breaker_before_it_claims_the_event(save_process, committed):
+    """What the dispatch only reads (matching, the circuit breaker) happens before its
+    transaction, which on SQLite holds the one write lock every worker's claim waits on:
+    the breaker's reads come before the event's claim, the run's INSERT after it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    process = save_process("purchases", [PURCHASE])
+    with CaptureQueriesContext(connection) as queries, committed():
+        event_publish(type="purchase.created", data={"total": 5}, source="shop")
+    sql = [q["sql"] for q in queries.captured_queries]
+
+    def first(*words: str) -> int:
+        return next(i for i, s in enumerate(sql) if all(w in s for w in words))
+
+    claim = first("UPDATE", "entities_entityevent", "dispatched_at")
+    assert first("automation_processbreaker") < claim < first("INSERT", "automation_run")
+    assert Run.objects.get(process=process).input == {"total": 5}
