@@ -119,14 +119,16 @@ def test_run_process_command_refuses_unknown_process():
 
 def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, record_process,
                                                                  settings, monkeypatch):
-    """Queued mode: a chunk's doorbells are sent together after its commit, one per step,
-    as packages the workers can read (whichever broker this lane uses)."""
+    """Queued mode: a chunk's doorbells are sent together after its commit, one per
+    `bell_steps()` of its steps (the continuation bound), each step in exactly one, as
+    packages the workers can read (whichever broker this lane uses)."""
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
     from automation.models import StepRun
     from automation.store import doorbell
 
+    settings.ENTITYFLOW_CONTINUE_MAX_STEPS = 3  # chunks of 4: doorbells of 3 and 1 steps
     broker, batch = _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type,
                                                record_process, queue="batch-ring")
     if settings.Q_CLUSTER.get("redis"):
@@ -136,8 +138,11 @@ def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, rec
         payloads = [row.payload for row in OrmQ.objects.filter(key=broker.list_key)]
     tasks = [SignedPackage.loads(p) for p in payloads]
     steps = set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
-    assert len(steps) == 10 and sorted(t["args"][0] for t in tasks) == sorted(steps)
-    assert {t["func"] for t in tasks} == {doorbell.TASK}
+    rung = [pk for t in tasks for pk in t["args"][0]]
+    assert len(steps) == 10 and sorted(rung) == sorted(steps)
+    assert sorted(len(t["args"][0]) for t in tasks) == [1, 1, 2, 3, 3]
+    assert {t["func"] for t in tasks} == {doorbell.CHUNK_TASK}
+    assert {t["args"][1] for t in tasks} == {"normal"}  # re-rung on the same queue
 
 
 def test_a_batch_whose_fan_out_was_never_enqueued_is_enqueued_by_the_sweeper(
@@ -205,6 +210,8 @@ def _doorbells(settings, broker) -> list[int]:
     """The step ids the broker's queue holds doorbells for (emptied as read)."""
     from django_q.signing import SignedPackage
 
+    from automation.store import doorbell
+
     if settings.Q_CLUSTER.get("redis"):
         payloads = broker.connection.lrange(broker.list_key, 0, -1)
         broker.connection.delete(broker.list_key)
@@ -212,7 +219,7 @@ def _doorbells(settings, broker) -> list[int]:
         rows = broker.connection.filter(key=broker.list_key)
         payloads = [row.payload for row in rows]
         rows.delete()
-    return [SignedPackage.loads(p)["args"][0] for p in payloads]
+    return [pk for p in payloads for pk in doorbell.steps_rung(SignedPackage.loads(p))]
 
 
 def test_a_chunk_done_again_after_its_fan_out_was_lost_writes_no_duplicate(
