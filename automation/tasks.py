@@ -1,6 +1,7 @@
 """Thin django-q2 adapters: take ids, call one service. Tasks are named by their dotted
 path (`automation.tasks.step_execute`), so nothing below this layer imports it."""
 
+from automation.engine.chunks import execute_chunk
 from automation.engine.executor import execute_step
 from automation.services.approvals import approvals_expire, approvals_nudge
 from automation.services.batches import batch_fanout_run, batches_sweep
@@ -21,6 +22,11 @@ def step_execute(step_run_id: int) -> None:
     # A database that refuses connections holds this doorbell (and so the worker) until
     # it answers again, instead of failing one doorbell after another (entities.db.outage).
     outage.through(lambda: execute_step(step_run_id), what=f"step run {step_run_id}")
+
+
+def steps_execute(step_run_ids: list[int], priority: str = "normal") -> None:
+    """A chunk doorbell (store.doorbell.enqueue_chunk): each step as step_execute runs it."""
+    execute_chunk(step_run_ids, priority, execute=step_execute)
 
 
 def wait_wake(step_run_id: int) -> None:

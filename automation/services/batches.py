@@ -30,9 +30,15 @@ from automation.services.reruns import (
     run_rerun,
     stopped_by_failure,
 )
-from automation.services.runs import priority_check, run_cancel, run_priority, run_retry
+from automation.services.runs import (
+    priority_check,
+    run_cancel,
+    run_priority,
+    run_retry,
+    run_start,
+)
 from automation.store import get_store
-from automation.store.graphs import graph_for
+from automation.store.graphs import concurrency_for, graph_for
 from entities.models import Entity, EntityType
 from entities.selectors import entity_filter
 
@@ -152,6 +158,9 @@ def _create_chunk(batch: Batch, entities, last) -> None:
     version = batch.process.current_version
     graph = graph_for(version.pk)
     trigger = {"type": "batch", "batchId": str(batch.pk)}
+    if concurrency_for(version.pk) is not None:
+        _create_gated_chunk(batch, entities, last, trigger)
+        return
     template = Run(id=uuid.uuid4(), process=batch.process, version=version, batch=batch,
                    trigger=trigger, status=Run.Status.PENDING,
                    priority=run_priority(graph, trigger, batch.priority),
@@ -162,6 +171,26 @@ def _create_chunk(batch: Batch, entities, last) -> None:
         Batch.objects.filter(pk=batch.pk).update(cursor=str(last),
                                                  created_runs=F("created_runs") + created)
         batch.created_runs += created
+
+
+def _create_gated_chunk(batch: Batch, entities, last, trigger: dict) -> None:
+    """A chunk of a process with a concurrency rule: its runs are started one by one the
+    way a single start is (store.gates counts the runs holding a slot and starts, queues
+    or cancels each), which a set-based INSERT … SELECT cannot. Each start is its own
+    short transaction with the batch's count, so the gates are never held for a whole
+    chunk; the key `batch:<batch>:<entity>` makes a chunk done again start nothing twice
+    (docs/user-guide/batches.md#processes-with-a-concurrency-rule)."""
+    version = batch.process.current_version
+    for entity in Entity.objects.filter(pk__in=entities).order_by("pk").iterator(chunk_size=500):
+        with transaction.atomic():
+            _, created = run_start(
+                process=batch.process, trigger=trigger, entity=entity, batch=batch,
+                idempotency_key=f"batch:{batch.pk}:{entity.pk}", version=version,
+                priority=batch.priority or None, breaker=False)
+            if created:
+                Batch.objects.filter(pk=batch.pk).update(created_runs=F("created_runs") + 1)
+                batch.created_runs += 1
+    Batch.objects.filter(pk=batch.pk).update(cursor=str(last))
 
 
 def latest_attempts(batch: Batch):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from automation.models import StepRun
 from automation.store import get_store
-from automation.store.doorbell import queued_doorbells, send_step
+from automation.store.doorbell import queued_steps, send_step
 
 logger = logging.getLogger(__name__)
 
@@ -56,12 +56,13 @@ def steps_sweep(*, pending_grace_seconds: float | None = None, limit: int = 5000
 
 def _unqueued(pending: int) -> int:
     """How many of `pending` steps the broker's queue cannot be holding doorbells for.
-    A queue whose size cannot be read counts as empty: better a spare doorbell than a
-    lost one."""
+    A batch chunk's doorbell rings for many steps (store.doorbell.enqueue_chunk), so the
+    queue is counted in the steps its doorbells name. A queue that cannot be read
+    counts as empty: better a spare doorbell than a lost one."""
     if not pending:
         return 0
     try:
-        queued = queued_doorbells()
+        queued = queued_steps()
     except Exception:
         logger.warning("could not read the queue's size; ringing every pending step",
                        exc_info=True)

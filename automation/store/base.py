@@ -32,7 +32,7 @@ from automation.store import (
     waiting,
 )
 from automation.store.claims import Claim, Handover
-from automation.store.doorbell import enqueue_many, enqueue_step
+from automation.store.doorbell import enqueue_chunk, enqueue_many, enqueue_step
 from automation.store.graphs import concurrency_for
 from automation.store.pauses import HELD_UNTIL, paused_rows
 from automation.store.policy import step_timeout_seconds
@@ -186,8 +186,8 @@ class RunStore:
         """A batch's chunk, set-based: one run like `template` per entity of `entities`
         (a queryset of the chunk's entity ids, never loaded here), each with its first
         step run, as INSERT … SELECT statements over the entities, so a chunk costs the
-        same few statements and memory whatever its size. Rings for the new steps in one
-        broker round trip. Returns how many runs were new.
+        same few statements and memory whatever its size. Rings for the new steps with
+        chunk doorbells (store.doorbell.enqueue_chunk) in one broker round trip. Returns how many runs were new.
 
         A run's idempotency key is `key_prefix` + its entity id (`batch:<batch>:<entity>`,
         unique): a chunk done again (a fan-out task delivered twice, or re-done after its
@@ -217,8 +217,8 @@ class RunStore:
                 created = cursor.rowcount
                 cursor.execute(f"{step_sql} RETURNING {step_pk}", step_params)
                 step_ids = [row[0] for row in cursor.fetchall()]
-            enqueue_many(step_ids, timeout=step_timeout_seconds(first),
-                         priority=template.priority)
+            enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
+                          priority=template.priority)
         return created
 
     def _chunk_runs(self, template: Run, entities: QuerySet,

@@ -99,24 +99,31 @@ def send_step(step_run_id: int, *, timeout: int | None = None, priority: str = N
 def _send_many(step_run_ids: list[int], *, timeout: int | None = None,
                priority: str = NORMAL) -> None:
     """Redis: one RPUSH for all of them; ORM broker: one multi-row INSERT; on the queue
-    of `priority` (store.queues). The packages carry the fields `async_task` gives them,
-    with the same signing; a batch's chunk sends 2,000 at once, so they are built without
-    a model instance or a human-readable name each (a profile of the fan-out showed those
-    two as most of its time)."""
+    of `priority` (store.queues)."""
+    _send_packages([_package(TASK, (step_run_id,), timeout) for step_run_id in step_run_ids],
+                   priority)
+
+
+def _package(func: str, args: tuple, timeout: int | None) -> str:
+    """A signed task package with the fields `async_task` gives it. Built without a
+    model instance or a human-readable name each: a batch's chunk sends many at once, and
+    a profile of the fan-out showed those two as most of its time."""
     from django_q.conf import Conf
     from django_q.signing import SignedPackage
 
+    first = args[0]
+    name = f"step-{first}" if func == TASK else f"steps-{first[0]}+{len(first) - 1}"
+    task = {"id": uuid.uuid4().hex, "name": name, "func": func, "args": args,
+            "save": False, "sync": False, "kwargs": {}, "started": timezone.now()}
+    if timeout:
+        task["timeout"] = timeout
+    if Conf.ACK_FAILURES:
+        task["ack_failure"] = True
+    return SignedPackage.dumps(task)
+
+
+def _send_packages(packages: list[str], priority: str) -> None:
     broker = _broker()
-    packages, now = [], timezone.now()
-    for step_run_id in step_run_ids:
-        task = {"id": uuid.uuid4().hex, "name": f"step-{step_run_id}", "func": TASK,
-                "args": (step_run_id,), "save": False, "sync": False, "kwargs": {},
-                "started": now}
-        if timeout:
-            task["timeout"] = timeout
-        if Conf.ACK_FAILURES:
-            task["ack_failure"] = True
-        packages.append(SignedPackage.dumps(task))
     if hasattr(broker, "enqueue_many"):  # store.queues, what settings wire
         broker.enqueue_many(packages, priority)
     else:  # another broker: one queue, no priorities
@@ -124,9 +131,101 @@ def _send_many(step_run_ids: list[int], *, timeout: int | None = None,
             broker.enqueue(package)
 
 
+# -- chunk doorbells (a batch's chunk: docs/architecture.md, "Chunk doorbells") --------
+
+CHUNK_TASK = "automation.tasks.steps_execute"
+
+
+def bell_steps() -> int:
+    """Steps per chunk doorbell: the continuation bound (ENTITYFLOW_CONTINUE_MAX_STEPS),
+    so a chunk's task holds its worker no longer than a continued run may, and a chunk
+    is several doorbells that both workers take in parallel."""
+    return max(1, settings.ENTITYFLOW_CONTINUE_MAX_STEPS)
+
+
+def enqueue_chunk(step_run_ids: list[int], *, timeout: int | None = None,
+                  priority: str = NORMAL) -> None:
+    """enqueue_many for a batch chunk's first steps: one doorbell per `bell_steps()`
+    steps, whose task runs them one after another (the sweeper still finds any of them
+    by its row if the doorbell is lost). A step with its own time limit keeps one
+    doorbell each: the broker kills a task at its limit, which must be the step's."""
+    size = bell_steps()
+    if timeout or size == 1 or settings.Q_CLUSTER.get("sync"):
+        enqueue_many(step_run_ids, timeout=timeout, priority=priority)
+        return
+    pieces = [step_run_ids[i:i + size] for i in range(0, len(step_run_ids), size)]
+    if _queue_in_transaction():
+        _send_pieces(pieces, priority)
+        return
+    transaction.on_commit(lambda: ring_pieces(pieces, priority=priority))
+
+
+def ring_pieces(pieces: list[list[int]], *, priority: str = NORMAL) -> bool:
+    """Send chunk doorbells now (after commit); False (logged) when the broker refused:
+    the sweeper rings for their steps later."""
+    try:
+        _send_pieces(pieces, priority)
+    except Exception:
+        logger.warning("could not enqueue %d chunk doorbells; the sweeper will ring again",
+                       len(pieces), exc_info=True)
+        return False
+    return True
+
+
+def steps_rung(task: dict) -> list[int]:
+    """The step run ids a doorbell (a decoded task package) rings for."""
+    return list(task["args"][0]) if task["func"] == CHUNK_TASK else [task["args"][0]]
+
+
+def higher_waiting(priority: str) -> bool:
+    """Whether a doorbell of higher priority than `priority` waits in the broker (a chunk
+    doorbell's task then gives its worker back: engine.chunks). False when the broker
+    cannot say or does not answer: the time bound still holds."""
+    broker = _broker()
+    if priority == Priority.HIGH or not hasattr(broker, "waiting_before"):
+        return False
+    try:
+        return broker.waiting_before(priority)
+    except Exception:
+        logger.warning("could not read the higher-priority queues", exc_info=True)
+        return False
+
+
+def _send_pieces(pieces: list[list[int]], priority: str) -> None:
+    # the task re-rings what its bound leaves over on the same queue (engine.chunks)
+    _send_packages([_package(CHUNK_TASK, (piece, priority), None) for piece in pieces if piece],
+                   priority)
+
+
 def queued_doorbells() -> int:
     """How many doorbells wait in the broker's queue (not yet taken by a worker)."""
     return _broker().queue_size() or 0
+
+
+# Doorbells read to count the steps a queue rings for (queued_steps): a 100,000-entity
+# batch queues 2,000 chunk doorbells.
+PEEK = 2000
+
+
+def queued_steps() -> int:
+    """How many steps the queued doorbells ring for: a chunk doorbell rings for many
+    (enqueue_chunk). Read from the first PEEK doorbells, and for a longer queue
+    extrapolated from them; a package that is not a doorbell counts as one. A broker
+    that cannot be read this way counts one step per doorbell."""
+    from django_q.signing import SignedPackage
+
+    broker = _broker()
+    size = broker.queue_size() or 0
+    if not size or not hasattr(broker, "peek"):
+        return size
+    packages = broker.peek(PEEK)
+    steps = 0
+    for package in packages:
+        try:
+            steps += len(steps_rung(SignedPackage.loads(package)))
+        except Exception:  # not one of ours (another task, a foreign package)
+            steps += 1
+    return round(steps * size / len(packages)) if packages else size
 
 
 def queue_broker():

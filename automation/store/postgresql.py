@@ -81,7 +81,7 @@ from automation.store.base import (
     trace_run,
 )
 from automation.store.claims import Claim, Handover
-from automation.store.doorbell import enqueue_many, enqueue_step
+from automation.store.doorbell import enqueue_chunk, enqueue_step
 from automation.store.graphs import concurrency_for, graph_for, is_plain, is_sequential
 from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
@@ -160,7 +160,8 @@ class PostgresRunStore(RunStore):
         """A batch's chunk in one statement: the runs `INSERT … SELECT` over the chunk's
         entities `ON CONFLICT DO NOTHING` (their keys are unique: a chunk done again
         writes nothing), their first steps `INSERT … SELECT` from the runs that statement
-        wrote. Rings for the steps in one broker round trip after the commit."""
+        wrote. Rings for the steps after the commit: chunk doorbells (store.doorbell), in
+        one broker round trip."""
         qn = connections[self.using].ops.quote_name
         (run_sql, run_params), _ = self._chunk_runs(template, entities, key_prefix)
         step_sql, step_params = insert_select(
@@ -172,8 +173,8 @@ class PostgresRunStore(RunStore):
             with connections[self.using].cursor() as cursor:
                 cursor.execute(sql, (*run_params, *step_params))
                 step_ids = [row[0] for row in cursor.fetchall()]
-            enqueue_many(step_ids, timeout=step_timeout_seconds(first),
-                         priority=template.priority)
+            enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
+                          priority=template.priority)
         return len(step_ids)
 
     RANDOM_SPAN_ID = "substr(md5(random()::text), 1, 16)"

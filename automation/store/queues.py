@@ -50,6 +50,14 @@ class PriorityBroker:
     def enqueue_many(self, packages: list[str], priority: str) -> None:
         raise NotImplementedError
 
+    def waiting_before(self, priority: str) -> bool:
+        """Whether a doorbell of higher priority than `priority` waits (engine.chunks)."""
+        raise NotImplementedError
+
+    def peek(self, limit: int) -> list[str]:
+        """Up to `limit` queued packages, in the order they are taken, left queued."""
+        raise NotImplementedError
+
 
 class PriorityRedis(PriorityBroker, Redis):
     def enqueue_at(self, package: str, priority: str):
@@ -57,6 +65,18 @@ class PriorityRedis(PriorityBroker, Redis):
 
     def enqueue_many(self, packages: list[str], priority: str) -> None:
         self.connection.rpush(queue_key(self.list_key, priority), *packages)
+
+    def waiting_before(self, priority: str) -> bool:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for key in self.keys()[:ORDER.index(priority)]:
+                pipe.llen(key)
+            return any(pipe.execute())
+
+    def peek(self, limit: int) -> list[str]:
+        with self.connection.pipeline(transaction=False) as pipe:
+            for key in self.keys():
+                pipe.lrange(key, 0, limit - 1)
+            return [package for packages in pipe.execute() for package in packages][:limit]
 
     def dequeue(self):
         task = self.connection.blpop(self.keys(), 1)  # the first non-empty key, in order
@@ -105,6 +125,14 @@ class PriorityORM(PriorityBroker, ORM):
                 rows = packages[start:start + 500]
                 params = [value for package in rows for value in (key, package, lock)]
                 cursor.execute(head + ", ".join(["(%s, %s, %s)"] * len(rows)), params)
+
+    def waiting_before(self, priority: str) -> bool:
+        return self.get_connection().filter(key__in=self.keys()[:ORDER.index(priority)],
+                                            lock__lte=timezone.now()).exists()
+
+    def peek(self, limit: int) -> list[str]:
+        return list(self.get_connection().filter(key__in=self.keys(), lock__lte=timezone.now())
+                    .values_list("payload", flat=True)[:limit])
 
     def dequeue(self):
         """django-q2's ORM dequeue, asked of each priority's key in turn."""

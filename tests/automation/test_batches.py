@@ -119,14 +119,16 @@ def test_run_process_command_refuses_unknown_process():
 
 def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, record_process,
                                                                  settings, monkeypatch):
-    """Queued mode: a chunk's doorbells are sent together after its commit, one per step,
-    as packages the workers can read (whichever broker this lane uses)."""
+    """Queued mode: a chunk's doorbells are sent together after its commit, one per
+    `bell_steps()` of its steps (the continuation bound), each step in exactly one, as
+    packages the workers can read (whichever broker this lane uses)."""
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
     from automation.models import StepRun
     from automation.store import doorbell
 
+    settings.ENTITYFLOW_CONTINUE_MAX_STEPS = 3  # chunks of 4: doorbells of 3 and 1 steps
     broker, batch = _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type,
                                                record_process, queue="batch-ring")
     if settings.Q_CLUSTER.get("redis"):
@@ -136,8 +138,11 @@ def test_fan_out_rings_each_created_step_once_through_the_broker(order_type, rec
         payloads = [row.payload for row in OrmQ.objects.filter(key=broker.list_key)]
     tasks = [SignedPackage.loads(p) for p in payloads]
     steps = set(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
-    assert len(steps) == 10 and sorted(t["args"][0] for t in tasks) == sorted(steps)
-    assert {t["func"] for t in tasks} == {doorbell.TASK}
+    rung = [pk for t in tasks for pk in t["args"][0]]
+    assert len(steps) == 10 and sorted(rung) == sorted(steps)
+    assert sorted(len(t["args"][0]) for t in tasks) == [1, 1, 2, 3, 3]
+    assert {t["func"] for t in tasks} == {doorbell.CHUNK_TASK}
+    assert {t["args"][1] for t in tasks} == {"normal"}  # re-rung on the same queue
 
 
 def test_a_batch_whose_fan_out_was_never_enqueued_is_enqueued_by_the_sweeper(
@@ -205,6 +210,8 @@ def _doorbells(settings, broker) -> list[int]:
     """The step ids the broker's queue holds doorbells for (emptied as read)."""
     from django_q.signing import SignedPackage
 
+    from automation.store import doorbell
+
     if settings.Q_CLUSTER.get("redis"):
         payloads = broker.connection.lrange(broker.list_key, 0, -1)
         broker.connection.delete(broker.list_key)
@@ -212,7 +219,7 @@ def _doorbells(settings, broker) -> list[int]:
         rows = broker.connection.filter(key=broker.list_key)
         payloads = [row.payload for row in rows]
         rows.delete()
-    return [SignedPackage.loads(p)["args"][0] for p in payloads]
+    return [pk for p in payloads for pk in doorbell.steps_rung(SignedPackage.loads(p))]
 
 
 def test_a_chunk_done_again_after_its_fan_out_was_lost_writes_no_duplicate(
@@ -264,3 +271,84 @@ def test_a_chunk_is_only_the_filtered_entities_past_the_cursor(order_type, recor
     runs = list(Run.objects.filter(batch=batch).values_list("entity_id", flat=True))
     assert len(kept) == 8 and sorted(runs) == sorted(kept)
     assert Batch.objects.get(pk=batch.pk).created_runs == 8
+
+
+def test_a_chunk_doorbell_runs_its_steps_once_and_yields_at_its_bound(
+        order_type, record_process, settings, monkeypatch, calls):
+    """The task of a chunk doorbell runs each of its steps as its own doorbell would
+    (a second delivery finds them taken and runs nothing again); past its time bound it
+    rings one doorbell for the steps it has not begun, on the same queue, and stops."""
+    from automation import tasks
+    from automation.models import StepRun
+
+    broker, batch = _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type,
+                                               record_process, queue="batch-chunk")
+    first_chunk = sorted(_doorbells(settings, broker))[:4]
+    calls.clear()
+    settings.ENTITYFLOW_CONTINUE_MAX_MS = 0  # the bound is reached after the first step
+    tasks.steps_execute(first_chunk, "normal")
+    assert StepRun.objects.get(pk=first_chunk[0]).status == "completed"
+    assert StepRun.objects.filter(pk__in=first_chunk[1:], status="pending").count() == 3
+    assert sorted(_doorbells(settings, broker)) == first_chunk[1:]  # one doorbell, re-rung
+    settings.ENTITYFLOW_CONTINUE_MAX_MS = 60_000
+    tasks.steps_execute(first_chunk, "normal")
+    tasks.steps_execute(first_chunk, "normal")  # delivered again: every step is taken
+    assert len(calls) == 4
+    assert set(StepRun.objects.filter(pk__in=first_chunk).values_list("status", flat=True)) == {
+        "completed"}
+
+
+def test_the_steps_of_a_lost_chunk_doorbell_are_rung_by_the_sweeper(
+        order_type, record_process, settings, monkeypatch):
+    """The broker lost every chunk doorbell of the batch: the steps' rows are the truth,
+    and the sweeper rings for each of them once its grace period has passed."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from automation.models import StepRun
+    from automation.services.sweeper import steps_sweep
+
+    broker, batch = _fanned_out_in_chunks_of_4(monkeypatch, settings, order_type,
+                                               record_process, queue="batch-lost")
+    steps = sorted(StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
+    assert sorted(_doorbells(settings, broker)) == steps  # read, and so lost
+    assert steps_sweep(pending_grace_seconds=60) == 0  # not yet due: inside the grace
+    StepRun.objects.filter(run__batch=batch).update(
+        created_at=timezone.now() - timedelta(minutes=5))
+    assert steps_sweep(pending_grace_seconds=60) == 10
+    assert sorted(_doorbells(settings, broker)) == steps
+    assert steps_sweep(pending_grace_seconds=60) == 0  # once per grace period
+
+
+def test_a_batch_of_a_process_with_a_concurrency_rule_starts_through_its_gates(
+        order_type, monkeypatch):
+    """processLimit 2 over a batch of 5 entities: two runs start, three wait `pending`
+    with the reason, as single starts would (store.gates); a chunk done again starts
+    nothing twice; a run's end admits the next."""
+    from automation.services.processes import process_save
+    from automation.services.runs import run_cancel
+
+    monkeypatch.setattr(batches, "CHUNK", 2)
+    make_orders(order_type, 5)
+    process = process_save(slug="gated-batch", name="Gated", entity_type=order_type, definition={
+        "steps": [{"id": "hold", "type": "human", "config": {"approvers": ["ops@example.com"]}}],
+        "triggers": [], "concurrency": {"limit": 1, "processLimit": 2}})
+    batch = batch_create(entity_type=order_type, process=process)
+    batch.refresh_from_db()
+    runs = list(Run.objects.filter(batch=batch).order_by("created_at", "id"))
+    assert (batch.created_runs, batch.status, len(runs)) == (5, Batch.Status.RUNNING, 5)
+    assert [r.status for r in runs] == ["waiting"] * 2 + ["pending"] * 3
+    assert {r.pending_reason for r in runs[2:]} == {
+        "Waiting for a concurrency slot: processLimit 2 reached."}
+    assert {r.idempotency_key for r in runs} == {
+        f"batch:{batch.pk}:{r.entity_id}" for r in runs}
+
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT, cursor="")
+    batches.batch_fanout_run(batch.pk)  # a second delivery of the fan-out
+    assert Run.objects.filter(batch=batch).count() == 5
+    assert Batch.objects.get(pk=batch.pk).created_runs == 5
+
+    run_cancel(run=runs[0])
+    assert Run.objects.get(pk=runs[2].pk).status == "waiting"
+    assert Run.objects.filter(batch=batch, status="pending").count() == 2

@@ -92,7 +92,7 @@ def _taken(broker) -> list[int]:
         if not tasks:
             return ids
         for ack_id, payload in tasks:
-            ids.append(SignedPackage.loads(payload)["args"][0])
+            ids.extend(doorbell.steps_rung(SignedPackage.loads(payload)))
             if ack_id is not None:
                 broker.acknowledge(ack_id)
 
@@ -151,4 +151,7 @@ def test_a_batch_chunks_doorbells_go_on_the_batchs_queue(broker, order_type, mak
     batch = batch_create(entity_type=order_type, process=process, priority="low")
     broker.purge_queue()  # the fan-out task's own doorbell (normal queue)
     batch_fanout_run(batch.pk)
-    assert _queued(broker, "low") == 3 and broker.queue_size() == 3
+    # one chunk doorbell for the 3 steps, on the low queue
+    assert _queued(broker, "low") == 1 and broker.queue_size() == 1
+    assert sorted(_taken(broker)) == sorted(
+        StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
