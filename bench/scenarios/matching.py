@@ -1,4 +1,7 @@
-"""match_flatness: what matching one event costs with 10,000 processes vs 10."""
+"""match_flatness: what deciding which processes an event starts costs with 100,000
+processes configured vs 10, with events that land in index buckets holding many
+processes (whose own conditions then decide); match_flatness_10k: the earlier figure,
+index.match with 10,000 processes vs 10 over a stream none of which matches."""
 
 import time
 
@@ -8,6 +11,16 @@ from entities.models import Entity, EntityEvent
 
 PREFIX = "flat"
 TARGETS = ("bench-a", "bench-b")
+TENANT_PREFIX = "tenant"
+LARGE = 100_000
+TENANTS_PER_TYPE = 50  # a tenant's 10 processes are on one of 50 entity types
+PARTNER_TYPES = 20
+# What each of a tenant's 10 processes reacts to: four statuses, two on updates, one on
+# status changes, one on creation, two on a published event type of the tenant's partner
+KINDS = (("status", "done"), ("status", "review"), ("status", "shipped"),
+         ("status", "cancelled"), ("event", "entity.updated"), ("event", "entity.updated"),
+         ("event", "entity.status_changed"), ("event", "entity.created"),
+         ("event", "partner"), ("event", "partner"))
 
 
 def _stream(entity: Entity) -> list[EntityEvent]:
@@ -23,6 +36,86 @@ def _stream(entity: Entity) -> list[EntityEvent]:
                     entered_statuses=["done"], changed_fields=["status"], **common),
         EntityEvent(pk=3, type="partner.999.created", data={"total": 1}, source="api"),
     ]
+
+
+def tenant_trigger(i: int) -> dict:
+    """Process i of a multi-tenant install: tenant i // 10, its entity type one of 50
+    (`bench-a` for every 50th tenant, starting with tenant 0), its condition requiring the
+    tenant's own value and then something about the data, which each candidate evaluates."""
+    tenant, (kind, what) = i // 10, KINDS[i % 10]
+    entity_type = "bench-a" if tenant % TENANTS_PER_TYPE == 0 else f"m-{tenant % TENANTS_PER_TYPE}"
+    if what == "partner":
+        return {"type": "event", "config": {"eventType": f"partner.{tenant % PARTNER_TYPES}.created"},
+                "condition": f'event.data.tenant == "t{tenant}" && event.data.total > 100'}
+    condition = f'entity.data.tenant == "t{tenant}" && entity.data.total > 100'
+    if kind == "status":
+        return {"type": "status", "config": {"entityType": entity_type, "status": what},
+                "condition": condition}
+    return {"type": "event", "config": {"eventType": what, "entityType": entity_type},
+            "condition": condition}
+
+
+def _tenant_stream(entity: Entity) -> list[EntityEvent]:
+    """Tenant 0's update, status change and partner event: each lands in buckets of
+    hundreds of processes at 100,000 (the update's holds 400, the partner event's 1,000)
+    and has the same two candidates, tenant 0's, at either size; their conditions are
+    false (total is 1), so nothing starts and each skip is kept, as in production."""
+    data = {"tenant": "t0", "total": 1}
+    snapshot = {"id": str(entity.pk), "type": "bench-a", "reference": entity.reference,
+                "status": "new", "data": data, "version": 2, "unmetRequirements": []}
+    common = {"entity_id": entity.pk, "entity_type_key": "bench-a", "snapshot": snapshot,
+              "source": "entity"}
+    return [
+        EntityEvent(pk=1, type="entity.updated", from_status="new", to_status="new",
+                    entered_statuses=[], changed_fields=["total"], **common),
+        EntityEvent(pk=2, type="entity.status_changed", from_status="new", to_status="done",
+                    entered_statuses=["done"], changed_fields=["status"], **common),
+        EntityEvent(pk=3, type="partner.0.created", data=data, source="api"),
+    ]
+
+
+def _decide_us(small, large, events: list[EntityEvent], rounds: int) -> tuple[float, float]:
+    """What handle_event decides before it writes anything (the candidates, their
+    conditions, the starts and skips), per event, each index in turn (as _match_us)."""
+    from automation.triggers.events import starts_and_skips
+
+    samples: dict[int, list[float]] = {0: [], 1: []}
+    for _ in range(15):
+        for side, idx in enumerate((small, large)):
+            started = time.perf_counter()
+            for _ in range(rounds):
+                for event in events:
+                    starts_and_skips(event, idx)
+            samples[side].append((time.perf_counter() - started) / (rounds * len(events)) * 1e6)
+    return min(samples[0]), min(samples[1])
+
+
+def _tenants(entity: Entity, rounds: int) -> dict:
+    """10 processes (tenant 0's), then 100,000 (10,000 tenants) of the same spread."""
+    from automation.triggers import events as event_triggers
+    from automation.triggers.events import starts_and_skips
+
+    fixtures.definition_validate({"steps": fixtures.steps_chain(1),
+                                  "triggers": [tenant_trigger(i) for i in range(20)]})
+    stream = _tenant_stream(entity)
+    fixtures.processes_write(TENANT_PREFIX, range(10), tenant_trigger, fixtures.steps_chain(1))
+    small = event_triggers.current()
+    filled = time.perf_counter()
+    for first in range(10, LARGE, 20_000):
+        fixtures.processes_write(TENANT_PREFIX, range(first, min(LARGE, first + 20_000)),
+                                 tenant_trigger, fixtures.steps_chain(1))
+    large = event_triggers.current()
+    filled = time.perf_counter() - filled
+    outcomes = [[starts_and_skips(e, idx) for e in stream] for idx in (small, large)]
+    for starts, skipped in outcomes[0] + outcomes[1]:
+        if starts or len(skipped) != 2:
+            raise AssertionError("each tenant event must have exactly tenant 0's two "
+                                 "triggers as candidates, both skipped")
+    small_us, large_us = _decide_us(small, large, stream, max(1, rounds // 5))
+    fixtures.processes_retire(TENANT_PREFIX)
+    return {"small_us": small_us, "large_us": large_us, "fill_s": filled,
+            "bucket": len(large.by_event[("entity.updated", "bench-a")].keyed.get(
+                ("entity", "data", "tenant"), {})) * 2}
 
 
 def _per_event_us(call, events: list[EntityEvent], rounds: int, repeats: int = 7) -> float:
@@ -44,7 +137,7 @@ def _measure(events: list[EntityEvent], rounds: int) -> dict:
         "index": idx,
         "handle_us": _per_event_us(event_triggers.handle_event, events, max(1, rounds // 10)),
         "matched": sum(len(idx.match(e)) for e in events),
-        "entries": sum(map(len, idx.by_event.values())) + sum(map(len, idx.by_status.values())),
+        "buckets": len(idx.by_event) + len(idx.by_status),
     }
 
 
@@ -78,14 +171,24 @@ def run(quick: bool) -> dict:
     fixtures.processes_retire(PREFIX)
     if small["matched"] or large["matched"]:
         raise AssertionError("a flatness event matched a process; the mix is wrong")
-    figure = ratio(large["match_us"], small["match_us"])
+    tenants = _tenants(Entity.objects.filter(entity_type=a).first(), rounds)
+    figure = ratio(tenants["large_us"], tenants["small_us"])
     rows = [
+        ("decide per event (candidates, conditions, skips), 10 processes",
+         f"{tenants['small_us']:.2f} µs"),
+        (f"the same, {LARGE:,} processes (update bucket {tenants['bucket']} processes; "
+         f"written in {tenants['fill_s']:.0f} s)", f"{tenants['large_us']:.2f} µs"),
+        ("match_flatness (100,000 / 10)", f"{figure:.2f}"),
         ("index.match per event, 10 processes", f"{small['match_us']:.2f} µs"),
         ("index.match per event, 10,000 processes", f"{large['match_us']:.2f} µs"),
         ("handle_event (no run) per event, 10 processes", f"{small['handle_us']:.2f} µs"),
         ("handle_event (no run) per event, 10,000 processes", f"{large['handle_us']:.2f} µs"),
         ("handle_event ratio 10,000 / 10", f"{ratio(large['handle_us'], small['handle_us']):.2f}"),
+        ("match_flatness_10k (10,000 / 10, no event matches)",
+         f"{ratio(large['match_us'], small['match_us']):.2f}"),
     ]
-    return {"figures": {"match_flatness": figure}, "rows": rows,
+    return {"figures": {"match_flatness": figure,
+                        "match_flatness_10k": ratio(large["match_us"], small["match_us"])},
+            "rows": rows,
             "detail": {side: {k: v for k, v in d.items() if k != "index"}
                        for side, d in (("small", small), ("large", large))}}
