@@ -23,21 +23,6 @@ KINDS = (("status", "done"), ("status", "review"), ("status", "shipped"),
          ("event", "partner"), ("event", "partner"))
 
 
-def _stream(entity: Entity) -> list[EntityEvent]:
-    """An entity update, a status change and a published event (none matches)."""
-    snapshot = {"id": str(entity.pk), "type": "bench-a", "reference": entity.reference,
-                "status": "new", "data": {"n": 1}, "version": 2, "unmetRequirements": []}
-    common = {"entity_id": entity.pk, "entity_type_key": "bench-a", "snapshot": snapshot,
-              "source": "entity"}
-    return [
-        EntityEvent(pk=1, type="entity.updated", from_status="new", to_status="new",
-                    entered_statuses=[], changed_fields=["n"], **common),
-        EntityEvent(pk=2, type="entity.status_changed", from_status="new", to_status="done",
-                    entered_statuses=["done"], changed_fields=["status"], **common),
-        EntityEvent(pk=3, type="partner.999.created", data={"total": 1}, source="api"),
-    ]
-
-
 def tenant_trigger(i: int) -> dict:
     """Process i of a multi-tenant install: tenant i // 10, its entity type one of 50
     (`bench-a` for every 50th tenant, starting with tenant 0), its condition requiring the
@@ -57,39 +42,33 @@ def tenant_trigger(i: int) -> dict:
             "condition": condition}
 
 
-def _tenant_stream(entity: Entity) -> list[EntityEvent]:
-    """Tenant 0's update, status change and partner event: each lands in buckets of
-    hundreds of processes at 100,000 (the update's holds 400, the partner event's 1,000)
-    and has the same two candidates, tenant 0's, at either size; their conditions are
-    false (total is 1), so nothing starts and each skip is kept, as in production."""
-    data = {"tenant": "t0", "total": 1}
+def _stream(entity: Entity, data: dict | None = None,
+            published: tuple[str, dict] = ("partner.999.created", {"total": 1})
+            ) -> list[EntityEvent]:
+    """An update of bench-a's `entity` (its data `data`), its status change (new → done)
+    and a published event (type, data). With the defaults (match_flatness_10k) none
+    matches."""
+    data = {"n": 1} if data is None else data
     snapshot = {"id": str(entity.pk), "type": "bench-a", "reference": entity.reference,
                 "status": "new", "data": data, "version": 2, "unmetRequirements": []}
     common = {"entity_id": entity.pk, "entity_type_key": "bench-a", "snapshot": snapshot,
               "source": "entity"}
     return [
         EntityEvent(pk=1, type="entity.updated", from_status="new", to_status="new",
-                    entered_statuses=[], changed_fields=["total"], **common),
+                    entered_statuses=[], changed_fields=sorted(data), **common),
         EntityEvent(pk=2, type="entity.status_changed", from_status="new", to_status="done",
                     entered_statuses=["done"], changed_fields=["status"], **common),
-        EntityEvent(pk=3, type="partner.0.created", data=data, source="api"),
+        EntityEvent(pk=3, type=published[0], data=published[1], source="api"),
     ]
 
 
-def _decide_us(small, large, events: list[EntityEvent], rounds: int) -> tuple[float, float]:
-    """What handle_event decides before it writes anything (the candidates, their
-    conditions, the starts and skips), per event, each index in turn (as _match_us)."""
-    from automation.triggers.events import starts_and_skips
-
-    samples: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(15):
-        for side, idx in enumerate((small, large)):
-            started = time.perf_counter()
-            for _ in range(rounds):
-                for event in events:
-                    starts_and_skips(event, idx)
-            samples[side].append((time.perf_counter() - started) / (rounds * len(events)) * 1e6)
-    return min(samples[0]), min(samples[1])
+def _tenant_stream(entity: Entity) -> list[EntityEvent]:
+    """Tenant 0's update, status change and partner event: each lands in buckets of
+    hundreds of processes at 100,000 (the update's holds 400, the partner event's 1,000)
+    and has the same two candidates, tenant 0's, at either size; their conditions are
+    false (total is 1), so nothing starts and each skip is kept, as in production."""
+    data = {"tenant": "t0", "total": 1}
+    return _stream(entity, data, ("partner.0.created", data))
 
 
 def _tenants(entity: Entity, rounds: int) -> dict:
@@ -113,7 +92,10 @@ def _tenants(entity: Entity, rounds: int) -> dict:
         if starts or len(skipped) != 2:
             raise AssertionError("each tenant event must have exactly tenant 0's two "
                                  "triggers as candidates, both skipped")
-    small_us, large_us = _decide_us(small, large, stream, max(1, rounds // 5))
+    # what handle_event decides before it writes anything: the candidates, their
+    # conditions, the starts and skips
+    small_us, large_us = _paired_us(starts_and_skips, small, large, stream,
+                                    max(1, rounds // 5))
     unkeyed_us = _unkeyed_us(large, stream)
     fixtures.processes_retire(TENANT_PREFIX)
     return {"small_us": small_us, "large_us": large_us, "fill_s": filled,
@@ -170,17 +152,18 @@ def _measure(events: list[EntityEvent], rounds: int) -> dict:
     }
 
 
-def _match_us(small, large, events: list[EntityEvent], rounds: int) -> tuple[float, float]:
-    """Both indexes timed in turn, repeat after repeat, so a change in what else the
-    machine does lands on both; the fastest repeat of each (timeit's rule: the slower
-    ones measured the machine, not the code)."""
+def _paired_us(call, small, large, events: list[EntityEvent], rounds: int
+               ) -> tuple[float, float]:
+    """`call(event, index)` per event on both indexes in turn, repeat after repeat, so a
+    change in what else the machine does lands on both; the fastest repeat of each
+    (timeit's rule: the slower ones measured the machine, not the code)."""
     samples: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(15):
         for side, idx in enumerate((small, large)):
             started = time.perf_counter()
             for _ in range(rounds):
                 for event in events:
-                    idx.match(event)
+                    call(event, idx)
             samples[side].append((time.perf_counter() - started) / (rounds * len(events)) * 1e6)
     return min(samples[0]), min(samples[1])
 
@@ -195,8 +178,8 @@ def run(quick: bool) -> dict:
     small = _measure(events, rounds)
     fixtures.processes_bulk(PREFIX, 10, 10_000, TARGETS)
     large = _measure(events, rounds)
-    small["match_us"], large["match_us"] = _match_us(small["index"], large["index"], events,
-                                                     rounds)
+    small["match_us"], large["match_us"] = _paired_us(
+        lambda event, idx: idx.match(event), small["index"], large["index"], events, rounds)
     fixtures.processes_retire(PREFIX)
     if small["matched"] or large["matched"]:
         raise AssertionError("a flatness event matched a process; the mix is wrong")
