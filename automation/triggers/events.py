@@ -66,7 +66,9 @@ def condition_key(condition: str) -> tuple[tuple[str, ...], str] | None:
 
 class Bucket:
     """The triggers of one index key: `plain` are candidates for every event of the key;
-    `keyed[path][text]` only for an event whose scope has that text at path."""
+    `keyed[path][text]` only for an event whose scope has that text at path, or has no
+    text there at all (then every keyed trigger's condition is evaluated, and reports its
+    error as a skip, docs/user-guide/triggers.md#skipped-triggers)."""
 
     __slots__ = ("plain", "keyed")
 
@@ -85,8 +87,11 @@ class Bucket:
         found.extend(self.plain)
         for path, by_text in self.keyed.items():
             value = _value_at(scope, path)
-            if isinstance(value, str):
+            if isinstance(value, str):  # the other texts' conditions are false
                 found.extend(by_text.get(value, ()))
+            else:  # absent, or not a text: evaluated, so each says why (an error) as before
+                for entries in by_text.values():
+                    found.extend(entries)
 
 
 def _value_at(scope: dict, path: tuple[str, ...]):
