@@ -37,6 +37,7 @@ from automation.api.waits import WAIT_PARAMETER, started_response, wait_seconds,
 from automation.definitions.webhook_config import keep_stored_secrets
 from automation.exceptions import RunStateError
 from automation.models import ApiProcess
+from automation.services.breaker import breaker_read_with
 from automation.services.idempotency import run_start_once
 from automation.services.processes import process_save, process_set_enabled
 from entities.db.compiled import CompiledLookup
@@ -49,9 +50,11 @@ def processes():
     return ApiProcess.objects.select_related("entity_type", "current_version", "breaker")
 
 
-# Starting a run needs the process row alone (the version's graph is cached): the API's
-# busiest lookup, so its SQL is compiled once (entities.db.compiled).
-_TRIGGERED = CompiledLookup(lambda slug: ApiProcess.objects.filter(slug=slug))
+# Starting a run needs the process row and its circuit breaker's (the version's graph is
+# cached), read in one statement: the API's busiest lookup, so its SQL is compiled once
+# (entities.db.compiled).
+_TRIGGERED = CompiledLookup(
+    lambda slug: ApiProcess.objects.select_related("breaker").filter(slug=slug))
 
 
 class DefinitionInputSerializer(serializers.Serializer):
@@ -222,7 +225,7 @@ class DefinitionTriggerApi(ApiView):
              errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
              summary="Start a run of a workflow definition (202), or wait for its result (200)")
     def post(self, request, id):
-        process = found_or_404(_TRIGGERED.first(id), "workflow definition")
+        process = breaker_read_with(found_or_404(_TRIGGERED.first(id), "workflow definition"))
         wait = wait_seconds(request)
         data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
         if process.entity_type_id is not None:

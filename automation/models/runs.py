@@ -88,6 +88,10 @@ class Run(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["process", "status", "created_at"]),
+                   # the circuit breaker's runs of one entity in the last minute, on every
+                   # save that starts a run: without it SQLite counts through every run of
+                   # the process (docs/performance.md, save_overhead_one)
+                   models.Index(fields=["entity", "created_at"], name="run_entity_recent"),
                    models.Index(fields=["process", "concurrency_key", "status"],
                                 condition=models.Q(concurrency_key__isnull=False),
                                 name="run_concurrency_active")]

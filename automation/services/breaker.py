@@ -75,7 +75,22 @@ def limits_set(*, process: ApiProcess, limits: dict) -> ProcessBreaker:
     return breaker
 
 
+_READ_WITH_PROCESS = "_breaker_read_with_process"
+
+
+def breaker_read_with(process: ApiProcess) -> ApiProcess:
+    """Mark `process`, just read with select_related("breaker"), so breaker_of uses that
+    row instead of reading it again (the API's trigger: one round trip fewer per start).
+    Only for an instance read in this request: a long-lived one would keep a stale
+    breaker, which is why the relation's own cache is not trusted."""
+    if ApiProcess.breaker.is_cached(process):
+        setattr(process, _READ_WITH_PROCESS, ApiProcess.breaker.related.get_cached_value(process))
+    return process
+
+
 def breaker_of(process: ApiProcess) -> ProcessBreaker | None:
+    if _READ_WITH_PROCESS in process.__dict__:
+        return process.__dict__[_READ_WITH_PROCESS]
     return ProcessBreaker.objects.filter(process_id=process.pk).first()
 
 

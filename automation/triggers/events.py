@@ -2,11 +2,15 @@
 
 Which processes does an event start? An in-memory index keyed by what events carry
 ((event type, entity type or ""); (entity type, entered status)), so matching is a few
-dictionary lookups whatever the number of processes. Each process rebuilds it when the
-shared generation stamp moves (checked at most once a second) or at once after a local
-change."""
+dictionary lookups whatever the number of processes. Within such a bucket, a trigger
+whose condition requires one field to equal a text (`entity.data.region == "eu" && …`)
+is filed under that text, so only the triggers whose condition can hold are candidates
+and have their condition evaluated (docs/user-guide/triggers.md#many-processes). Each
+process rebuilds it when the shared generation stamp moves (checked at most once a
+second) or at once after a local change."""
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -40,24 +44,99 @@ class Entry:
     debounce: Debounce | None = None  # the trigger's debounce rule
 
 
+# `<path> == "<text>"`, alone or first of `&&`-joined parts: the condition cannot hold
+# unless the value at <path> is that text. Only when the condition has no `||` or `?:`,
+# which bind looser than `&&` and could make it hold without that part (checked on the
+# whole source, quotes included: a condition that merely mentions them is not keyed).
+_KEYED = re.compile(r"""\s*((?:entity|event|input)(?:\.[A-Za-z_]\w*)+)\s*==\s*"""
+                    r"""(?:"([^"\\']*)"|'([^"\\']*)')\s*(?:&&|$)""")
+
+
+def condition_key(condition: str) -> tuple[tuple[str, ...], str] | None:
+    """(path, text) when `condition` can hold only if the scope's value at path is the
+    text (a str: a value of another type makes the comparison false or an error)."""
+    if not condition or "||" in condition or "?" in condition:
+        return None
+    found = _KEYED.match(condition)
+    if found is None:
+        return None
+    text = found.group(2) if found.group(2) is not None else found.group(3)
+    return tuple(found.group(1).split(".")), text
+
+
+class Bucket:
+    """The triggers of one index key: `plain` are candidates for every event of the key;
+    `keyed[path][text]` only for an event whose scope has that text at path, or has no
+    text there at all (then every keyed trigger's condition is evaluated, and reports its
+    error as a skip, docs/user-guide/triggers.md#skipped-triggers)."""
+
+    __slots__ = ("plain", "keyed")
+
+    def __init__(self):
+        self.plain: list[Entry] = []
+        self.keyed: dict[tuple[str, ...], dict[str, list[Entry]]] = {}
+
+    def add(self, entry: Entry) -> None:
+        key = condition_key(entry.condition)
+        if key is None:
+            self.plain.append(entry)
+        else:
+            self.keyed.setdefault(key[0], {}).setdefault(key[1], []).append(entry)
+
+    def candidates(self, found: list[Entry], scope: dict) -> None:
+        found.extend(self.plain)
+        for path, by_text in self.keyed.items():
+            value = _value_at(scope, path)
+            if isinstance(value, str):  # the other texts' conditions are false
+                found.extend(by_text.get(value, ()))
+            else:  # absent, or not a text: evaluated, so each says why (an error) as before
+                for entries in by_text.values():
+                    found.extend(entries)
+
+
+def _value_at(scope: dict, path: tuple[str, ...]):
+    value = scope
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
 class TriggerIndex:
     """Keyed as automation.definitions.triggers.trigger_reached decides, one event at a time.
     `by_event[(event_type, entity_type_key)]`: an event trigger scoped to an entity type
     is filed under that type, an unscoped one under ""; `by_status[(entity_type_key,
-    status)]`. An event looks up only its own keys, never a list of other types' triggers."""
+    status)]`. An event looks up only its own keys, never a list of other types' triggers,
+    and within them only the triggers whose keyed condition its scope can satisfy."""
 
     def __init__(self, generation: int, by_status: dict, by_event: dict):
         self.generation = generation
         self.by_status = by_status
         self.by_event = by_event
 
-    def match(self, event: EntityEvent) -> list[Entry]:
-        found = list(self.by_event.get((event.type, ""), ()))
+    def _buckets(self, event: EntityEvent) -> list[Bucket]:
+        buckets = []
+        if (bucket := self.by_event.get((event.type, ""))) is not None:
+            buckets.append(bucket)
         type_key = event.entity_type_key
         if type_key:
-            found.extend(self.by_event.get((event.type, type_key), ()))
+            if (bucket := self.by_event.get((event.type, type_key))) is not None:
+                buckets.append(bucket)
             for status in event.entered_statuses or ():
-                found.extend(self.by_status.get((type_key, status), ()))
+                if (bucket := self.by_status.get((type_key, status))) is not None:
+                    buckets.append(bucket)
+        return buckets
+
+    def match(self, event: EntityEvent, scope: dict | None = None) -> list[Entry]:
+        """The candidates: triggers whose condition `scope` (trigger_scope(event), built
+        here when not given) may satisfy; their conditions are still to be checked."""
+        found: list[Entry] = []
+        buckets = self._buckets(event)
+        if buckets:
+            scope = trigger_scope(event) if scope is None else scope
+            for bucket in buckets:
+                bucket.candidates(found, scope)
         return found
 
 
@@ -69,7 +148,7 @@ def _build() -> TriggerIndex:
     from automation.models import IndexStamp, ProcessTrigger, ProcessVersion
 
     generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
-    by_status, by_event = defaultdict(list), defaultdict(list)
+    by_status, by_event = defaultdict(Bucket), defaultdict(Bucket)
     rows = list(ProcessTrigger.objects.filter(process__enabled=True, type__in=["status", "event"]).values(
         "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type",
         "position"))
@@ -82,9 +161,9 @@ def _build() -> TriggerIndex:
                       trigger.get("dedupeKey"), trigger.get("dedupeWindowMs"),
                       debounce_of(trigger))
         if row["type"] == "status":
-            by_status[(row["entity_type_key"], row["status_key"])].append(entry)
+            by_status[(row["entity_type_key"], row["status_key"])].add(entry)
         else:
-            by_event[(row["event_type"], row["entity_type_key"])].append(entry)
+            by_event[(row["event_type"], row["entity_type_key"])].add(entry)
     return TriggerIndex(generation, dict(by_status), dict(by_event))
 
 
@@ -145,7 +224,7 @@ def handle_event(event: EntityEvent, prepared: Prepared | None = None) -> list:
 
     if prepared is not None and _state["index"] is prepared.index:
         return [run_start_prepared(*prepared.rows)[0]]
-    starts, skipped = _starts(event)
+    starts, skipped = starts_and_skips(event)
     for skip in skipped:
         ProcessTrigger.objects.filter(pk=skip["trigger"]).update(
             skipped_count=F("skipped_count") + 1)
@@ -221,13 +300,13 @@ def event_statement(event: EntityEvent) -> Offer | None:
 def _one_start(event: EntityEvent, index: TriggerIndex) -> dict | None:
     """run_start's arguments when `event` starts exactly one process in the plain way
     (no condition failed, which counts a skip; no dedupe, no debounce); else None."""
-    starts, skipped = _starts(event, index)
+    starts, skipped = starts_and_skips(event, index)
     if len(starts) != 1 or skipped or "dedupe" in starts[0] or "debounce" in starts[0]:
         return None
     return starts[0]
 
 
-def _starts(event: EntityEvent, index: TriggerIndex | None = None
+def starts_and_skips(event: EntityEvent, index: TriggerIndex | None = None
             ) -> tuple[list[dict], list[dict]]:
     """run_start's arguments for each process `event` starts (matched on `index`, else
     the current one), and the triggers whose condition did not hold, as
@@ -235,7 +314,7 @@ def _starts(event: EntityEvent, index: TriggerIndex | None = None
     scope = trigger_scope(event)
     scope_event = scope["event"]
     starts, skipped, seen = [], [], set()
-    for entry in (index or current()).match(event):
+    for entry in (index or current()).match(event, scope):
         if entry.process_id in seen:
             continue
         reason = condition_skip_reason(entry.trigger_id, entry.condition, scope)

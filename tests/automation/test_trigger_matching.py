@@ -119,3 +119,63 @@ def test_event_trigger_scoped_to_an_entity_type_matches_only_that_type(order_typ
     assert Run.objects.filter(process=scoped).count() == 1
     assert Run.objects.filter(process=unscoped).count() == 1
     assert not Run.objects.filter(process=elsewhere).exists()
+
+
+def _purchase_process(slug: str, condition: str):
+    return process_save(slug=slug, name=slug, definition={
+        "steps": [{"id": "a", "type": "function", "function": "test.record"}],
+        "triggers": [{"type": "event", "config": {"eventType": "purchase.created"},
+                      "condition": condition}]})
+
+
+def test_a_condition_keyed_on_a_text_is_a_candidate_only_for_events_with_that_text():
+    """docs/user-guide/triggers.md#many-processes: the index rules out the triggers whose
+    first comparison cannot hold, so only the others are evaluated and recorded."""
+    from entities.outbox import event_publish
+
+    acme = _purchase_process("acme", 'event.data.tenant == "acme" && event.data.total > 10')
+    other = _purchase_process("other", "event.data.tenant == 'other'")
+    either = _purchase_process("either", 'event.data.tenant == "acme" || event.data.total > 10')
+    small = event_publish(type="purchase.created", data={"tenant": "acme", "total": 5})
+    # acme: evaluated, false, recorded; other: ruled out by the index, not recorded;
+    # either has `||`, so it is not keyed: evaluated, and it holds (acme's tenant)
+    small.refresh_from_db()
+    assert [skip["process"] for skip in small.skipped] == ["acme"]
+    assert Run.objects.filter(process=either).count() == 1  # acme's tenant: `||` holds
+    assert ProcessTrigger.objects.get(process=other).skipped_count == 0
+    assert ProcessTrigger.objects.get(process=acme).skipped_count == 1
+    event_publish(type="purchase.created", data={"tenant": "acme", "total": 50})
+    assert Run.objects.filter(process=acme).count() == 1
+    assert ProcessTrigger.objects.get(process=other).skipped_count == 0
+    # no text to look up (not a text, or no tenant at all): every keyed condition is
+    # evaluated and recorded, with its error when it cannot be, as without the index
+    for data, why in (({"tenant": 7, "total": 50}, "is false"),
+                      ({"total": 50}, "could not be evaluated")):
+        event = event_publish(type="purchase.created", data=data)
+        event.refresh_from_db()
+        reasons = {skip["process"]: skip["reason"] for skip in event.skipped}
+        assert why in reasons["other"], reasons
+    assert not Run.objects.filter(process=other).exists()
+    event_publish(type="purchase.created", data={"tenant": "other"})
+    assert Run.objects.filter(process=other).count() == 1
+
+
+@pytest.mark.parametrize(("condition", "key"), [
+    ('entity.data.region == "eu"', (("entity", "data", "region"), "eu")),
+    ("  event.data.a.b == 'x' && size(event.data.items) > 0",
+     (("event", "data", "a", "b"), "x")),
+    ('input.kind == "" && input.n > 1', (("input", "kind"), "")),
+    ('entity.data.region == "eu" || entity.data.n > 1', None),  # `||` could hold without it
+    ('entity.data.region == "eu" && entity.data.n > 1 ? true : false', None),
+    ('entity.data.n > 1 && entity.data.region == "eu"', None),  # not the first comparison
+    ('!(entity.data.region == "eu")', None),
+    ('entity.data.region == "eu" + "x"', None),
+    ('entity.data.region === "eu"', None),
+    ('entity.data.n == 1', None),  # only texts are keyed
+    ('steps.a.output == "x"', None),
+    ("", None),
+])
+def test_which_conditions_the_index_keys(condition, key):
+    from automation.triggers.events import condition_key
+
+    assert condition_key(condition) == key
