@@ -10,6 +10,7 @@ import logging
 import threading
 import uuid
 from collections import deque
+from datetime import datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -25,7 +26,7 @@ NORMAL = Priority.NORMAL
 
 
 def enqueue_step(step_run_id: int, *, timeout: int | None = None,
-                 priority: str = NORMAL) -> None:
+                 priority: str = NORMAL, due: datetime | None = None) -> None:
     """Ring the doorbell once the current transaction commits (never for a rollback),
     on the queue of the step's priority (store.queues).
 
@@ -35,7 +36,13 @@ def enqueue_step(step_run_id: int, *, timeout: int | None = None,
     With the ORM broker on our own database the doorbell is a row written in the same
     transaction instead: no worker can see it before the step's row, a rollback takes
     it back, and the commit cannot lose it (one write transaction fewer per step).
+
+    A step due later (a retry's backoff, a rate limit's deferral) gets a delayed doorbell
+    for `due` (enqueue_later).
     """
+    if due is not None:
+        enqueue_later(TASK, step_run_id, due, priority=priority, timeout=timeout)
+        return
     if _queue_in_transaction():
         send_step(step_run_id, timeout=timeout, priority=priority)
         return
@@ -103,25 +110,70 @@ def _send_many(step_run_ids: list[int], *, timeout: int | None = None,
     with the same signing; a batch's chunk sends 2,000 at once, so they are built without
     a model instance or a human-readable name each (a profile of the fan-out showed those
     two as most of its time)."""
-    from django_q.conf import Conf
-    from django_q.signing import SignedPackage
-
     broker = _broker()
-    packages, now = [], timezone.now()
-    for step_run_id in step_run_ids:
-        task = {"id": uuid.uuid4().hex, "name": f"step-{step_run_id}", "func": TASK,
-                "args": (step_run_id,), "save": False, "sync": False, "kwargs": {},
-                "started": now}
-        if timeout:
-            task["timeout"] = timeout
-        if Conf.ACK_FAILURES:
-            task["ack_failure"] = True
-        packages.append(SignedPackage.dumps(task))
+    now = timezone.now()
+    packages = [_package(TASK, step_run_id, now, timeout) for step_run_id in step_run_ids]
     if hasattr(broker, "enqueue_many"):  # store.queues, what settings wire
         broker.enqueue_many(packages, priority)
     else:  # another broker: one queue, no priorities
         for package in packages:
             broker.enqueue(package)
+
+
+def _package(func: str, arg: int, now, timeout: int | None) -> str:
+    """A task as `async_task` packs it, with the same signing (name: `step-<id>` for a
+    step's doorbell, else the task's last name and its argument)."""
+    from django_q.conf import Conf
+    from django_q.signing import SignedPackage
+
+    name = f"step-{arg}" if func == TASK else f"{func.rsplit('.', 1)[-1]}-{arg}"
+    task = {"id": uuid.uuid4().hex, "name": name, "func": func, "args": (arg,),
+            "save": False, "sync": False, "kwargs": {}, "started": now}
+    if timeout:
+        task["timeout"] = timeout
+    if Conf.ACK_FAILURES:
+        task["ack_failure"] = True
+    return SignedPackage.dumps(task)
+
+
+def enqueue_later(func: str, arg: int, due: datetime, *, priority: str = NORMAL,
+                  timeout: int | None = None) -> None:
+    """A delayed doorbell (store.delayed): the task `func(arg)` is taken by a worker once
+    `due` has passed, within about a poll interval, and no worker waits for it meanwhile.
+
+    Sent as enqueue_step sends: in the transaction with the ORM broker on our database,
+    else once the transaction commits, failing soft (the rows that say what is due are
+    the truth; the sweepers find what a lost doorbell would have done). A broker without
+    delayed doorbells (another broker class) gets the task now: the task checks whether
+    it is due. In synchronous mode nothing is sent: a step's doorbell runs it here (its
+    claim waits a short backoff, engine.executor), and the rest is the sweepers' job, as
+    no worker runs there."""
+    if settings.Q_CLUSTER.get("sync"):
+        if func == TASK:
+            transaction.on_commit(lambda: _run_inline(arg))
+        return
+    if _queue_in_transaction():
+        _send_later(func, arg, due, priority=priority, timeout=timeout)
+        return
+
+    def send() -> None:
+        try:
+            _send_later(func, arg, due, priority=priority, timeout=timeout)
+        except Exception:  # the database is the truth: a sweeper finds it
+            logger.warning("could not enqueue %s(%s) for %s; the sweeper will find it", func,
+                           arg, due.isoformat(), exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def _send_later(func: str, arg: int, due: datetime, *, priority: str,
+                timeout: int | None) -> None:
+    broker = _broker()
+    package = _package(func, arg, timezone.now(), timeout)
+    if hasattr(broker, "enqueue_many_later"):  # store.queues, what settings wire
+        broker.enqueue_many_later([package], priority, due)
+    else:
+        broker.enqueue(package)
 
 
 def queued_doorbells() -> int:
