@@ -82,3 +82,24 @@ def test_waits_survive_a_worker_restart_and_hold_no_worker(effects, queued_mode,
     for run_id, step_id in ((pause, "pause"), (heard, "hear"), (deaf, "hear")):
         step = StepRun.objects.get(run_id=run_id, step_id=step_id)
         assert (step.status, step.attempt) == ("completed", 1)  # claimed once, woken once
+
+
+def test_a_two_second_wait_is_woken_on_time_on_a_real_worker(effects, queued_mode, monkeypatch,
+                                                            tmp_path):
+    """The wake is a delayed doorbell (store.delayed) a worker takes within about a poll
+    interval of its time; django-q2's scheduler, which looks every 30 s, is not involved.
+    A generous bound: a late wake by that scheduler would miss it by far."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    process_save(slug="pause", name="Pause", definition={"steps": [
+        effect("a", "pause"), {"id": "pause", "type": "wait", "config": {"for": "2s"},
+                               "next": "c"}, effect("c")]})
+    worker = Worker(tmp_path / "w.log")
+    try:
+        run = start("pause")
+        wait_for(lambda: statuses([run]) == ["completed"], 60, interval=0.2,
+                 message="the run to go on after its wait")
+    finally:
+        worker.stop()
+    paused = StepRun.objects.get(run=run, step_id="pause")
+    after = StepRun.objects.get(run=run, step_id="c")
+    assert (after.started_at - paused.started_at).total_seconds() < 10
