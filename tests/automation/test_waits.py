@@ -261,3 +261,29 @@ def test_the_run_api_shows_what_a_step_waits_for(make_process, client, admin_use
     page = client.get(f"/admin/automation/run/{run.pk}/change/")
     assert b"is waiting for event payment.received where event.data.a == 1" in page.content
 
+
+
+def test_the_entity_timeline_says_what_a_waiting_run_waits_for(make_process, calls):
+    """A time, an event (until its timeout) and a sub-process's child run."""
+    from entities.timeline import timeline
+
+    order = make_order()
+    pause = start(make_process(wait_steps(**{"for": "1h"})), entity=order)
+    hear = start(make_process(event_steps()), entity=order)
+    child = make_process(wait_steps(**{"for": "1h"}), slug="child")
+    parent = start(make_process([{"id": "call", "type": "process",
+                                  "config": {"process": "child"}}]), entity=order)
+    entries, _ = timeline(order, kinds={"run"}, limit=50)
+    summaries = {entry.details["runId"]: (entry.summary, entry.details.get("waitingFor"))
+                 for entry in entries}
+    due = StepWait.objects.get(step_run__run=pause).due_at.isoformat()
+    summary, [what] = summaries[str(pause.pk)]
+    assert summary.endswith(f"now waiting for until {due} (step pause)")
+    assert what["waitingFor"]["kind"] == "time"
+    summary, [what] = summaries[str(hear.pk)]
+    assert "now waiting for event payment.received, until " in summary
+    assert summary.endswith("(then timeout) (step hear)")
+    child_run = Run.objects.get(process=child)
+    summary, [what] = summaries[str(parent.pk)]
+    assert summary.endswith(f"now waiting for the sub-process run {child_run.pk} (step call)")
+    assert what["childRunId"] == str(child_run.pk)
