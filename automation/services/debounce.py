@@ -25,7 +25,6 @@ from automation.services.runs import run_start
 from automation.store.doorbell import enqueue_later
 from entities.models import EntityEvent
 
-
 SYNC_WAIT_SECONDS = 10  # synchronous mode: longer windows are fired by the sweeper
 FIRE_TASK = "automation.tasks.debounce_fire"
 

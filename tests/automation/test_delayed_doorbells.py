@@ -16,8 +16,13 @@ from automation.models import DebounceMark, Priority, Run, StepRun
 from automation.services import debounce
 from automation.services.runs import run_start
 from automation.store.delayed import PROMOTE_EVERY
-from automation.store.doorbell import (TASK, enqueue_later, enqueue_step, queue_broker,
-                                        queued_doorbells)
+from automation.store.doorbell import (
+    TASK,
+    enqueue_later,
+    enqueue_step,
+    queue_broker,
+    queued_doorbells,
+)
 from automation.store.waits import WAKE_TASK
 from entities.services import entity_create, entity_update
 
