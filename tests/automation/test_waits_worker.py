@@ -102,4 +102,6 @@ def test_a_two_second_wait_is_woken_on_time_on_a_real_worker(effects, queued_mod
         worker.stop()
     paused = StepRun.objects.get(run=run, step_id="pause")
     after = StepRun.objects.get(run=run, step_id="c")
-    assert (after.started_at - paused.started_at).total_seconds() < 10
+    gone_on = (after.started_at - paused.started_at).total_seconds()
+    print(f"\na 2 s wait went on after {gone_on:.2f} s")  # the figure; the bound is generous
+    assert gone_on < 10
