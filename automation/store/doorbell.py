@@ -144,10 +144,10 @@ def enqueue_later(func: str, arg: int, due: datetime, *, priority: str = NORMAL,
     Sent as enqueue_step sends: in the transaction with the ORM broker on our database,
     else once the transaction commits, failing soft (the rows that say what is due are
     the truth; the sweepers find what a lost doorbell would have done). A broker without
-    delayed doorbells (another broker class) gets the task now: the task checks whether
-    it is due. In synchronous mode nothing is sent: a step's doorbell runs it here (its
-    claim waits a short backoff, engine.executor), and the rest is the sweepers' job, as
-    no worker runs there."""
+    delayed doorbells (another broker class) gets a step's doorbell now (its claim waits
+    a short backoff, engine.executor) and leaves the rest to the sweepers. In synchronous
+    mode nothing is sent: a step's doorbell runs it here (the same short backoff), and
+    the rest is the sweepers' job, as no worker runs there."""
     if settings.Q_CLUSTER.get("sync"):
         if func == TASK:
             transaction.on_commit(lambda: _run_inline(arg))
@@ -172,8 +172,9 @@ def _send_later(func: str, arg: int, due: datetime, *, priority: str,
     package = _package(func, arg, timezone.now(), timeout)
     if hasattr(broker, "enqueue_many_later"):  # store.queues, what settings wire
         broker.enqueue_many_later([package], priority, due)
-    else:
+    elif func == TASK:  # another broker: a step's claim waits a short backoff itself
         broker.enqueue(package)
+    # else another broker without delayed doorbells: the sweepers find what is due
 
 
 def queued_doorbells() -> int:
