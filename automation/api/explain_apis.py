@@ -34,9 +34,11 @@ class ExplainSerializer(serializers.Serializer):
     processes = serializers.ListField(
         child=ObjectField(),
         help_text="Every process of the entity's type: {process, name, enabled, wouldStart, "
-                  "reasons: [{code: disabled | no_version | no_entity_trigger | "
+                  "reasons: [{code: disabled | no_version | paused | no_entity_trigger | "
                   "trigger_not_reached | condition_false | condition_error, message, seen?, "
-                  "trigger?}], triggers, firstSteps: [{id, type, name, wouldRun, input?}]}.")
+                  "trigger?}], triggers, firstSteps: [{id, type, name, wouldRun, input?}], "
+                  "and when it would start, startsNow and flowControl: [{code: concurrency | "
+                  "debounced | deduplicated, message, holdsStart, key?, ...}]}.")
 
     class Meta:
         ref_name = "Explain"

@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 
 from automation.definitions import Step
 from automation.definitions.steps.outcome import Outcome
-from automation.exceptions import AutomationError, StepFailedError
+from automation.exceptions import AutomationError, StepDeferredError, StepFailedError
 from automation.functions import StepContext, resolve_function
 from automation.functions.catalog import function_row
 from automation.functions.connectors import call_connector
@@ -307,6 +307,13 @@ class _Loop:
             validate_params(spec, params)
             tool_ctx.params, tool_ctx.connection = params, connection
             output = spec.handler(tool_ctx)
+        except StepDeferredError:
+            # The tool's connection has no free request within the short wait a step may
+            # take (functions.ratelimit): nothing was sent. The whole agent step is put
+            # off, as any step is, not failed; its transcript is saved after every turn
+            # and tool result, so it carries on from this call, which keeps its child row
+            # and attempt (the same idempotency key). docs/user-guide/agents.md
+            raise
         except (ExpressionError, AutomationError) as exc:
             return Outcome.failed(exc.message, code=exc.code,
                                   retryable=getattr(exc, "retryable", False), logs=tool_ctx.logs)

@@ -66,8 +66,9 @@ def execute_step(step_run_id: int) -> None:
 
 
 def claim_when_due(store: RunStore, step_run_id: int) -> Claim | None:
-    """Claim the step; a retry due in a few seconds is waited for here (longer ones are
-    rung again by the sweeper)."""
+    """Claim the step; one due in a few seconds is waited for here. A retry or deferral
+    sends a delayed doorbell for its due time (store.delayed), so this wait is only for a
+    doorbell a little early (another machine's clock) or rung without one (sync mode)."""
     lease, durable = settings.ENTITYFLOW_STEP_LEASE_SECONDS, _claim_durably["next"]
     claim = store.claim(step_run_id, lease_seconds=lease, durable=durable)
     if claim is None and _waited_for_backoff(store, step_run_id):

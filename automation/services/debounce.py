@@ -4,13 +4,12 @@ starts one run.
 trailing: each event moves the key's mark's `due_at` to now + window and keeps the
 event; once the key has been quiet for the window, one run starts with the latest event
 (so with the entity's latest state). The mark is a row, so a pending debounce survives a
-worker restart: the first event of a burst queues a task that waits for `due_at` (only
-for windows up to DEBOUNCE_WAIT_SECONDS; it holds its worker meanwhile), and the sweeper
-fires any mark that is due and still owed, whatever happened to that task.
+worker restart: the first event of a burst sends a delayed doorbell for `due_at`
+(store.delayed; no worker waits for it), and the sweeper fires any mark that is due and
+still owed, whatever happened to that doorbell.
 leading: the first event starts a run; events before the window ends are dropped.
 """
 
-import logging
 import time
 from datetime import timedelta
 
@@ -23,12 +22,10 @@ from automation.definitions.scope import event_scope
 from automation.models import ApiProcess, DebounceMark
 from automation.services.breaker import ProcessPausedError
 from automation.services.runs import run_start
-from automation.store.doorbell import queue_broker
+from automation.store.doorbell import enqueue_later
 from entities.models import EntityEvent
 
-logger = logging.getLogger(__name__)
-
-DEBOUNCE_WAIT_SECONDS = 10  # longer windows are fired by the sweeper (once a minute)
+SYNC_WAIT_SECONDS = 10  # synchronous mode: longer windows are fired by the sweeper
 FIRE_TASK = "automation.tasks.debounce_fire"
 
 
@@ -67,39 +64,49 @@ def debounce_event(*, rule: Debounce, key: str, start: dict) -> tuple[object, st
         first_of_burst = created or not mark.owed
         mark.due_at, mark.owed, mark.event = due, True, event
         mark.save(update_fields=["due_at", "owed", "event"])
-        if first_of_burst and rule.window_ms <= DEBOUNCE_WAIT_SECONDS * 1000:
-            transaction.on_commit(lambda: _queue_fire(mark.pk))
+        if first_of_burst:
+            _queue_fire(mark.pk, due, rule.window_ms)
     return None, (f"Debounced (trailing, {rule.window_ms} ms): one run starts once the key "
                   "has been quiet for the window, with the latest event.")
 
 
-def _queue_fire(mark_id: int) -> None:
-    from django_q.tasks import async_task
-
-    if settings.Q_CLUSTER.get("sync"):  # everything runs inline: so does the wait
-        debounce_fire(mark_id)
-        return
-    try:
-        async_task(FIRE_TASK, mark_id, save=False, sync=False, broker=queue_broker())
-    except Exception:  # the mark is the truth: the sweeper fires it
-        logger.warning("could not queue debounce %s; the sweeper fires it", mark_id,
-                       exc_info=True)
+def _queue_fire(mark_id: int, due, window_ms: int) -> None:
+    """A delayed doorbell for the window's end (store.delayed), sent with the mark's
+    transaction. In synchronous mode (no workers) the fire waits inline after the commit,
+    for windows up to SYNC_WAIT_SECONDS; the sweeper fires longer ones."""
+    if not settings.Q_CLUSTER.get("sync"):
+        enqueue_later(FIRE_TASK, mark_id, due)
+    elif window_ms <= SYNC_WAIT_SECONDS * 1000:
+        transaction.on_commit(lambda: _fire_inline(mark_id))
 
 
 def debounce_fire(mark_id: int) -> bool:
-    """Wait until the mark is due (while that is near) and start its run. True if this
-    call started it."""
-    while True:
-        due = DebounceMark.objects.filter(pk=mark_id, owed=True).values_list(
-            "due_at", flat=True).first()
-        if due is None:
-            return False
+    """The window's delayed doorbell: start the mark's run if it is due. Later events of
+    the burst moved the mark's due time on: then the doorbell is sent again for that time
+    (no worker sleeps). True if this call started the run."""
+    due = _owed_due(mark_id)
+    if due is None:
+        return False
+    if due > timezone.now():
+        enqueue_later(FIRE_TASK, mark_id, due)
+        return False
+    return _fire(mark_id)
+
+
+def _fire_inline(mark_id: int) -> bool:
+    while (due := _owed_due(mark_id)) is not None:
         wait = (due - timezone.now()).total_seconds()
-        if wait > DEBOUNCE_WAIT_SECONDS:
+        if wait > SYNC_WAIT_SECONDS:
             return False  # pushed far out by later events: the sweeper fires it
         if wait <= 0:
             return _fire(mark_id)
         time.sleep(wait)
+    return False
+
+
+def _owed_due(mark_id: int):
+    return DebounceMark.objects.filter(pk=mark_id, owed=True).values_list(
+        "due_at", flat=True).first()
 
 
 def _fire(mark_id: int) -> bool:

@@ -16,20 +16,27 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Max, Subquery
+from django.utils import timezone
 
 from automation.definitions.conditions import check_condition
+from automation.definitions.flow import concurrency_of, debounce_of
 from automation.definitions.scope import trigger_scope
 from automation.definitions.triggers import trigger_reached
 from automation.models import (
     ApiProcess,
+    DebounceMark,
+    DedupeMark,
     IndexStamp,
     ProcessBreaker,
     ProcessTrigger,
     ProcessVersion,
+    Run,
 )
 from automation.services.dry_run import first_steps
-from entities.exceptions import ExpressionError, TransitionNotAllowedError
-from entities.expressions import PreparedScope, evaluate_bool
+from automation.services.runs import concurrency_key
+from automation.store import gates
+from entities.exceptions import EntitiesError, ExpressionError, TransitionNotAllowedError
+from entities.expressions import PreparedScope, evaluate, evaluate_bool
 from entities.models import Entity, EntityEvent
 from entities.outbox import rehearsal
 from entities.requirements import load_rules
@@ -148,7 +155,7 @@ def _processes(entity: Entity, events: list[EntityEvent]) -> list[dict]:
     paused = set(ProcessBreaker.objects.filter(
         paused_at__isnull=False, process__entity_type_id=entity.entity_type_id
     ).values_list("process_id", flat=True))
-    return [_process(process, triggers.get(process.pk) or _unindexed(process), scopes,
+    return [_process(process, triggers.get(process.pk) or _unindexed(process), scopes, entity,
                      paused=process.pk in paused)
             for process in processes]
 
@@ -171,8 +178,8 @@ def _type_processes(entity_type_id: int) -> tuple[list[ProcessRow], dict[int, li
         triggers: dict[int, list[dict]] = {}
         for row in (ProcessTrigger.objects.filter(process__entity_type_id=entity_type_id)
                     .order_by("position", "id")
-                    .values("id", "process_id", "version_id", "type", "entity_type_key",
-                            "status_key", "event_type", "condition")):
+                    .values("id", "process_id", "version_id", "position", "type",
+                            "entity_type_key", "status_key", "event_type", "condition")):
             triggers.setdefault(row["process_id"], []).append(row)
         if len(_rows) > 64:
             _rows.clear()
@@ -195,11 +202,11 @@ def _unindexed(process: ProcessRow) -> list[dict]:
                      "entity_type_key": config.get("entityType", ""),
                      "status_key": config.get("status", ""),
                      "event_type": config.get("eventType", ""),
-                     "condition": trig.get("condition") or ""})
+                     "condition": trig.get("condition") or "", "position": None})
     return rows
 
 
-def _process(process: ProcessRow, triggers: list[dict], scopes: list, *,
+def _process(process: ProcessRow, triggers: list[dict], scopes: list, entity: Entity, *,
              paused: bool = False) -> dict:
     reasons = [{"code": gate.code, "message": gate.message}
                for gate in GATES if gate.closed(process)]
@@ -226,13 +233,16 @@ def _process(process: ProcessRow, triggers: list[dict], scopes: list, *,
         first = starts[0]
         answer["firstSteps"] = first_steps(process.current_version_id, first["_scope"],
                                            limit=FIRST_STEPS)
+        answer["flowControl"] = _flow_control(process, first, entity)
+        answer["startsNow"] = not any(note["holdsStart"] for note in answer["flowControl"])
     for entry in checked:
-        entry.pop("_scope", None)
+        for internal in ("_scope", "_event", "_row"):
+            entry.pop(internal, None)
     return answer
 
 
-PAUSED = {"code": "paused", "message": "The process is paused by its circuit breaker: its "
-                                      "starts are held until a person resumes it."}
+PAUSED = {"code": "paused", "message": "The process is paused (by a person or its circuit "
+                                      "breaker): its starts are held until it is resumed."}
 _GATE_CODES = {gate.code for gate in GATES} | {PAUSED["code"]}
 
 
@@ -255,7 +265,8 @@ def _trigger(row: dict, scopes: list) -> dict:
             check = checked[row["condition"]] = check_condition(row["condition"], scope,
                                                                 with_values=True)
         if check.holds:
-            entry.update(outcome="starts", event=event.type, _scope=scope)
+            entry.update(outcome="starts", event=event.type, _scope=scope, _event=event,
+                         _row=row)
             return entry
         miss = {"outcome": "condition_error" if check.error else "condition_false",
                 "event": event.type, "seen": check.seen}
@@ -284,3 +295,94 @@ def _why_not(checked: list[dict]) -> list[dict]:
                       "seen": entry["seen"]}
         reasons.append({**reason, "trigger": entry["id"]})
     return reasons
+
+
+# -- flow control (docs/user-guide/concurrency.md) ----------------------------------------
+
+def _flow_control(process: ProcessRow, entry: dict, entity: Entity) -> list[dict]:
+    """What the process's flow control would do with the start the change triggers, in
+    the order the dispatch applies it (automation.triggers.events): a trigger's debounce
+    (then its dedupeKey is not asked), else its dedupeKey; then the process's concurrency.
+    Each note says whether it holds the start back (`holdsStart`). Read only: no mark or
+    gate is taken."""
+    definition = (ProcessVersion.objects.filter(pk=process.current_version_id)
+                  .values_list("definition", flat=True).first()) or {}
+    triggers = definition.get("triggers") or []
+    position, event = entry["_row"].get("position"), entry["_event"]
+    trigger = triggers[position] if position is not None and position < len(triggers) else {}
+    scope = trigger_scope(event)
+    notes = []
+    debounce = debounce_of(trigger)
+    if debounce is not None:
+        key = _flow_key(debounce.key, scope) if debounce.key else None
+        notes.append(_debounced(entry["_row"]["id"], debounce,
+                                key if key is not None else str(event.entity_id or "")))
+    elif trigger.get("dedupeKey"):
+        key = _flow_key(trigger["dedupeKey"], scope)
+        if key is not None:
+            notes.append(_deduplicated(entry["_row"]["id"], key))
+    rule = concurrency_of(definition)
+    if rule is not None and not any(note["holdsStart"] for note in notes):
+        notes.append(_concurrency(process, rule, Run(
+            process_id=process.pk, input=scope["event"]["data"], parameters={},
+            entity=entity, event=event)))
+    return [note for note in notes if note is not None]
+
+
+def _flow_key(source: str, scope: dict) -> str | None:
+    try:
+        return str(evaluate(source, scope))
+    except EntitiesError:  # as the dispatch does: no dedupe, the entity's debounce key
+        return None
+
+
+def _debounced(trigger_id: int, rule, key: str) -> dict:
+    note = {"code": "debounced", "mode": rule.mode, "windowMs": rule.window_ms,
+            "key": key[:300]}
+    if rule.mode == "trailing":
+        return {**note, "holdsStart": True, "message": (
+            f"Debounced (trailing, {rule.window_ms} ms): no run starts now; one starts "
+            "once the key has been quiet for the window, with the latest event.")}
+    started = DebounceMark.objects.filter(trigger_id=trigger_id, key=key[:300],
+                                          due_at__gt=timezone.now()).first()
+    if started is not None:
+        return {**note, "holdsStart": True, "runId": str(started.run_id or "") or None,
+                "message": (f"Debounced (leading, {rule.window_ms} ms): a run of this key "
+                            "started within the window, so this one starts nothing.")}
+    return {**note, "holdsStart": False, "message": (
+        f"Debounce (leading, {rule.window_ms} ms): this start opens the window; further "
+        "events of the key within it start nothing.")}
+
+
+def _deduplicated(trigger_id: int, key: str) -> dict | None:
+    mark = DedupeMark.objects.filter(scope=f"trigger:{trigger_id}", key=key[:300],
+                                     expires_at__gt=timezone.now()).first()
+    if mark is None:
+        return None
+    return {"code": "deduplicated", "key": key[:300], "holdsStart": True,
+            "runId": str(mark.run_id) if mark.run_id else None,
+            "until": mark.expires_at.isoformat(),
+            "message": "A duplicate of an earlier event within the dedupe window: it starts "
+                       "nothing, and is answered with the run the first one started."}
+
+
+def _concurrency(process: ProcessRow, rule, run: Run) -> dict | None:
+    key = concurrency_key(rule, run)
+    reached = gates.full(process.pk, key, rule)
+    if reached is None:
+        return None
+    what, holders, limit = reached
+    holding = holders.count()
+    note = {"code": "concurrency", "onLimit": rule.on_limit, "key": key, "limit": limit,
+            "holding": holding}
+    held_by = f"{what}: {holding} {'run holds' if holding == 1 else 'runs hold'} it"
+    if rule.on_limit == "cancel-new":
+        return {**note, "holdsStart": True,
+                "message": f"Cancelled at once (onLimit cancel-new): {held_by}."}
+    if rule.on_limit == "cancel-running":
+        return {**note, "holdsStart": False, "message": (
+            f"Starts, and the oldest run holding the key is cancelled (onLimit "
+            f"cancel-running): {held_by}.")}
+    return {**note, "holdsStart": True, "message": (
+        f"Queued: {held_by}. The run waits as pending, in order, and starts when one of "
+        "them ends.")}

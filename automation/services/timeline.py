@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from automation.models import ApiClient, ApprovalRequest, Run, StepRun, WebhookDelivery
+from automation.services.waits import waiting_text
 from entities.models import Entity
 from entities.timeline import Entry, Window, register_source
 
@@ -25,6 +26,7 @@ def runs(entity: Entity, window: Window) -> list[Entry]:
     rows = window.rows(Run.objects.filter(entity=entity)
                        .select_related("process", "event", "created_by"), "created_at")
     clients = _client_keys(rows)
+    waits = _waiting_steps([run.pk for run in rows if run.status == Run.Status.WAITING])
     entries = []
     for run in rows:
         trigger = run.trigger or {}
@@ -39,11 +41,14 @@ def runs(entity: Entity, window: Window) -> list[Entry]:
             details["parentRunId"] = str(run.parent_run_id)
             how = (f"sub-process of run {str(run.parent_run_id)[:8]}, "
                    f"step {trigger.get('parentStep', '?')}")
+        now = run.status
+        if waits.get(run.pk):  # a waiting run says what for (docs/user-guide/waits.md)
+            details["waitingFor"] = waits[run.pk]
+            now += " for " + "; ".join(f"{w['text']} (step {w['step']})" for w in waits[run.pk])
         if window.wants("run"):
             entries.append(Entry(
                 at=run.created_at, key=f"run:{run.pk}", kind="run", actor=actor,
-                summary=f"Started {run.process.slug} ({how}); now {run.status}",
-                details=details))
+                summary=f"Started {run.process.slug} ({how}); now {now}", details=details))
         if trigger.get("rerunOf") and window.wants("step_retried"):
             # a retry or re-run is a new attempt linked to the old run (services/reruns.py)
             verb = "retried" if trigger.get("type") == "retry" else "re-run"
@@ -54,6 +59,28 @@ def runs(entity: Entity, window: Window) -> list[Entry]:
                          "step": trigger.get("fromStep"), "process": run.process.slug,
                          "version": trigger.get("version")}))
     return entries
+
+
+def _waiting_steps(run_ids: list) -> dict:
+    """run id -> what its waiting steps wait for: [{step, text, waitingFor?, childRunId?}]
+    (one query for the window's waiting runs)."""
+    found: dict = {}
+    if not run_ids:
+        return found
+    for run_id, step_id, state in (StepRun.objects.filter(
+            run_id__in=run_ids, status=StepRun.Status.WAITING).order_by("id")
+            .values_list("run_id", "step_id", "state")):
+        state = state if isinstance(state, dict) else {}
+        text = waiting_text(state)
+        if text is None:  # a loop or a join waits for its own steps: nothing to say here
+            continue
+        entry = {"step": step_id, "text": text}
+        if isinstance(state.get("waitingFor"), dict):
+            entry["waitingFor"] = state["waitingFor"]
+        if state.get("childRun"):
+            entry["childRunId"] = str(state["childRun"])
+        found.setdefault(run_id, []).append(entry)
+    return found
 
 
 def _client_keys(rows: list[Run]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from entities.models import EntityEvent
 
 logger = logging.getLogger(__name__)
 __all__ = ["event_arrived", "event_output", "event_waited_for", "forget_event_types",
-           "wait_wake", "waits_due_sweep"]
+           "wait_wake", "waiting_text", "waits_due_sweep"]
 CATCH_UP_EVENTS = 200  # stored events of the type a late look reads, at most
 
 
@@ -79,6 +79,22 @@ def waits_due_sweep(*, limit: int = 1000) -> int:
         except Exception:  # one broken wait must not stop the others; the next pass retries
             logger.exception("could not wake waiting step run %s", step_run_id)
     return finished
+
+
+def waiting_text(state: dict | None) -> str | None:
+    """What a waiting step waits for, in words: a time, an event (until its timeout) or a
+    sub-process's child run (the run page, the API's `waitingFor` and the entity's
+    timeline say it alike)."""
+    state = state if isinstance(state, dict) else {}
+    wait = state.get("waitingFor")
+    if isinstance(wait, dict):
+        if wait.get("kind") == "event":
+            where = f" where {wait['condition']}" if wait.get("condition") else ""
+            return f"event {wait.get('event')}{where}, until {wait.get('dueAt')} (then timeout)"
+        return f"until {wait.get('dueAt')}"
+    if state.get("childRun"):
+        return f"the sub-process run {state['childRun']}"
+    return None
 
 
 def event_output(event: EntityEvent) -> dict:

@@ -10,6 +10,7 @@ import logging
 import threading
 import uuid
 from collections import deque
+from datetime import datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -25,7 +26,7 @@ NORMAL = Priority.NORMAL
 
 
 def enqueue_step(step_run_id: int, *, timeout: int | None = None,
-                 priority: str = NORMAL) -> None:
+                 priority: str = NORMAL, due: datetime | None = None) -> None:
     """Ring the doorbell once the current transaction commits (never for a rollback),
     on the queue of the step's priority (store.queues).
 
@@ -35,7 +36,13 @@ def enqueue_step(step_run_id: int, *, timeout: int | None = None,
     With the ORM broker on our own database the doorbell is a row written in the same
     transaction instead: no worker can see it before the step's row, a rollback takes
     it back, and the commit cannot lose it (one write transaction fewer per step).
+
+    A step due later (a retry's backoff, a rate limit's deferral) gets a delayed doorbell
+    for `due` (enqueue_later).
     """
+    if due is not None:
+        enqueue_later(TASK, step_run_id, due, priority=priority, timeout=timeout)
+        return
     if _queue_in_transaction():
         send_step(step_run_id, timeout=timeout, priority=priority)
         return
@@ -112,7 +119,12 @@ def _package(func: str, args: tuple, timeout: int | None) -> str:
     from django_q.signing import SignedPackage
 
     first = args[0]
-    name = f"step-{first}" if func == TASK else f"steps-{first[0]}+{len(first) - 1}"
+    if func == TASK:
+        name = f"step-{first}"
+    elif func == CHUNK_TASK:
+        name = f"steps-{first[0]}+{len(first) - 1}"
+    else:  # a delayed doorbell's task (enqueue_later): its last name and its argument
+        name = f"{func.rsplit('.', 1)[-1]}-{first}"
     task = {"id": uuid.uuid4().hex, "name": name, "func": func, "args": args,
             "save": False, "sync": False, "kwargs": {}, "started": timezone.now()}
     if timeout:
@@ -195,6 +207,47 @@ def _send_pieces(pieces: list[list[int]], priority: str) -> None:
     # the task re-rings what its bound leaves over on the same queue (engine.chunks)
     _send_packages([_package(CHUNK_TASK, (piece, priority), None) for piece in pieces if piece],
                    priority)
+
+
+def enqueue_later(func: str, arg: int, due: datetime, *, priority: str = NORMAL,
+                  timeout: int | None = None) -> None:
+    """A delayed doorbell (store.delayed): the task `func(arg)` is taken by a worker once
+    `due` has passed, within about a poll interval, and no worker waits for it meanwhile.
+
+    Sent as enqueue_step sends: in the transaction with the ORM broker on our database,
+    else once the transaction commits, failing soft (the rows that say what is due are
+    the truth; the sweepers find what a lost doorbell would have done). A broker without
+    delayed doorbells (another broker class) gets a step's doorbell now (its claim waits
+    a short backoff, engine.executor) and leaves the rest to the sweepers. In synchronous
+    mode nothing is sent: a step's doorbell runs it here (the same short backoff), and
+    the rest is the sweepers' job, as no worker runs there."""
+    if settings.Q_CLUSTER.get("sync"):
+        if func == TASK:
+            transaction.on_commit(lambda: _run_inline(arg))
+        return
+    if _queue_in_transaction():
+        _send_later(func, arg, due, priority=priority, timeout=timeout)
+        return
+
+    def send() -> None:
+        try:
+            _send_later(func, arg, due, priority=priority, timeout=timeout)
+        except Exception:  # the database is the truth: a sweeper finds it
+            logger.warning("could not enqueue %s(%s) for %s; the sweeper will find it", func,
+                           arg, due.isoformat(), exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def _send_later(func: str, arg: int, due: datetime, *, priority: str,
+                timeout: int | None) -> None:
+    broker = _broker()
+    package = _package(func, (arg,), timeout)
+    if hasattr(broker, "enqueue_many_later"):  # store.queues, what settings wire
+        broker.enqueue_many_later([package], priority, due)
+    elif func == TASK:  # another broker: a step's claim waits a short backoff itself
+        broker.enqueue(package)
+    # else another broker without delayed doorbells: the sweepers find what is due
 
 
 def queued_doorbells() -> int:

@@ -32,6 +32,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from automation.models import Priority
+from automation.store.delayed import DelayedORM, DelayedRedis
 
 ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 
@@ -58,8 +59,12 @@ class PriorityBroker:
         """Up to `limit` queued packages, in the order they are taken, left queued."""
         raise NotImplementedError
 
+    def enqueue_many_later(self, packages: list[str], priority: str, due) -> None:
+        """Doorbells taken once `due` has passed (store.delayed)."""
+        self.enqueue_later(packages, self.keys()[ORDER.index(priority)], due)
 
-class PriorityRedis(PriorityBroker, Redis):
+
+class PriorityRedis(PriorityBroker, DelayedRedis, Redis):
     def enqueue_at(self, package: str, priority: str):
         return self.connection.rpush(queue_key(self.list_key, priority), package)
 
@@ -79,6 +84,7 @@ class PriorityRedis(PriorityBroker, Redis):
             return [package for packages in pipe.execute() for package in packages][:limit]
 
     def dequeue(self):
+        self.promote_due()  # delayed doorbells now due join their lists (store.delayed)
         task = self.connection.blpop(self.keys(), 1)  # the first non-empty key, in order
         if task:
             return [(None, task[1])]
@@ -91,14 +97,15 @@ class PriorityRedis(PriorityBroker, Redis):
             return sum(pipe.execute())
 
     def delete_queue(self):
-        return self.connection.delete(*self.keys())
+        return self.connection.delete(*self.keys(), *self.delayed_keys())
 
     def purge_queue(self):
         for key in self.keys():
             self.connection.ltrim(key, 1, 0)
+        self.connection.delete(*self.delayed_keys())
 
 
-class PriorityORM(PriorityBroker, ORM):
+class PriorityORM(PriorityBroker, DelayedORM, ORM):
     def _key(self) -> str:
         return self.list_key or Conf.CLUSTER_NAME
 

@@ -162,11 +162,12 @@ def _apply_failure(run: Run, graph: Graph, step_run: StepRun, step: Step,
                               # the entity's timeline reads these (docs/user-guide/timeline.md)
                               "at": timezone.now().isoformat(), "event": "attempt_failed",
                               "attempt": step_run.attempt, "error": error["message"]})
-        if not _save(step_run, status=StepRun.Status.PENDING, error=error,
-                     not_before=timezone.now() + timedelta(seconds=delay), claim=None,
-                     lease_expires_at=None):
+        due = timezone.now() + timedelta(seconds=delay)
+        if not _save(step_run, status=StepRun.Status.PENDING, error=error, not_before=due,
+                     claim=None, lease_expires_at=None):
             return None
-        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step), priority=step_run.priority)
+        enqueue_step(step_run.pk, timeout=step_timeout_seconds(step), priority=step_run.priority,
+                     due=due)  # a delayed doorbell (store.delayed): no worker sleeps
         return []
     if step.on_error:
         state = StepState.from_json(step_run.state)
@@ -200,7 +201,8 @@ def _apply_deferral(step_run: StepRun, step: Step, outcome: Outcome) -> list[Ste
                  lease_expires_at=None, started_at=None, finished_at=None, duration_ms=None,
                  attempt=step_run.attempt - 1):
         return None
-    enqueue_step(step_run.pk, timeout=step_timeout_seconds(step))
+    enqueue_step(step_run.pk, timeout=step_timeout_seconds(step), priority=step_run.priority,
+                 due=due)
     return []
 
 

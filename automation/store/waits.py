@@ -2,20 +2,22 @@
 
 When such a step records `waiting`, the store writes, in the same transaction, a
 StepWait row (what it waits for, until when; the index the event dispatch and the
-sweeper read) and a django-q2 schedule that wakes it when it is due. Nothing is held in
-a worker or in memory, so a wait survives any restart; a lost or late wake is made up
-by the sweeper (services.waits.waits_due_sweep), and finishing the step is the store's
+sweeper read) and a delayed doorbell (store.delayed) that a worker takes when it is due,
+within about a poll interval. Nothing is held in a worker or in memory, so a wait
+survives any restart; a lost or late wake is made up by the sweeper
+(services.waits.waits_due_sweep), and finishing the step is the store's
 `resume`, which only one caller can win."""
 
 import math
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from automation.models import Run, StepRun, StepWait
+from automation.store.doorbell import enqueue_later
 
 WAKE_TASK = "automation.tasks.wait_wake"
 # An event that comes right after a wait began may be dispatched by a process that does
@@ -60,16 +62,7 @@ def open_wait(run: Run, step_run: StepRun, waiting_for: dict) -> None:
         wakes.insert(0, min(due, since + timedelta(seconds=CATCH_UP_SECONDS)))
         transaction.on_commit(forget_event_types)
     for at in wakes:
-        schedule_wake(step_run.pk, at)
-
-
-def schedule_wake(step_run_id: int, at: datetime) -> None:
-    """A one-off django-q2 schedule (a row: it outlives the worker that wrote it). The
-    cluster's scheduler looks every 30 s, so a wake comes up to that late."""
-    from django_q.models import Schedule
-
-    Schedule.objects.create(func=WAKE_TASK, args=str(int(step_run_id)),
-                            schedule_type=Schedule.ONCE, repeats=-1, next_run=at)
+        enqueue_later(WAKE_TASK, step_run.pk, at, priority=step_run.priority)
 
 
 def close_wait(step_run_id: int) -> None:

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from automation.exceptions import AutomationError
 from automation.models import Run, StepRun
 from automation.services.runs import run_cancel, run_retry
+from automation.services.waits import waiting_text
 from automation.views.common import admin_context, get_or_404, require_perm
 from automation.views.present import between, ms, pretty_json
 
@@ -56,15 +57,13 @@ def agent_usage(step: StepRun) -> dict | None:
 
 
 def waiting_for(step: StepRun) -> str | None:
-    """What a waiting wait / waitForEvent step waits for, in words (docs/user-guide/waits.md)."""
+    """What a waiting wait / waitForEvent step waits for, in words (docs/user-guide/waits.md);
+    a sub-process step's child run has a line of its own on the page."""
     state = step.state if isinstance(step.state, dict) else {}
     wait = state.get("waitingFor")
     if step.status != StepRun.Status.WAITING or not isinstance(wait, dict):
         return None
-    if wait.get("kind") == "event":
-        where = f" where {wait['condition']}" if wait.get("condition") else ""
-        return f"event {wait.get('event')}{where}, until {wait.get('dueAt')} (then timeout)"
-    return f"until {wait.get('dueAt')}"
+    return waiting_text({"waitingFor": wait})
 
 
 def step_view(step: StepRun, parents: dict | None = None) -> dict:

@@ -389,3 +389,41 @@ def test_a_retry_is_a_new_attempt_that_carries_on_from_the_recorded_turns(setup,
     old = StepRun.objects.get(run=run, step_id="review", parent__isnull=True)
     assert old.status == StepRun.Status.FAILED
     assert StepRun.objects.get(run=retry, step_id="review").state["agent"]["iterations"] == 2
+
+
+def test_a_tool_call_over_its_rate_limit_puts_the_agent_step_off_and_carries_on(
+        setup, make_process, hubspot_fake):
+    """The tool's connection allows one request per 4 s: the second call of the turn finds
+    no free request within the short wait (2 s), so the agent step is put off, not failed,
+    and nothing is sent to the model about it. When due, it carries on from its saved
+    transcript: the first tool is not called again, nor the model's first turn."""
+    model, tools = setup
+    limited = connection_create(provider="hubspot", name="hubspot-limited",
+                                base_url=hubspot_fake.url,
+                                credentials={"accessToken": hubspot_fake.token},
+                                options={"rateLimit": {"requests": 1, "perSeconds": 4}})
+    function_save(name="note-in-hubspot", action="hubspot.add_note", connection=limited,
+                  params_schema=TEXT_ARGS, config={"body": "{{ result.text }}"})
+    model.call_tools(("one", "note-in-hubspot", {"text": "a"}),
+                     ("two", "note-in-hubspot", {"text": "b"}))
+    model.reply({"requiresHumanReview": False, "summary": "both noted"})
+    process = make_process([{"id": "review", "type": "agent",
+                             "config": {"agentRole": "content-reviewer",
+                                        "tools": ["note-in-hubspot"]}}])
+    # synchronous mode: the put-off step is claimed again in this call once it is due
+    run, _ = run_start(process=process, trigger={"type": "manual"})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED, run.error
+    review = StepRun.objects.get(run=run, step_id="review", parent__isnull=True)
+    assert review.attempt == 1  # putting it off was not an attempt
+    assert any(line.get("event") == "rate_limited" and "hubspot-limited" in line["message"]
+               for line in review.logs), review.logs
+    children = {c.step_id: c for c in review.children.all()}
+    assert {k: (c.status, c.attempt) for k, c in children.items()} == {
+        "review/one": ("completed", 1), "review/two": ("completed", 1)}
+    assert hubspot_fake.count("/crm/v3/objects/notes", method="POST") == 2  # each sent once
+    completions = model.completions()
+    assert len(completions) == 2  # the first turn was not asked again
+    answers = [json.loads(m["content"]) for m in completions[1]["messages"]
+               if m["role"] == "tool"]
+    assert all("error" not in answer for answer in answers), answers

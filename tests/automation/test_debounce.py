@@ -49,7 +49,7 @@ def test_leading_starts_the_first_and_drops_the_rest_of_the_window(order_type):
 
 
 def test_an_owed_trailing_debounce_is_fired_by_the_sweeper(order_type, monkeypatch):
-    monkeypatch.setattr(debounce, "DEBOUNCE_WAIT_SECONDS", 0)  # no task: the sweeper's job
+    monkeypatch.setattr(debounce, "SYNC_WAIT_SECONDS", 0)  # nothing inline: the sweeper's job
     process = debounced(order_type, {"windowMs": 1000})
     burst(order_type, "D-2", 4)
     mark = DebounceMark.objects.get()

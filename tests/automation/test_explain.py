@@ -183,3 +183,72 @@ def test_entity_left_as_it_was_in_the_callers_object(order_type):
     explain(entity=order, changes={"total": 5})
     assert order.data["total"] == 120
     assert Entity.objects.get(pk=order.pk).data["total"] == 120
+
+
+# -- flow control (docs/user-guide/explain.md#flow-control) ---------------------------------
+
+def flow_processes(order_type, order):
+    """Processes whose flow control would hold the order's approval back, each in its own
+    way, with the marks and the running run that make it so."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from automation.models import DebounceMark, DedupeMark
+    from automation.services.runs import run_start
+
+    noop = [{"id": "a", "type": "function", "function": "noop"}]
+
+    def save(slug, triggers, steps=noop, **definition):
+        return process_save(slug=slug, name=slug, entity_type=order_type,
+                            definition={"steps": steps, "triggers": triggers, **definition})
+
+    approved = status_trigger("approved")
+    queued = save("one-at-a-time", [approved], concurrency={"limit": 1},
+                  steps=[{"id": "pause", "type": "wait", "config": {"for": "1h"}}])
+    run_start(process=queued, entity=order, trigger={"type": "manual"})  # waits: holds the slot
+    refused = save("cancel-new", [approved], concurrency={"limit": 1, "onLimit": "cancel-new"},
+                   steps=[{"id": "pause", "type": "wait", "config": {"for": "1h"}}])
+    run_start(process=refused, entity=order, trigger={"type": "manual"})
+    save("free-slot", [approved], concurrency={"limit": 2})
+    save("trailing", [{**approved, "debounce": {"windowMs": 2000}}])
+    leading = save("leading", [{**approved, "debounce": {"windowMs": 60000, "mode": "leading"}}])
+    deduped = save("deduped", [{**approved, "dedupeKey": "entity.reference"}])
+    later = timezone.now() + timedelta(hours=1)
+    DebounceMark.objects.create(process=leading, key=str(order.pk), due_at=later,
+                                trigger_id=ProcessTrigger.objects.get(process=leading).pk)
+    DedupeMark.objects.create(scope=f"trigger:{ProcessTrigger.objects.get(process=deduped).pk}",
+                              key=order.reference, expires_at=later)
+
+
+@pytest.mark.django_db
+def test_explain_says_what_flow_control_would_do_with_the_start(order_type):
+    order = make_order(reference="ORD-F1", data=NO_EMAIL)
+    flow_processes(order_type, order)
+
+    processes = by_slug(explain(entity=order, changes={"customer": {"email": "a@example.com"}}))
+
+    def note(slug):
+        answer = processes[slug]
+        assert answer["wouldStart"] is True  # a trigger starts it: flow control decides when
+        [only] = answer["flowControl"]
+        return answer["startsNow"], only
+
+    starts_now, queued = note("one-at-a-time")
+    assert starts_now is False
+    assert (queued["code"], queued["onLimit"], queued["key"], queued["limit"],
+            queued["holding"]) == ("concurrency", "queue", str(order.pk), 1, 1)
+    assert queued["message"].startswith(f"Queued: limit 1 for key '{order.pk}' reached: "
+                                        "1 run holds it.")
+    starts_now, refused = note("cancel-new")
+    assert starts_now is False and refused["message"].startswith("Cancelled at once")
+    assert processes["free-slot"]["flowControl"] == [] and processes["free-slot"]["startsNow"]
+    starts_now, trailing = note("trailing")
+    assert starts_now is False and (trailing["code"], trailing["mode"]) == ("debounced",
+                                                                            "trailing")
+    starts_now, leading = note("leading")
+    assert starts_now is False and "started within the window" in leading["message"]
+    starts_now, deduped = note("deduped")
+    assert starts_now is False and (deduped["code"], deduped["key"]) == ("deduplicated",
+                                                                         "ORD-F1")
+    assert Run.objects.count() == 2  # only the two holders: explain started nothing

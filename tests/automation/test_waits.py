@@ -146,9 +146,6 @@ def test_a_wait_leaves_its_run_waiting_in_rows_and_goes_on_when_due(make_process
     assert step.state["waitingFor"]["kind"] == "time" and step.state["waitingFor"]["for"] == "2s"
     wait = StepWait.objects.get(step_run=step)
     assert timedelta(seconds=1) < wait.due_at - step.started_at <= timedelta(seconds=3)
-    from django_q.models import Schedule
-    assert Schedule.objects.filter(func="automation.tasks.wait_wake", args=str(step.pk),
-                                   next_run=wait.due_at).exists()
     assert waits.waits_due_sweep() == 0 and calls == []  # not due yet
     with time_machine.travel(wait.due_at + timedelta(seconds=1)):
         assert waits.waits_due_sweep() == 1
@@ -264,3 +261,29 @@ def test_the_run_api_shows_what_a_step_waits_for(make_process, client, admin_use
     page = client.get(f"/admin/automation/run/{run.pk}/change/")
     assert b"is waiting for event payment.received where event.data.a == 1" in page.content
 
+
+
+def test_the_entity_timeline_says_what_a_waiting_run_waits_for(make_process, calls):
+    """A time, an event (until its timeout) and a sub-process's child run."""
+    from entities.timeline import timeline
+
+    order = make_order()
+    pause = start(make_process(wait_steps(**{"for": "1h"})), entity=order)
+    hear = start(make_process(event_steps()), entity=order)
+    child = make_process(wait_steps(**{"for": "1h"}), slug="child")
+    parent = start(make_process([{"id": "call", "type": "process",
+                                  "config": {"process": "child"}}]), entity=order)
+    entries, _ = timeline(order, kinds={"run"}, limit=50)
+    summaries = {entry.details["runId"]: (entry.summary, entry.details.get("waitingFor"))
+                 for entry in entries}
+    due = StepWait.objects.get(step_run__run=pause).due_at.isoformat()
+    summary, [what] = summaries[str(pause.pk)]
+    assert summary.endswith(f"now waiting for until {due} (step pause)")
+    assert what["waitingFor"]["kind"] == "time"
+    summary, [what] = summaries[str(hear.pk)]
+    assert "now waiting for event payment.received, until " in summary
+    assert summary.endswith("(then timeout) (step hear)")
+    child_run = Run.objects.get(process=child)
+    summary, [what] = summaries[str(parent.pk)]
+    assert summary.endswith(f"now waiting for the sub-process run {child_run.pk} (step call)")
+    assert what["childRunId"] == str(child_run.pk)

@@ -25,7 +25,8 @@ def processes(order_type):
     process_save(slug="big-order-review", name="Big order review", entity_type=order_type,
                  definition={"steps": noop, "triggers": [
                      {"type": "event", "config": {"eventType": "entity.updated"},
-                      "condition": "entity.data.total > 10000"}]})
+                      "condition": "entity.data.total > 10000",
+                      "debounce": {"windowMs": 2000}}]})
     process_save(slug="ship-order", name="Ship order", entity_type=order_type,
                  definition={"steps": noop, "triggers": [
                      {"type": "status", "config": {"entityType": "order", "status": "shipped"}}]})
@@ -50,6 +51,8 @@ def test_editing_the_what_if_patch_changes_the_list(page, order, processes):
     expect(big).to_have_attribute("data-would-start", "true")
     expect(big).to_contain_text("would start")
     expect(big).to_contain_text('"total":12000')
+    expect(big.locator(".ef-flow[data-code='debounced']")).to_contain_text(
+        "Debounced (trailing, 2000 ms): no run starts now")
     expect(ship).to_have_attribute("data-would-start", "false")
     expect(panel.locator("#ef-explain-state")).to_contain_text("1 of 2 processes would start")
     shot(page, "explain-02-total-12000", full_page=False)

@@ -34,6 +34,10 @@
       const steps = process.firstSteps.map((s) => s.name + (s.input !== undefined
         ? " (input " + JSON.stringify(s.input) + ")" : "")).join(" → ");
       if (steps) item.appendChild(el("div", { class: "ef-meta" }, "first: " + steps));
+      (process.flowControl || []).forEach((note) => {  // queued, debounced, deduplicated
+        item.appendChild(el("div", { class: "ef-meta ef-flow", "data-code": note.code },
+                            note.message));
+      });
     }
     process.reasons.forEach((reason) => {
       const seen = seenText(reason.seen);
