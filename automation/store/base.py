@@ -187,7 +187,8 @@ class RunStore:
         (a queryset of the chunk's entity ids, never loaded here), each with its first
         step run, as INSERT … SELECT statements over the entities, so a chunk costs the
         same few statements and memory whatever its size. Rings for the new steps with
-        chunk doorbells (store.doorbell.enqueue_chunk) in one broker round trip. Returns how many runs were new.
+        chunk doorbells (store.doorbell.enqueue_chunk) in one broker round trip. Returns
+        how many runs were new.
 
         A run's idempotency key is `key_prefix` + its entity id (`batch:<batch>:<entity>`,
         unique): a chunk done again (a fan-out task delivered twice, or re-done after its
