@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('automation', '0018_traces_trace_context'),
+        ('automation', '0019_gatefold_gate_queued'),
         ('entities', '0005_apia_event_skipped_triggers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
