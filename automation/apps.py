@@ -33,13 +33,14 @@ def _wire_the_run_store() -> None:
     from automation.engine.steps import set_process_starter
     from automation.services import approvals, notifications, subprocesses
     from automation.store import doorbell, hooks, recording
-    from automation.store.subprocesses import children_active
+    from automation.store.subprocesses import children_active, is_not_a_child
 
     doorbell.set_synchronous_runner(execute_step)
     hooks.on_run_end("webhooks", notifications.run_finished,
                      idle_when=notifications.subscribers_of)
     # a sub-process's end finishes the parent step waiting for it, in the same transaction
-    hooks.on_run_end("sub-processes", recording.resume_parent, idle_when=children_active)
+    hooks.on_run_end("sub-processes", recording.resume_parent, idle_when=children_active,
+                     idle_for=is_not_a_child)
     set_process_starter(subprocesses.start_child)
     hooks.on_run_end("traces", traces.run_end_hook, idle_when=traces.spans_need_no_rows)
     hooks.on_approval_requested("human-tasks", approvals.approval_opened)

@@ -4,10 +4,14 @@ The store calls these hooks in the transaction that records the change, so whate
 hook writes (a webhook delivery row) commits with it or not at all. The application
 layer registers them at startup (automation.apps); the store never imports it.
 
-A run-end hook may also say when it has nothing to do (`idle_when`: a queryset that is
-empty exactly then). The PostgreSQL store records a run's last step in one statement
-only while every hook's queryset is empty, checked inside that statement; otherwise it
-takes the general way, in which the hooks run.
+A run-end hook may also say when it has nothing to do: for the run at hand, from the run
+alone (`idle_for`: true when the hook has nothing to do for it, decided without a query),
+or for any run (`idle_when`: a queryset that is empty exactly then). The PostgreSQL store
+records a run's last step in one statement only while every hook is idle: `idle_for` is
+asked first, and the querysets of the hooks it does not rule out are checked inside that
+statement; otherwise it takes the general way, in which the hooks run. A hook that can
+answer from the run must say so with `idle_for`: its queryset is then not part of every
+run's end (a query over all runs, as "is any child run active", grows with the table).
 """
 
 from collections.abc import Callable
@@ -21,15 +25,16 @@ class RunEndHook:
     name: str
     call: Callable  # (run) -> None, with the run's row lock held
     idle_when: Callable[[str], QuerySet] | None = None  # (run-end event) -> rows that need work
+    idle_for: Callable[[object], bool] | None = None  # (run) -> nothing to do for this run
 
 
 _run_end: dict[str, RunEndHook] = {}
 _waiting: dict[str, Callable] = {}
 
 
-def on_run_end(name: str, call: Callable, *, idle_when: Callable[[str], QuerySet] | None = None
-               ) -> None:
-    _run_end[name] = RunEndHook(name, call, idle_when)
+def on_run_end(name: str, call: Callable, *, idle_when: Callable[[str], QuerySet] | None = None,
+               idle_for: Callable[[object], bool] | None = None) -> None:
+    _run_end[name] = RunEndHook(name, call, idle_when, idle_for)
 
 
 def on_approval_requested(name: str, call: Callable) -> None:

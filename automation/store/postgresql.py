@@ -307,7 +307,7 @@ class PostgresRunStore(RunStore):
         guard = "EXISTS (SELECT 1 FROM run_row WHERE status = %s)"
         guard_params: list = [Run.Status.RUNNING]
         if ends_run:
-            idle_sql, idle_params = self._hooks_idle("workflow.completed")
+            idle_sql, idle_params = self._hooks_idle("workflow.completed", step_run.run)
             guard += idle_sql
             guard_params += idle_params
         if gate is not None:
@@ -356,11 +356,14 @@ class PostgresRunStore(RunStore):
             count, follower_pk = cursor.fetchone()[:2]
         return bool(count), follower_pk
 
-    def _hooks_idle(self, event: str) -> tuple[str, list]:
-        """` AND NOT EXISTS (…)` for each run-end hook's rows that need work: a run whose
-        end some hook must act on is recorded the general way, where the hooks run."""
+    def _hooks_idle(self, event: str, run: Run) -> tuple[str, list]:
+        """` AND NOT EXISTS (…)` for each run-end hook's rows that need work, unless the
+        hook rules itself out from the run alone (store.hooks): a run whose end some hook
+        must act on is recorded the general way, where the hooks run."""
         sql, params = "", []
         for hook in hooks.run_end_hooks():
+            if hook.idle_for is not None and hook.idle_for(run):
+                continue
             if hook.idle_when is None:
                 return " AND FALSE", []  # a hook that cannot say: always the general way
             rows_sql, rows_params = _compiled_rows(hook, event, self.using)

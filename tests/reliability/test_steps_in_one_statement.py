@@ -290,3 +290,20 @@ def test_the_dispatch_is_planned_once_per_connection_and_survives_losing_the_pla
     assert [run.input["total"] for run in runs] == [1, 2, 3]
     assert prepared_here() == []  # no longer prepared on this connection
     assert len(queued) == 3
+
+
+def test_the_end_of_a_run_no_process_step_started_does_not_look_at_other_runs(settings):
+    """A run that is nobody's child resumes no parent: its one-statement end does not ask
+    whether any child run is active anywhere (a query over every active run, which a
+    batch of 100,000 made cost 21 ms per end); a child's end still does, and resumes its
+    parent (tests/automation/test_subprocesses.py)."""
+    process = process_save(slug="three", name="Three", definition={"steps": THREE})
+    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = True
+    with CaptureQueriesContext(connection) as queries:
+        run, _ = run_start(process=process, trigger={"type": "manual"}, input={"n": 1})
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+    ends = [q["sql"] for q in queries  # the statement, as prepared (then executed)
+            if q["sql"].startswith("PREPARE") and "finished AS (" in q["sql"]]
+    assert len(ends) == 1  # the run ended in one statement ...
+    assert "parent_step_run_id" not in ends[0]  # ... that looked at no other run
