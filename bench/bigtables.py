@@ -9,8 +9,8 @@ STEPS_PER_RUN = 10
 RUNS_SQL = """
 INSERT INTO automation_run (id, process_id, version_id, trigger, input, parameters, status,
                             result, created_at, started_at, finished_at)
-SELECT md5(%(tag)s::text || g::text)::uuid, %(process)s, %(version)s, '{"type": "manual"}', '{"n": 1}',
-       '{}', CASE WHEN g %% %(live_every)s = 0 THEN 'running' ELSE 'completed' END,
+SELECT md5(%(tag)s::text || g::text)::uuid, %(process)s, %(version)s, '{"type": "manual"}',
+       '{"n": 1}', '{}', CASE WHEN g %% %(live_every)s = 0 THEN 'running' ELSE 'completed' END,
        '{"ok": true}', at, at,
        CASE WHEN g %% %(live_every)s = 0 THEN NULL ELSE at + interval '40 ms' END
 FROM (SELECT g, now() - CASE WHEN g %% 100 < %(old_percent)s THEN interval '40 days'
@@ -25,7 +25,8 @@ SELECT r.id, 's' || k::text, 'function', '', 'completed', 1, '{"n": 1}', '{"ok":
        '[{"message": "ran"}]', '{}', r.created_at, r.created_at, r.created_at,
        (abs(hashtext(r.id::text || k::text)) %% 3000)
 FROM automation_run AS r CROSS JOIN generate_series(1, %(steps)s) AS k
-WHERE r.id = ANY(SELECT md5(%(tag)s::text || g::text)::uuid FROM generate_series(%(first)s, %(last)s) AS g)
+WHERE r.id = ANY(SELECT md5(%(tag)s::text || g::text)::uuid
+                 FROM generate_series(%(first)s, %(last)s) AS g)
 """
 
 

@@ -17,5 +17,8 @@ class EntitiesConfig(AppConfig):
         )
         for model in (Status, Transition, Requirement):
             for signal in (post_save, post_delete):
-                signal.connect(receivers.bump_rules_version, sender=model,
-                               dispatch_uid=f"entities.rules.{model.__name__}.{signal is post_save}")
+                signal.connect(
+                    receivers.bump_rules_version,
+                    sender=model,
+                    dispatch_uid=f"entities.rules.{model.__name__}.{signal is post_save}",
+                )

@@ -15,4 +15,6 @@ def bump_rules_version(sender, instance, **kwargs) -> None:
 
     from entities.models import EntityType
 
-    EntityType.objects.filter(pk=instance.entity_type_id).update(rules_version=F("rules_version") + 1)
+    EntityType.objects.filter(pk=instance.entity_type_id).update(
+        rules_version=F("rules_version") + 1
+    )

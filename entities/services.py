@@ -196,7 +196,9 @@ def _settle_and_save(
             with transaction.atomic():  # a savepoint: the caller's transaction stays usable
                 entity.save(force_insert=True)
         except IntegrityError as exc:
-            message = f"{entity.entity_type.name} with reference '{entity.reference}' already exists."
+            message = (
+                f"{entity.entity_type.name} with reference '{entity.reference}' already exists."
+            )
             raise EntityDataInvalidError(message, fields={"reference": [message]}) from exc
     else:
         entity.save(update_fields=["status", "data", "unmet_requirements", "version", "updated_at"])

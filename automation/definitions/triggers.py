@@ -26,7 +26,9 @@ def check_triggers(triggers: Any, errors: DefinitionErrors) -> None:
     for i, trig in enumerate(triggers):
         path = f"triggers[{i}]"
         if not isinstance(trig, dict) or trig.get("type") not in TRIGGER_TYPES:
-            errors.add(f"{path}.type", f"Trigger type must be one of {', '.join(sorted(TRIGGER_TYPES))}.")
+            errors.add(
+                f"{path}.type", f"Trigger type must be one of {', '.join(sorted(TRIGGER_TYPES))}."
+            )
             continue
         for key in sorted(set(trig) - TRIGGER_KEYS, key=str):
             errors.add(f"{path}.{key}", f"Unknown key '{key}'; a trigger has "

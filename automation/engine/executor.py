@@ -139,7 +139,9 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPol
     )
     rows = execution.function_rows if execution is not None else None
     with acting_as(f"process:{run.process.slug}"):  # what the step writes names its process
-        return _redacted(run_step(step, ctx, function_rows=rows, journal=Journal(store, claim, lease)))
+        return _redacted(
+            run_step(step, ctx, function_rows=rows, journal=Journal(store, claim, lease))
+        )
 
 
 def idempotency_key(claim: Claim) -> str:

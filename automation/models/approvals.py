@@ -58,3 +58,6 @@ class ApprovalLinkUse(models.Model):
                                  related_name="link_uses")
     used_by = models.CharField(max_length=200)
     used_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Link used by {self.used_by} for approval {self.approval_id}"

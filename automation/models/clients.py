@@ -27,7 +27,9 @@ class ApiClient(models.Model):
     name = models.CharField(max_length=200)
     key = models.CharField(max_length=64, unique=True)
     secret_hash = models.CharField(max_length=200, editable=False)
-    active = models.BooleanField(default=True, help_text="Untick to revoke the client and its tokens.")
+    active = models.BooleanField(
+        default=True, help_text="Untick to revoke the client and its tokens."
+    )
     rate_limit_per_minute = models.PositiveIntegerField(default=600)
     scopes = models.JSONField(default=all_scopes, blank=True,
                               validators=[validate_scopes],

@@ -6,7 +6,9 @@ from django.db import models
 class InboundDelivery(models.Model):
     process = models.ForeignKey("ApiProcess", on_delete=models.CASCADE, related_name="+")
     delivery_id = models.CharField(max_length=200, help_text="Delivery id header, or a body hash.")
-    run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -67,7 +67,8 @@ class HeldStart(models.Model):
     trigger = models.JSONField(default=dict, blank=True)
     input = models.JSONField(null=True, blank=True)
     parameters = models.JSONField(default=dict, blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "": a released start hands it to its run, whose unique key is NULL when absent
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.HELD,
                               db_index=True)
     run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL,

@@ -6,7 +6,9 @@ from django.db import models
 
 
 class ApiProcess(models.Model):
-    slug = models.SlugField(max_length=100, unique=True, help_text="The process id used by the API.")
+    slug = models.SlugField(
+        max_length=100, unique=True, help_text="The process id used by the API."
+    )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     entity_type = models.ForeignKey(
@@ -34,7 +36,11 @@ class ApiProcess(models.Model):
 
     @property
     def definition(self) -> dict:
-        return self.current_version.definition if self.current_version else {"steps": [], "triggers": []}
+        return (
+            self.current_version.definition
+            if self.current_version
+            else {"steps": [], "triggers": []}
+        )
 
     def clean(self) -> None:
         from jsonschema import Draft202012Validator
@@ -109,3 +115,6 @@ class IndexStamp(models.Model):
     the function rows (functions.catalog)."""
 
     generation = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Index stamp {self.pk}: generation {self.generation}"

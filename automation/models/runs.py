@@ -24,6 +24,9 @@ class Parameters(models.Model):
     class Meta:
         verbose_name_plural = "parameters"
 
+    def __str__(self) -> str:
+        return f"Parameters {self.pk}"
+
 
 class Run(models.Model):
     class Status(models.TextChoices):
@@ -41,7 +44,11 @@ class Run(models.Model):
     version = models.ForeignKey("ProcessVersion", on_delete=models.PROTECT, related_name="runs")
     trigger = models.JSONField(default=dict, blank=True)
     event = models.ForeignKey(
-        "entities.EntityEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "entities.EntityEvent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
     )
     entity = models.ForeignKey(
         "entities.Entity", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
@@ -140,7 +147,9 @@ class StepRun(models.Model):
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     logs = models.JSONField(default=list, blank=True)
-    state = models.JSONField(default=dict, blank=True, help_text="Engine bookkeeping (joins, loops).")
+    state = models.JSONField(
+        default=dict, blank=True, help_text="Engine bookkeeping (joins, loops)."
+    )
     claim = models.UUIDField(null=True, blank=True)
     key_attempt = models.PositiveIntegerField(
         null=True, blank=True,
@@ -148,7 +157,10 @@ class StepRun(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     not_before = models.DateTimeField(null=True, blank=True)
     rung_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the sweeper last rang for this step (not the first doorbell).")
+        null=True,
+        blank=True,
+        help_text="When the sweeper last rang for this step (not the first doorbell).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -157,7 +169,9 @@ class StepRun(models.Model):
     class Meta:
         ordering = ["run", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "step_id", "scope"], name="one_step_run_per_scope")
+            models.UniqueConstraint(
+                fields=["run", "step_id", "scope"], name="one_step_run_per_scope"
+            )
         ]
         indexes = [models.Index(fields=["status", "lease_expires_at"])]
 

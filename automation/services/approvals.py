@@ -44,8 +44,12 @@ class LinkRefusedError(AutomationError):
 
 def approver_matches(approval: ApprovalRequest, *, name: str, user=None) -> bool:
     """`name` (username or email) or `user` is one of the approvers, directly or by group."""
-    names = {n.lower() for n in [name, getattr(user, "username", ""), getattr(user, "email", "")] if n}
-    groups = set(user.groups.values_list("name", flat=True)) if user is not None and user.pk else set()
+    names = {
+        n.lower() for n in [name, getattr(user, "username", ""), getattr(user, "email", "")] if n
+    }
+    groups = (
+        set(user.groups.values_list("name", flat=True)) if user is not None and user.pk else set()
+    )
     for entry in approval.approvers:
         entry_l = entry.lower()
         if entry_l in names or (entry_l.startswith("group:") and entry[6:] in groups):
@@ -287,19 +291,34 @@ def approvals_expire(now=None) -> int:
     for approval in ApprovalRequest.objects.filter(status=ApprovalRequest.Status.PENDING,
                                                    deadline__lt=now).select_related("run"):
         with transaction.atomic():
-            if not ApprovalRequest.objects.filter(pk=approval.pk, status=ApprovalRequest.Status.PENDING
-                                                  ).update(status=ApprovalRequest.Status.TIMED_OUT):
+            if not ApprovalRequest.objects.filter(
+                pk=approval.pk, status=ApprovalRequest.Status.PENDING
+            ).update(status=ApprovalRequest.Status.TIMED_OUT):
                 continue
             step = graph_for(approval.run.version_id).steps[approval.step_run.step_id]
             on_timeout = step.config.get("onTimeout")
             log = [{"message": "approval timed out"}]
-            outcome = (Outcome("completed", output={"approved": False, "timedOut": True, "comment": "",
-                                                    "data": {}, "decidedBy": None, "decidedAt": None,
-                                                    "comments": [], "decisions": []},
-                               targets=[on_timeout], logs=log)
-                       if on_timeout else
-                       Outcome.failed("The approval timed out with no decision.", code="approval_timeout",
-                                      logs=log))
+            outcome = (
+                Outcome(
+                    "completed",
+                    output={
+                        "approved": False,
+                        "timedOut": True,
+                        "comment": "",
+                        "data": {},
+                        "decidedBy": None,
+                        "decidedAt": None,
+                        "comments": [],
+                        "decisions": [],
+                    },
+                    targets=[on_timeout],
+                    logs=log,
+                )
+                if on_timeout
+                else Outcome.failed(
+                    "The approval timed out with no decision.", code="approval_timeout", logs=log
+                )
+            )
             get_store().resume(approval.step_run_id, outcome)
             expired += 1
     return expired

@@ -78,10 +78,13 @@ def _enqueue_fanout(batch_id) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("automation.tasks.batch_fanout", str(batch_id), timeout=3600, save=False, sync=False)
+        async_task(
+            "automation.tasks.batch_fanout", str(batch_id), timeout=3600, save=False, sync=False
+        )
     except Exception:  # the batch is committed: the sweeper enqueues its fan-out later
-        logger.warning("could not enqueue the fan-out of batch %s; the sweeper will", batch_id,
-                       exc_info=True)
+        logger.warning(
+            "could not enqueue the fan-out of batch %s; the sweeper will", batch_id, exc_info=True
+        )
 
 
 def batches_sweep(*, older_than_seconds: float = 60) -> int:
@@ -323,11 +326,21 @@ def batch_progress(batch: Batch) -> dict:
         Batch.objects.filter(pk=batch.pk, status=Batch.Status.RUNNING).update(
             status=Batch.Status.COMPLETED, finished_at=timezone.now())
         batch.refresh_from_db(fields=["status", "finished_at"])
-    return {"id": str(batch.pk), "status": batch.status, "total": batch.total, "queued": queued,
-            "running": running, "done": done, "failed": failed, "cancelled": cancelled,
-            "percent": round(100 * (done + failed + cancelled) / batch.total, 1) if batch.total else 100.0,
-            "ratePerSecond": round(rate, 2),
-            "etaSeconds": round(remaining / rate) if rate > 0 and remaining > 0 else None}
+    return {
+        "id": str(batch.pk),
+        "status": batch.status,
+        "total": batch.total,
+        "queued": queued,
+        "running": running,
+        "done": done,
+        "failed": failed,
+        "cancelled": cancelled,
+        "percent": round(100 * (done + failed + cancelled) / batch.total, 1)
+        if batch.total
+        else 100.0,
+        "ratePerSecond": round(rate, 2),
+        "etaSeconds": round(remaining / rate) if rate > 0 and remaining > 0 else None,
+    }
 
 
 UNFINISHED = (Batch.Status.PENDING, Batch.Status.FANNING_OUT, Batch.Status.RUNNING)

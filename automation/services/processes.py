@@ -81,14 +81,18 @@ def process_save(
     if errors:
         first = next(iter(errors))
         raise DefinitionInvalidError(f"{first}: {errors[first][0]}", fields=errors)
-    process, _ = ApiProcess.objects.select_for_update().get_or_create(slug=slug, defaults={"name": name})
+    process, _ = ApiProcess.objects.select_for_update().get_or_create(
+        slug=slug, defaults={"name": name}
+    )
     process.name, process.description = name, description
     process.entity_type, process.enabled = entity_type, enabled
     process.metadata = metadata if metadata is not None else process.metadata
     if parameters_schema is not KEEP:
         process.parameters_schema = parameters_schema
     if process.current_version is None or process.current_version.definition != clean:
-        number = (process.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+        number = (
+            process.versions.order_by("-number").values_list("number", flat=True).first() or 0
+        ) + 1
         process.current_version = ProcessVersion.objects.create(
             process=process, number=number, definition=clean, created_by=user)
     process.full_clean()

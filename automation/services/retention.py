@@ -45,8 +45,9 @@ def cutoffs(now: datetime | None = None) -> dict[str, datetime]:
 def _prunable(kind: str, before: datetime) -> QuerySet:
     """The rows of a kind (other than runs) that may go."""
     if kind == "events":  # dispatched, and no run points at it (runs go first)
-        return EntityEvent.objects.filter(created_at__lt=before, dispatched_at__isnull=False).filter(
-            ~Exists(Run.objects.filter(event_id=OuterRef("pk"))))
+        return EntityEvent.objects.filter(
+            created_at__lt=before, dispatched_at__isnull=False
+        ).filter(~Exists(Run.objects.filter(event_id=OuterRef("pk"))))
     if kind == "webhook_deliveries":  # never one still being delivered
         return WebhookDelivery.objects.filter(created_at__lt=before).exclude(
             status=WebhookDelivery.Status.PENDING)

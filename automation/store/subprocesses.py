@@ -3,9 +3,10 @@ and finishes with the child's end.
 
 The child's end reaches its parent step in the transaction that ends the child (a run-end
 hook, store.recording.resume_parent, registered in automation.apps): the parent step
-completes with the child's result or fails with its error, atomically with the child's end, so nothing can be lost in
-between. Locks are taken child first, then parent; cancelling a parent commits before it
-cancels its children, so the two never wait for each other. What a crash can still leave
+completes with the child's result or fails with its error, atomically with the child's
+end, so nothing can be lost in between. Locks are taken child first, then parent;
+cancelling a parent commits before it cancels its children, so the two never wait for
+each other. What a crash can still leave
 behind (a parent cancelled, its children not yet) the sweeper repairs (`repair`).
 """
 

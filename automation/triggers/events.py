@@ -149,10 +149,22 @@ def _build() -> TriggerIndex:
 
     generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
     by_status, by_event = defaultdict(Bucket), defaultdict(Bucket)
-    rows = list(ProcessTrigger.objects.filter(process__enabled=True, type__in=["status", "event"]).values(
-        "id", "process_id", "version_id", "type", "condition", "entity_type_key", "status_key", "event_type",
-        "position"))
-    versions = ProcessVersion.objects.select_related("process").in_bulk({r["version_id"] for r in rows})
+    rows = list(
+        ProcessTrigger.objects.filter(process__enabled=True, type__in=["status", "event"]).values(
+            "id",
+            "process_id",
+            "version_id",
+            "type",
+            "condition",
+            "entity_type_key",
+            "status_key",
+            "event_type",
+            "position",
+        )
+    )
+    versions = ProcessVersion.objects.select_related("process").in_bulk(
+        {r["version_id"] for r in rows}
+    )
     for row in rows:
         version = versions[row["version_id"]]
         trigger = version.definition["triggers"][row["position"]]
@@ -175,7 +187,9 @@ def current() -> TriggerIndex:
     if index is not None and now - _state["checked"] < STAMP_CHECK_SECONDS:
         return index
     with _lock:
-        generation = IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
+        generation = (
+            IndexStamp.objects.filter(pk=1).values_list("generation", flat=True).first() or 0
+        )
         if index is None or index.generation != generation:
             index = _state["index"] = _build()
         _state["checked"] = now

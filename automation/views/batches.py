@@ -172,7 +172,9 @@ def batch_retry_view(request, model_admin, object_id):
 
 @require_POST
 def batch_pause_view(request, model_admin, object_id):
-    return _batch_act(request, object_id, batch_pause, "Paused: no more runs start until you resume.")
+    return _batch_act(
+        request, object_id, batch_pause, "Paused: no more runs start until you resume."
+    )
 
 
 @require_POST
