@@ -60,10 +60,12 @@ def claimed(run: Run) -> Claim:
 
 
 def end(claim: Claim) -> int:
-    """Record the claimed (last) step: the run ends. Returns the statements it took."""
+    """Record the claimed (last) step: the run ends. Returns the statements it took, not
+    counting a PREPARE: the one-statement record is prepared once per connection and
+    statement shape (store.postgresql), not once per end."""
     with CaptureQueriesContext(connection) as statements:
         get_store().record(claim, Outcome("completed", output={"done": True}), duration_ms=1)
-    return len(statements)
+    return len([s for s in statements if not s["sql"].startswith("PREPARE ")])
 
 
 def queued_behind(process) -> bool:
