@@ -250,11 +250,6 @@ def _send_later(func: str, arg: int, due: datetime, *, priority: str,
     # else another broker without delayed doorbells: the sweepers find what is due
 
 
-def queued_doorbells() -> int:
-    """How many doorbells wait in the broker's queue (not yet taken by a worker)."""
-    return _broker().queue_size() or 0
-
-
 # Doorbells read to count the steps a queue rings for (queued_steps): a 100,000-entity
 # batch queues 2,000 chunk doorbells.
 PEEK = 2000

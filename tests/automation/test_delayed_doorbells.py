@@ -21,7 +21,6 @@ from automation.store.doorbell import (
     enqueue_later,
     enqueue_step,
     queue_broker,
-    queued_doorbells,
 )
 from automation.store.waits import WAKE_TASK
 from entities.services import entity_create, entity_update
@@ -53,7 +52,7 @@ def test_a_delayed_doorbell_is_handed_out_only_once_due(broker):
     due = timezone.now() + timedelta(seconds=30)
     with transaction.atomic():
         enqueue_later(WAKE_TASK, 7, due)
-    assert queued_doorbells() == 0 and broker.delayed_size() == 1
+    assert broker.queue_size() == 0 and broker.delayed_size() == 1
     assert take(broker) == []  # not yet: no worker holds it meanwhile
     with time_machine.travel(due + timedelta(seconds=1), tick=True):
         [task] = take(broker)
