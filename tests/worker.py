@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from django.conf import settings
@@ -42,16 +43,41 @@ class Worker:
 
     def __init__(self, log_path: Path, **env: str):
         self.log = open(log_path, "ab")
+        # libpq names every connection of this cluster, so the ones a SIGKILL orphans
+        # can be found (see `kill`).
+        self.application_name = f"entityflow-test-worker-{uuid.uuid4().hex[:12]}"
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=worker_env(**env),
+            [sys.executable, "manage.py", "qcluster"], cwd=ROOT,
+            env=worker_env(PGAPPNAME=self.application_name, **env),
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def kill(self) -> None:
-        """SIGKILL the whole cluster: no cleanup, no acknowledgements."""
+        """SIGKILL the whole cluster: no cleanup, no acknowledgements.
+
+        On PostgreSQL the killed processes' server backends live on until they notice
+        the closed socket, which a backend in the middle of a long statement (a batch
+        chunk's INSERT … SELECT) only does when that statement ends. Meanwhile it holds
+        its locks, and the test database's flush (TRUNCATE of every table, locked one by
+        one) can deadlock against it. A crashed machine's backends go the same way; the
+        test only hurries them, so the next test starts on a database nobody else uses."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        if connection.vendor == "postgresql":
+            self._end_orphaned_backends()
+
+    def _end_orphaned_backends(self) -> None:
+        query = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+        with connection.cursor() as cursor:
+            cursor.execute(query, [self.application_name])
+        wait_for(lambda: not self._backends(), timeout=10, message="the killed worker's backends to end")
+
+    def _backends(self) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                           [self.application_name])
+            return cursor.fetchone()[0]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
