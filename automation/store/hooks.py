@@ -17,6 +17,7 @@ run's end (a query over all runs, as "is any child run active", grows with the t
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.db import connections
 from django.db.models import QuerySet
 
 
@@ -53,3 +54,26 @@ def approval_requested(approval) -> None:
 
 def run_end_hooks() -> list[RunEndHook]:
     return list(_run_end.values())
+
+
+def runs_ended(runs: list, event: str) -> None:
+    """run_ended for runs that ended together with the same `event` (a chunk's group:
+    store.grouped), their row locks held: a hook is skipped when it is idle for the
+    whole group (`idle_for` every run, or its `idle_when` rows empty, asked once), and
+    otherwise called for each run. Where the database cannot answer `idle_when` (its
+    rows match JSON containment, which SQLite lacks) the hook is called for each run."""
+    for hook in _run_end.values():
+        if not _idle_for_all(hook, event, runs):
+            for run in runs:
+                hook.call(run)
+
+
+def _idle_for_all(hook: RunEndHook, event: str, runs: list) -> bool:
+    if hook.idle_for is not None and all(hook.idle_for(run) for run in runs):
+        return True
+    if hook.idle_when is None:
+        return False
+    rows = hook.idle_when(event)
+    if not connections[rows.db].features.supports_json_field_contains:
+        return False
+    return not rows.exists()
