@@ -31,6 +31,7 @@ from django.conf import settings
 
 from automation.engine import traces
 from automation.engine.executor import claim_group, execute_claimed, grouped_outcome
+from automation.engine.scope import load_entities
 from automation.store import Claim, get_store
 from automation.store.doorbell import higher_waiting, ring_pieces
 
@@ -74,6 +75,7 @@ class _Chunk:
         self.recorded: list[tuple[Claim, object, int]] = []  # waiting for the record
         self.spans: list = []
         self.function_rows: dict = {}
+        self.entities: dict = {}  # the claimed steps' entities, loaded with each claim
         self.first_error: Exception | None = None
 
     def run(self, step_run_id: int, rest: list[int]) -> None:
@@ -82,7 +84,7 @@ class _Chunk:
             if claim is None:  # not due for a group claim: as its own doorbell would
                 self.execute(step_run_id)
                 return
-            done = grouped_outcome(self.store, claim, self.function_rows)
+            done = grouped_outcome(self.store, claim, self.function_rows, self.entities)
             if done is None:  # a step that is run and recorded on its own
                 self.grouping = False
                 execute_claimed(self.store, claim)
@@ -101,7 +103,9 @@ class _Chunk:
             return claim
         wanted = [step_run_id] if self.grouping is None else rest
         self.tried.update(wanted)
-        self.claimed.update((c.step_run.pk, c) for c in claim_group(self.store, wanted))
+        claims = claim_group(self.store, wanted)
+        self.claimed.update((c.step_run.pk, c) for c in claims)
+        self.entities.update(load_entities([c.step_run.run for c in claims]))
         return self.claimed.pop(step_run_id, None)
 
     def finish(self) -> None:

@@ -76,10 +76,12 @@ def claim_group(store: RunStore, step_run_ids: list[int]) -> list[Claim]:
                              durable=_claim_durably["next"])
 
 
-def grouped_outcome(store: RunStore, claim: Claim, function_rows: dict) -> tuple | None:
+def grouped_outcome(store: RunStore, claim: Claim, function_rows: dict,
+                    entities: dict | None = None) -> tuple | None:
     """Run a claimed step whose record may wait for others' (store.grouped): cheap (no
     outside effect), no time limit of its own and no successor to continue into.
-    Returns `(outcome, duration_ms, span)` and leaves the record to the caller; None
+    `entities`: the group's, loaded together (scope.load_entities). Returns
+    `(outcome, duration_ms, span)` and leaves the record to the caller; None
     when it is not such a step (nothing done: execute_claimed runs it). A paused
     process's step is held, as _execute_one holds it: `(None, 0, None)`, nothing to
     record."""
@@ -95,7 +97,7 @@ def grouped_outcome(store: RunStore, claim: Claim, function_rows: dict) -> tuple
     started = time.monotonic()
     with traces.step_span(run, claim.step_run, step) as span:
         outcome = _outcome(store, run, claim, step, rules, function_rows,
-                           settings.ENTITYFLOW_STEP_LEASE_SECONDS)
+                           settings.ENTITYFLOW_STEP_LEASE_SECONDS, entities)
         traces.step_outcome(span, outcome.kind, outcome.error)
     return outcome, int((time.monotonic() - started) * 1000), span
 
@@ -157,14 +159,17 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
 
 
 def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPolicy,
-             function_rows: dict | None, lease: int) -> Outcome:
+             function_rows: dict | None, lease: int, entities: dict | None = None) -> Outcome:
+    """`entities`: the group's entities loaded together (scope.load_entities), else the
+    run's entity is loaded here."""
     if run.is_finished:
         return Outcome.failed("The run had already finished.", code="run_finished")
     lost = _lost_attempt(store, claim, step, rules)
     if lost is not None:
         return lost
     step_run = claim.step_run
-    entity = load_entity(run)
+    entity = (entities.get(run.entity_id) if entities is not None and run.entity_id
+              else load_entity(run))
     scope = build_scope(run, step_run, entity, known_steps=claim.known_steps)
     claim.seen_steps = scope["steps"]
     ctx = StepContext(
