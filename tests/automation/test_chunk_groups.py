@@ -164,3 +164,27 @@ def test_a_step_that_may_call_out_is_recorded_on_its_own(order_type, make_proces
     # a group's steps share its claim token: here each step was claimed on its own
     assert len(set(StepRun.objects.filter(pk__in=steps).values_list("claim", flat=True))) == 3
     assert Run.objects.filter(batch=batch, status="completed").count() == 3
+
+
+def test_each_run_of_a_group_gets_its_run_end_hooks(order_type, make_process, settings,
+                                                    monkeypatch, calls):
+    """A webhook subscription to `workflow.completed`: every run the group ends gets its
+    delivery, written in the group's transaction (one each, none for a subscription to
+    other events)."""
+    from automation.models import WebhookDelivery, WebhookSubscription
+
+    make_orders(order_type, 5)
+    completed = WebhookSubscription.objects.create(
+        url="https://hooks.example.com/done", events=["workflow.completed"], secret_encrypted="x")
+    WebhookSubscription.objects.create(url="https://hooks.example.com/failed",
+                                       events=["workflow.failed"], secret_encrypted="x")
+    process = pure_process(make_process, order_type, "hooked")
+    _, batch, steps = fanned_out(monkeypatch, settings, order_type, process, queue="hooked")
+    tasks.steps_execute(steps, "normal")
+    runs = {str(pk) for pk in Run.objects.filter(batch=batch, status="completed")
+            .values_list("pk", flat=True)}
+    assert len(runs) == 5
+    deliveries = list(WebhookDelivery.objects.values_list("subscription_id", "payload"))
+    assert {subscription for subscription, _ in deliveries} == {completed.pk}
+    assert sorted(payload["id"] for _, payload in deliveries) == sorted(runs)
+    assert {payload["status"] for _, payload in deliveries} == {"completed"}
