@@ -52,9 +52,13 @@ def execute_step(step_run_id: int) -> None:
     if settings.Q_CLUSTER.get("sync"):
         _execute_one(store, claim_when_due(store, step_run_id), None)
         return
+    execute_claimed(store, claim_when_due(store, step_run_id))
+
+
+def execute_claimed(store: RunStore, claim: Claim | None) -> None:
+    """execute_step for a step already claimed (or None: nothing to do)."""
     with Execution(store, max_steps=settings.ENTITYFLOW_CONTINUE_MAX_STEPS,
                    max_ms=settings.ENTITYFLOW_CONTINUE_MAX_MS) as execution:
-        claim = claim_when_due(store, step_run_id)
         _execute_one(store, claim, execution)
         run = claim.step_run.run if claim is not None else None
         while execution:
@@ -63,6 +67,39 @@ def execute_step(step_run_id: int) -> None:
                 claim.step_run.run = run
             _execute_one(store, claim, execution)
             run = claim.step_run.run
+
+
+def claim_group(store: RunStore, step_run_ids: list[int]) -> list[Claim]:
+    """Claim the due ones of a chunk doorbell's steps together (engine.chunks), durably
+    or not as claim_when_due decides for one."""
+    return store.claim_group(step_run_ids, lease_seconds=settings.ENTITYFLOW_STEP_LEASE_SECONDS,
+                             durable=_claim_durably["next"])
+
+
+def grouped_outcome(store: RunStore, claim: Claim, function_rows: dict,
+                    entities: dict | None = None) -> tuple | None:
+    """Run a claimed step whose record may wait for others' (store.grouped): cheap (no
+    outside effect), no time limit of its own and no successor to continue into.
+    `entities`: the group's, loaded together (scope.load_entities). Returns
+    `(outcome, duration_ms, span)` and leaves the record to the caller; None
+    when it is not such a step (nothing done: execute_claimed runs it). A paused
+    process's step is held, as _execute_one holds it: `(None, 0, None)`, nothing to
+    record."""
+    run = claim.step_run.run
+    step = graph_for(run.version_id).steps[claim.step_run.step_id]
+    rules = policy(step)
+    _claim_durably["next"] = not rules.cheap
+    if not rules.cheap or rules.timeout_seconds or step.next:
+        return None
+    if is_paused(run.process_id) and store.hold(
+            claim, "the process is paused; it continues when the process is resumed"):
+        return None, 0, None
+    started = time.monotonic()
+    with traces.step_span(run, claim.step_run, step) as span:
+        outcome = _outcome(store, run, claim, step, rules, function_rows,
+                           settings.ENTITYFLOW_STEP_LEASE_SECONDS, entities)
+        traces.step_outcome(span, outcome.kind, outcome.error)
+    return outcome, int((time.monotonic() - started) * 1000), span
 
 
 def claim_when_due(store: RunStore, step_run_id: int) -> Claim | None:
@@ -112,7 +149,8 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
         store.extend_lease(claim, seconds=lease)
     started, was_finished = time.monotonic(), run.is_finished
     with traces.step_span(run, claim.step_run, step) as span:
-        outcome = _outcome(store, run, claim, step, rules, execution, lease)
+        rows = execution.function_rows if execution is not None else None
+        outcome = _outcome(store, run, claim, step, rules, rows, lease)
         store.record(claim, outcome, duration_ms=int((time.monotonic() - started) * 1000),
                      handover=execution)
         traces.step_outcome(span, outcome.kind, outcome.error)
@@ -121,14 +159,17 @@ def _execute_one(store: RunStore, claim: Claim | None, execution: Execution | No
 
 
 def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPolicy,
-             execution: Execution | None, lease: int) -> Outcome:
+             function_rows: dict | None, lease: int, entities: dict | None = None) -> Outcome:
+    """`entities`: the group's entities loaded together (scope.load_entities), else the
+    run's entity is loaded here."""
     if run.is_finished:
         return Outcome.failed("The run had already finished.", code="run_finished")
     lost = _lost_attempt(store, claim, step, rules)
     if lost is not None:
         return lost
     step_run = claim.step_run
-    entity = load_entity(run)
+    entity = (entities.get(run.entity_id) if entities is not None and run.entity_id
+              else load_entity(run))
     scope = build_scope(run, step_run, entity, known_steps=claim.known_steps)
     claim.seen_steps = scope["steps"]
     ctx = StepContext(
@@ -137,10 +178,10 @@ def _outcome(store: RunStore, run: Run, claim: Claim, step: Step, rules: StepPol
         scope_key=step_run.scope, effect_origin=(run.trigger or {}).get("origin") or "",
         repeat_effects=bool((run.trigger or {}).get("repeatEffects")),
     )
-    rows = execution.function_rows if execution is not None else None
     with acting_as(f"process:{run.process.slug}"):  # what the step writes names its process
         return _redacted(
-            run_step(step, ctx, function_rows=rows, journal=Journal(store, claim, lease))
+            run_step(step, ctx, function_rows=function_rows,
+                     journal=Journal(store, claim, lease))
         )
 
 

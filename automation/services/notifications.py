@@ -4,7 +4,7 @@ Each matching webhook subscription gets a delivery row in the same transaction; 
 delivery itself happens after commit (see services.webhooks). The run store calls these
 as its hooks (store.hooks, registered in automation.apps)."""
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 
 from automation.models import ApprovalRequest, Run, WebhookDelivery, WebhookSubscription
@@ -25,9 +25,13 @@ def run_finished(run: Run) -> None:
 def subscribers_of(event: str) -> QuerySet:
     """The subscriptions a notification of `event` writes a delivery for: while there are
     none, a run's end needs nothing from this hook (the PostgreSQL store checks this in
-    the statement that records the run's last step)."""
-    return WebhookSubscription.objects.filter(active=True).filter(
-        Q(events__contains=[event]) | Q(events__contains=["*"]))
+    the statement that records the run's last step). A database without JSON containment
+    (SQLite) gets every active subscription: more rows, never fewer, so none still means
+    nothing to do (store.hooks)."""
+    active = WebhookSubscription.objects.filter(active=True)
+    if not connections[active.db].features.supports_json_field_contains:
+        return active
+    return active.filter(Q(events__contains=[event]) | Q(events__contains=["*"]))
 
 
 def approval_event(approval: ApprovalRequest, event: str) -> None:

@@ -24,6 +24,7 @@ from automation.models import Run, StepRun
 from automation.store import (
     children,
     gates,
+    grouped,
     hooks,
     pruning,
     recording,
@@ -336,6 +337,56 @@ class RunStore:
             return None
         return _CLAIMED.first(step_run_id, using=self.using)
 
+    def claim_group(self, step_run_ids: list[int], *, lease_seconds: int,
+                    durable: bool = False) -> list[Claim]:
+        """Claim those of the steps that are due, together (a chunk doorbell's steps,
+        engine.chunks): one conditional UPDATE decides for all of them, as `claim` does
+        for one, and their runs become `running`. Returned in the order asked; a step
+        not among them (taken, finished, not due, or a lease to take over) is left to
+        `claim`, as its own doorbell would have it. Each is a claim of its own, with its
+        lease: a worker that dies leaves every one of them to the sweeper."""
+        if not step_run_ids:
+            return []
+        if self.features.one_statement:
+            step_runs = self._take_group(step_run_ids, lease_seconds=lease_seconds,
+                                         durable=durable)
+        else:
+            with transaction.atomic(using=self.using, savepoint=False):
+                step_runs = self._take_group(step_run_ids, lease_seconds=lease_seconds,
+                                             durable=durable)
+        order = {pk: i for i, pk in enumerate(step_run_ids)}
+        step_runs.sort(key=lambda step_run: order[step_run.pk])
+        return [Claim(step_run, durable=durable) for step_run in step_runs]
+
+    def _group_values(self, step_run_ids: list[int], lease_seconds: int
+                      ) -> tuple[QuerySet, dict, object]:
+        """The due rows among `step_run_ids` and what their claim writes (one claim
+        token for the group: each row is still written only while it is the group's)."""
+        now = timezone.now()
+        values = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(),
+                  "attempt": F("attempt") + 1, "started_at": now,
+                  "lease_expires_at": now + timedelta(seconds=lease_seconds)}
+        due = Q(status=StepRun.Status.PENDING) & (
+            Q(not_before__isnull=True) | Q(not_before__lte=now))
+        return StepRun.objects.filter(due, pk__in=step_run_ids), values, now
+
+    def _take_group(self, step_run_ids: list[int], *, lease_seconds: int,
+                    durable: bool) -> list[StepRun]:
+        rows, values, now = self._group_values(step_run_ids, lease_seconds)
+        if not rows.update(**values):
+            return []
+        step_runs = list(StepRun.objects.select_related("run__process").filter(
+            pk__in=step_run_ids, claim=values["claim"], status=StepRun.Status.RUNNING))
+        starting = {s.run_id for s in step_runs if s.run.status in RUN_NOT_STARTED}
+        if starting:  # as _run_started does for one claim, in one UPDATE
+            Run.objects.filter(pk__in=starting, status__in=RUN_NOT_STARTED).update(
+                status=Run.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)))
+            for step_run in step_runs:
+                if step_run.run_id in starting:
+                    step_run.run.status = Run.Status.RUNNING
+                    step_run.run.started_at = step_run.run.started_at or now
+        return step_runs
+
     def due_at(self, step_run_id: int):
         """When a pending step's retry is due (None: not pending)."""
         return StepRun.objects.filter(pk=step_run_id, status=StepRun.Status.PENDING
@@ -408,6 +459,11 @@ class RunStore:
     def record(self, claim: Claim, outcome: Outcome, *, duration_ms: int,
                handover: Handover | None = None) -> None:
         recording.record(claim, outcome, duration_ms=duration_ms, handover=handover)
+
+    def record_group(self, items: list[tuple[Claim, Outcome, int]]) -> None:
+        """Record `(claim, outcome, duration_ms)` of claimed steps with no outside effect
+        together, in one transaction with their runs' ends (store.grouped)."""
+        grouped.record_group(self, items)
 
     def resume(self, step_run_id: int, outcome: Outcome) -> bool:
         """Finish a waiting step from outside a worker (an approval decided or timed out)."""

@@ -227,6 +227,35 @@ class PostgresRunStore(RunStore):
             step_run.run.started_at = step_run.run.started_at or now
         return step_run
 
+    def _take_group(self, step_run_ids: list[int], *, lease_seconds: int,
+                    durable: bool) -> list[StepRun]:
+        """The group's claim, its runs' `running` and the rows with their runs and
+        processes in one statement (as _take for one), committed without the flush
+        unless `durable`."""
+        if not self._alone():
+            return super()._take_group(step_run_ids, lease_seconds=lease_seconds,
+                                       durable=durable)
+        rows, values, now = self._group_values(step_run_ids, lease_seconds)
+        claim_sql, claim_params = update_sql(rows, values, self.using)
+        builder, select_from = _claimed_select(self.using)
+        qn = connections[self.using].ops.quote_name
+        # quoted names and placeholders only; every value is a parameter
+        started = (f"started AS (UPDATE {qn(Run._meta.db_table)} SET {qn('status')} = %s, "  # noqa: S608
+                   f"{qn('started_at')} = COALESCE({qn('started_at')}, %s) "
+                   f"WHERE {qn('id')} IN (SELECT {qn('run_id')} FROM claimed) "
+                   f"AND {qn('status')} IN (%s, %s))")
+        sql = f"WITH claimed AS ({claim_sql} RETURNING *), {started} {select_from}"  # noqa: S608
+        with connections[self.using].cursor() as cursor:
+            commits.execute_alone(cursor, sql, (*claim_params, Run.Status.RUNNING, now,
+                                                *RUN_NOT_STARTED),
+                                  using=self.using, durable=durable)
+            step_runs = [builder.build(row) for row in cursor.fetchall()]
+        for step_run in step_runs:  # the SELECT saw the runs as they were before
+            if step_run.run.status in RUN_NOT_STARTED:
+                step_run.run.status = Run.Status.RUNNING
+                step_run.run.started_at = step_run.run.started_at or now
+        return step_runs
+
     def must_flush_before(self, claim: Claim, *, cheap: bool) -> bool:
         """A claim here skipped the disk flush (entities.db.commits). It changes nothing
         anyone outside has seen; a step that may call out makes it durable first. A step

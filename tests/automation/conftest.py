@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from automation.functions import function
@@ -23,6 +25,17 @@ def flaky(ctx):
     if FLAKY[key] <= ctx.params.get("failures", 0):
         raise RuntimeError(f"flaky failure {FLAKY[key]}")
     return {"calls": FLAKY[key]}
+
+
+@function("test.pure", cheap=True)
+def pure(ctx):
+    """A cheap function (no outside effect: a chunk may record it with others); counts
+    its calls here and, on the entity `slow` names, sleeps `seconds` (a chunk's bound)."""
+    params, reference = ctx.params or {}, ctx.scope["entity"]["reference"]
+    CALLS.append((ctx.step_id, ctx.run_id))
+    if params.get("slow") == reference:
+        time.sleep(float(params.get("seconds", 0)))
+    return {"ref": reference, "attempt": ctx.attempt}
 
 
 @function("test.boom")

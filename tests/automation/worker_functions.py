@@ -53,3 +53,11 @@ def ledgered(ctx):
         return {"item": ctx.input}
 
     return once(ctx, "worker.ledgered", {"item": ctx.input}, call)
+
+
+@function("worker.pure", cheap=True)
+def pure(ctx):
+    """Cheap (no outside effect: a chunk records it with others) and slow enough
+    (`seconds`) for a test to kill the worker between a chunk's claim and its record."""
+    time.sleep(float(ctx.params.get("seconds", 0)))
+    return {"ref": ctx.scope["entity"]["reference"]}
