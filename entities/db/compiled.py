@@ -67,6 +67,31 @@ class CompiledLookup:
         return RowBuilder(compiler), sql, tuple(params), slots[0]
 
 
+class CompiledRows:
+    """`CompiledRows(lambda: Model.objects.filter(…))`, then `.all()`: every row of a
+    queryset that looks up no value (its SQL never changes), in its own order, compiled
+    once per database and read from the database each time."""
+
+    def __init__(self, queryset: Callable[[], QuerySet]):
+        self._queryset = queryset
+        self._compiled: dict[str, tuple] = {}
+
+    def all(self, *, using: str | None = None) -> list[Model]:
+        queryset = None
+        if using is None:
+            queryset = self._queryset()
+            using = router.db_for_read(queryset.model)
+        compiled = self._compiled.get(using)
+        if compiled is None:  # compiled again by a racing thread at worst: the same SQL
+            compiler = (queryset or self._queryset()).query.get_compiler(using=using)
+            sql, params = compiler.as_sql()
+            compiled = self._compiled[using] = (RowBuilder(compiler), sql, tuple(params))
+        builder, sql, params = compiled
+        with connections[using].cursor() as cursor:
+            prepared.execute(cursor, sql, params, using=using)
+            return [builder.build(row) for row in cursor.fetchall()]
+
+
 class RowBuilder:
     """Builds model instances (with their select_related objects) from rows of one
     compiled SELECT, the way Django's ModelIterable does, converters included; what

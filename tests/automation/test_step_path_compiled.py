@@ -1,7 +1,8 @@
 """A worker's step path sends statements compiled once (entities.db.compiled): after the
-first run, claiming a step, reading its run's status under lock, writing its successor
-and making its run `running` compile nothing, on every database; and what they write
-is what the first, Django-compiled, run wrote (docs/performance.md)."""
+first run, claiming a step, making its run `running`, reading the run's status under
+lock, writing its successor, ending the run and reading the subscriptions its end
+notifies compile nothing, on every database; and what they write is what the first,
+Django-compiled, run wrote (docs/performance.md)."""
 
 from datetime import timedelta
 
@@ -11,7 +12,8 @@ from django.utils import timezone
 
 from automation.engine.executor import execute_step
 from automation.functions import function
-from automation.models import Run, StepRun
+from automation.models import Run, StepRun, WebhookDelivery, WebhookSubscription
+from automation.services import webhooks
 from automation.services.processes import process_save
 from automation.services.runs import run_start
 from automation.store import get_store
@@ -70,7 +72,9 @@ def test_the_step_path_compiles_its_statements_once(queued_mode, monkeypatch):
     step_table, run_table = f'"{StepRun._meta.db_table}"', f'"{Run._meta.db_table}"'
     step_path = (f"UPDATE {step_table}", f"INSERT INTO {step_table}",  # claim, record, next
                  f'UPDATE {run_table} SET "status" = %s, "started_at"',  # the run starts
-                 f'SELECT {run_table}."status" FROM')  # the run's status under lock
+                 f'SELECT {run_table}."status" FROM',  # the run's status under lock
+                 f'UPDATE {run_table} SET "status" = %s, "result"',  # the run's end
+                 f'SELECT "{WebhookSubscription._meta.db_table}"')  # its end's subscriptions
     assert [sql for sql in compiled[2] if sql.startswith(step_path)] == []
 
 
@@ -92,3 +96,31 @@ def test_a_reclaimed_step_remembers_the_attempt_it_lost(queued_mode):
     assert (row.attempt, row.key_attempt, row.status) == (2, 1, StepRun.Status.RUNNING)
     assert row.claim == second.step_run.claim != first.step_run.claim
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING
+
+
+def test_a_subscription_saved_after_a_run_ended_counts_for_the_next_runs_end(queued_mode):
+    """The run's end reads the active subscriptions with SQL compiled once, but reads them
+    every time: one saved (or switched off) between two runs counts for the second."""
+    process = process_save(slug="compiled-hooks", name="H", definition={"steps": THREE})
+
+    def run_once(n: int) -> Run:
+        run, _ = run_start(process=process, trigger={"type": "manual"}, input={"n": n})
+        execute_step(StepRun.objects.get(run=run).pk)
+        run.refresh_from_db()
+        assert run.status == Run.Status.COMPLETED
+        return run
+
+    run_once(1)
+    assert not WebhookDelivery.objects.exists()
+    on = webhooks.webhook_subscription_create(url="http://127.0.0.1:9/on", events=["*"],
+                                              secret="whsec_0123456789abcdef0123", owner="t")
+    webhooks.webhook_subscription_create(url="http://127.0.0.1:9/off", events=["*"],
+                                         secret="whsec_0123456789abcdef0123", owner="t")
+    WebhookSubscription.objects.exclude(pk=on.pk).update(active=False)
+    second = run_once(2)
+    [delivery] = WebhookDelivery.objects.all()
+    assert (delivery.subscription_id, delivery.event, delivery.payload["id"]) == (
+        on.pk, "workflow.completed", str(second.pk))
+    WebhookSubscription.objects.filter(pk=on.pk).update(active=False)
+    run_once(3)
+    assert WebhookDelivery.objects.count() == 1
