@@ -8,6 +8,12 @@ from django.db import connections, transaction
 from django.db.models import Q, QuerySet
 
 from automation.models import ApprovalRequest, Run, WebhookDelivery, WebhookSubscription
+from entities.db.compiled import CompiledRows
+
+# The active subscriptions, read at every run's end in the transaction that records it
+# (the general way: SQLite's every run): compiled once (entities.db.compiled), still read
+# each time, so a subscription counts from the first run that ends after it is saved.
+_ACTIVE = CompiledRows(lambda: WebhookSubscription.objects.filter(active=True))
 
 
 def run_finished(run: Run) -> None:
@@ -53,7 +59,7 @@ def approval_event(approval: ApprovalRequest, event: str) -> None:
 def notify(event: str, payload: dict, *, traceparent: str = "") -> list[WebhookDelivery]:
     """`traceparent`: the run's trace, which each POST of the delivery carries."""
     deliveries = []
-    for subscription in WebhookSubscription.objects.filter(active=True):
+    for subscription in _ACTIVE.all():
         if event in subscription.events or "*" in subscription.events:
             deliveries.append(WebhookDelivery.objects.create(
                 subscription=subscription, event=event, payload=payload,

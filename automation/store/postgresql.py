@@ -92,7 +92,6 @@ from entities.db.compiled import (
     RowBuilder,
     insert_from,
     insert_select,
-    update_sql,
 )
 
 # A step's record and a run's end: the same UPDATEs every step, compiled once
@@ -195,14 +194,14 @@ class PostgresRunStore(RunStore):
 
     # -- claiming ----------------------------------------------------------------------
 
-    def _take(self, step_run_id: int, rows: QuerySet, values: dict, *,
+    def _take(self, step_run_id: int, claim: tuple[str, tuple], *,
               durable: bool) -> StepRun | None:
-        """UPDATE `rows` (at most one step run) with `values` and return the row as
+        """Run `claim` (the UPDATE of at most one step run) and return the row as
         `StepRun.objects.select_related("run__process")` loads it, in one statement,
         committed without the flush unless `durable`."""
         if not self._alone():
-            return super()._take(step_run_id, rows, values, durable=durable)
-        claim_sql, claim_params = update_sql(rows, values, self.using)
+            return super()._take(step_run_id, claim, durable=durable)
+        claim_sql, claim_params = claim
         builder, select_from = _claimed_select(self.using)
         # The run becomes running in the same statement (RunStore._run_started); the
         # SELECT still sees the run as it was before, so the copy is brought up to date.

@@ -22,7 +22,7 @@ from automation.store.graphs import graph_for
 from automation.store.policy import backoff_seconds, max_attempts, step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import finish_loop, follow, start_iteration
-from entities.db.compiled import CompiledUpdate
+from entities.db.compiled import CompiledStatement, CompiledUpdate
 
 
 def record(claim: Claim, outcome: Outcome, *, duration_ms: int,
@@ -60,9 +60,25 @@ def _lock_run(step_run: StepRun) -> Run:
         run = Run.objects.select_for_update().get(pk=step_run.run_id)
     else:
         run = loaded
-        run.status = Run.objects.select_for_update().values_list("status", flat=True).get(pk=run.pk)
+        using = router.db_for_write(Run)
+        sql, params = _RUN_STATUS.sql_params(using, run.pk)
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            raise Run.DoesNotExist(f"run {run.pk}")
+        run.status = row[0]
     step_run.run = run
     return run
+
+
+# The run's status under its row lock (_lock_run): the same SELECT at every record,
+# compiled once per database (building and compiling the queryset was a sixth of a
+# record's Python time on SQLite).
+_RUN_STATUS = CompiledStatement(
+    lambda using, pk: Run.objects.select_for_update().filter(pk=pk).values_list(
+        "status").query.get_compiler(using=using).as_sql(),
+    lambda connection, pk: [Run._meta.pk.get_db_prep_value(pk, connection)])
 
 
 def resume(step_run_id: int, outcome: Outcome, *, child_run: str | None = None) -> bool:

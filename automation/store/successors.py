@@ -3,7 +3,7 @@ the iterations of a loop. Called by the store with the run's row lock held."""
 
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from automation.definitions import Graph, Step
@@ -13,6 +13,7 @@ from automation.store.doorbell import enqueue_step
 from automation.store.graphs import is_sequential
 from automation.store.policy import step_timeout_seconds
 from automation.store.state import StepState
+from entities.db.compiled import insert_from
 
 
 def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, result: Any,
@@ -43,7 +44,7 @@ def follow(run: Run, graph: Graph, from_run: StepRun, targets: list[str], *, res
             arrive_at_join(run, step, scope, from_run.step_id, result)
             continue
         new = successor_row(run, step, from_run, result, scope=scope, handover=handover)
-        new.save(force_insert=True)
+        insert_step(new)
         hand_over(run, graph, from_run, new, handover=handover, seen_steps=seen_steps)
         followers.append(new)
     return followers
@@ -58,6 +59,19 @@ def successor_row(run: Run, step: Step, from_run: StepRun, result: Any, *, scope
     return StepRun(run=run, step_id=step.id, step_type=step.type, scope=scope, input=result,
                    index=from_run.index if scope else None, priority=run.priority,
                    **(claimed or {}))
+
+
+def insert_step(new: StepRun) -> None:
+    """`new.save(force_insert=True)` with its INSERT compiled once per database
+    (entities.db.compiled): a record writes one every step."""
+    using = router.db_for_write(StepRun)
+    connection = connections[using]
+    sql, params = insert_from(new, None, using)
+    pk = connection.ops.quote_name(StepRun._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {pk}", params)  # noqa: S608 - compiled SQL only
+        new.pk = cursor.fetchone()[0]
+    new._state.adding, new._state.db = False, using
 
 
 def hand_over(run: Run, graph: Graph, from_run: StepRun, new: StepRun, *,

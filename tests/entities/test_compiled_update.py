@@ -11,7 +11,7 @@ from django.utils import timezone
 from automation.models import Run, StepRun
 from automation.services.processes import process_save
 from automation.services.runs import run_start
-from entities.db.compiled import CompiledUpdate, update_sql
+from entities.db.compiled import CompiledStatement, CompiledUpdate, update_sql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,3 +50,22 @@ def test_an_expression_is_left_to_django(queued_mode):
     with pytest.raises(ValueError, match="expression"):
         CompiledUpdate(Run).sql_params({"pk": step.run_id}, {"priority": F("priority") + 1},
                                        "default")
+
+
+def test_a_compiled_statement_whose_parameters_are_not_djangos_raises_at_once(queued_mode):
+    """CompiledStatement checks its parameters against Django's on the first call of each
+    database: in another order they would write a wrong column."""
+    step = a_step()
+
+    def build(using, pk, duration):
+        return update_sql(StepRun.objects.filter(pk=pk), {"duration_ms": duration}, using)
+
+    swapped = CompiledStatement(build, lambda connection, pk, duration: [pk, duration])
+    with pytest.raises(RuntimeError, match="not Django's"):
+        swapped.sql_params("default", step.pk, 7)
+    right = CompiledStatement(build, lambda connection, pk, duration: [duration, pk])
+    for duration in (7, 8):  # compiled by Django, then reused
+        sql, params = right.sql_params("default", step.pk, duration)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        assert StepRun.objects.get(pk=step.pk).duration_ms == duration
