@@ -196,15 +196,16 @@ def run_view(attempt: Callable[[], T], *, what: str = "request") -> T:
             if retried:  # nothing written: a database down or refusing connections is one
                 # line per request, not a traceback each (docs/reliability.md)
                 logger.error("%s found the database unavailable twice (%s); answering 503, "
-                             "nothing applied", what, _first_line(exc))
+                             "nothing applied", what, first_line(exc))
                 raise DatabaseUnavailable(applied=False) from exc
             logger.warning("%s lost its database connection before committing anything "
                            "(%s); running it again on a fresh connection", what,
-                           _first_line(exc))
+                           first_line(exc))
             retried = True
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An error's first line, for a log line that is not a traceback."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

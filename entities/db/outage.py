@@ -12,8 +12,15 @@ connection cannot be opened either), this process logs one line, keeps the task 
 and tries to connect every POLL_SECONDS until the database answers, logs one line again,
 and runs `fn` once more. Meanwhile the worker takes no further doorbells: they stay in
 the queue for when the database is back. Running `fn` again is safe for a step: its claim
-decides whether it runs (docs/architecture.md, "Durability"). An error while the database
-answers is not an outage and is raised as before. docs/reliability.md, "Database outages".
+decides whether it runs (docs/architecture.md, "Durability").
+
+A connection lost while the database answers (the server restarted while this worker
+was idle, an operator's `pg_terminate_backend`) is also met by running `fn` once more, on
+a fresh connection. So a task sends no health check before its first statement: Django's
+`CONN_HEALTH_CHECKS` would spend a `SELECT 1` round trip on every task (on a step's path
+from its doorbell to its claim, docs/performance.md) to find the same lost connection a
+statement sooner. A second loss in one task, and any other error while the database
+answers (a bad statement), is raised as before. docs/reliability.md, "Database outages".
 """
 
 import logging
@@ -23,6 +30,8 @@ from contextlib import suppress
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, Error, InterfaceError, OperationalError, connections
+
+from entities.db.db_loss import Statements, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -52,28 +61,42 @@ def _drop(conn) -> None:
 
 def through(fn: Callable[[], T], *, what: str = "task", using: str = DEFAULT_DB_ALIAS) -> T:
     """`fn()`, held and run again after the database comes back if it failed because the
-    database could not be reached (see the module docstring)."""
+    database could not be reached, or run once more on a fresh connection if its
+    connection was lost while the database answers (see the module docstring)."""
+    conn = connections[using]
+    retried = False
     while True:
         if _down_since is not None:
             wait_until_reachable(using)
+        statements = Statements(conn)
+        if not conn.in_atomic_block:
+            # a connection that died while idle fails fn's first statement and is met
+            # below: Django's SELECT 1 before it would only find the same thing sooner
+            conn.health_check_done = True
         try:
-            return fn()
+            with conn.execute_wrapper(statements):
+                return fn()
         except (OperationalError, InterfaceError) as exc:
-            if connections[using].in_atomic_block:
+            if conn.in_atomic_block:
                 raise  # a caller's transaction: its connection is not ours to replace
-            if reachable(using):
-                raise  # the database answers: not an outage (a lost connection, a bad query)
-            _outage_began(exc, what)
+            lost = statements.lost(exc)  # asked before reachable() replaces the connection
+            if not reachable(using):
+                _outage_began(exc, what)
+                continue
+            if retried or not lost:
+                raise  # the database answers: a bad statement, or a second lost connection
+            logger.warning("%s lost its database connection (%s); running it again on a "
+                           "fresh connection", what, first_line(exc))
+            retried = True
 
 
 def _outage_began(exc: BaseException, what: str) -> None:
     global _down_since
     if _down_since is None:
         _down_since = time.monotonic()
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         logger.error("database unreachable (%s); holding %s and trying to connect every "
-                     "%.1f s, taking no further work until it answers", first_line, what,
-                     POLL_SECONDS[-1])
+                     "%.1f s, taking no further work until it answers", first_line(exc),
+                     what, POLL_SECONDS[-1])
 
 
 def wait_until_reachable(using: str = DEFAULT_DB_ALIAS) -> None:

@@ -1,10 +1,13 @@
-"""API requests whose PostgreSQL connection is terminated under them (pg_terminate_backend,
-as an operator, a failover or the chaos harness does), after Django's health check passed.
+"""API requests and worker tasks whose PostgreSQL connection is terminated under them
+(pg_terminate_backend, as an operator, a failover or the chaos harness does), after
+Django's health check passed or while the connection was idle.
 
 A request that lost its connection before committing anything runs again on a fresh one
 and answers as usual, having written once; reads after a commit are repeated
 (`POST /api/events` still answers 202 with its runs); what cannot be repeated answers
-503 `unavailable` with Retry-After. Needs PostgreSQL: SQLite connections are not lost.
+503 `unavailable` with Retry-After. A step's task runs once more on a fresh connection,
+where the step's claim decides whether anything runs (entities.db.outage). Needs
+PostgreSQL: SQLite connections are not lost.
 """
 
 import logging
@@ -12,13 +15,23 @@ import time
 import uuid
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    OperationalError,
+    close_old_connections,
+    connection,
+    connections,
+)
 from django.db.transaction import TransactionManagementError
+from django.utils import timezone
 
-from automation.models import Run
+from automation.models import Run, StepRun
 from automation.services.processes import process_save
+from automation.services.runs import run_start
+from automation.tasks import step_execute
 from entities.db import db_loss
 from entities.models import Entity, EntityEvent
+from tests.reliability import worker_functions
 from tests.reliability.support import NOOP, assert_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,26 +66,29 @@ class terminated_at:  # noqa: N801  (used as a context manager, like a function)
         pid = context["connection"].connection.info.backend_pid
         if self.after:
             result = execute(sql, params, many, context)
-            self._terminate(pid)
+            terminate(pid)
+            self.terminated += 1
             return result
-        self._terminate(pid)
+        terminate(pid)
+        self.terminated += 1
         return execute(sql, params, many, context)
 
-    def _terminate(self, pid: int) -> None:
-        other = connections.create_connection(DEFAULT_DB_ALIAS)
-        try:
-            with other.cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-                assert cursor.fetchone()[0], f"backend {pid} was not terminated"
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
-                    if not cursor.fetchone()[0]:
-                        break
-                    time.sleep(0.02)
-        finally:
-            other.close()
-        self.terminated += 1
+
+def terminate(pid: int) -> None:
+    """pg_terminate_backend(pid) from a second connection, and wait until it is gone."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            assert cursor.fetchone()[0], f"backend {pid} was not terminated"
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+                if not cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+    finally:
+        other.close()
 
 
 @pytest.fixture
@@ -210,3 +226,94 @@ def test_a_trigger_terminated_at_its_prepared_lookup_runs_again_and_starts_one_r
     assert response.status_code == 202, response.content[:500]
     run = Run.objects.get(process__slug="lost-trigger")
     assert str(run.pk) == str(response.json()["executionId"]) and run.input == {"n": 1}
+
+
+# --- Worker tasks (entities.db.outage) ---------------------------------------------------
+
+LOST_TASK = "running it again on a fresh connection"
+
+
+@pytest.fixture
+def pending_step(db, queued_mode):
+    """A run's first step as a worker finds it: pending, its doorbell sent (no worker
+    runs here; the test runs the task as the worker would). The step records each call
+    with its idempotency key. The connection starts fresh, so each statement the task
+    sends is prepared on it first (entities.db.prepared)."""
+    worker_functions.CALLS.clear()
+    process = process_save(slug="lost-worker", name="Lost worker", definition={
+        "steps": [{"id": "only", "type": "function", "function": "reliability.count"}],
+        "triggers": [{"type": "manual"}]})
+    run, _ = run_start(process=process, trigger={"type": "manual"}, input={"n": 1})
+    connection.close()
+    return StepRun.objects.get(run=run)
+
+
+def worker_task(step: StepRun) -> None:
+    """The doorbell's task as a django-q2 worker runs it: Django's per-task connection
+    bookkeeping first (which arms CONN_HEALTH_CHECKS' check), then the task."""
+    close_old_connections()
+    step_execute(step.pk)
+
+
+def lost_task_lines(caplog) -> int:
+    return sum(LOST_TASK in record.getMessage() for record in caplog.records
+               if record.name == "entities.db.outage")
+
+
+@postgres
+def test_a_step_whose_connection_died_while_idle_runs_on_a_fresh_one_with_no_health_check(
+        pending_step, caplog):
+    """As after a PostgreSQL restart while the worker waited for a doorbell: the task's
+    first statement (the claim) meets the lost connection, not a SELECT 1 before it
+    (docs/performance.md: a round trip on every step's way to its claim), and the task
+    runs once more on a fresh connection: the step runs once, as its first attempt."""
+    caplog.set_level(logging.WARNING, logger="entities.db.outage")
+    with connection.cursor() as cursor:  # a connection the worker held, then idle
+        cursor.execute("SELECT 1")
+    terminate(connection.connection.info.backend_pid)
+    worker_task(pending_step)
+    pending_step.refresh_from_db()
+    assert pending_step.status == StepRun.Status.COMPLETED and pending_step.attempt == 1
+    assert len(worker_functions.CALLS) == 1
+    assert lost_task_lines(caplog) == 1  # met by the claim: no health check went first
+
+
+@postgres
+def test_a_step_task_that_loses_its_connection_after_the_claim_runs_nothing_twice(
+        pending_step, caplog):
+    """Terminated right after the claim was applied: the task's second try finds the step
+    claimed (its own lease still runs) and runs nothing. The step is a lost worker's, as
+    if the process had been killed: once its lease runs out it runs again under the same
+    idempotency key (docs/reliability.md)."""
+    caplog.set_level(logging.WARNING, logger="entities.db.outage")
+    with terminated_at("EXECUTE entityflow_", after=True) as lost:  # the claim, applied
+        worker_task(pending_step)
+    assert lost.terminated == 1 and lost_task_lines(caplog) == 1
+    pending_step.refresh_from_db()
+    assert pending_step.status == StepRun.Status.RUNNING and pending_step.attempt == 1
+    assert len(worker_functions.CALLS) <= 1  # the record (or the lease's flush) was lost
+
+    StepRun.objects.filter(pk=pending_step.pk).update(lease_expires_at=timezone.now())
+    worker_task(pending_step)  # the sweeper's doorbell, once the lease has run out
+    pending_step.refresh_from_db()
+    assert pending_step.status == StepRun.Status.COMPLETED and pending_step.attempt == 2
+    keys = {key for _, _, key in worker_functions.CALLS}
+    assert keys == {f"{pending_step.run_id}:only:{pending_step.scope}:1"}
+
+
+@postgres
+def test_a_step_task_that_loses_its_connection_twice_fails_and_leaves_the_step_pending(
+        pending_step):
+    """A second loss in one task is raised (the doorbell's task fails, as any other
+    error): nothing was claimed, so the next doorbell (the sweeper's) runs it once."""
+    with terminated_at("PREPARE entityflow_", times=2) as lost:  # each try's claim
+        with pytest.raises(OperationalError):
+            worker_task(pending_step)
+    assert lost.terminated == 2
+    close_old_connections()  # the worker's next task: Django replaces the broken connection
+    pending_step.refresh_from_db()
+    assert pending_step.status == StepRun.Status.PENDING and not worker_functions.CALLS
+    worker_task(pending_step)
+    pending_step.refresh_from_db()
+    assert pending_step.status == StepRun.Status.COMPLETED and pending_step.attempt == 1
+    assert len(worker_functions.CALLS) == 1
