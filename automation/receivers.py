@@ -17,7 +17,8 @@ def connect() -> None:
     from entities import outbox
 
     outbox.subscribe("automation", events.handle_event, interested=events.is_interesting,
-                     statement=events.event_statement, prepare=events.event_prepare)
+                     statement=events.event_statement, prepare=events.event_prepare,
+                     with_save=events.event_with_save)
     # runs waiting in a waitForEvent step (docs/user-guide/waits.md)
     outbox.subscribe("waits", events.handle_waiting_runs, interested=events.waiting_runs_interested)
     # a change to the data a pending approval covers re-issues it (docs/user-guide/human-tasks.md)

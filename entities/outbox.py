@@ -42,6 +42,7 @@ class Subscriber:
     interested: Callable[[EntityEvent], bool]
     statement: Callable[[EntityEvent], Offer | None] | None = None
     prepare: Callable[[EntityEvent], Any] | None = None
+    with_save: Callable[[EntityEvent], Callable[[EntityEvent], bool] | None] | None = None
 
 
 _subscribers: dict[str, Subscriber] = {}
@@ -62,7 +63,8 @@ def rehearsal() -> Iterator[None]:
 
 
 def subscribe(name: str, handle: Callable, interested: Callable | None = None,
-              statement: Callable | None = None, prepare: Callable | None = None) -> None:
+              statement: Callable | None = None, prepare: Callable | None = None,
+              with_save: Callable | None = None) -> None:
     """Register (or replace) a subscriber; `handle` runs inside the dispatch transaction.
 
     `statement(event)`, when given, may offer what `handle` would write as SQL instead:
@@ -78,9 +80,22 @@ def subscribe(name: str, handle: Callable, interested: Callable | None = None,
     returns, unless None, is passed to `handle(event, prepared)`. A transaction holds
     SQLite's one write lock from its first statement to its commit, so what is done
     before it does not keep the workers' claims waiting (docs/performance.md, "First
-    step on SQLite")."""
+    step on SQLite").
+
+    `with_save(event)`, when given, is asked inside the save's transaction before the
+    event's row is written (the event has no id yet), when this subscriber is the only
+    one interested: whether what `handle` would write can be written in the save's own
+    transaction instead of after its commit. It returns None (no: the ways above), or
+    `write(event)`: called once the row is written, already marked dispatched, inside a
+    savepoint of the save's transaction; it writes what `handle` would and says True, or
+    finds that it cannot after all and says False. A rolled-back save then rolls back
+    the dispatch with the event, and the event is dispatched exactly once, by the commit
+    that makes it visible. When `write` says False or raises, its savepoint is rolled
+    back and the event is written undispatched, to be dispatched after the commit as
+    without `with_save` (where a failure is logged and left to the sweeper): a subscriber
+    that fails never fails the save (docs/architecture.md, "Life of an event")."""
     _subscribers[name] = Subscriber(name, handle, interested or (lambda event: True),
-                                    statement, prepare)
+                                    statement, prepare, with_save)
 
 
 def unsubscribe(name: str) -> None:
@@ -155,10 +170,48 @@ def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
         event.dispatched_at = timezone.now()
         event.save(force_insert=True)
         return
-    event.save(force_insert=True)
+    if _dispatched_with_save(event, interested):
+        return
+    if event.pk is None:
+        event.save(force_insert=True)
     offer = _offer(event, interested)
     transaction.on_commit(
         lambda: event_dispatch(event.pk, event=event, durable=durable, offer=offer))
+
+
+def _dispatched_with_save(event: EntityEvent, interested: list[Subscriber]) -> bool:
+    """Write the event already dispatched, with what its one interested subscriber writes
+    for it, in the save's transaction (`subscribe`'s `with_save`): True when done. False
+    when not: the event is written (undispatched) or still to be written (no id)."""
+    if len(interested) != 1 or interested[0].with_save is None:
+        return False
+    try:
+        write = interested[0].with_save(event)
+    except DatabaseError:
+        raise  # the save's transaction is broken: the save fails, as it would anyway
+    except Exception:  # the dispatch after the commit meets it again, and logs it
+        logger.debug("with_save of %s failed", interested[0].name, exc_info=True)
+        return False
+    if write is None:
+        return False
+    event.dispatched_at = timezone.now()
+    event.save(force_insert=True)
+    try:
+        with transaction.atomic():  # a savepoint: a failed write leaves the save usable
+            if write(event):
+                return True
+            raise _NotWritten
+    except _NotWritten:
+        pass
+    except Exception:  # the dispatch after the commit meets it again, and logs it
+        logger.debug("dispatch of event %s with its save failed", event.pk, exc_info=True)
+    event.dispatched_at = None
+    EntityEvent.objects.filter(pk=event.pk).update(dispatched_at=None)
+    return False
+
+
+class _NotWritten(Exception):
+    """`with_save`'s write said it could not: roll its savepoint back."""
 
 
 def _offer(event: EntityEvent, interested: list[Subscriber]) -> Offer | None:

@@ -22,8 +22,9 @@ The overall and error-rate counts are read at most once a second per worker proc
 import logging
 import time
 from datetime import timedelta
+from functools import lru_cache
 
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ from automation.exceptions import RunStateError
 from automation.models import ApiProcess, HeldStart, ProcessBreaker, Run
 from automation.services import notifications
 from automation.store.pauses import forget
+from entities.db.compiled import CompiledLookup
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +90,43 @@ def breaker_read_with(process: ApiProcess) -> ApiProcess:
     return process
 
 
+# Read on every start a trigger makes (admit): compiled once, as Django's ORM spent more
+# CPU building these two queries than the database answering them (docs/performance.md,
+# "Saves that start a run").
+_BREAKER = CompiledLookup(lambda pk: ProcessBreaker.objects.filter(process_id=pk), marker=-1)
+
+
 def breaker_of(process: ApiProcess) -> ProcessBreaker | None:
     if _READ_WITH_PROCESS in process.__dict__:
         return process.__dict__[_READ_WITH_PROCESS]
-    return ProcessBreaker.objects.filter(process_id=process.pk).first()
+    return _BREAKER.first(process.pk)
+
+
+def _started_for_entity(process: ApiProcess, entity, since) -> int:
+    """Runs of `process` for `entity` created at or after `since`: the count
+    `Run.objects.filter(process_id=…, entity_id=…, created_at__gte=since).count()`,
+    its SQL built once per database (the run index on (entity, created_at) answers it)."""
+    using = router.db_for_read(Run)
+    connection = connections[using]
+    fields = Run._meta
+    entity_field, created = fields.get_field("entity"), fields.get_field("created_at")
+    params = (fields.get_field("process").get_db_prep_value(process.pk, connection),
+              entity_field.get_db_prep_value(entity.pk, connection),
+              created.get_db_prep_value(since, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_started_sql(using), params)
+        return cursor.fetchone()[0]
+
+
+@lru_cache(maxsize=8)
+def _started_sql(using: str) -> str:
+    qn = connections[using].ops.quote_name
+    fields = Run._meta
+    column = {name: qn(fields.get_field(name).column)
+              for name in ("process", "entity", "created_at")}
+    return (f"SELECT COUNT(*) FROM {qn(fields.db_table)} "  # noqa: S608 - quoted names only
+            f"WHERE {column['process']} = %s AND {column['entity']} = %s "
+            f"AND {column['created_at']} >= %s")
 
 
 def admit(*, process: ApiProcess, entity=None, hold: dict | None = None) -> None:
@@ -111,8 +146,7 @@ def _breach(process: ApiProcess, entity, limits: dict) -> str:
     minute_ago = now - timedelta(minutes=1)
     per_entity = int(limits["perEntityPerMinute"] or 0)
     if per_entity and entity is not None:
-        started = Run.objects.filter(process_id=process.pk, entity_id=entity.pk,
-                                     created_at__gte=minute_ago).count()
+        started = _started_for_entity(process, entity, minute_ago)
         if started >= per_entity:
             return (f"{started} runs for entity {entity.reference} in the last minute "
                     f"(perEntityPerMinute {per_entity}): a loop that re-triggers itself?")

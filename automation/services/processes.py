@@ -144,7 +144,22 @@ triggers_changed = Signal()
 def index_changed() -> None:
     stamp, _ = IndexStamp.objects.get_or_create(pk=1)
     IndexStamp.objects.filter(pk=1).update(generation=F("generation") + 1)
-    transaction.on_commit(lambda: triggers_changed.send(sender=ApiProcess))
+    transaction.on_commit(_announce_index_change)
+
+
+def _announce_index_change() -> None:
+    triggers_changed.send(sender=ApiProcess)
+
+
+def index_change_pending() -> bool:
+    """Whether the current transaction changed a process's triggers: this process's
+    index learns of it only at the commit (`_announce_index_change`), so until then it
+    answers for the processes as they were. Read from the transaction's pending
+    on-commit callbacks, which a rollback (of the transaction, or of the savepoint the
+    change was made in) discards with the change."""
+    connection = transaction.get_connection()
+    return any(callback is _announce_index_change
+               for _, callback, *_ in connection.run_on_commit)
 
 
 @transaction.atomic
