@@ -40,7 +40,9 @@ class Run(models.Model):
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    process = models.ForeignKey("ApiProcess", on_delete=models.PROTECT, related_name="runs")
+    # Indexed by Meta.indexes, not each on its own (see there).
+    process = models.ForeignKey("ApiProcess", on_delete=models.PROTECT, related_name="runs",
+                                db_index=False)
     version = models.ForeignKey("ProcessVersion", on_delete=models.PROTECT, related_name="runs")
     trigger = models.JSONField(default=dict, blank=True)
     event = models.ForeignKey(
@@ -49,12 +51,15 @@ class Run(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="runs",
+        db_index=False,
     )
     entity = models.ForeignKey(
-        "entities.Entity", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "entities.Entity", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        db_index=False,
     )
     batch = models.ForeignKey(
-        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        db_index=False,
     )
     input = models.JSONField(default=dict, blank=True)
     parameters = models.JSONField(default=dict, blank=True)
@@ -67,15 +72,19 @@ class Run(models.Model):
     idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
+        db_index=False,
         help_text="The run this one re-runs (a retry or a re-run from a chosen step).")
     parent_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="subruns",
+        db_index=False,
         help_text="The run whose `process` step started this one (a sub-process).")
     parent_step_run = models.ForeignKey(
         "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="subruns",
+        db_index=False,
         help_text="The `process` step run that waits for this run's end.")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", db_index=False,
     )
     concurrency_key = models.CharField(  # noqa: DJ001 - NULL: the process sets no concurrency
         max_length=300, null=True, blank=True,
@@ -94,11 +103,21 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Every index is written by every run's INSERT (an API trigger's run wrote 16,
+        # most of them an entry for an empty reference; docs/performance.md). So: one
+        # index per lookup, its leading columns serving the foreign key (process, entity),
+        # and the references most runs leave empty indexed only where they are set
+        # (`x = …`, `x IN (…)` and `x IS NOT NULL` all use such an index).
         indexes = [models.Index(fields=["process", "status", "created_at"]),
                    # the circuit breaker's runs of one entity in the last minute, on every
                    # save that starts a run: without it SQLite counts through every run of
                    # the process (docs/performance.md, save_overhead_one)
-                   models.Index(fields=["entity", "created_at"], name="run_entity_recent"),
+                   models.Index(fields=["entity", "created_at"], name="run_entity_recent",
+                                condition=models.Q(entity__isnull=False)),
+                   *(models.Index(fields=[name], name=f"run_{name}_set",
+                                  condition=models.Q(**{f"{name}__isnull": False}))
+                     for name in ("event", "batch", "rerun_of", "parent_run", "parent_step_run",
+                                  "created_by")),
                    models.Index(fields=["process", "concurrency_key", "status"],
                                 condition=models.Q(concurrency_key__isnull=False),
                                 name="run_concurrency_active")]
@@ -129,16 +148,19 @@ class StepRun(models.Model):
 
     ACTIVE = (Status.PENDING, Status.RUNNING, Status.WAITING)
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    # Indexed by Meta's constraint and indexes, as Run's references are (see there).
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        db_index=False,
         help_text="The step whose execution this is part of (an agent's tool call).")
     step_id = models.CharField(max_length=100)
     step_type = models.CharField(max_length=20)
     scope = models.CharField(max_length=300, blank=True, default="")
     index = models.IntegerField(null=True, blank=True)
     status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+        max_length=20, choices=Status.choices, default=Status.PENDING,
+        # indexed by the (status, lease_expires_at) index, which leads with it
     )
     # the run's, copied so a doorbell rung for the row (the sweeper's too) uses its queue
     priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
@@ -173,7 +195,9 @@ class StepRun(models.Model):
                 fields=["run", "step_id", "scope"], name="one_step_run_per_scope"
             )
         ]
-        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+        indexes = [models.Index(fields=["status", "lease_expires_at"]),
+                   models.Index(fields=["parent"], name="steprun_parent_set",
+                                condition=models.Q(parent__isnull=False))]
 
     def __str__(self) -> str:
         return f"{self.step_id}{'@' + self.scope if self.scope else ''} ({self.status})"

@@ -127,6 +127,7 @@ class StoreFeatures:
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID
 _RUN_INSERTS = {key: CompiledInsert(Run, fields=_RUN_FIELDS, on_conflict=conflict)
                 for key, conflict in ((True, OnConflict.IGNORE), (False, None))}
+_STEP_INSERT = CompiledInsert(StepRun)
 
 
 def trace_run(run: Run) -> None:
@@ -158,8 +159,12 @@ class RunStore:
         idempotency key is taken (False); ring for the step after commit."""
         if run.concurrency_key is not None:
             return self._start_gated(run, step_run, first)
+        # Both INSERTs are compiled before the transaction begins: on SQLite it holds the
+        # database's one write lock, which every other writer waits for (an API trigger
+        # compiled them inside it, docs/performance.md).
+        rows = self._run_and_step_rows(run, step_run)
         with transaction.atomic(using=self.using, savepoint=False):
-            if not self._insert_run_and_step(run, step_run):
+            if not self._write_run_and_step(run, step_run, rows):
                 return False
             enqueue_step(step_run.pk, timeout=step_timeout_seconds(first), priority=run.priority)
         return True
@@ -203,9 +208,36 @@ class RunStore:
         return True
 
     def _insert_run_and_step(self, run: Run, step_run: StepRun) -> bool:
-        if not self._insert_run(run):
-            return False
-        step_run.save(force_insert=True, using=self.using)
+        return self._write_run_and_step(run, step_run, self._run_and_step_rows(run, step_run))
+
+    def _run_and_step_rows(self, run: Run, step_run: StepRun) -> tuple[tuple, tuple]:
+        """The INSERTs of a new run and of its first step run, `(sql, params)` each, as
+        save() would write them (the run's skips a taken idempotency key, run_insert)."""
+        trace_run(run)
+        return (run_insert(run).sql_params(run, self.using),
+                _STEP_INSERT.sql_params(step_run, self.using))
+
+    def _write_run_and_step(self, run: Run, step_run: StepRun, rows: tuple[tuple, tuple]
+                            ) -> bool:
+        """Run `_run_and_step_rows`' INSERTs (in the caller's transaction); False, with
+        nothing written, when the run's idempotency key is taken."""
+        (run_sql, run_params), (step_sql, step_params) = rows
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            cursor.execute(run_sql, run_params)
+            if not cursor.rowcount:
+                return False
+            if connection.features.can_return_columns_from_insert:
+                pk = connection.ops.quote_name(StepRun._meta.pk.column)
+                cursor.execute(f"{step_sql} RETURNING {pk}", step_params)
+                step_run_pk = cursor.fetchone()[0]
+            else:
+                cursor.execute(step_sql, step_params)
+                step_run_pk = connection.ops.last_insert_id(
+                    cursor, StepRun._meta.db_table, StepRun._meta.pk.column)
+        for row in (run, step_run):  # as save() leaves an instance it inserted
+            row._state.adding, row._state.db = False, self.using
+        step_run.pk = step_run_pk
         return True
 
     def _insert_run(self, run: Run) -> bool:

@@ -129,26 +129,35 @@ class CompiledInsert:
         self.fields = fields if fields is not None else [
             f for f in model._meta.concrete_fields if not f.primary_key and not f.generated]
         self.on_conflict = on_conflict
-        self._sql: dict[str, str] = {}
+        # per database: the SQL, and the fields that store an empty value (None) as NULL
+        self._sql: dict[str, tuple[str, frozenset]] = {}
 
     def sql_params(self, obj: Model, using: str) -> tuple[str, list]:
-        sql = self._sql.get(using)
-        if sql is None:  # the first row of this database: compile it the usual way
+        compiled = self._sql.get(using)
+        connection = connections[using]
+        if compiled is None:  # the first row of this database: compile it the usual way
             [(sql, params)] = self._query(obj).get_compiler(using=using).as_sql()
             if len(params) != len(self.fields) or sql.count("%s") != len(self.fields):
                 raise ValueError(f"{self.model.__name__}: a field needs its own placeholder")
-            self._sql[using] = sql
+            null = frozenset(field.attname for field in self.fields
+                             if field.get_db_prep_save(None, connection) is None)
+            self._sql[using] = sql, null
             return sql, list(params)
-        # What Django's SQLInsertCompiler does per value (pre_save_val, then
-        # prepare_value), without building an InsertQuery and its compiler for each row:
-        # for a step's successor that was a fifth of its record's Python time.
-        connection = connections[using]
-        values = [f.pre_save(obj, True) for f in self.fields]
-        if any(hasattr(value, "resolve_expression") for value in values):
-            raise ValueError("an expression would need SQL of its own: save() the row")
-        prepared = zip(self.fields, values, strict=True)
-        return sql, [field.get_db_prep_save(value, connection=connection)
-                     for field, value in prepared]
+        # What the compiler's pre_save_val and prepare_value do for a plain value, without
+        # building a query and its compiler for every row (most of an API trigger's
+        # Python time in the run's and step's INSERTs, docs/performance.md); an empty
+        # value of a field that stores it as NULL is not prepared again.
+        sql, null = compiled
+        params = []
+        for field in self.fields:
+            value = field.pre_save(obj, True)
+            if value is None and field.attname in null:
+                params.append(None)
+                continue
+            if hasattr(value, "resolve_expression"):
+                raise ValueError("an expression would need SQL of its own: save() the row")
+            params.append(field.get_db_prep_save(value, connection))
+        return sql, params
 
     def _query(self, obj: Model | None):
         from django.db.models.sql import InsertQuery
