@@ -40,7 +40,12 @@ class Run(models.Model):
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    process = models.ForeignKey("ApiProcess", on_delete=models.PROTECT, related_name="runs")
+    # Every index of this table is written by each run's start and, since `status` is
+    # indexed, by each change of its status: no column has an index another index already
+    # serves, and a column that is empty for most runs is indexed only where it is set
+    # (Meta.indexes; docs/performance.md, "Indexes a run writes").
+    process = models.ForeignKey("ApiProcess", on_delete=models.PROTECT, related_name="runs",
+                                db_index=False)  # (process, status, created_at) leads with it
     version = models.ForeignKey("ProcessVersion", on_delete=models.PROTECT, related_name="runs")
     trigger = models.JSONField(default=dict, blank=True)
     event = models.ForeignKey(
@@ -49,33 +54,40 @@ class Run(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="runs",
+        db_index=False,
     )
-    entity = models.ForeignKey(
-        "entities.Entity", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    entity = models.ForeignKey(  # run_entity_recent leads with it
+        "entities.Entity", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        db_index=False,
     )
     batch = models.ForeignKey(
-        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        "Batch", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        db_index=False,
     )
     input = models.JSONField(default=dict, blank=True)
     parameters = models.JSONField(default=dict, blank=True)
-    status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    # unique by Meta.constraints: a unique field would also get a pattern index (LIKE)
+    # on PostgreSQL, and nothing searches keys by pattern
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns",
+        db_index=False,
         help_text="The run this one re-runs (a retry or a re-run from a chosen step).")
     parent_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="subruns",
+        db_index=False,
         help_text="The run whose `process` step started this one (a sub-process).")
     parent_step_run = models.ForeignKey(
         "StepRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="subruns",
+        db_index=False,
         help_text="The `process` step run that waits for this run's end.")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+", db_index=False,
     )
     concurrency_key = models.CharField(  # noqa: DJ001 - NULL: the process sets no concurrency
         max_length=300, null=True, blank=True,
@@ -94,7 +106,15 @@ class Run(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["idempotency_key"],
+                                               name="run_idempotency_key_unique")]
         indexes = [models.Index(fields=["process", "status", "created_at"]),
+                   models.Index(fields=["status"], name="run_status"),
+                   # set for some runs only: the others write nothing to these
+                   *(models.Index(fields=[name], condition=models.Q(**{f"{name}__isnull": False}),
+                                  name=f"run_{name}_set")
+                     for name in ("event", "batch", "rerun_of", "parent_run", "parent_step_run",
+                                  "created_by")),
                    # the circuit breaker's runs of one entity in the last minute, on every
                    # save that starts a run: without it SQLite counts through every run of
                    # the process (docs/performance.md, save_overhead_one)
@@ -129,17 +149,19 @@ class StepRun(models.Model):
 
     ACTIVE = (Status.PENDING, Status.RUNNING, Status.WAITING)
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    # As a run's (Run.process): one_step_run_per_scope leads with `run`, the
+    # status index is the first column of (status, lease_expires_at), `parent` is set for
+    # an agent's tool calls only.
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps", db_index=False)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        db_index=False,
         help_text="The step whose execution this is part of (an agent's tool call).")
     step_id = models.CharField(max_length=100)
     step_type = models.CharField(max_length=20)
     scope = models.CharField(max_length=300, blank=True, default="")
     index = models.IntegerField(null=True, blank=True)
-    status = models.CharField(
-        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     # the run's, copied so a doorbell rung for the row (the sweeper's too) uses its queue
     priority = models.CharField(max_length=6, choices=Priority.choices, default=Priority.NORMAL)
     attempt = models.PositiveIntegerField(default=0)
@@ -173,7 +195,9 @@ class StepRun(models.Model):
                 fields=["run", "step_id", "scope"], name="one_step_run_per_scope"
             )
         ]
-        indexes = [models.Index(fields=["status", "lease_expires_at"])]
+        indexes = [models.Index(fields=["status", "lease_expires_at"]),
+                   models.Index(fields=["parent"], condition=models.Q(parent__isnull=False),
+                                name="steprun_parent_set")]
 
     def __str__(self) -> str:
         return f"{self.step_id}{'@' + self.scope if self.scope else ''} ({self.status})"
