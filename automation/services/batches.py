@@ -8,11 +8,16 @@ second; a paused batch's fan-out stops at its cursor and a resume goes on from t
 
 import logging
 import math
+import queue
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import timedelta
+from functools import partial
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef
 from django.utils import timezone
 
@@ -118,24 +123,172 @@ def batch_fanout_run(batch_id) -> None:
     items = items.order_by("pk")
     rate = batch.rate_per_second
     size = max(1, min(CHUNK, math.ceil(rate * RATE_SLICE))) if rate else CHUNK
-    began, sent = time.monotonic(), 0
-    while True:
-        current = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).first()
-        if current != Batch.Status.FANNING_OUT:
-            return  # cancelled, or paused: a resume goes on from the cursor
-        rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
-        chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
-        if chunk is None:
-            break
-        items_in_chunk, last, count = chunk
-        create(batch, items_in_chunk, last)
-        batch.cursor = str(last)
-        sent += count
-        if rate:  # the n-th run starts no earlier than n / rate seconds after the first
-            time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+    # Set-based chunks overlap where the database can write on two connections at once;
+    # not inside a caller's transaction (the chunks' connections could not see it).
+    overlap = (create is _create_chunk and get_store().features.concurrent_writes
+               and concurrency_for(batch.process.current_version_id) is None
+               and not transaction.get_connection().in_atomic_block)
+    began, sent, every_chunk = time.monotonic(), 0, False
+    with (OverlappedChunks() if overlap else SequentialChunks()) as chunks:
+        while True:
+            current = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).first()
+            if current != Batch.Status.FANNING_OUT or chunks.stopped():
+                break  # cancelled, or paused: a resume goes on from the cursor
+            rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
+            chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
+            if chunk is None:
+                every_chunk = True
+                break
+            items_in_chunk, last, count = chunk
+            chunks.write(partial(create, batch, items_in_chunk, last))
+            batch.cursor = str(last)
+            sent += count
+            if rate:  # the n-th run starts no earlier than n / rate seconds after the first
+                time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+        if not chunks.finish() or not every_chunk:  # an error in a chunk is raised here
+            return
     # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
     Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
         status=Batch.Status.RUNNING, fanned_out_at=timezone.now())
+
+
+class ChunkStopped(Exception):
+    """The batch stopped fanning out (cancelled or paused) before a chunk moved its
+    cursor: the chunk's transaction rolls back, so it wrote nothing."""
+
+
+def _move_cursor(batch: Batch, last, created: int) -> None:
+    """In the chunk's transaction: the cursor past `last`, only while the batch is still
+    fanning out. A cancel or pause committed meanwhile makes the chunk write nothing
+    (ChunkStopped), so no run of it starts after the cancel has looked for runs to
+    cancel; a resume writes it again from the cursor."""
+    if not Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
+            cursor=str(last), created_runs=F("created_runs") + created):
+        raise ChunkStopped
+
+
+class SequentialChunks:
+    """Each chunk written and committed before the next one is looked for."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def write(self, create: Callable[..., None]) -> None:
+        try:
+            create()
+        except ChunkStopped:
+            self._stopped = True
+
+    def stopped(self) -> bool:
+        return getattr(self, "_stopped", False)
+
+    def finish(self) -> bool:
+        """Whether every chunk was written (False: the batch stopped fanning out)."""
+        return not self.stopped()
+
+
+class OverlappedChunks:
+    """PostgreSQL (store features.concurrent_writes): a chunk's statements run while the
+    chunk before it commits. The statements are the database's CPU and the commit is the
+    disk's flush of the chunk's write-ahead log, about as long each
+    (docs/performance.md, "Batch fan-out"), so overlapping them nearly halves a chunk.
+
+    Two threads, each with its own connection, take the chunks in turn; each chunk is
+    its own transaction, as in SequentialChunks. A chunk moves the batch's cursor and
+    commits only once the chunk before it has committed (and rolls back if that one
+    failed or stopped), so what is committed is always the first chunks in order: a
+    crash or an error leaves the cursor past the last committed chunk, exactly as one
+    chunk at a time does, and a redelivered fan-out goes on from there. At most two
+    chunks are open at once, and the next chunk's statements start only after this
+    one's are done, so the database runs one chunk statement at a time."""
+
+    def __init__(self):
+        self._writers = [_Writer(), _Writer()]
+        self._written: list[Future] = []
+
+    def __enter__(self):
+        for writer in self._writers:
+            writer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for writer in self._writers:
+            writer.stop()
+
+    def write(self, create: Callable[..., None]) -> None:
+        previous = self._written[-1] if self._written else None
+        if len(self._written) >= 2:  # this chunk's writer is free once its last chunk is
+            self._result(self._written[-2])
+        statements_done = threading.Event()
+
+        def after_statements() -> None:
+            statements_done.set()
+            if previous is not None:
+                previous.result()  # raises when it failed or stopped: this one rolls back
+
+        def chunk() -> None:
+            try:
+                create(before_cursor=after_statements)
+            finally:
+                statements_done.set()
+
+        self._written.append(self._writers[len(self._written) % 2].submit(chunk))
+        statements_done.wait()
+
+    def stopped(self) -> bool:
+        return any(f.done() and f.exception() is not None for f in self._written)
+
+    def finish(self) -> bool:
+        for future in self._written:
+            if not self._result(future):
+                return False
+        return True
+
+    @staticmethod
+    def _result(future: Future) -> bool:
+        """Wait for a chunk; False when the batch stopped fanning out, any other error
+        raised here."""
+        try:
+            future.result()
+        except ChunkStopped:
+            return False
+        return True
+
+
+class _Writer:
+    """A thread that runs chunks one after another on a database connection of its own,
+    closed when it stops."""
+
+    def __init__(self):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="batch-chunk-writer",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> Future:
+        future: Future = Future()
+        self._jobs.put((job, future))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while (item := self._jobs.get()) is not None:
+                job, future = item
+                try:
+                    future.set_result(job())
+                except BaseException as exc:  # noqa: BLE001 - handed to the fan-out's thread
+                    future.set_exception(exc)
+        finally:
+            connections.close_all()
 
 
 def _next_chunk(rest, size: int, *, load: bool):
@@ -155,10 +308,12 @@ def _next_chunk(rest, size: int, *, load: bool):
     return rest.filter(pk__lte=last), last, count
 
 
-def _create_chunk(batch: Batch, entities, last) -> None:
+def _create_chunk(batch: Batch, entities, last, *,
+                  before_cursor: Callable[[], None] | None = None) -> None:
     """One chunk's runs and first steps, set-based over `entities` (the store writes
-    them, rings for them in one broker round trip), then the batch's cursor moves past
-    `last`, in the same transaction."""
+    them, rings for them in one broker round trip after the commit), then the batch's
+    cursor moves past `last`, in the same transaction (`before_cursor` is called between
+    the two: OverlappedChunks waits there for the chunk before)."""
     version = batch.process.current_version
     graph = graph_for(version.pk)
     trigger = {"type": "batch", "batchId": str(batch.pk)}
@@ -172,9 +327,9 @@ def _create_chunk(batch: Batch, entities, last) -> None:
     with transaction.atomic():
         created = get_store().start_chunk(template, entities, graph.steps[graph.start],
                                           key_prefix=f"batch:{batch.pk}:")
-        Batch.objects.filter(pk=batch.pk).update(cursor=str(last),
-                                                 created_runs=F("created_runs") + created)
-        batch.created_runs += created
+        if before_cursor is not None:
+            before_cursor()
+        _move_cursor(batch, last, created)
 
 
 def _create_gated_chunk(batch: Batch, entities, last, trigger: dict) -> None:

@@ -122,6 +122,10 @@ class StoreFeatures:
     one_statement: bool = False
     # A run's start can be joined to another statement (the event dispatch's claim).
     start_in_statement: bool = False
+    # Two connections may write at once, so one transaction's statements can run while
+    # another's commit waits for the disk (a batch's chunks: services.batches). SQLite
+    # has one write lock: the second would only wait for the first.
+    concurrent_writes: bool = False
 
 
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID

@@ -99,7 +99,8 @@ _STEP_UPDATE, _RUN_UPDATE = CompiledUpdate(StepRun), CompiledUpdate(Run)
 
 
 class PostgresRunStore(RunStore):
-    features = StoreFeatures(one_statement=True, start_in_statement=True)
+    features = StoreFeatures(one_statement=True, start_in_statement=True,
+                             concurrent_writes=True)
 
     def _alone(self) -> bool:
         """Statements here commit by themselves: outside any transaction only."""

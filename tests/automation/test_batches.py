@@ -1,9 +1,12 @@
 """Batches fan out one run per matching entity, in chunks, with progress."""
 
 import json
+import threading
+import time
 
 import pytest
 from django.core.management import call_command
+from django.db import connection, connections, transaction
 
 from automation.models import Batch, Run
 from automation.services import batches
@@ -352,3 +355,93 @@ def test_a_batch_of_a_process_with_a_concurrency_rule_starts_through_its_gates(
     run_cancel(run=runs[0])
     assert Run.objects.get(pk=runs[2].pk).status == "waiting"
     assert Run.objects.filter(batch=batch, status="pending").count() == 2
+
+
+def test_a_chunk_of_a_batch_that_stopped_fanning_out_writes_nothing(order_type, record_process,
+                                                                   settings):
+    """A cancel (or pause) that commits after the fan-out looked at the batch and before
+    a chunk moved the cursor: the chunk's transaction rolls back, so no run of it starts
+    after the cancel has looked for runs to cancel, and a resume starts from the cursor."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}  # the fan-out is called here
+    make_orders(order_type, 3)
+    batch = batch_create(entity_type=order_type, process=record_process)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED)
+    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
+    entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+    last = max(entities)
+
+    with pytest.raises(batches.ChunkStopped):
+        batches._create_chunk(batch, entities, last)
+
+    assert not Run.objects.filter(batch=batch).exists()
+    again = Batch.objects.get(pk=batch.pk)
+    assert (again.cursor, again.created_runs) == ("", 0)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="chunks overlap where two connections may write at once")
+def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_type,
+                                                                      record_process, settings):
+    """The race itself, on two connections: the cancel commits (and cancels the runs it
+    finds) while a chunk's INSERT is done but not committed; the chunk then rolls back."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    make_orders(order_type, 3)
+    batch = batch_create(entity_type=order_type, process=record_process)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT)
+    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
+    entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+
+    def cancel_elsewhere():
+        def cancel():
+            try:
+                batch_cancel(batch=Batch.objects.get(pk=batch.pk))
+            finally:
+                connections.close_all()
+        thread = threading.Thread(target=cancel)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+    with pytest.raises(batches.ChunkStopped):
+        batches._create_chunk(batch, entities, max(entities), before_cursor=cancel_elsewhere)
+
+    assert not Run.objects.filter(batch=batch).exclude(status__in=Run.FINISHED).exists()
+    assert Batch.objects.get(pk=batch.pk).status == Batch.Status.CANCELLED
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="chunks overlap where two connections may write at once")
+def test_overlapped_chunks_commit_in_order_and_a_failed_one_stops_those_after_it(order_type):
+    """OverlappedChunks on real connections: a chunk moves on past its statements only
+    once the chunk before it has committed (it sees that chunk's row from its own
+    connection), and when a chunk fails, the chunk after it rolls back, so what is
+    committed is always the first chunks in order (the cursor never skips one)."""
+    from entities.models import EntityType
+
+    seen_by_second = []
+
+    def chunk(key: str, *, fail: bool = False, check: str | None = None, slow: float = 0.0):
+        def create(before_cursor):
+            with transaction.atomic():
+                EntityType.objects.create(key=key, name=key)
+                if fail:
+                    raise RuntimeError(f"{key} failed")
+                before_cursor()
+                if check:
+                    seen_by_second.append(EntityType.objects.filter(key=check).exists())
+                time.sleep(slow)  # a slow commit: what follows must wait for it
+        return create
+
+    with batches.OverlappedChunks() as chunks:
+        chunks.write(chunk("first", slow=0.3))
+        chunks.write(chunk("second", check="first"))
+        assert chunks.finish()
+    assert seen_by_second == [True]
+
+    with batches.OverlappedChunks() as chunks, pytest.raises(RuntimeError, match="third failed"):
+        chunks.write(chunk("third", fail=True))
+        chunks.write(chunk("fourth"))
+        chunks.finish()
+    keys = set(EntityType.objects.filter(key__in=["first", "second", "third", "fourth"])
+               .values_list("key", flat=True))
+    assert keys == {"first", "second"}

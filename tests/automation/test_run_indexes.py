@@ -85,6 +85,12 @@ LOOKUPS = {
     "a run's step runs": lambda: StepRun.objects.filter(run_id=uuid.uuid4()),
     "a step run's tool calls": lambda: StepRun.objects.filter(parent_id=1),
     "step runs of a status": lambda: StepRun.objects.filter(status=StepRun.Status.RUNNING),
+    "steps of runs (pruning)": lambda: StepRun.objects.filter(run_id__in=[uuid.uuid4(),
+                                                                          uuid.uuid4()]),
+    "re-runs of runs (pruning)": lambda: Run.objects.filter(rerun_of_id__in=[uuid.uuid4()]),
+    "a run by its idempotency key": lambda: Run.objects.filter(idempotency_key="batch:x:y"),
+    "live runs (metrics)": lambda: Run.objects.filter(status__in=(Run.Status.PENDING,
+                                                                 Run.Status.RUNNING)),
 }
 
 
@@ -95,3 +101,16 @@ def test_every_lookup_by_a_reference_uses_an_index(lookup):
         assert "USING INDEX" in shown or "USING COVERING INDEX" in shown, shown
     else:
         assert "Index" in shown and "Seq Scan" not in shown, shown
+
+
+@pytest.mark.parametrize("model", [Run, StepRun])
+def test_no_pattern_index_on_a_run_table(model):
+    """PostgreSQL gives an indexed or unique text field a second, LIKE-only index;
+    nothing searches runs or step runs by a prefix of a status or a key (migration 0021
+    drops them)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("only PostgreSQL makes pattern indexes")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s "
+                       "AND indexdef LIKE %s", [model._meta.db_table, "%pattern_ops%"])
+        assert cursor.fetchall() == []

@@ -48,6 +48,34 @@ def create_field_indexes(apps, schema_editor):
             schema_editor.execute(schema_editor._create_index_sql(model, fields=[field]))
 
 
+# PostgreSQL gives an indexed or unique text field a second, LIKE-only index
+# (`varchar_pattern_ops`); nothing searches runs by a prefix of their status or key, and
+# every run's INSERT and status change writes it. Dropped on the database only: the fields
+# keep their index and uniqueness, and Django drops such an index with IF EXISTS should a
+# later migration alter the field.
+PATTERN_INDEXED = ("status", "idempotency_key")
+
+
+def drop_pattern_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    run = apps.get_model("automation", "run")
+    with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s "
+                       "AND indexdef LIKE %s", [run._meta.db_table, "%pattern_ops%"])
+        names = [name for (name,) in cursor.fetchall()]
+    for name in names:
+        schema_editor.execute(f"DROP INDEX {schema_editor.quote_name(name)}")
+
+
+def create_pattern_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    run = apps.get_model("automation", "run")
+    for name in PATTERN_INDEXED:
+        schema_editor.execute(schema_editor._create_like_index_sql(run, run._meta.get_field(name)))
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -122,6 +150,7 @@ class Migration(migrations.Migration):
             database_operations=[migrations.RunPython(drop_field_indexes,
                                                       create_field_indexes)],
         ),
+        migrations.RunPython(drop_pattern_indexes, create_pattern_indexes),
         migrations.AddIndex(
             model_name='run',
             index=models.Index(condition=models.Q(('entity__isnull', False)), fields=['entity', 'created_at'], name='run_entity_recent'),
