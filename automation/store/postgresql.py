@@ -92,6 +92,7 @@ from entities.db.compiled import (
     RowBuilder,
     insert_from,
     insert_select,
+    update_sql,
 )
 
 # A step's record and a run's end: the same UPDATEs every step, compiled once
