@@ -54,6 +54,11 @@ _CLAIMED = CompiledLookup(lambda pk: StepRun.objects.select_related("run__proces
 RUN_NOT_STARTED = (Run.Status.PENDING, Run.Status.WAITING)
 
 
+def _due(now) -> Q:
+    """A step run a claim may take now: pending, and not put off to later."""
+    return Q(status=StepRun.Status.PENDING) & (Q(not_before__isnull=True) | Q(not_before__lte=now))
+
+
 def _claim_values(claim: uuid.UUID, now, lease_until) -> dict:
     return {"status": StepRun.Status.RUNNING, "claim": claim, "attempt": F("attempt") + 1,
             "started_at": now, "lease_expires_at": lease_until}
@@ -82,8 +87,7 @@ def _claim_params(connection, claim: uuid.UUID, now, lease_until) -> list:
 # each time was a third of a claim's Python time.
 _CLAIM_DUE = CompiledStatement(
     lambda using, pk, claim, now, lease_until: update_sql(
-        StepRun.objects.filter(Q(status=StepRun.Status.PENDING) & (
-            Q(not_before__isnull=True) | Q(not_before__lte=now)), pk=pk),
+        StepRun.objects.filter(_due(now), pk=pk),
         _claim_values(claim, now, lease_until), using),
     lambda connection, pk, claim, now, lease_until: [
         *_claim_params(connection, claim, now, lease_until),
@@ -466,12 +470,8 @@ class RunStore:
         """The due rows among `step_run_ids` and what their claim writes (one claim
         token for the group: each row is still written only while it is the group's)."""
         now = timezone.now()
-        values = {"status": StepRun.Status.RUNNING, "claim": uuid.uuid4(),
-                  "attempt": F("attempt") + 1, "started_at": now,
-                  "lease_expires_at": now + timedelta(seconds=lease_seconds)}
-        due = Q(status=StepRun.Status.PENDING) & (
-            Q(not_before__isnull=True) | Q(not_before__lte=now))
-        return StepRun.objects.filter(due, pk__in=step_run_ids), values, now
+        values = _claim_values(uuid.uuid4(), now, now + timedelta(seconds=lease_seconds))
+        return StepRun.objects.filter(_due(now), pk__in=step_run_ids), values, now
 
     def _take_group(self, step_run_ids: list[int], *, lease_seconds: int,
                     durable: bool) -> list[StepRun]:

@@ -31,11 +31,8 @@ from automation.models import Run, StepRun
 from automation.store import hooks, recording, waiting
 from automation.store.claims import Claim
 from automation.store.graphs import graph_for, is_sequential
+from automation.store.settling import RUN_UPDATE, STEP_UPDATE
 from automation.store.state import StepState
-from entities.db.compiled import CompiledUpdate
-
-# The same UPDATEs as a step's one-statement record and a run's end (compiled once)
-_STEP_UPDATE, _RUN_UPDATE = CompiledUpdate(StepRun), CompiledUpdate(Run)
 
 
 class _ClaimLost(Exception):
@@ -99,11 +96,11 @@ def _end_runs(using: str, items: list[tuple[Claim, Outcome, int]]) -> None:
                     "finished_at": now, "duration_ms": duration_ms}
         values = {name: recorded.get(name, getattr(step_run, name))
                   for name in recording.RECORDED}
-        sql, params = _STEP_UPDATE.sql_params(
+        sql, params = STEP_UPDATE.sql_params(
             {"pk": step_run.pk, "claim": step_run.claim, "status": StepRun.Status.RUNNING},
             values, using)
         step_rows[sql].append(params)
-        sql, params = _RUN_UPDATE.sql_params(
+        sql, params = RUN_UPDATE.sql_params(
             {"pk": step_run.run_id}, {"status": Run.Status.COMPLETED,
                                       "result": outcome.output, "finished_at": now}, using)
         run_rows[sql].append(params)

@@ -84,19 +84,16 @@ from automation.store.claims import Claim, Handover
 from automation.store.doorbell import enqueue_chunk, enqueue_step
 from automation.store.graphs import concurrency_for, graph_for, is_plain, is_sequential
 from automation.store.policy import step_timeout_seconds
+from automation.store.settling import RUN_UPDATE, STEP_UPDATE
 from automation.store.state import StepState
 from automation.store.successors import hand_over, successor_row
 from entities.db import commits, prepared
 from entities.db.compiled import (
-    CompiledUpdate,
     RowBuilder,
     insert_from,
     insert_select,
     update_sql,
 )
-
-# A step's record and a run's end: the same UPDATEs every step, compiled once
-_STEP_UPDATE, _RUN_UPDATE = CompiledUpdate(StepRun), CompiledUpdate(Run)
 
 
 class PostgresRunStore(RunStore):
@@ -328,7 +325,7 @@ class PostgresRunStore(RunStore):
                  gate: tuple[int, str] | None = None) -> tuple[bool, int | None]:
         qn = connections[self.using].ops.quote_name
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
-        record_sql, record_params = _STEP_UPDATE.sql_params(
+        record_sql, record_params = STEP_UPDATE.sql_params(
             {"pk": step_run.pk, "claim": step_run.claim, "status": StepRun.Status.RUNNING},
             recorded, self.using)
         parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
@@ -365,7 +362,7 @@ class PostgresRunStore(RunStore):
             params += insert_params
             select += "(SELECT id FROM follower)"
         else:
-            finish_sql, finish_params = _RUN_UPDATE.sql_params(
+            finish_sql, finish_params = RUN_UPDATE.sql_params(
                 {"pk": step_run.run_id}, {"status": Run.Status.COMPLETED,
                                           "result": recorded["output"], "finished_at": now},
                 self.using)

@@ -22,7 +22,7 @@ from automation.store.graphs import graph_for
 from automation.store.policy import backoff_seconds, max_attempts, step_timeout_seconds
 from automation.store.state import StepState
 from automation.store.successors import finish_loop, follow, start_iteration
-from entities.db.compiled import CompiledStatement, CompiledUpdate
+from entities.db.compiled import CompiledStatement
 
 
 def record(claim: Claim, outcome: Outcome, *, duration_ms: int,
@@ -233,7 +233,6 @@ def _open_approval(run: Run, step_run: StepRun) -> None:
     hooks.approval_requested(approval)
 
 
-_STEP_UPDATE = CompiledUpdate(StepRun)
 RECORDED = ("status", "output", "error", "logs", "state", "attempt", "claim", "not_before",
             "lease_expires_at", "started_at", "finished_at", "duration_ms", "key_attempt")
 
@@ -251,7 +250,7 @@ def _save(step_run: StepRun, **changes) -> bool:
     values = {name: getattr(step_run, name) for name in RECORDED}
     using = router.db_for_write(StepRun)
     try:  # the same UPDATE every step: compiled once per shape (entities.db.compiled)
-        sql, params = _STEP_UPDATE.sql_params(filters, values, using)
+        sql, params = settling.STEP_UPDATE.sql_params(filters, values, using)
     except ValueError:  # an expression among the values: Django compiles it
         return bool(StepRun.objects.filter(**filters).update(**values))
     with connections[using].cursor() as cursor:

@@ -122,14 +122,15 @@ def finish_run(run: Run, *, result: Any = None) -> None:
     waiting.announce(run)
 
 
-# A run's end, the same UPDATE at every run's end: compiled once per shape
-_RUN_UPDATE = CompiledUpdate(Run)
+# A step's record and a run's end: the same UPDATEs every time, compiled once per shape
+# (every way of recording uses these: store.recording, store.grouped, store.postgresql)
+STEP_UPDATE, RUN_UPDATE = CompiledUpdate(StepRun), CompiledUpdate(Run)
 
 
 def _save_fields(run: Run, names: tuple[str, ...]) -> None:
     """`run.save(update_fields=names)` with its UPDATE compiled once (entities.db.compiled)."""
     using = router.db_for_write(Run)
-    sql, params = _RUN_UPDATE.sql_params({"pk": run.pk}, {n: getattr(run, n) for n in names},
+    sql, params = RUN_UPDATE.sql_params({"pk": run.pk}, {n: getattr(run, n) for n in names},
                                          using)
     with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
