@@ -4,6 +4,7 @@ every claimed step by its lease, and every run completes once."""
 
 import pytest
 
+import tests.automation.worker_functions  # noqa: F401 - registers worker.* here too (the definition is validated in this process)
 from automation.models import Run, StepRun
 from automation.services.batches import batch_create
 from automation.services.sweeper import steps_sweep
