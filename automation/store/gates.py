@@ -103,6 +103,9 @@ def release(run: Run) -> None:
     if rule is None:
         return
     lock(run.process_id, run.concurrency_key, rule, writing=True)
+    if not ConcurrencyGate.objects.filter(process_id=run.process_id, queued=True,
+                                          key=first_gate(run.concurrency_key, rule)).exists():
+        return  # read under the gate's lock: no start has queued a run behind it
     queued = Run.objects.filter(process_id=run.process_id, status=Run.Status.PENDING,
                                 pending_reason__isnull=False).order_by("created_at", "id")
     if not rule.process_limit:

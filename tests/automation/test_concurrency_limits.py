@@ -4,11 +4,14 @@ new run is cancelled; or the oldest running one is. Runs here wait on a human st
 they hold their slot until a test cancels them."""
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from automation.exceptions import DefinitionInvalidError
 from automation.models import Run, StepRun
 from automation.services.processes import process_save
 from automation.services.runs import run_cancel, run_start
+from automation.store import gates
 from entities.services import entity_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,3 +140,27 @@ def test_the_reason_is_shown_on_the_api_and_the_run_page(order_type, admin_clien
     page = admin_client.get(reverse("admin:automation_run_change", args=[queued.pk]))
     assert ("Not started yet. Waiting for a concurrency slot: limit 1 for key"
             in page.content.decode())
+
+
+def test_a_gated_end_with_nothing_queued_reads_its_gate_and_looks_no_further(order_type):
+    """The gate's `queued` flag, read under its lock, says no start queued a run behind
+    it: the end then neither scans the queued runs nor writes the gate (on SQLite one
+    statement; PostgreSQL takes the gate's row lock first)."""
+    process = gated("quiet", {"limit": 1}, order_type)
+    order = entity_create(entity_type=order_type, reference="Q-1", data=ORDER)
+    run = start(process, order)
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        gates.release(run)
+    statements = [q["sql"] for q in queries.captured_queries
+                  if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    expected = 2 if connection.features.has_select_for_update else 1
+    assert len(statements) == expected, statements
+    assert "automation_run" not in statements[-1]
+
+    queued = start(process, order)  # behind the first: the gate says so, and it is admitted
+    assert queued.pending_reason
+    with transaction.atomic():
+        Run.objects.filter(pk=run.pk).update(status="completed")
+        gates.release(Run.objects.get(pk=run.pk))
+    queued.refresh_from_db()
+    assert queued.pending_reason is None and queued.status == "waiting"
