@@ -27,9 +27,11 @@ class QueueBroker(PriorityORM):
         return OrmQ.objects.using(Conf.ORM)
 
     def enqueue_many(self, packages: list[str], priority: str) -> None:
-        """Doorbell rows written by one INSERT that SQLite prepared once per connection,
-        sent on the connection's own driver handle (docs/performance.md, "The doorbell's
-        row in the queue's file").
+        """One doorbell: its row written by an INSERT that SQLite prepared once per
+        connection, sent on the connection's own driver handle (docs/performance.md, "The
+        doorbell's row in the queue's file"). Several (a chunk's): the ORM's way, whose
+        multi-row statements commit 500 rows at a time (the driver's `executemany` would
+        commit each row on its own outside a transaction).
 
         A doorbell rung after a commit (every save that starts a run rings one) is one
         row in its own write transaction of this file. Through the ORM that row cost
@@ -44,14 +46,13 @@ class QueueBroker(PriorityORM):
         closed where Django closes them anyway (a request's end, django-q2 before each
         task) and by the dequeue's `get_connection` above."""
         connection = connections[Conf.ORM]
-        if connection.vendor != "sqlite" or connection.in_atomic_block:
+        if len(packages) != 1 or connection.vendor != "sqlite" or connection.in_atomic_block:
             super().enqueue_many(packages, priority)
             return
         connection.ensure_connection()
-        key = queue_key(self._key(), priority)
         lock = connection.ops.adapt_datetimefield_value(timezone.now())
-        rows = [(key, package, lock) for package in packages]
-        connection.connection.executemany(_doorbell_insert(), rows)
+        connection.connection.execute(
+            _doorbell_insert(), (queue_key(self._key(), priority), packages[0], lock))
 
 
 def _doorbell_insert() -> str:

@@ -123,3 +123,16 @@ def test_a_doorbell_sent_inside_a_queue_transaction_is_rolled_back_with_it(queue
     assert _rows(path) == []
     send_step(44)  # after it, on the connection in autocommit again: committed at once
     assert len(_rows(path)) == 1
+
+
+def test_a_chunks_doorbells_are_one_statement_not_a_commit_each(queued_mode):
+    """Several doorbells at once (a batch chunk's) keep the multi-row INSERT: one
+    statement, so one commit, per 500 rows, not one commit per row."""
+    from django.test.utils import CaptureQueriesContext
+
+    from automation.store.doorbell import ring_many
+
+    with CaptureQueriesContext(connections["queue"]) as queries:
+        ring_many([51, 52, 53])
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    assert len(_rows(connections["queue"].settings_dict["NAME"])) == 3
