@@ -4,10 +4,11 @@ set up (by name, from Q_CLUSTER['broker_class'])."""
 
 from django import db
 from django.db import connections
+from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from automation.store.queues import PriorityORM
+from automation.store.queues import PriorityORM, queue_key
 
 
 class QueueBroker(PriorityORM):
@@ -24,3 +25,45 @@ class QueueBroker(PriorityORM):
         if not any(c.in_atomic_block for c in connections.all(initialized_only=True)):
             db.close_old_connections()
         return OrmQ.objects.using(Conf.ORM)
+
+    def enqueue_many(self, packages: list[str], priority: str) -> None:
+        """One doorbell: its row written by an INSERT that SQLite prepared once per
+        connection, sent on the connection's own driver handle (docs/performance.md, "The
+        doorbell's row in the queue's file"). Several (a chunk's): the ORM's way, whose
+        multi-row statements commit 500 rows at a time (the driver's `executemany` would
+        commit each row on its own outside a transaction).
+
+        A doorbell rung after a commit (every save that starts a run rings one) is one
+        row in its own write transaction of this file. Through the ORM that row cost
+        more Python than SQLite spent writing it: the stale-connection sweep of every
+        connection of the process, a queryset, Django's cursor and its wrappers, the
+        placeholders rewritten and the field values prepared on every call. Here the
+        statement's text never changes, so the driver's statement cache keeps it
+        prepared, and the row is the same row (`lock`, the time from which a worker may
+        take it, in Django's own text form for this column). Inside a transaction on
+        the queue's connection (never the case for a doorbell after a commit) it goes
+        the ORM's way, so Django's transaction checks apply. Stale connections are
+        closed where Django closes them anyway (a request's end, django-q2 before each
+        task) and by the dequeue's `get_connection` above."""
+        connection = connections[Conf.ORM]
+        if len(packages) != 1 or connection.vendor != "sqlite" or connection.in_atomic_block:
+            super().enqueue_many(packages, priority)
+            return
+        connection.ensure_connection()
+        lock = connection.ops.adapt_datetimefield_value(timezone.now())
+        connection.connection.execute(
+            _doorbell_insert(), (queue_key(self._key(), priority), packages[0], lock))
+
+
+def _doorbell_insert() -> str:
+    """The doorbell row's INSERT, as the ORM names the table and columns (built once)."""
+    global _INSERT
+    if _INSERT is None:
+        table = OrmQ._meta.db_table
+        columns = [OrmQ._meta.get_field(name).column for name in ("key", "payload", "lock")]
+        names = ", ".join(f'"{column}"' for column in columns)
+        _INSERT = f'INSERT INTO "{table}" ({names}) VALUES (?, ?, ?)'  # noqa: S608
+    return _INSERT
+
+
+_INSERT: str | None = None

@@ -70,3 +70,69 @@ def test_the_queue_has_a_file_of_its_own_and_a_step_runs_through_it(order_type, 
         worker.stop()
     assert sorted(effects.read_text().split()) == [f"{run.pk}:a", f"{run.pk}:b"]
     assert StepRun.objects.get(pk=step.pk).status == StepRun.Status.COMPLETED
+
+
+def _rows(path: str) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT key, payload, lock FROM django_q_ormq ORDER BY id").fetchall()
+
+
+def test_a_doorbell_after_a_commit_is_the_row_the_orm_writes_and_a_worker_takes(queued_mode):
+    """The doorbell's own INSERT on the queue file (config/queue_broker.py) writes what the
+    ORM's INSERT writes: the same key per priority, the package, and `lock` in Django's
+    text form, so the dequeue's `lock < now` takes it and nothing else does."""
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    from automation.models import Priority
+    from automation.store.doorbell import TASK, queue_broker, ring
+
+    broker, path = queue_broker(), connections["queue"].settings_dict["NAME"]
+    assert type(broker).__name__ == "QueueBroker"
+    assert ring(41) and ring(42, priority=Priority.HIGH)
+    fast = _rows(path)
+    assert [key for key, _, _ in fast] == [settings.Q_CLUSTER["name"],
+                                           f"{settings.Q_CLUSTER['name']}:high"]
+    assert [SignedPackage.loads(payload)["args"] for _, payload, _ in fast] == [(41,), (42,)]
+    assert all(SignedPackage.loads(payload)["func"] == TASK for _, payload, _ in fast)
+    # the same rows through the ORM (the broker's general path), read back the same way
+    OrmQ.objects.using("queue").create(key=settings.Q_CLUSTER["name"], payload="orm",
+                                       lock=OrmQ.objects.using("queue").get(key=fast[0][0]).lock)
+    orm_lock = _rows(path)[-1][2]
+    assert orm_lock == fast[0][2] and len(orm_lock) == len(fast[1][2])
+    OrmQ.objects.using("queue").filter(payload="orm").delete()
+    # a worker's dequeue takes the high one first, then the normal one, and locks each
+    taken = [SignedPackage.loads(payload)["args"] for _, payload in broker.dequeue()]
+    taken += [SignedPackage.loads(payload)["args"] for _, payload in broker.dequeue()]
+    assert taken == [(42,), (41,)]
+    assert not broker.dequeue() and broker.queue_size() == 0 and broker.lock_size() == 2
+
+
+def test_a_doorbell_sent_inside_a_queue_transaction_is_rolled_back_with_it(queued_mode):
+    """Inside a transaction on the queue's connection the row goes the ORM's way, so it
+    belongs to that transaction (and Django's checks of it apply)."""
+    from django.db import transaction
+
+    from automation.store.doorbell import queue_broker, send_step
+
+    path = connections["queue"].settings_dict["NAME"]
+    with pytest.raises(RuntimeError), transaction.atomic(using="queue"):
+        send_step(43)
+        assert queue_broker().queue_size() == 1  # written, in this transaction
+        raise RuntimeError("roll back")
+    assert _rows(path) == []
+    send_step(44)  # after it, on the connection in autocommit again: committed at once
+    assert len(_rows(path)) == 1
+
+
+def test_a_chunks_doorbells_are_one_statement_not_a_commit_each(queued_mode):
+    """Several doorbells at once (a batch chunk's) keep the multi-row INSERT: one
+    statement, so one commit, per 500 rows, not one commit per row."""
+    from django.test.utils import CaptureQueriesContext
+
+    from automation.store.doorbell import ring_many
+
+    with CaptureQueriesContext(connections["queue"]) as queries:
+        ring_many([51, 52, 53])
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
+    assert len(_rows(connections["queue"].settings_dict["NAME"])) == 3
