@@ -19,6 +19,7 @@ from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from entities.actors import current_actor
+from entities.db import prepared
 from entities.db.commits import commit_without_flush, execute_alone
 from entities.db.compiled import update_sql
 from entities.models import Entity, EntityEvent
@@ -33,6 +34,9 @@ class Offer:
     params: tuple
     written: Callable[[Any], None]
     fresh: Callable[[], bool] = lambda: True
+    # Asked inside the save's transaction: whether the statement may run there, now
+    # (nothing this transaction did before makes it stale). See `subscribe`.
+    with_save: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,11 @@ def subscribe(name: str, handle: Callable, interested: Callable | None = None,
     the event is written, inside the save's transaction, so that only the statement is
     left for after the commit (the time between a save's commit and its first step);
     `fresh()` says after the commit whether the offer still stands, else `handle` runs.
+    When `with_save()` says so, the statement runs at once inside the save's
+    transaction, in a savepoint of its own sent with it (one round trip): the event
+    and what the subscriber writes commit together, and only what `written` leaves for
+    the commit (the doorbell) is done after it; a statement that fails there rolls back
+    its savepoint and the dispatch is done after the commit as without it.
 
     `prepare(event)`, when given, is asked after the commit just before the dispatch's
     transaction, for what `handle` can do outside it (reads, building rows); what it
@@ -175,6 +184,8 @@ def _write_and_schedule(event: EntityEvent, *, durable: bool = False) -> None:
     if event.pk is None:
         event.save(force_insert=True)
     offer = _offer(event, interested)
+    if offer is not None and _offer_with_save(event, offer):
+        return
     transaction.on_commit(
         lambda: event_dispatch(event.pk, event=event, durable=durable, offer=offer))
 
@@ -226,6 +237,39 @@ def _offer(event: EntityEvent, interested: list[Subscriber]) -> Offer | None:
         raise  # the save's transaction is broken: the save fails, as it would anyway
     except Exception:  # the general way will meet it again after commit, and log it
         return None
+
+
+def _offer_with_save(event: EntityEvent, offer: Offer) -> bool:
+    """The Offer's one statement run inside the save's transaction (`subscribe`), where
+    the statement after the commit would be a round trip and a commit of its own between
+    the save and its first step (docs/performance.md, "First step on PostgreSQL"). The
+    statement is the one the dispatch after the commit runs (its claim finds the event
+    not yet dispatched: no other dispatcher can see it before this commit); it is in a
+    savepoint of its own, so a failure leaves the save usable and the event to the
+    dispatch after the commit (which logs it). True when written."""
+    using = router.db_for_write(EntityEvent)
+    if not connections[using].in_atomic_block or not offer.with_save():
+        return False
+    try:
+        with connections[using].cursor() as cursor:
+            prepared.execute_guarded(cursor, _statement(using, offer),
+                                     (timezone.now(), event.pk, *offer.params), using=using)
+            claimed, value = cursor.fetchone()
+    except DatabaseError:  # rolled back to its savepoint: the save goes on
+        logger.debug("dispatch of event %s with its save failed", event.pk, exc_info=True)
+        return False
+    if not claimed:  # cannot be: nobody else sees the event before this commit
+        return False
+    offer.written(value)
+    return True
+
+
+def _statement(using: str, offer: Offer) -> str:
+    """The dispatch's one statement: the event's claim, and the subscriber's writes
+    reading it (compiled SQL and the subscriber's likewise compiled CTEs; values are
+    parameters: the claim's two, then the offer's)."""
+    return (f"WITH claimed AS ({_claim_sql(using)} RETURNING 1), {offer.ctes} "  # noqa: S608
+            "SELECT (SELECT count(*) FROM claimed), (SELECT * FROM written_row)")
 
 
 def event_dispatch(event_id: int, *, event: EntityEvent | None = None,
@@ -300,12 +344,9 @@ def _dispatch_in_one_statement(event: EntityEvent, offer: Offer, *,
     if connection.in_atomic_block or not offer.fresh():
         return None
     try:
-        claim_sql, claim_params = _claim_sql(using), (timezone.now(), event.pk)
-        # compiled SQL and the subscriber's (likewise compiled) CTEs; values are parameters
-        sql = (f"WITH claimed AS ({claim_sql} RETURNING 1), {offer.ctes} "  # noqa: S608
-               "SELECT (SELECT count(*) FROM claimed), (SELECT * FROM written_row)")
         with connection.cursor() as cursor:
-            execute_alone(cursor, sql, (*claim_params, *offer.params), using=using,
+            execute_alone(cursor, _statement(using, offer),
+                          (timezone.now(), event.pk, *offer.params), using=using,
                           durable=durable, prepare=True)
             claimed, value = cursor.fetchone()
     except Exception:

@@ -46,7 +46,22 @@ def enqueue_step(step_run_id: int, *, timeout: int | None = None,
     if _queue_in_transaction():
         send_step(step_run_id, timeout=timeout, priority=priority)
         return
-    transaction.on_commit(lambda: ring(step_run_id, timeout=timeout, priority=priority))
+    package = _package_ahead(step_run_id, timeout)
+    transaction.on_commit(lambda: ring(step_run_id, timeout=timeout, priority=priority,
+                                       package=package))
+
+
+def _package_ahead(step_run_id: int, timeout: int | None) -> str | None:
+    """The doorbell's task package (pickled and signed) built now, before the commit, so
+    that after it only the push is left: the time from a save's commit to its first step
+    (docs/performance.md, "First step on PostgreSQL"). None where nothing is sent (sync
+    mode) or it cannot be built here (then ring builds it, and says why it could not)."""
+    if settings.Q_CLUSTER.get("sync"):
+        return None
+    try:
+        return _package(TASK, (step_run_id,), timeout)
+    except Exception:  # ring meets it again after the commit, and logs it
+        return None
 
 
 def _queue_in_transaction() -> bool:
@@ -58,14 +73,16 @@ def _queue_in_transaction() -> bool:
     return alias == router.db_for_write(StepRun) and not transaction.get_autocommit(using=alias)
 
 
-def ring(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL) -> bool:
-    """Send one doorbell now; False (logged) when the broker would not take it. (In
-    synchronous mode the step runs here, and its errors are not the broker's.)"""
+def ring(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL,
+         package: str | None = None) -> bool:
+    """Send one doorbell now (its `package` when built already); False (logged) when the
+    broker would not take it. (In synchronous mode the step runs here, and its errors are
+    not the broker's.)"""
     if settings.Q_CLUSTER.get("sync"):
         _run_inline(step_run_id)
         return True
     try:
-        send_step(step_run_id, timeout=timeout, priority=priority)
+        send_step(step_run_id, timeout=timeout, priority=priority, package=package)
     except Exception:  # the database is the truth: the sweeper rings again later
         logger.warning("could not enqueue step run %s; the sweeper will ring again",
                        step_run_id, exc_info=True)
@@ -96,9 +113,14 @@ def ring_many(step_run_ids: list[int], *, timeout: int | None = None,
                        len(step_run_ids), exc_info=True)
 
 
-def send_step(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL) -> None:
+def send_step(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL,
+              package: str | None = None) -> None:
+    """`package`: the step's, built already (_package_ahead)."""
     if settings.Q_CLUSTER.get("sync"):
         _run_inline(step_run_id)
+        return
+    if package is not None:
+        _send_packages([package], priority)
         return
     _send_many([step_run_id], timeout=timeout, priority=priority)
 

@@ -239,11 +239,11 @@ def event_with_save(event: EntityEvent) -> Callable[[EntityEvent], bool] | None:
     condition, the circuit breaker), and writes the run with its first step, or says
     False for the general way.
 
-    Not where the store starts a run in the dispatch's one statement (PostgreSQL): that
-    statement, run after the commit, is prepared once per connection and commits without
-    waiting for the disk, where inside the save it would be planned every time and need
-    a savepoint's two round trips (measured: more statements and more CPU per save,
-    docs/performance.md "Saves that start a run")."""
+    Not where the store starts a run in one statement (PostgreSQL): there the outbox
+    runs that statement (event_statement) in the save's transaction instead, prepared
+    once per connection and sent with its savepoint in one round trip, where this way
+    takes the savepoint's two and an INSERT each (measured: more statements and more
+    CPU per save, docs/performance.md "Saves that start a run")."""
     from automation.services.processes import index_change_pending
     from automation.services.runs import run_start_prepare, run_start_prepared
     from automation.store import get_store
@@ -337,7 +337,13 @@ def event_statement(event: EntityEvent) -> Offer | None:
     """The common case, one process started and no condition that failed (which counts
     a skip), as CTEs of the dispatch's one statement (entities.outbox.subscribe). Asked
     inside the save's transaction: it stands while this process's index is the one it
-    was matched on (a process changed in that transaction drops the index at commit)."""
+    was matched on (a process changed in that transaction drops the index at commit).
+
+    The outbox runs it at once, inside the save's transaction, unless a process was
+    changed earlier in that transaction (this process's index learns of it only at the
+    commit): the run and its first step then commit with the save, and only the doorbell
+    is left for after it (docs/performance.md, "First step on PostgreSQL")."""
+    from automation.services.processes import index_change_pending
     from automation.services.runs import run_start_statement
 
     index = current()
@@ -348,7 +354,8 @@ def event_statement(event: EntityEvent) -> Offer | None:
     if offered is None:
         return None
     ctes, params, started = offered
-    return Offer(ctes, params, started, fresh=lambda: _state["index"] is index)
+    return Offer(ctes, params, started, fresh=lambda: _state["index"] is index,
+                 with_save=lambda: _state["index"] is index and not index_change_pending())
 
 
 def _one_start(event: EntityEvent, index: TriggerIndex) -> dict | None:

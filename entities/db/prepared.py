@@ -6,7 +6,8 @@ is parsed and planned again each time, a fifth of its cost. Here it is PREPAREd 
 each connection, with the parameter types PostgreSQL infers from the statement, and run
 as `EXECUTE name(<the same client-bound values>)`.
 
-Only outside a transaction: there a failed PREPARE or EXECUTE would abort it. A
+Only outside a transaction, where a failed PREPARE or EXECUTE would abort it, unless
+the statement runs in a savepoint of its own (`execute_guarded`). A
 connection that cannot keep a prepared statement (a pooler in transaction mode hands
 each transaction to another server connection; DISCARD ALL drops them) stops preparing
 at its first failure: the statement then runs as it is. The failed EXECUTE did nothing,
@@ -32,28 +33,54 @@ class _Prepared:
         self.raw, self.names, self.off = raw, {}, False
 
 
-def execute(cursor, sql: str, params, *, using: str = "default", send=None) -> None:
+def execute(cursor, sql: str, params, *, using: str = "default", send=None,
+            guarded: bool = False) -> None:
     """`send(cursor, sql, params)` (default: cursor.execute), with `sql` prepared on this
     connection where it can be: PostgreSQL, outside a transaction (a failed PREPARE or
-    EXECUTE there would abort it)."""
+    EXECUTE there would abort it), or inside one when `guarded` (`send` runs it in a
+    savepoint of its own, execute_guarded)."""
     send = send or _send
     try:
-        send(cursor, executable(cursor, sql, len(params), using=using), params)
+        send(cursor, executable(cursor, sql, len(params), using=using, guarded=guarded), params)
     except DatabaseError as exc:
         if not lost(exc, using=using):
             raise
         send(cursor, sql, params)  # the failed EXECUTE did nothing
 
 
+GUARD = "entityflow_guard"  # the savepoint of execute_guarded
+
+
+def execute_guarded(cursor, sql: str, params, *, using: str = "default") -> None:
+    """Inside a transaction: `sql` (one statement, prepared where it can be) in a
+    savepoint of its own, sent with it in one round trip (`SAVEPOINT; sql; RELEASE`)
+    where Django's savepoint costs two more. When it fails, the savepoint is rolled back,
+    so the transaction stays usable (what `sql` wrote is undone), and the error raised;
+    its result is the cursor's current one."""
+    execute(cursor, sql, params, using=using, send=_send_guarded, guarded=True)
+
+
+def _send_guarded(cursor, sql: str, params) -> None:
+    try:
+        cursor.execute(f"SAVEPOINT {GUARD}; {sql}; RELEASE SAVEPOINT {GUARD}", params)
+    except DatabaseError:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {GUARD}; RELEASE SAVEPOINT {GUARD}")
+        raise
+    cursor.nextset()  # past the SAVEPOINT, to the statement's own result
+
+
 def _send(cursor, sql: str, params) -> None:
     cursor.execute(sql, params)
 
 
-def executable(cursor, sql: str, count: int, *, using: str = "default") -> str:
+def executable(cursor, sql: str, count: int, *, using: str = "default",
+               guarded: bool = False) -> str:
     """`EXECUTE name(%s, …)` for `sql` (with `count` parameters), preparing it on this
-    connection first; `sql` itself where it cannot be prepared."""
+    connection first; `sql` itself where it cannot be prepared. `guarded`: inside a
+    transaction, `sql` runs in a savepoint of its own (execute_guarded), and so is the
+    PREPARE."""
     connection = connections[using]
-    if (connection.vendor != "postgresql" or connection.in_atomic_block
+    if (connection.vendor != "postgresql" or (connection.in_atomic_block and not guarded)
             or not getattr(settings, "ENTITYFLOW_PREPARED_STATEMENTS", True)):
         return sql
     state = getattr(connection, "_entityflow_prepared", None)
@@ -63,13 +90,14 @@ def executable(cursor, sql: str, count: int, *, using: str = "default") -> str:
     if name is None:
         if state.off or len(state.names) >= MOST_PER_CONNECTION:
             return sql
-        name = _prepare(cursor, state, sql, count)
+        name = _prepare(cursor, state, sql, count, guarded=connection.in_atomic_block)
         if name is None:
             return sql
     return f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
 
 
-def _prepare(cursor, state: _Prepared, sql: str, count: int) -> str | None:
+def _prepare(cursor, state: _Prepared, sql: str, count: int, *,
+             guarded: bool = False) -> str | None:
     # Named by the text itself: where a pooler lets connections share server sessions, a
     # name another client prepared can only stand for this same statement.
     digest = hashlib.blake2b(sql.encode(), digest_size=10).hexdigest()
@@ -79,7 +107,8 @@ def _prepare(cursor, state: _Prepared, sql: str, count: int) -> str | None:
     except (TypeError, ValueError):  # not psycopg's %s style: leave it alone
         return None
     try:
-        cursor.execute(f"PREPARE {name} AS {numbered}")
+        # PREPARE is not undone by a rollback: only a failed one needs the savepoint
+        (_send_guarded if guarded else _send)(cursor, f"PREPARE {name} AS {numbered}", None)
     except DatabaseError:  # a type PostgreSQL cannot infer, a name a pooler already holds
         logger.info("statement not prepared; it runs unprepared on this connection",
                     exc_info=True)

@@ -1,5 +1,6 @@
 """An event that starts one process in the plain way is dispatched in the save's own
-transaction (entities.outbox `with_save`, automation.triggers.events.event_with_save):
+transaction (entities.outbox `with_save`, automation.triggers.events.event_with_save;
+on PostgreSQL the dispatch's one statement, `Offer.with_save`):
 the event written already dispatched, the run and its first step with it, only the
 doorbell after the commit. It must leave what the dispatch after the commit leaves, roll
 back with the save, and give way to that dispatch whenever it cannot say everything it
@@ -25,12 +26,16 @@ from tests.factories import make_entity_type
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def portable_store(settings):
-    """PostgreSQL's own store dispatches such an event in one statement after the commit
-    (tests/reliability/test_steps_in_one_statement.py); its portable store, as SQLite's,
-    writes the run with the save."""
-    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = False
+@pytest.fixture(autouse=True, params=["portable", "one statement"])
+def store_kind(request, settings):
+    """Both ways of writing the run with the save: the portable store's (SQLite's, and
+    PostgreSQL's with its one-statement store off), which writes the event dispatched
+    and then the run in a savepoint; and PostgreSQL's own store, whose one dispatch
+    statement (the event's claim, the run, its first step) runs inside the save's
+    transaction in a savepoint sent with it (entities.outbox `Offer.with_save`)."""
+    if request.param == "one statement" and connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's own store")
+    settings.ENTITYFLOW_ONE_STATEMENT_STEPS = request.param == "one statement"
 
 STEPS = [{"id": "a", "type": "function", "function": "noop", "next": "b"},
          {"id": "b", "type": "function", "function": "noop"}]
@@ -197,3 +202,66 @@ def test_a_process_disabled_earlier_in_the_same_transaction_starts_nothing(queue
 
     assert Run.objects.filter(process=process).count() == 1
     assert not EntityEvent.objects.filter(dispatched_at__isnull=True).exists()
+
+
+
+@pytest.fixture
+def refusing_runs():
+    """A database trigger that refuses to insert a run whose input has n = 13: the run's
+    INSERT fails in the database itself, where the save's transaction must survive it.
+    Yields a function that takes the trigger away."""
+    table = connection.ops.quote_name(Run._meta.db_table)
+    if connection.vendor == "postgresql":
+        create = [
+            "CREATE FUNCTION tests_refuse_run() RETURNS trigger AS $$ BEGIN "
+            "IF NEW.input->>'n' = '13' THEN RAISE EXCEPTION 'refused'; END IF; "
+            "RETURN NEW; END $$ LANGUAGE plpgsql",
+            f"CREATE TRIGGER tests_refuse_run BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION tests_refuse_run()"]
+        drop = [f"DROP TRIGGER IF EXISTS tests_refuse_run ON {table}",
+                "DROP FUNCTION IF EXISTS tests_refuse_run()"]
+    else:
+        create = [f"CREATE TRIGGER tests_refuse_run BEFORE INSERT ON {table} "
+                  "WHEN json_extract(NEW.input, '$.n') = 13 "
+                  "BEGIN SELECT RAISE(ABORT, 'refused'); END"]
+        drop = ["DROP TRIGGER IF EXISTS tests_refuse_run"]
+
+    def run(statements: list[str]) -> None:
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)
+
+    run(create)
+    yield lambda: run(drop)
+    run(drop)
+
+
+def test_a_run_the_database_refuses_does_not_fail_the_save(queue, refusing_runs, caplog):
+    """The run's INSERT fails inside the save's transaction: only its savepoint is rolled
+    back, so the save and what the same transaction does after it commit; the event
+    stays undispatched (the dispatch after the commit fails too, and logs), and the
+    sweeper starts the run once the database takes it: nothing lost, nothing twice."""
+    entity_type = make_entity_type()
+    process = updated_process(entity_type)
+    entity = entity_create(entity_type=entity_type, reference="R-1", data={"n": 0})
+    other = entity_create(entity_type=entity_type, reference="R-2", data={"n": 0})
+    queue.purge_queue()
+
+    with transaction.atomic():
+        entity_update(entity=entity, data={"n": 13})
+        entity_update(entity=other, data={"n": 1})  # the transaction is still usable
+
+    entity.refresh_from_db()
+    other.refresh_from_db()
+    assert (entity.data, other.data) == ({"n": 13}, {"n": 1})
+    refused = EntityEvent.objects.get(entity=entity, type="entity.updated")
+    assert refused.dispatched_at is None and not Run.objects.filter(event=refused).exists()
+    assert "the sweeper will retry it" in caplog.text
+    [started] = Run.objects.filter(entity=other, process=process)
+    assert queue.queue_size() == 1  # the other save's run, rung once after the commit
+
+    refusing_runs()  # the database takes the run now
+    assert events_sweep(older_than_seconds=0) == 1
+    [late] = Run.objects.filter(event=refused, process=process)
+    assert late.input == {"n": 13} and late.pk != started.pk
+    assert events_sweep(older_than_seconds=0) == 0
