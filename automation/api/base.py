@@ -13,11 +13,11 @@ from rest_framework.exceptions import APIException, NotFound, ParseError, Valida
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.utils import json as drf_json
 from rest_framework.views import APIView
 
 from automation.api.auth import actor_of
 from automation.api.parsers import check_content_length
-from automation.api.schema import AnyJsonField
 from automation.api.strict import MAX_OFFSET, body_problems, page_number, query_problems
 from automation.services.idempotency import MAX_KEY_LENGTH
 from config.api_errors import flatten_fields
@@ -188,11 +188,10 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
     if not isinstance(data, dict):
         raise ParseError("The request body must be a JSON object.")
     defaults = None if partial else _any_json_defaults(serializer_class)
-    if defaults is not None and data.keys() <= defaults.keys():
+    if defaults is not None and data.keys() <= defaults.keys() and _is_json(data):
         # What the serializer returns for such a body, without building it and its
-        # fields for every request (a run start's busiest endpoints take this shape;
-        # docs/performance.md, "The API trigger's request path"); any other key goes to
-        # the serializer for its 422.
+        # fields for every request (the API trigger's body; docs/performance.md, "The
+        # API trigger's request path"); any other key goes to the serializer for its 422.
         return {name: data[name] if name in data else default()
                 for name, default in defaults.items()}
     serializer = serializer_class(data=data, partial=partial, context=context or {})
@@ -202,15 +201,24 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
     return serializer.validated_data
 
 
+def _is_json(data: dict) -> bool:
+    """JSONField's own check of each value (DRF's strict dumps: no NaN or infinity, which
+    a number too large for a float parses to), for all of them at once."""
+    try:
+        drf_json.dumps(data)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 @functools.cache
 def _any_json_defaults(serializer_class: type[serializers.Serializer]) -> dict | None:
     """{field: its default} when every field of `serializer_class` is an optional
-    `AnyJsonField` that takes null, with a default and nothing else to check, on a
+    JSONField (as `AnyJsonField` is) that takes null, with a default and nothing else to check, on a
     StrictInput that adds no checks of its own; else None. For such a serializer a
-    parsed JSON body whose keys are all its fields validates to each field's value
-    (null stays None), or the field's default where it is left out: a JSON value
-    always passes JSONField's check (json.dumps of what json.loads made), and there
-    are no validators to run."""
+    body whose keys are all its fields, each value passing JSONField's check (it
+    dumps as JSON), validates to each field's value (null stays None), or the field's
+    default where it is left out: there are no validators to run."""
     if not issubclass(serializer_class, StrictInput) or any(
             getattr(serializer_class, name) is not getattr(StrictInput, name)
             for name in ("validate", "to_internal_value", "run_validation", "get_validators")):
@@ -220,7 +228,7 @@ def _any_json_defaults(serializer_class: type[serializers.Serializer]) -> dict |
         return None
     defaults = {}
     for name, field in serializer.fields.items():
-        if (type(field) is not AnyJsonField or field.required or not field.allow_null
+        if (not _plain_json_field(field) or field.required or not field.allow_null
                 or field.read_only or field.source != name or field.validators
                 or field.default is serializers.empty
                 or getattr(field.default, "requires_context", False)
@@ -229,6 +237,16 @@ def _any_json_defaults(serializer_class: type[serializers.Serializer]) -> dict |
         defaults[name] = field.default if callable(field.default) else \
             (lambda value=field.default: value)
     return defaults
+
+
+def _plain_json_field(field: serializers.Field) -> bool:
+    """A JSONField that reads a value as DRF's own does (a subclass may document itself
+    differently, but not read differently)."""
+    return (isinstance(field, serializers.JSONField) and not field.binary
+            and field.encoder is None
+            and all(getattr(type(field), name) is getattr(serializers.JSONField, name)
+                    for name in ("get_value", "validate_empty_values", "run_validation",
+                                 "to_internal_value", "run_validators", "get_default")))
 
 
 class StrictInput(serializers.Serializer):
