@@ -121,19 +121,14 @@ def _new_rows(*, process: ApiProcess, trigger: dict, input: Any = None,
         raise ProcessDisabledError(f"The process '{process.slug}' is disabled.")
     version_id = version.pk if version is not None else process.current_version_id  # no fetch
     graph = graph_for(version_id)
-    # A reference left out is None, as passing None would make it, without Django's
-    # setting of each one through its descriptor (an API start sets none of them).
-    references = {name: value for name, value in (
-        ("entity", entity), ("event", event), ("batch", batch), ("created_by", user),
-        ("parent_step_run", parent_step_run)) if value is not None}
-    if parent_step_run is not None:
-        references["parent_run_id"] = parent_step_run.run_id
     run = Run(process=process, version_id=version_id, trigger=trigger,
               input={} if input is None else input,
-              parameters=parameters or {}, idempotency_key=idempotency_key,
+              parameters=parameters or {}, entity=entity, event=event, batch=batch,
+              idempotency_key=idempotency_key, created_by=user,
+              parent_run_id=parent_step_run.run_id if parent_step_run else None,
+              parent_step_run=parent_step_run,
               priority=run_priority(graph, trigger, priority),
-              status=Run.Status.PENDING,  # running once a worker claims its first step
-              **references)
+              status=Run.Status.PENDING)  # running once a worker claims its first step
     rule = concurrency_for(version_id)
     if rule is not None:
         run.concurrency_key = concurrency_key(rule, run)
