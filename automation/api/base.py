@@ -2,6 +2,7 @@
 (400), lookups (404), limit/offset pagination, component names for the schema, and what
 happens when a request loses its database connection (automation/api/db_loss.py)."""
 
+import functools
 import re
 from typing import Any
 
@@ -11,6 +12,8 @@ from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound, ParseError, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.utils import json as drf_json
 from rest_framework.views import APIView
 
 from automation.api.auth import actor_of
@@ -138,6 +141,19 @@ class ApiView(APIView):
         with acting_as(actor_of(request)):  # what the request writes names its caller
             return handler(request, *args, **kwargs)
 
+    def perform_content_negotiation(self, request, force=False):
+        """DRF's, answered without parsing the Accept header for what nearly every call
+        sends (no Accept, or `*/*`, and no `format`) to a view with one renderer:
+        DefaultContentNegotiation then picks that renderer with its own media type.
+        (Parsing it was a tenth of DRF's work on the API trigger, docs/performance.md.)"""
+        if (len(self.renderer_classes) == 1
+                and request.META.get("HTTP_ACCEPT", "*/*") == "*/*"
+                and not getattr(self, "format_kwarg", None)
+                and not request.query_params.get(api_settings.URL_FORMAT_OVERRIDE)):
+            renderer = self.renderer_classes[0]()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
     def initial(self, request, *args, **kwargs):
         check_content_length(request.META)
         super().initial(request, *args, **kwargs)
@@ -171,11 +187,66 @@ def validate_input(serializer_class: type[serializers.Serializer], data: Any, *,
     whose fields are wrong is invalid (422, via the error handler)."""
     if not isinstance(data, dict):
         raise ParseError("The request body must be a JSON object.")
+    defaults = None if partial else _any_json_defaults(serializer_class)
+    if defaults is not None and data.keys() <= defaults.keys() and _is_json(data):
+        # What the serializer returns for such a body, without building it and its
+        # fields for every request (the API trigger's body; docs/performance.md, "The
+        # API trigger's request path"); any other key goes to the serializer for its 422.
+        return {name: data[name] if name in data else default()
+                for name, default in defaults.items()}
     serializer = serializer_class(data=data, partial=partial, context=context or {})
     if mistyped := body_problems(serializer, data):
         raise ValidationError(mistyped)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def _is_json(data: dict) -> bool:
+    """JSONField's own check of each value (DRF's strict dumps: no NaN or infinity, which
+    a number too large for a float parses to), for all of them at once."""
+    try:
+        drf_json.dumps(data)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@functools.cache
+def _any_json_defaults(serializer_class: type[serializers.Serializer]) -> dict | None:
+    """{field: its default} when every field of `serializer_class` is an optional
+    JSONField (as `AnyJsonField` is) that takes null, with a default and nothing else to check, on a
+    StrictInput that adds no checks of its own; else None. For such a serializer a
+    body whose keys are all its fields, each value passing JSONField's check (it
+    dumps as JSON), validates to each field's value (null stays None), or the field's
+    default where it is left out: there are no validators to run."""
+    if not issubclass(serializer_class, StrictInput) or any(
+            getattr(serializer_class, name) is not getattr(StrictInput, name)
+            for name in ("validate", "to_internal_value", "run_validation", "get_validators")):
+        return None
+    serializer = serializer_class()
+    if serializer.validators:
+        return None
+    defaults = {}
+    for name, field in serializer.fields.items():
+        if (not _plain_json_field(field) or field.required or not field.allow_null
+                or field.read_only or field.source != name or field.validators
+                or field.default is serializers.empty
+                or getattr(field.default, "requires_context", False)
+                or hasattr(serializer_class, f"validate_{name}")):
+            return None
+        defaults[name] = field.default if callable(field.default) else \
+            (lambda value=field.default: value)
+    return defaults
+
+
+def _plain_json_field(field: serializers.Field) -> bool:
+    """A JSONField that reads a value as DRF's own does (a subclass may document itself
+    differently, but not read differently)."""
+    return (isinstance(field, serializers.JSONField) and not field.binary
+            and field.encoder is None
+            and all(getattr(type(field), name) is getattr(serializers.JSONField, name)
+                    for name in ("get_value", "validate_empty_values", "run_validation",
+                                 "to_internal_value", "run_validators", "get_default")))
 
 
 class StrictInput(serializers.Serializer):

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections, router
+from django.db import connections, models, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
@@ -115,6 +115,11 @@ class RowBuilder:
         return obj
 
 
+# CharField's preparation of a value for the database (Field.get_db_prep_save, then
+# get_db_prep_value, get_prep_value and to_python): a str comes back unchanged.
+_CHAR_PREPARATION = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+
+
 class CompiledInsert:
     """`INSERT INTO <model> (<fields>) VALUES (%s, …)` for one row, its SQL compiled once
     per database; the values are prepared for each row by Django's own compiler steps
@@ -131,6 +136,14 @@ class CompiledInsert:
         self.on_conflict = on_conflict
         # per database: the SQL, and the fields that store an empty value (None) as NULL
         self._sql: dict[str, tuple[str, frozenset]] = {}
+        # Per field: whether its pre_save only reads the attribute (Field's own), and
+        # whether it prepares a string as CharField does (unchanged): for those Django's
+        # calls are skipped, as they would return what they are given.
+        self._plan = [(field, field.attname,
+                       type(field).pre_save is models.Field.pre_save,
+                       all(getattr(type(field), name) is getattr(models.CharField, name)
+                           for name in _CHAR_PREPARATION))
+                      for field in self.fields]
 
     def sql_params(self, obj: Model, using: str) -> tuple[str, list]:
         compiled = self._sql.get(using)
@@ -146,13 +159,17 @@ class CompiledInsert:
         # What the compiler's pre_save_val and prepare_value do for a plain value, without
         # building a query and its compiler for every row (most of an API trigger's
         # Python time in the run's and step's INSERTs, docs/performance.md); an empty
-        # value of a field that stores it as NULL is not prepared again.
+        # value of a field that stores it as NULL is not prepared again, nor a string
+        # of a field that stores it as it is.
         sql, null = compiled
         params = []
-        for field in self.fields:
-            value = field.pre_save(obj, True)
-            if value is None and field.attname in null:
+        for field, attname, plain_read, plain_text in self._plan:
+            value = getattr(obj, attname) if plain_read else field.pre_save(obj, True)
+            if value is None and attname in null:
                 params.append(None)
+                continue
+            if plain_text and type(value) is str:
+                params.append(value)
                 continue
             if hasattr(value, "resolve_expression"):
                 raise ValueError("an expression would need SQL of its own: save() the row")
