@@ -19,8 +19,12 @@ chunk as a whole (docs/performance.md, "Batches done"):
 Bounded like a continued run: after ENTITYFLOW_CONTINUE_MAX_MS the task records what it
 ran, gives back the claims it has not begun and rings one doorbell for those steps on
 the same priority's queue, and gives its worker back; it does the same when a doorbell
-of higher priority is waiting, so a batch never keeps a high run waiting for more than
-one step per worker.
+of higher priority is waiting. The broker is asked that every
+ENTITYFLOW_PRIORITY_CHECK_MS of the task's steps, not before each step: asked before
+each one it was a third of a cheap step's CPU on the ORM broker (a query on the queue's
+table per step; docs/performance.md, "Batches done on SQLite"), so a batch keeps a high
+run waiting for at most that long plus the step being run, per worker
+(docs/user-guide/priority.md).
 """
 
 import logging
@@ -44,13 +48,23 @@ def execute_chunk(step_run_ids: list[int], priority: str, *,
     doorbell runs it); returns how many were begun. A step that raises is logged and
     left to its lease and the sweeper (as a failed task of its own would be); the others
     still run, and the task then fails with the first error so the worker's log shows it."""
-    deadline = time.monotonic() + settings.ENTITYFLOW_CONTINUE_MAX_MS / 1000
+    started = time.monotonic()
+    deadline = started + settings.ENTITYFLOW_CONTINUE_MAX_MS / 1000
+    check_every = settings.ENTITYFLOW_PRIORITY_CHECK_MS / 1000
+    next_check = started + check_every
     chunk = _Chunk(execute, grouping=not settings.Q_CLUSTER.get("sync"))
     begun = len(step_run_ids)
     for index, step_run_id in enumerate(step_run_ids):
-        if index and (time.monotonic() >= deadline or higher_waiting(priority)):
-            begun = index
-            break
+        if index:
+            now = time.monotonic()
+            if now >= deadline:
+                begun = index
+                break
+            if now >= next_check:
+                if higher_waiting(priority):
+                    begun = index
+                    break
+                next_check = now + check_every
         chunk.run(step_run_id, step_run_ids[index:])
     chunk.finish()  # the group's record, and the claims not begun given back
     if begun < len(step_run_ids):

@@ -22,17 +22,22 @@ from integrations.exceptions import ConnectorError
 
 
 def _resolve(step: Step, rows: dict | None):
-    """`rows`: the task's functions looked up so far (engine.context.Execution), so a
-    chain of inline steps calling `transform` reads the Function table once, not once
-    per step; None outside a worker task."""
-    if rows is None:
-        return resolve_function(step.raw["function"], step.config)
+    """The function and its params, checked against its schema (validate_params).
+    `rows`: the task's functions looked up so far (engine.context.Execution, a chunk's
+    group: engine.chunks), so a chain of inline steps calling `transform`, or a chunk's
+    50 steps, read the Function table and check the same params once, not once per
+    step (the check builds a schema validator: docs/performance.md); None outside a
+    worker task."""
     function = step.raw["function"]
-    if isinstance(function, dict):  # inline: nothing to look up, the definition has it all
-        return resolve_function(function, step.config)
+    if rows is None or isinstance(function, dict):  # inline: the definition has it all
+        spec, params, connection = resolve_function(function, step.config)
+        validate_params(spec, params)
+        return spec, params, connection
     key = (function, json.dumps(step.config.get("params"), sort_keys=True, default=str))
     if key not in rows:
-        rows[key] = resolve_function(step.raw["function"], step.config)
+        spec, params, connection = resolve_function(function, step.config)
+        validate_params(spec, params)  # params that do not fit are not kept: asked again
+        rows[key] = spec, params, connection
     spec, params, connection = rows[key]
     return spec, dict(params), connection
 
@@ -75,7 +80,6 @@ class EngineRuntime:
     def call_function(self, step: Step) -> Any:
         ctx = self.ctx
         spec, params, connection = _resolve(step, self.function_rows)
-        validate_params(spec, params)
         ctx.params, ctx.connection, ctx.step_config = params, connection, step.config
         if "input" in step.config:
             ctx.input = evaluate_tree(step.config["input"], ctx.scope)

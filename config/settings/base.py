@@ -246,6 +246,10 @@ ENTITYFLOW_STEP_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_STEP_LEASE_SECOND
 # "Steps continue in the worker"). 0 steps: every step goes through the broker.
 ENTITYFLOW_CONTINUE_MAX_STEPS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_STEPS", "50"))
 ENTITYFLOW_CONTINUE_MAX_MS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_MS", "1000"))
+# A batch's chunk doorbell asks the broker whether a doorbell of higher priority waits
+# (and then gives its worker back) every this many milliseconds of its steps, not before
+# each step (docs/user-guide/priority.md). 0: before each step.
+ENTITYFLOW_PRIORITY_CHECK_MS = int(os.environ.get("ENTITYFLOW_PRIORITY_CHECK_MS", "10"))
 # A step with config.timeout holds its lease for that long plus this margin.
 ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
 # Rate limits per connection (docs/user-guide/rate-limits.md). Where the shared buckets

@@ -155,3 +155,40 @@ def test_a_batch_chunks_doorbells_go_on_the_batchs_queue(broker, order_type, mak
     assert _queued(broker, "low") == 1 and broker.queue_size() == 1
     assert sorted(_taken(broker)) == sorted(
         StepRun.objects.filter(run__batch=batch).values_list("pk", flat=True))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell_waits(
+        broker, order_type, make_process, settings):
+    """A chunk doorbell's task asks the broker between its steps, every
+    ENTITYFLOW_PRIORITY_CHECK_MS (engine.chunks): asked (0: before each step), it stops
+    after the step it ran and rings for the rest on its own queue; not yet due to ask, it
+    runs on although a high doorbell waits."""
+    from automation import tasks
+    from automation.services.batches import batch_fanout_run
+
+    process = make_process([{"id": "a", "type": "function", "function": "noop"}],
+                           entity_type=order_type)
+    for n in range(4):
+        entity_create(entity_type=order_type, reference=f"C-{n}",
+                      data={"customer": {"name": "Ada"}, "total": 1})
+    batch = batch_create(entity_type=order_type, process=process, priority="low")
+    broker.purge_queue()  # the fan-out task's own doorbell (normal queue)
+    batch_fanout_run(batch.pk)
+    steps = _taken(broker)  # the chunk's one doorbell, taken by "a worker"
+    assert len(steps) == 4
+    high, _ = run_start(process=make_process(TWO_STEPS, slug="urgent"),
+                        trigger={"type": "manual"}, priority="high")
+    assert _queued(broker, "high") == 1
+
+    settings.ENTITYFLOW_PRIORITY_CHECK_MS = 0
+    tasks.steps_execute(steps, "low")
+    done = StepRun.objects.filter(pk__in=steps, status="completed")
+    assert list(done.values_list("pk", flat=True)) == steps[:1]
+    assert _queued(broker, "low") == 1 and _queued(broker, "high") == 1
+
+    settings.ENTITYFLOW_PRIORITY_CHECK_MS = 60_000
+    tasks.steps_execute(steps[1:], "low")
+    assert done.count() == 4
+    assert _queued(broker, "high") == 1  # still waiting: not asked within the interval
+    assert Run.objects.get(pk=high.pk).status == Run.Status.PENDING
