@@ -74,7 +74,9 @@ from automation.definitions.steps.outcome import Outcome
 from automation.models import ConcurrencyGate, Run, StepRun
 from automation.store import gates, hooks, waiting
 from automation.store.base import (
+    CHUNK_ENTITY,
     RUN_NOT_STARTED,
+    ChunkWritten,
     RunStore,
     StoreFeatures,
     run_insert,
@@ -154,26 +156,35 @@ class PostgresRunStore(RunStore):
         return ctes, (*run_params, *step_params)
 
     def start_chunk(self, template: Run, entities: QuerySet, first: Step, *,
-                    key_prefix: str) -> int:
-        """A batch's chunk in one statement: the runs `INSERT … SELECT` over the chunk's
-        entities `ON CONFLICT DO NOTHING` (their keys are unique: a chunk done again
-        writes nothing), their first steps `INSERT … SELECT` from the runs that statement
-        wrote. Rings for the steps after the commit: chunk doorbells (store.doorbell), in
-        one broker round trip."""
+                    key_prefix: str, size: int) -> ChunkWritten:
+        """A batch's chunk in one statement: the chunk's entities (the first `size` past
+        the cursor, by key) selected once, the runs `INSERT … SELECT` over them `ON
+        CONFLICT DO NOTHING` (their keys are unique: a chunk done again writes nothing),
+        their first steps `INSERT … SELECT` from the runs that statement wrote, and the
+        chunk's extent for the batch's cursor. Rings for the steps after the commit:
+        chunk doorbells (store.doorbell), in one broker round trip."""
         qn = connections[self.using].ops.quote_name
-        (run_sql, run_params), _ = self._chunk_runs(template, entities, key_prefix)
+        chunk_sql, chunk_params = self._chunk_entities(entities, size)
+        run_sql, run_params = self._chunk_runs(template, "chunk", (), key_prefix)
         step_sql, step_params = insert_select(
             self._chunk_step(template, first), "run_row", (), self.using,
             expressions={"run_id": (f"run_row.{qn(Run._meta.pk.column)}", ())})
-        sql = (f"WITH run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}) "
-               f"{step_sql} RETURNING {qn(StepRun._meta.pk.column)}")
+        entity = qn(CHUNK_ENTITY)
+        # only Django's compiled SQL and quoted names go in; every value is a parameter
+        sql = (f"WITH chunk AS MATERIALIZED ({chunk_sql}), "  # noqa: S608
+               f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
+               f"step_row AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)}) "
+               f"SELECT (SELECT count(*) FROM chunk), "
+               f"(SELECT {entity} FROM chunk ORDER BY {entity} DESC LIMIT 1), "
+               f"(SELECT count(*) FROM run_row), "
+               f"ARRAY(SELECT {qn(StepRun._meta.pk.column)} FROM step_row)")
         with transaction.atomic(using=self.using, savepoint=False):
             with connections[self.using].cursor() as cursor:
-                cursor.execute(sql, (*run_params, *step_params))
-                step_ids = [row[0] for row in cursor.fetchall()]
+                cursor.execute(sql, (*chunk_params, *run_params, *step_params))
+                count, last, created, step_ids = cursor.fetchone()
             enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
                           priority=template.priority)
-        return len(step_ids)
+        return ChunkWritten(created, count, last)
 
     RANDOM_SPAN_ID = "substr(md5(random()::text), 1, 16)"
 

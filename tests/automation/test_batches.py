@@ -368,10 +368,9 @@ def test_a_chunk_of_a_batch_that_stopped_fanning_out_writes_nothing(order_type, 
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED)
     batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
     entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
-    last = max(entities)
 
     with pytest.raises(batches.ChunkStopped):
-        batches._create_chunk(batch, entities, last)
+        batches._create_chunk(batch, entities, batches.CHUNK)
 
     assert not Run.objects.filter(batch=batch).exists()
     again = Batch.objects.get(pk=batch.pk)
@@ -391,7 +390,9 @@ def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_typ
     batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
     entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
 
-    def cancel_elsewhere():
+    def cancel_elsewhere(found):
+        assert found == (max(entities), 3)  # the chunk's statements found it themselves
+
         def cancel():
             try:
                 batch_cancel(batch=Batch.objects.get(pk=batch.pk))
@@ -403,7 +404,7 @@ def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_typ
         assert not thread.is_alive()
 
     with pytest.raises(batches.ChunkStopped):
-        batches._create_chunk(batch, entities, max(entities), before_cursor=cancel_elsewhere)
+        batches._create_chunk(batch, entities, batches.CHUNK, before_cursor=cancel_elsewhere)
 
     assert not Run.objects.filter(batch=batch).exclude(status__in=Run.FINISHED).exists()
     assert Batch.objects.get(pk=batch.pk).status == Batch.Status.CANCELLED
