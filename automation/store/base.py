@@ -348,8 +348,9 @@ class RunStore:
                 cursor.execute(f"SELECT count(*), max({entity}) FROM ({chunk_sql}) AS chunk",  # noqa: S608
                                chunk_params)
                 count, last = cursor.fetchone()
-            enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
-                          priority=template.priority)
+            if step_ids:  # none: the chunk was written before, or no entity was left
+                enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
+                              priority=template.priority)
         return ChunkWritten(created, count, _entity_key(last))
 
     def _chunk_runs(self, template: Run, source: str, source_params: tuple,

@@ -182,14 +182,27 @@ class PostgresRunStore(RunStore):
             with connections[self.using].cursor() as cursor:
                 cursor.execute(sql, (*chunk_params, *run_params, *step_params))
                 count, last, created, step_ids = cursor.fetchone()
-            enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
-                          priority=template.priority)
+            if step_ids:  # none: the chunk was written before, or no entity was left
+                enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
+                              priority=template.priority)
         return ChunkWritten(created, count, last)
 
     RANDOM_SPAN_ID = "substr(md5(random()::text), 1, 16)"
 
+    # A chunk's run id, time-ordered: the UUID version 7 layout (the milliseconds since
+    # 1970 in the first 48 bits, then the version, and 74 random bits of a version 4
+    # UUID). A chunk's runs then land at the right end of the run's primary key index
+    # and of the step runs' (run, step, scope) index, and each step run's foreign key
+    # check finds its run there, instead of on a random page of each for every run: the
+    # chunk's database CPU fell by about a tenth (docs/performance.md, "Batch fan-out:
+    # the chunk finds itself"). Unique as a version 4 UUID is, with 48 bits fewer of
+    # chance within the same millisecond.
+    RUN_ID = ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING "
+              "substring(int8send(floor(date_part('epoch', clock_timestamp()) * 1000)::bigint) "
+              "FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid")
+
     def _chunk_keys(self, entity: str, key_prefix: str) -> dict:
-        return {"id": ("gen_random_uuid()", ()), "entity_id": (entity, ()),
+        return {"id": (self.RUN_ID, ()), "entity_id": (entity, ()),
                 "idempotency_key": (f"%s || {entity}::text", (key_prefix,))}
 
     def _written(self, run: Run, step_run: StepRun, step_run_pk: int) -> None:
