@@ -446,3 +446,23 @@ def test_overlapped_chunks_commit_in_order_and_a_failed_one_stops_those_after_it
     keys = set(EntityType.objects.filter(key__in=["first", "second", "third", "fourth"])
                .values_list("key", flat=True))
     assert keys == {"first", "second"}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="PostgreSQL's chunk statement makes its runs' ids")
+def test_the_runs_of_a_chunk_have_time_ordered_ids(order_type, record_process, monkeypatch):
+    """A chunk's run ids have the UUID version 7 layout (store.postgresql RUN_ID): the
+    milliseconds of their creation in the first 48 bits, so a chunk's runs land at the
+    right end of the indexes keyed by them, and random bits after: each is unique."""
+    import uuid
+
+    monkeypatch.setattr(batches, "CHUNK", 4)
+    make_orders(order_type, 10)
+    before = time.time()
+    batch = batch_create(entity_type=order_type, process=record_process)
+    after = time.time()
+    ids = [uuid.UUID(str(pk)) for pk in Run.objects.filter(batch=batch).values_list("pk", flat=True)]
+    assert len(set(ids)) == 10
+    assert {(run_id.version, run_id.variant) for run_id in ids} == {(7, uuid.RFC_4122)}
+    created_ms = [int(run_id.hex[:12], 16) for run_id in ids]
+    assert all(before * 1000 - 1000 <= ms <= after * 1000 + 1000 for ms in created_ms)
