@@ -115,18 +115,18 @@ def batch_fanout_run(batch_id) -> None:
     now = timezone.now()
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT,
                                              started_at=batch.started_at or now)
+    version_id = batch.process.current_version_id
     if batch.kind == Batch.Kind.RERUNS:
         items, create = _rerun_items(batch), _create_reruns
     else:
         items = batch_entities(batch.entity_type, batch.filter).values_list("pk", flat=True)
-        create = _create_chunk
+        create = _create_chunk if concurrency_for(version_id) is None else _create_gated_chunk
     items = items.order_by("pk")
     rate = batch.rate_per_second
     size = max(1, min(CHUNK, math.ceil(rate * RATE_SLICE))) if rate else CHUNK
     # Set-based chunks overlap where the database can write on two connections at once;
     # not inside a caller's transaction (the chunks' connections could not see it).
     overlap = (create is _create_chunk and get_store().features.concurrent_writes
-               and concurrency_for(batch.process.current_version_id) is None
                and not transaction.get_connection().in_atomic_block)
     began, sent, every_chunk = time.monotonic(), 0, False
     with (OverlappedChunks() if overlap else SequentialChunks()) as chunks:
@@ -135,12 +135,17 @@ def batch_fanout_run(batch_id) -> None:
             if current != Batch.Status.FANNING_OUT or chunks.stopped():
                 break  # cancelled, or paused: a resume goes on from the cursor
             rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
-            chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
-            if chunk is None:
+            if create is _create_chunk:  # its statements find the chunk: (last key, count)
+                found = chunks.write(partial(create, batch, rest, size))
+            else:
+                chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
+                if chunk is not None:
+                    chunks.write(partial(create, batch, chunk[0], chunk[1]))
+                found = chunk and chunk[1:]
+            if not found:
                 every_chunk = True
                 break
-            items_in_chunk, last, count = chunk
-            chunks.write(partial(create, batch, items_in_chunk, last))
+            last, count = found
             batch.cursor = str(last)
             sent += count
             if rate:  # the n-th run starts no earlier than n / rate seconds after the first
@@ -150,6 +155,10 @@ def batch_fanout_run(batch_id) -> None:
     # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
     Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
         status=Batch.Status.RUNNING, fanned_out_at=timezone.now())
+
+
+# What a chunk that finds its own entities found: its last key and how many it has.
+Found = tuple[uuid.UUID, int]
 
 
 class ChunkStopped(Exception):
@@ -176,11 +185,14 @@ class SequentialChunks:
     def __exit__(self, *exc) -> None:
         return None
 
-    def write(self, create: Callable[..., None]) -> None:
+    def write(self, create: Callable[..., Found | None]) -> Found | None:
+        """Write a chunk; what it returns (a chunk that finds its own entities: its last
+        key and count, None when none was left)."""
         try:
-            create()
+            return create()
         except ChunkStopped:
             self._stopped = True
+            return None
 
     def stopped(self) -> bool:
         return getattr(self, "_stopped", False)
@@ -218,13 +230,17 @@ class OverlappedChunks:
         for writer in self._writers:
             writer.stop()
 
-    def write(self, create: Callable[..., None]) -> None:
+    def write(self, create: Callable[..., Found | None]) -> Found | None:
+        """Hand a chunk to the next writer and wait for its statements; what they found
+        (`before_cursor`'s argument, as SequentialChunks.write returns it)."""
         previous = self._written[-1] if self._written else None
         if len(self._written) >= 2:  # this chunk's writer is free once its last chunk is
             self._result(self._written[-2])
         statements_done = threading.Event()
+        found = []
 
-        def after_statements() -> None:
+        def after_statements(result: Found | None = None) -> None:
+            found.append(result)
             statements_done.set()
             if previous is not None:
                 previous.result()  # raises when it failed or stopped: this one rolls back
@@ -237,6 +253,7 @@ class OverlappedChunks:
 
         self._written.append(self._writers[len(self._written) % 2].submit(chunk))
         statements_done.wait()
+        return found[0] if found else None
 
     def stopped(self) -> bool:
         return any(f.done() and f.exception() is not None for f in self._written)
@@ -308,31 +325,35 @@ def _next_chunk(rest, size: int, *, load: bool):
     return rest.filter(pk__lte=last), last, count
 
 
-def _create_chunk(batch: Batch, entities, last, *,
-                  before_cursor: Callable[[], None] | None = None) -> None:
-    """One chunk's runs and first steps, set-based over `entities` (the store writes
-    them, rings for them in one broker round trip after the commit), then the batch's
-    cursor moves past `last`, in the same transaction (`before_cursor` is called between
-    the two: OverlappedChunks waits there for the chunk before)."""
+def _create_chunk(batch: Batch, entities, size: int, *,
+                  before_cursor: Callable[[Found | None], None] | None = None
+                  ) -> Found | None:
+    """One chunk's runs and first steps, set-based over the first `size` of `entities`
+    (the batch's entity ids past its cursor) by key: the store's statements find the
+    chunk and write it, and ring for its steps in one broker round trip after the
+    commit. Then the batch's cursor moves past the chunk's last key, in the same
+    transaction. Returns the chunk's (last key, count), None when no entity was left;
+    `before_cursor` is called with the same between the two (OverlappedChunks goes on
+    from there to the next chunk, and waits there for the chunk before)."""
     version = batch.process.current_version
     graph = graph_for(version.pk)
     trigger = {"type": "batch", "batchId": str(batch.pk)}
-    if concurrency_for(version.pk) is not None:
-        _create_gated_chunk(batch, entities, last, trigger)
-        return
     template = Run(id=uuid.uuid4(), process=batch.process, version=version, batch=batch,
                    trigger=trigger, status=Run.Status.PENDING,
                    priority=run_priority(graph, trigger, batch.priority),
                    idempotency_key=f"batch:{batch.pk}:")
     with transaction.atomic():
-        created = get_store().start_chunk(template, entities, graph.steps[graph.start],
-                                          key_prefix=f"batch:{batch.pk}:")
+        written = get_store().start_chunk(template, entities, graph.steps[graph.start],
+                                          key_prefix=f"batch:{batch.pk}:", size=size)
+        found = (written.last, written.count) if written.count else None
         if before_cursor is not None:
-            before_cursor()
-        _move_cursor(batch, last, created)
+            before_cursor(found)
+        if found is not None:
+            _move_cursor(batch, written.last, written.created)
+    return found
 
 
-def _create_gated_chunk(batch: Batch, entities, last, trigger: dict) -> None:
+def _create_gated_chunk(batch: Batch, entities, last) -> None:
     """A chunk of a process with a concurrency rule: its runs are started one by one the
     way a single start is (store.gates counts the runs holding a slot and starts, queues
     or cancels each), which a set-based INSERT … SELECT cannot. Each start is its own
@@ -340,6 +361,7 @@ def _create_gated_chunk(batch: Batch, entities, last, trigger: dict) -> None:
     chunk; the key `batch:<batch>:<entity>` makes a chunk done again start nothing twice
     (docs/user-guide/batches.md#processes-with-a-concurrency-rule)."""
     version = batch.process.current_version
+    trigger = {"type": "batch", "batchId": str(batch.pk)}
     for entity in Entity.objects.filter(pk__in=entities).order_by("pk").iterator(chunk_size=500):
         with transaction.atomic():
             _, created = run_start(

@@ -121,6 +121,21 @@ CHUNK_ENTITY = "chunk_entity"
 
 
 @dataclass(frozen=True)
+class ChunkWritten:
+    """What a batch chunk's statements did (start_chunk): `created` runs were new, of
+    the `count` entities of the chunk, whose last key is `last` (None: no entity was
+    left past the cursor)."""
+    created: int
+    count: int
+    last: uuid.UUID | None
+
+
+def _entity_key(value) -> uuid.UUID | None:
+    """An entity key as the database returned it (SQLite: 32 hex digits), as a UUID."""
+    return None if value is None else Run._meta.get_field("entity").target_field.to_python(value)
+
+
+@dataclass(frozen=True)
 class StoreFeatures:
     # A claim and the common records are one statement each, committed on their own.
     one_statement: bool = False
@@ -289,13 +304,15 @@ class RunStore:
         return None
 
     def start_chunk(self, template: Run, entities: QuerySet, first: Step, *,
-                    key_prefix: str) -> int:
-        """A batch's chunk, set-based: one run like `template` per entity of `entities`
-        (a queryset of the chunk's entity ids, never loaded here), each with its first
-        step run, as INSERT … SELECT statements over the entities, so a chunk costs the
-        same few statements and memory whatever its size. Rings for the new steps with
-        chunk doorbells (store.doorbell.enqueue_chunk) in one broker round trip. Returns
-        how many runs were new.
+                    key_prefix: str, size: int) -> ChunkWritten:
+        """A batch's chunk, set-based: one run like `template` for each of the first
+        `size` entities of `entities` in key order (a queryset of entity ids past the
+        batch's cursor, never loaded here), each with its first step run, as INSERT …
+        SELECT statements over the entities, so a chunk costs the same few statements and
+        memory whatever its size. The chunk's statements find the chunk themselves (its
+        entities and its last key), so nothing reads the entities before them. Rings for
+        the new steps with chunk doorbells (store.doorbell.enqueue_chunk) in one broker
+        round trip.
 
         A run's idempotency key is `key_prefix` + its entity id (`batch:<batch>:<entity>`,
         unique): a chunk done again (a fan-out task delivered twice, or re-done after its
@@ -304,8 +321,9 @@ class RunStore:
         none, which in the same transaction are exactly the runs just written."""
         connection = connections[self.using]
         qn = connection.ops.quote_name
-        (run_sql, run_params), (chunk_sql, chunk_params) = self._chunk_runs(
-            template, entities, key_prefix)
+        chunk_sql, chunk_params = self._chunk_entities(entities, size)
+        run_sql, run_params = self._chunk_runs(template, f"({chunk_sql}) AS chunk",
+                                               chunk_params, key_prefix)
         run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         run_pk, batch_column = qn(Run._meta.pk.column), qn(Run._meta.get_field("batch").column)
         entity_column = qn(Run._meta.get_field("entity").column)
@@ -318,35 +336,41 @@ class RunStore:
         step_sql, step_params = insert_select(
             self._chunk_step(template, first), new_runs, (batch_id, *chunk_params), self.using,
             expressions={"run_id": (f"r.{run_pk}", ())})
-        step_pk = qn(StepRun._meta.pk.column)
+        step_pk, entity = qn(StepRun._meta.pk.column), qn(CHUNK_ENTITY)
         with transaction.atomic(using=self.using, savepoint=False):
             with connection.cursor() as cursor:
                 cursor.execute(run_sql, run_params)
                 created = cursor.rowcount
                 cursor.execute(f"{step_sql} RETURNING {step_pk}", step_params)
                 step_ids = [row[0] for row in cursor.fetchall()]
-            enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
-                          priority=template.priority)
-        return created
+                # the chunk's extent, for the batch's cursor: read in the same transaction
+                # (SQLite's write lock is held), so it is the chunk the INSERTs wrote
+                cursor.execute(f"SELECT count(*), max({entity}) FROM ({chunk_sql}) AS chunk",  # noqa: S608
+                               chunk_params)
+                count, last = cursor.fetchone()
+            if step_ids:  # none: the chunk was written before, or no entity was left
+                enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
+                              priority=template.priority)
+        return ChunkWritten(created, count, _entity_key(last))
 
-    def _chunk_runs(self, template: Run, entities: QuerySet,
-                    key_prefix: str) -> tuple[tuple[str, tuple], tuple[str, tuple]]:
-        """The INSERT … SELECT of a chunk's runs, and the chunk's entity ids as a SELECT
-        (both backends' start_chunk). Each run gets a span of its own while tracing is on."""
+    def _chunk_runs(self, template: Run, source: str, source_params: tuple,
+                    key_prefix: str) -> tuple[str, tuple]:
+        """The INSERT … SELECT of a chunk's runs from `source`, whose column CHUNK_ENTITY
+        is the entity (both backends' start_chunk). Each run gets a span of its own while
+        tracing is on."""
         trace_run(template)
         qn = connections[self.using].ops.quote_name
-        chunk_sql, chunk_params = self._chunk_entities(entities)
-        runs = insert_select(
-            template, f"({chunk_sql}) AS chunk", chunk_params, self.using,
+        return insert_select(
+            template, source, source_params, self.using,
             expressions=self._chunk_run_columns(f"chunk.{qn(CHUNK_ENTITY)}", key_prefix,
                                               template),
             insert=run_insert(template))
-        return runs, (chunk_sql, chunk_params)
 
-    def _chunk_entities(self, entities: QuerySet) -> tuple[str, tuple]:
-        """The chunk's entity ids as a SELECT of one column, CHUNK_ENTITY."""
-        sql, params = entities.order_by().annotate(**{CHUNK_ENTITY: F("pk")}).values_list(
-            CHUNK_ENTITY).query.get_compiler(using=self.using).as_sql()
+    def _chunk_entities(self, entities: QuerySet, size: int) -> tuple[str, tuple]:
+        """The chunk's entity ids as a SELECT of one column, CHUNK_ENTITY: the first
+        `size` of `entities` by key."""
+        sql, params = entities.annotate(**{CHUNK_ENTITY: F("pk")}).values_list(
+            CHUNK_ENTITY).order_by("pk")[:size].query.get_compiler(using=self.using).as_sql()
         return sql, tuple(params)
 
     # SQL for 16 random hex digits: a span id (SQLite; PostgreSQL overrides it)

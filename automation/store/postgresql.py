@@ -74,7 +74,9 @@ from automation.definitions.steps.outcome import Outcome
 from automation.models import ConcurrencyGate, Run, StepRun
 from automation.store import gates, hooks, waiting
 from automation.store.base import (
+    CHUNK_ENTITY,
     RUN_NOT_STARTED,
+    ChunkWritten,
     RunStore,
     StoreFeatures,
     run_insert,
@@ -154,31 +156,53 @@ class PostgresRunStore(RunStore):
         return ctes, (*run_params, *step_params)
 
     def start_chunk(self, template: Run, entities: QuerySet, first: Step, *,
-                    key_prefix: str) -> int:
-        """A batch's chunk in one statement: the runs `INSERT … SELECT` over the chunk's
-        entities `ON CONFLICT DO NOTHING` (their keys are unique: a chunk done again
-        writes nothing), their first steps `INSERT … SELECT` from the runs that statement
-        wrote. Rings for the steps after the commit: chunk doorbells (store.doorbell), in
-        one broker round trip."""
+                    key_prefix: str, size: int) -> ChunkWritten:
+        """A batch's chunk in one statement: the chunk's entities (the first `size` past
+        the cursor, by key) selected once, the runs `INSERT … SELECT` over them `ON
+        CONFLICT DO NOTHING` (their keys are unique: a chunk done again writes nothing),
+        their first steps `INSERT … SELECT` from the runs that statement wrote, and the
+        chunk's extent for the batch's cursor. Rings for the steps after the commit:
+        chunk doorbells (store.doorbell), in one broker round trip."""
         qn = connections[self.using].ops.quote_name
-        (run_sql, run_params), _ = self._chunk_runs(template, entities, key_prefix)
+        chunk_sql, chunk_params = self._chunk_entities(entities, size)
+        run_sql, run_params = self._chunk_runs(template, "chunk", (), key_prefix)
         step_sql, step_params = insert_select(
             self._chunk_step(template, first), "run_row", (), self.using,
             expressions={"run_id": (f"run_row.{qn(Run._meta.pk.column)}", ())})
-        sql = (f"WITH run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}) "
-               f"{step_sql} RETURNING {qn(StepRun._meta.pk.column)}")
+        entity = qn(CHUNK_ENTITY)
+        # only Django's compiled SQL and quoted names go in; every value is a parameter
+        sql = (f"WITH chunk AS MATERIALIZED ({chunk_sql}), "  # noqa: S608
+               f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
+               f"step_row AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)}) "
+               f"SELECT (SELECT count(*) FROM chunk), "
+               f"(SELECT {entity} FROM chunk ORDER BY {entity} DESC LIMIT 1), "
+               f"(SELECT count(*) FROM run_row), "
+               f"ARRAY(SELECT {qn(StepRun._meta.pk.column)} FROM step_row)")
         with transaction.atomic(using=self.using, savepoint=False):
             with connections[self.using].cursor() as cursor:
-                cursor.execute(sql, (*run_params, *step_params))
-                step_ids = [row[0] for row in cursor.fetchall()]
-            enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
-                          priority=template.priority)
-        return len(step_ids)
+                cursor.execute(sql, (*chunk_params, *run_params, *step_params))
+                count, last, created, step_ids = cursor.fetchone()
+            if step_ids:  # none: the chunk was written before, or no entity was left
+                enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
+                              priority=template.priority)
+        return ChunkWritten(created, count, last)
 
     RANDOM_SPAN_ID = "substr(md5(random()::text), 1, 16)"
 
+    # A chunk's run id, time-ordered: the UUID version 7 layout (the milliseconds since
+    # 1970 in the first 48 bits, then the version, and 74 random bits of a version 4
+    # UUID). A chunk's runs then land at the right end of the run's primary key index
+    # and of the step runs' (run, step, scope) index, and each step run's foreign key
+    # check finds its run there, instead of on a random page of each for every run: the
+    # chunk's database CPU fell by about a tenth (docs/performance.md, "Batch fan-out:
+    # the chunk finds itself"). Unique as a version 4 UUID is, with 48 bits fewer of
+    # chance within the same millisecond.
+    RUN_ID = ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING "
+              "substring(int8send(floor(date_part('epoch', clock_timestamp()) * 1000)::bigint) "
+              "FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid")
+
     def _chunk_keys(self, entity: str, key_prefix: str) -> dict:
-        return {"id": ("gen_random_uuid()", ()), "entity_id": (entity, ()),
+        return {"id": (self.RUN_ID, ()), "entity_id": (entity, ()),
                 "idempotency_key": (f"%s || {entity}::text", (key_prefix,))}
 
     def _written(self, run: Run, step_run: StepRun, step_run_pk: int) -> None:

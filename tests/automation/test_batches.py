@@ -368,10 +368,9 @@ def test_a_chunk_of_a_batch_that_stopped_fanning_out_writes_nothing(order_type, 
     Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED)
     batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
     entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
-    last = max(entities)
 
     with pytest.raises(batches.ChunkStopped):
-        batches._create_chunk(batch, entities, last)
+        batches._create_chunk(batch, entities, batches.CHUNK)
 
     assert not Run.objects.filter(batch=batch).exists()
     again = Batch.objects.get(pk=batch.pk)
@@ -391,7 +390,9 @@ def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_typ
     batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
     entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
 
-    def cancel_elsewhere():
+    def cancel_elsewhere(found):
+        assert found == (max(entities), 3)  # the chunk's statements found it themselves
+
         def cancel():
             try:
                 batch_cancel(batch=Batch.objects.get(pk=batch.pk))
@@ -403,7 +404,7 @@ def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_typ
         assert not thread.is_alive()
 
     with pytest.raises(batches.ChunkStopped):
-        batches._create_chunk(batch, entities, max(entities), before_cursor=cancel_elsewhere)
+        batches._create_chunk(batch, entities, batches.CHUNK, before_cursor=cancel_elsewhere)
 
     assert not Run.objects.filter(batch=batch).exclude(status__in=Run.FINISHED).exists()
     assert Batch.objects.get(pk=batch.pk).status == Batch.Status.CANCELLED
@@ -445,3 +446,23 @@ def test_overlapped_chunks_commit_in_order_and_a_failed_one_stops_those_after_it
     keys = set(EntityType.objects.filter(key__in=["first", "second", "third", "fourth"])
                .values_list("key", flat=True))
     assert keys == {"first", "second"}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql",
+                    reason="PostgreSQL's chunk statement makes its runs' ids")
+def test_the_runs_of_a_chunk_have_time_ordered_ids(order_type, record_process, monkeypatch):
+    """A chunk's run ids have the UUID version 7 layout (store.postgresql RUN_ID): the
+    milliseconds of their creation in the first 48 bits, so a chunk's runs land at the
+    right end of the indexes keyed by them, and random bits after: each is unique."""
+    import uuid
+
+    monkeypatch.setattr(batches, "CHUNK", 4)
+    make_orders(order_type, 10)
+    before = time.time()
+    batch = batch_create(entity_type=order_type, process=record_process)
+    after = time.time()
+    ids = [uuid.UUID(str(pk)) for pk in Run.objects.filter(batch=batch).values_list("pk", flat=True)]
+    assert len(set(ids)) == 10
+    assert {(run_id.version, run_id.variant) for run_id in ids} == {(7, uuid.RFC_4122)}
+    created_ms = [int(run_id.hex[:12], 16) for run_id in ids]
+    assert all(before * 1000 - 1000 <= ms <= after * 1000 + 1000 for ms in created_ms)
