@@ -128,6 +128,7 @@ def batch_fanout_run(batch_id) -> None:
     # not inside a caller's transaction (the chunks' connections could not see it).
     overlap = (create is _create_chunk and get_store().features.concurrent_writes
                and not transaction.get_connection().in_atomic_block)
+    finds_itself = create is _create_chunk and get_store().features.chunk_finds_itself
     began, sent, every_chunk = time.monotonic(), 0, False
     with (OverlappedChunks() if overlap else SequentialChunks()) as chunks:
         while True:
@@ -135,12 +136,13 @@ def batch_fanout_run(batch_id) -> None:
             if current != Batch.Status.FANNING_OUT or chunks.stopped():
                 break  # cancelled, or paused: a resume goes on from the cursor
             rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
-            if create is _create_chunk:  # its statements find the chunk: (last key, count)
+            if finds_itself:  # its statements find the chunk: (last key, count)
                 found = chunks.write(partial(create, batch, rest, size))
-            else:
+            else:  # bounded by its last key first, then written over that key range
                 chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
                 if chunk is not None:
-                    chunks.write(partial(create, batch, chunk[0], chunk[1]))
+                    extent = chunk[2] if create is _create_chunk else chunk[1]
+                    chunks.write(partial(create, batch, chunk[0], extent))
                 found = chunk and chunk[1:]
             if not found:
                 every_chunk = True

@@ -145,6 +145,11 @@ class StoreFeatures:
     # another's commit waits for the disk (a batch's chunks: services.batches). SQLite
     # has one write lock: the second would only wait for the first.
     concurrent_writes: bool = False
+    # A batch chunk's statements find the chunk themselves (its first entities past the
+    # cursor) in one statement. Elsewhere (SQLite) each of the chunk's statements would
+    # sort the entities past the cursor again, so the chunk is bounded by its last key
+    # first (services.batches).
+    chunk_finds_itself: bool = False
 
 
 _RUN_FIELDS = [f for f in Run._meta.concrete_fields if not f.generated]  # its pk is a UUID

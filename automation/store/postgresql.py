@@ -100,7 +100,7 @@ from entities.db.compiled import (
 
 class PostgresRunStore(RunStore):
     features = StoreFeatures(one_statement=True, start_in_statement=True,
-                             concurrent_writes=True)
+                             concurrent_writes=True, chunk_finds_itself=True)
 
     def _alone(self) -> bool:
         """Statements here commit by themselves: outside any transaction only."""
