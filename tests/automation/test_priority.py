@@ -138,19 +138,26 @@ def _queued(broker, priority: str) -> int:
     return OrmQ.objects.filter(key=key).count()
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_batch_chunks_doorbells_go_on_the_batchs_queue(broker, order_type, make_process):
-    """The set-based chunk rings on its runs' priority (both stores' start_chunk)."""
+def _low_batch_fanned_out(broker, order_type, make_process, entities: int):
+    """A low-priority batch of a one-step process over `entities` orders, fanned out with
+    only its chunk doorbells left on the broker: (the process, the batch)."""
     from automation.services.batches import batch_fanout_run
 
     process = make_process([{"id": "a", "type": "function", "function": "noop"}],
                            entity_type=order_type)
-    for n in range(3):
+    for n in range(entities):
         entity_create(entity_type=order_type, reference=f"Q-{n}",
                       data={"customer": {"name": "Ada"}, "total": 1})
     batch = batch_create(entity_type=order_type, process=process, priority="low")
     broker.purge_queue()  # the fan-out task's own doorbell (normal queue)
     batch_fanout_run(batch.pk)
+    return process, batch
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_chunks_doorbells_go_on_the_batchs_queue(broker, order_type, make_process):
+    """The set-based chunk rings on its runs' priority (both stores' start_chunk)."""
+    _, batch = _low_batch_fanned_out(broker, order_type, make_process, 3)
     # one chunk doorbell for the 3 steps, on the low queue
     assert _queued(broker, "low") == 1 and broker.queue_size() == 1
     assert sorted(_taken(broker)) == sorted(
@@ -165,16 +172,8 @@ def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell
     after the step it ran and rings for the rest on its own queue; not yet due to ask, it
     runs on although a high doorbell waits."""
     from automation import tasks
-    from automation.services.batches import batch_fanout_run
 
-    process = make_process([{"id": "a", "type": "function", "function": "noop"}],
-                           entity_type=order_type)
-    for n in range(4):
-        entity_create(entity_type=order_type, reference=f"C-{n}",
-                      data={"customer": {"name": "Ada"}, "total": 1})
-    batch = batch_create(entity_type=order_type, process=process, priority="low")
-    broker.purge_queue()  # the fan-out task's own doorbell (normal queue)
-    batch_fanout_run(batch.pk)
+    process, batch = _low_batch_fanned_out(broker, order_type, make_process, 4)
     steps = _taken(broker)  # the chunk's one doorbell, taken by "a worker"
     assert len(steps) == 4
     high, _ = run_start(process=make_process(TWO_STEPS, slug="urgent"),
