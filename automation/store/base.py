@@ -145,10 +145,9 @@ class StoreFeatures:
     # another's commit waits for the disk (a batch's chunks: services.batches). SQLite
     # has one write lock: the second would only wait for the first.
     concurrent_writes: bool = False
-    # A batch chunk's statements find the chunk themselves (its first entities past the
-    # cursor) in one statement. Elsewhere (SQLite) each of the chunk's statements would
-    # sort the entities past the cursor again, so the chunk is bounded by its last key
-    # first (services.batches).
+    # A batch chunk's one statement finds the chunk itself (its first entities past the
+    # cursor). Elsewhere (SQLite) a chunk is three statements, each of which would select
+    # the chunk again, so it is bounded by its last key first (services.batches).
     chunk_finds_itself: bool = False
 
 
