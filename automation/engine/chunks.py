@@ -24,7 +24,8 @@ ENTITYFLOW_PRIORITY_CHECK_MS of the task's steps, not before each step: asked be
 each one it was a third of a cheap step's CPU on the ORM broker (a query on the queue's
 table per step; docs/performance.md, "Batches done on SQLite"), so a batch keeps a high
 run waiting for at most that long plus the step being run, per worker
-(docs/user-guide/priority.md).
+(docs/user-guide/priority.md). SQLite's default is 0, before each step: there that
+question is also the pause in which a batch's fan-out takes the one write lock.
 """
 
 import logging
