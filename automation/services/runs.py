@@ -155,7 +155,8 @@ class _NewRow:
     default as `Model.__init__` would (a callable default is called for each row), with
     the per-field keyword work of `Model.__init__` left out. Values are given by
     attname (`process_id`); the caller sets related objects it holds afterwards. Every
-    trigger builds two (docs/performance.md, "The API trigger's rows")."""
+    trigger builds two (docs/performance.md, "The API trigger's rows built in field
+    order")."""
 
     def __init__(self, model: type):
         self.model = model

@@ -1,7 +1,7 @@
 """A new run and its first step run are built from their values in field order
-(services.runs._NewRow, docs/performance.md "The API trigger's rows"): each must be the
-instance `Model(**values)` builds, with every default, related object and fresh mutable
-default, for every kind of start."""
+(services.runs._NewRow, docs/performance.md "The API trigger's rows built in field
+order"): each must be the instance `Model(**values)` builds, with every default, related
+object and fresh mutable default."""
 
 import pytest
 
