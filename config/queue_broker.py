@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from automation.store.queues import PriorityORM, queue_key
+from automation.store.queues import ORDER, PriorityORM, queue_key
 
 
 class QueueBroker(PriorityORM):
@@ -53,6 +53,38 @@ class QueueBroker(PriorityORM):
         lock = connection.ops.adapt_datetimefield_value(timezone.now())
         connection.connection.execute(
             _doorbell_insert(), (queue_key(self._key(), priority), packages[0], lock))
+
+    def waiting_before(self, priority: str) -> bool:
+        """Whether a doorbell of higher priority waits: the ORM's `exists()` on the
+        queue's table, sent the doorbell's way (above) on SQLite. On SQLite a chunk
+        doorbell asks this before each of its steps (engine.chunks); through the ORM the
+        question (a queryset built and compiled, the stale-connection sweep, Django's
+        cursor) cost more Python than the step it guards (docs/performance.md, "Batches
+        done on SQLite: the priority question prepared")."""
+        keys = self.keys()[:ORDER.index(priority)]
+        connection = connections[Conf.ORM]
+        if not keys or connection.vendor != "sqlite" or connection.in_atomic_block:
+            return super().waiting_before(priority)
+        connection.ensure_connection()
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        return connection.connection.execute(
+            _waiting_select(len(keys)), (*keys, now)).fetchone() is not None
+
+
+def _waiting_select(keys: int) -> str:
+    """`waiting_before`'s SELECT for `keys` queue keys, as the ORM names the table and
+    columns (built once per number of keys; its text never changes, so the driver keeps
+    it prepared)."""
+    if keys not in _SELECTS:
+        table = OrmQ._meta.db_table
+        key, lock = (OrmQ._meta.get_field(name).column for name in ("key", "lock"))
+        marks = ", ".join("?" * keys)
+        _SELECTS[keys] = (f'SELECT 1 FROM "{table}" '  # noqa: S608 - quoted names only
+                          f'WHERE "{key}" IN ({marks}) AND "{lock}" <= ? LIMIT 1')
+    return _SELECTS[keys]
+
+
+_SELECTS: dict[int, str] = {}
 
 
 def _doorbell_insert() -> str:

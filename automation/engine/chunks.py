@@ -24,8 +24,10 @@ ENTITYFLOW_PRIORITY_CHECK_MS of the task's steps, not before each step: asked be
 each one it was a third of a cheap step's CPU on the ORM broker (a query on the queue's
 table per step; docs/performance.md, "Batches done on SQLite"), so a batch keeps a high
 run waiting for at most that long plus the step being run, per worker
-(docs/user-guide/priority.md). SQLite's default is 0, before each step: there that
-question is also the pause in which a batch's fan-out takes the one write lock.
+(docs/user-guide/priority.md). SQLite's default is 0, before each step: there the
+question is one SELECT the queue broker keeps prepared on the queue's own file
+(config/queue_broker.py), a small part of a step, and a batch's fan-out takes the one
+write lock by asking for it itself (services.batches), not in the pauses between steps.
 """
 
 import logging

@@ -37,6 +37,7 @@ from automation.store.doorbell import enqueue_chunk, enqueue_many, enqueue_step
 from automation.store.graphs import concurrency_for
 from automation.store.pauses import HELD_UNTIL, paused_rows
 from automation.store.policy import step_timeout_seconds
+from entities.db import driver
 from entities.db.compiled import (
     CompiledInsert,
     CompiledLookup,
@@ -247,21 +248,27 @@ class RunStore:
     def _write_run_and_step(self, run: Run, step_run: StepRun, rows: tuple[tuple, tuple]
                             ) -> bool:
         """Run `_run_and_step_rows`' INSERTs (in the caller's transaction); False, with
-        nothing written, when the run's idempotency key is taken."""
+        nothing written, when the run's idempotency key is taken. On SQLite they go past
+        Django's cursor (entities.db.driver): a save that starts a run writes them."""
         (run_sql, run_params), (step_sql, step_params) = rows
         connection = connections[self.using]
-        with connection.cursor() as cursor:
-            cursor.execute(run_sql, run_params)
-            if not cursor.rowcount:
+        if connection.vendor == "sqlite":
+            if not driver.execute(run_sql, run_params, using=self.using).rowcount:
                 return False
-            if connection.features.can_return_columns_from_insert:
-                pk = connection.ops.quote_name(StepRun._meta.pk.column)
-                cursor.execute(f"{step_sql} RETURNING {pk}", step_params)
-                step_run_pk = cursor.fetchone()[0]
-            else:
-                cursor.execute(step_sql, step_params)
-                step_run_pk = connection.ops.last_insert_id(
-                    cursor, StepRun._meta.db_table, StepRun._meta.pk.column)
+            step_run_pk = driver.execute(step_sql, step_params, using=self.using).lastrowid
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(run_sql, run_params)
+                if not cursor.rowcount:
+                    return False
+                if connection.features.can_return_columns_from_insert:
+                    pk = connection.ops.quote_name(StepRun._meta.pk.column)
+                    cursor.execute(f"{step_sql} RETURNING {pk}", step_params)
+                    step_run_pk = cursor.fetchone()[0]
+                else:
+                    cursor.execute(step_sql, step_params)
+                    step_run_pk = connection.ops.last_insert_id(
+                        cursor, StepRun._meta.db_table, StepRun._meta.pk.column)
         for row in (run, step_run):  # as save() leaves an instance it inserted
             row._state.adding, row._state.db = False, self.using
         step_run.pk = step_run_pk

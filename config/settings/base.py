@@ -249,9 +249,9 @@ ENTITYFLOW_CONTINUE_MAX_MS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_MS", "1
 # A batch's chunk doorbell asks the broker whether a doorbell of higher priority waits
 # (and then gives its worker back) every this many milliseconds of its steps, not before
 # each step (docs/user-guide/priority.md). 0: before each step, SQLite's default: there the
-# pause of that question between a chunk's steps is also what lets a batch's fan-out take
-# the one write lock (measured: fan-out 6,744 runs/s at 10 against 12,225 at 0,
-# docs/performance.md).
+# question is one prepared SELECT on the queue's own file, a small part of a step, so a
+# waiting high run waits for one step at most (docs/performance.md, "SQLite's saves and
+# batches").
 ENTITYFLOW_PRIORITY_CHECK_MS = int(os.environ.get(
     "ENTITYFLOW_PRIORITY_CHECK_MS",
     "0" if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else "10"))

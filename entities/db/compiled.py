@@ -18,7 +18,7 @@ from django.db import connections, models, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
-from entities.db import prepared
+from entities.db import driver, prepared
 
 
 class CompiledLookup:
@@ -38,9 +38,12 @@ class CompiledLookup:
         params = list(params)
         params[slot] = value
         using = builder.compiler.using
-        with connections[using].cursor() as cursor:
-            prepared.execute(cursor, sql, params, using=using)
-            row = cursor.fetchone()
+        if connections[using].vendor == "sqlite":  # past Django's cursor (driver)
+            row = driver.execute(sql, params, using=using).fetchone()
+        else:
+            with connections[using].cursor() as cursor:
+                prepared.execute(cursor, sql, params, using=using)
+                row = cursor.fetchone()
         return None if row is None else builder.build(row)
 
     def _compiled_for(self, using: str | None) -> tuple:

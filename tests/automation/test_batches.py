@@ -6,7 +6,7 @@ import time
 
 import pytest
 from django.core.management import call_command
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 
 from automation.models import Batch, Run
 from automation.services import batches
@@ -466,3 +466,55 @@ def test_the_runs_of_a_chunk_have_time_ordered_ids(order_type, record_process, m
     assert {(run_id.version, run_id.variant) for run_id in ids} == {(7, uuid.RFC_4122)}
     created_ms = [int(run_id.hex[:12], 16) for run_id in ids]
     assert all(before * 1000 - 1000 <= ms <= after * 1000 + 1000 for ms in created_ms)
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's one write lock")
+def test_a_chunk_waits_for_the_write_lock_another_connection_holds_then_writes(
+        order_type, record_process, settings):
+    """On SQLite a chunk asks for the write lock again and again itself (batches'
+    `_chunk_transaction`) instead of SQLite's own wait: while another connection holds
+    the lock the chunk waits, once it is released the chunk is written, and the
+    connection's busy timeout is what it was (also when the lock is never given: then
+    the chunk fails as SQLite's wait fails, "database is locked", and writes nothing)."""
+    import sqlite3
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}  # the fan-out is called here
+    make_orders(order_type, 3)
+    batch = batch_create(entity_type=order_type, process=record_process)
+    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT)
+    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
+    entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+    timeout = batches._busy_timeout(connection)
+    assert timeout > 0
+    holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None,
+                             check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Event()
+
+    def release():
+        time.sleep(0.3)
+        released.set()
+        holder.execute("COMMIT")
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    try:
+        found = batches._create_chunk(batch, entities, batches.CHUNK)
+    finally:
+        thread.join(timeout=30)
+    assert released.is_set()  # it could not have written before
+    assert found == (max(entities), 3)
+    assert Run.objects.filter(batch=batch).count() == 3
+    assert batches._busy_timeout(connection) == timeout
+
+    batches._busy_timeout(connection, 200)  # a lock never given back: fails at the timeout
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            batches._create_chunk(batch, batches.batch_entities(order_type, {}).values_list(
+                "pk", flat=True).filter(pk__gt=max(entities)), batches.CHUNK)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        batches._busy_timeout(connection, timeout)
+    assert Run.objects.filter(batch=batch).count() == 3

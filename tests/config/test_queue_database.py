@@ -136,3 +136,42 @@ def test_a_chunks_doorbells_are_one_statement_not_a_commit_each(queued_mode):
         ring_many([51, 52, 53])
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["INSERT"]
     assert len(_rows(connections["queue"].settings_dict["NAME"])) == 3
+
+
+def test_the_priority_question_answers_as_the_orms_exists_without_a_django_query(queued_mode):
+    """A chunk doorbell asks before each step whether a doorbell of higher priority waits
+    (engine.chunks); on SQLite the queue broker asks it with its own SELECT on the
+    driver's handle (config/queue_broker.py). It answers as the ORM's `exists()` on the
+    same rows: a due doorbell of a higher priority counts, one of the same or a lower
+    priority does not, nor one not due yet (a delayed doorbell's `lock` is its time)."""
+    from datetime import timedelta
+
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+    from django_q.models import OrmQ
+
+    from automation.models import Priority
+    from automation.store.doorbell import higher_waiting, queue_broker, ring
+    from automation.store.queues import PriorityORM, queue_key
+
+    broker, name = queue_broker(), settings.Q_CLUSTER["name"]
+    queue = OrmQ.objects.using("queue")
+
+    def both(priority: str) -> tuple[bool, bool]:
+        with CaptureQueriesContext(connections["queue"]) as queries:
+            answer = higher_waiting(priority)
+        assert queries.captured_queries == []  # not through Django's cursor
+        return answer, PriorityORM.waiting_before(broker, priority)
+
+    assert both(Priority.LOW) == (False, False) and both(Priority.NORMAL) == (False, False)
+    assert ring(61, priority=Priority.LOW)
+    assert both(Priority.LOW) == (False, False)  # the same priority is not higher
+    assert ring(62)
+    assert both(Priority.LOW) == (True, True) and both(Priority.NORMAL) == (False, False)
+    queue.filter(key=name).delete()
+    later = timezone.now() + timedelta(minutes=5)
+    queue.create(key=queue_key(name, Priority.HIGH), payload="later", lock=later)
+    assert both(Priority.NORMAL) == (False, False) and both(Priority.LOW) == (False, False)
+    queue.filter(payload="later").update(lock=timezone.now() - timedelta(seconds=1))
+    assert both(Priority.NORMAL) == (True, True) and both(Priority.LOW) == (True, True)
+    assert higher_waiting(Priority.HIGH) is False  # nothing is higher

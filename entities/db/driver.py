@@ -1,0 +1,39 @@
+"""Statements sent on SQLite's own driver handle, past Django's cursor.
+
+A statement compiled once (entities.db.compiled) is still, on each run through
+Django's cursor, a new driver cursor, the execute wrappers, and its `%s` placeholders
+rewritten to SQLite's `?` by a regular expression over the whole text: for the run's
+INSERT, thirty-odd columns long, that cost more Python than SQLite spent writing the
+row (docs/performance.md, "Saves that start a run on SQLite: the engine's statements
+on the driver's handle"). Here the `?` form is made once per text and the statement
+sent on the connection's own handle, whose statement cache keeps it prepared.
+
+What stays as Django's cursor has it: the driver's errors become Django's (an
+`IntegrityError` is Django's), a statement is refused in a transaction Django has
+marked for rollback, and the statement belongs to whatever transaction the connection
+is in. What does not: it is not in `connection.queries` (nor a test's captured
+queries), and no execute wrapper sees it. Only for statements whose text holds no `%`
+but its placeholders (compiled SQL: quoted names and placeholders).
+"""
+
+from functools import lru_cache
+
+from django.db import connections
+
+
+def execute(sql: str, params, *, using: str):
+    """Run `sql` (Django's `%s` placeholders) with `params` on the SQLite connection
+    `using`; returns the driver's cursor (its rowcount, lastrowid, rows)."""
+    text = _qmark(sql)
+    connection = connections[using]
+    connection.validate_no_broken_transaction()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection.connection.execute(text, params)
+
+
+@lru_cache(maxsize=64)
+def _qmark(sql: str) -> str:
+    if "%" in sql.replace("%s", ""):
+        raise ValueError("only placeholders may hold a %: run it through Django's cursor")
+    return sql.replace("%s", "?")
