@@ -9,6 +9,7 @@ Django's ModelIterable does (converters and select_related objects included). Ev
 lookup still reads the database: nothing about the row itself is cached.
 """
 
+import datetime
 import threading
 import uuid
 from collections.abc import Callable
@@ -115,9 +116,115 @@ class RowBuilder:
         return obj
 
 
-# CharField's preparation of a value for the database (Field.get_db_prep_save, then
-# get_db_prep_value, get_prep_value and to_python): a str comes back unchanged.
-_CHAR_PREPARATION = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+# The methods by which a field prepares a value for the database (Field.get_db_prep_save
+# calls get_db_prep_value, which calls get_prep_value, which most fields build on
+# to_python).
+_PREPARATION = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+# Django's own field classes whose preparation of a value depends only on the value's type
+# (and, for a datetime, on whether it is aware), and returns a value the driver adapts by
+# itself (a string, a number, a UUID, a datetime) unchanged where the database keeps that
+# type: on PostgreSQL a UUID or an aware datetime is passed as it is, on SQLite it becomes
+# a string, so there the shortcut below does not apply to them.
+_PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField,
+                 models.BigIntegerField, models.SmallIntegerField, models.PositiveIntegerField,
+                 models.PositiveBigIntegerField, models.PositiveSmallIntegerField,
+                 models.AutoField, models.BigAutoField, models.SmallAutoField,
+                 models.BooleanField, models.UUIDField, models.DateTimeField)
+
+
+def _prepares_as(field, cls) -> bool:
+    return all(getattr(type(field), name) is getattr(cls, name) for name in _PREPARATION)
+
+
+def _plain(field) -> bool:
+    """Whether `field` prepares values with one of Django's plain field classes' methods;
+    a foreign key as its target field does (an empty string aside, which the kind below
+    never is)."""
+    if isinstance(field, models.ForeignKey) and _prepares_as(field, models.ForeignKey):
+        field = field.target_field
+    return any(_prepares_as(field, cls) for cls in _PLAIN_FIELDS)
+
+
+def _kind(value):
+    """What decides whether a plain field's preparation returns `value` itself: its type,
+    and for a datetime whether it is aware (a naive one is made aware, with a warning);
+    None for a value that always takes Django's way (anything else, an empty string)."""
+    kind = type(value)
+    if kind is datetime.datetime:
+        return None if value.tzinfo is None else (kind, True)
+    if isinstance(value, (str, int, uuid.UUID)):
+        return None if value == "" else kind
+    return None
+
+
+class Preparation:
+    """`save(value)` and `lookup(value)`: what `field.get_db_prep_save(value, connection)`
+    and `field.get_db_prep_value(value, connection)` return, for one field on one
+    database, without calling them for the values they would return unchanged.
+
+    On a step's path Django's per-field preparation was a fifth of the worker's Python
+    time (docs/performance.md): each value goes through four or five method calls to come
+    back as it went in. For a plain field (one of Django's own classes, _PLAIN_FIELDS)
+    whether it comes back unchanged depends only on the value's kind (_kind), so the
+    first value of each kind is prepared by Django's methods and its answer kept: the
+    same value back, and later values of that kind are passed as they are; anything else,
+    and they keep taking Django's way. A JSONField's value is adapted as the field's
+    get_db_prep_value does (the database's `adapt_json_value` with the field's encoder),
+    without the calls in between. Fields of any other class always take Django's way."""
+
+    def __init__(self, field):
+        self.field = field
+        self._plain = _plain(field)
+        self._json = _prepares_as(field, models.JSONField)
+        # per kind of value: whether the method returned it as it is
+        self._saved_unchanged: dict = {}
+        self._looked_up_unchanged: dict = {}
+
+    def save(self, value, connection):
+        if self._json and type(value) in _JSON_TYPES:
+            return connection.ops.adapt_json_value(value, self.field.encoder)
+        if self._plain:
+            kind = _kind(value)
+            if kind is not None:
+                if self._saved_unchanged.get(kind):
+                    return value
+                return _learnt(self._saved_unchanged, kind, value,
+                               self.field.get_db_prep_save(value, connection))
+        return self.field.get_db_prep_save(value, connection)
+
+    def lookup(self, value, connection):
+        if self._plain:
+            kind = _kind(value)
+            if kind is not None:
+                if self._looked_up_unchanged.get(kind):
+                    return value
+                return _learnt(self._looked_up_unchanged, kind, value,
+                               self.field.get_db_prep_value(value, connection))
+        return self.field.get_db_prep_value(value, connection)
+
+
+# Values a JSONField adapts as they are (a lazy string, an expression: Django's way).
+_JSON_TYPES = frozenset({dict, list, str, int, float, bool})
+
+
+def _learnt(unchanged: dict, kind, value, prepared_value):
+    """`prepared_value`, having noted whether it is `value` itself (the first of its kind
+    only: later ones of that kind are then passed as they are, or keep Django's way)."""
+    unchanged.setdefault(kind, prepared_value is value)
+    return prepared_value
+
+
+_PREPARATIONS: dict[tuple, Preparation] = {}
+
+
+def preparation(field, using: str) -> Preparation:
+    """The Preparation of `field` on the database `using` (one per field and database:
+    whether a value is passed unchanged depends on the database's backend)."""
+    key = (id(field), using)  # a field's own hash is worked out from three attributes
+    found = _PREPARATIONS.get(key)
+    if found is None:
+        found = _PREPARATIONS.setdefault(key, Preparation(field))
+    return found
 
 
 class CompiledInsert:
@@ -134,15 +241,12 @@ class CompiledInsert:
         self.fields = fields if fields is not None else [
             f for f in model._meta.concrete_fields if not f.primary_key and not f.generated]
         self.on_conflict = on_conflict
-        # per database: the SQL, and the fields that store an empty value (None) as NULL
-        self._sql: dict[str, tuple[str, frozenset]] = {}
-        # Per field: whether its pre_save only reads the attribute (Field's own), and
-        # whether it prepares a string as CharField does (unchanged): for those Django's
-        # calls are skipped, as they would return what they are given.
-        self._plan = [(field, field.attname,
-                       type(field).pre_save is models.Field.pre_save,
-                       all(getattr(type(field), name) is getattr(models.CharField, name)
-                           for name in _CHAR_PREPARATION))
+        # per database: the SQL, the fields that store an empty value (None) as NULL, and
+        # each field's Preparation there
+        self._sql: dict[str, tuple[str, frozenset, list]] = {}
+        # Per field: whether its pre_save only reads the attribute (Field's own): for
+        # those Django's call is skipped, as it would return what it reads.
+        self._plan = [(field, field.attname, type(field).pre_save is models.Field.pre_save)
                       for field in self.fields]
 
     def sql_params(self, obj: Model, using: str) -> tuple[str, list]:
@@ -154,26 +258,23 @@ class CompiledInsert:
                 raise ValueError(f"{self.model.__name__}: a field needs its own placeholder")
             null = frozenset(field.attname for field in self.fields
                              if field.get_db_prep_save(None, connection) is None)
-            self._sql[using] = sql, null
+            self._sql[using] = sql, null, [preparation(f, using) for f in self.fields]
             return sql, list(params)
         # What the compiler's pre_save_val and prepare_value do for a plain value, without
         # building a query and its compiler for every row (most of an API trigger's
         # Python time in the run's and step's INSERTs, docs/performance.md); an empty
-        # value of a field that stores it as NULL is not prepared again, nor a string
-        # of a field that stores it as it is.
-        sql, null = compiled
+        # value of a field that stores it as NULL is not prepared again, nor a value
+        # its field would pass as it is (Preparation).
+        sql, null, preparations = compiled
         params = []
-        for field, attname, plain_read, plain_text in self._plan:
+        for (field, attname, plain_read), prepare in zip(self._plan, preparations):
             value = getattr(obj, attname) if plain_read else field.pre_save(obj, True)
             if value is None and attname in null:
                 params.append(None)
                 continue
-            if plain_text and type(value) is str:
-                params.append(value)
-                continue
             if hasattr(value, "resolve_expression"):
                 raise ValueError("an expression would need SQL of its own: save() the row")
-            params.append(field.get_db_prep_save(value, connection))
+            params.append(prepare.save(value, connection))
         return sql, params
 
     def _query(self, obj: Model | None):
@@ -267,13 +368,13 @@ class CompiledUpdate:
         fields = self.model._meta
         # Q() orders keyword filters by name: so do the parameters of the WHERE clause
         wheres = sorted(filters.items())
-        saved = {name: fields.get_field(name).get_db_prep_save(value, connection=connection)
+        saved = {name: preparation(fields.get_field(name), using).save(value, connection)
                  for name, value in values.items()}
         if any(hasattr(value, "as_sql") or hasattr(value, "resolve_expression")
                for value in saved.values()):
             raise ValueError("an expression needs Django's own compiling: use update_sql")
         params = [value for value in saved.values() if value is not None]
-        params += [self._filter_field(name).get_db_prep_value(value, connection)
+        params += [preparation(self._filter_field(name), using).lookup(value, connection)
                    for name, value in wheres]
         key = (using, tuple(filters), tuple((name, value is None) for name, value in saved.items()))
         sql = self._sql.get(key)
