@@ -267,7 +267,7 @@ class CompiledInsert:
         # its field would pass as it is (Preparation).
         sql, null, preparations = compiled
         params = []
-        for (field, attname, plain_read), prepare in zip(self._plan, preparations):
+        for (field, attname, plain_read), prepare in zip(self._plan, preparations, strict=True):
             value = getattr(obj, attname) if plain_read else field.pre_save(obj, True)
             if value is None and attname in null:
                 params.append(None)
