@@ -17,7 +17,7 @@ A statement on the step's path that runs on its own (`fetch_one_alone`: a step's
 its record) goes further: its values are bound by the server, not quoted into the text
 in Python, through psycopg's own prepared statements (its public `prepare=True`) on a
 plain psycopg cursor of the same connection, wrapped as Django wraps its own cursors (its
-execute wrappers, query log and database errors). Quoting each value on the client was
+execute wrappers and database errors). Quoting each value on the client was
 the largest single part of a step's Python time (docs/performance.md). The same rules
 hold: only outside a transaction, never with ENTITYFLOW_PREPARED_STATEMENTS = False, and
 a connection whose server forgot the statement (or already holds its name) stops binding
@@ -166,8 +166,10 @@ def fetch_one_alone(sql: str, params, *, using: str = "default") -> tuple | None
 def _server_bound_cursor(connection):
     """A Django-wrapped psycopg cursor on `connection` whose statements are prepared on
     the server, or None: not psycopg 3 on PostgreSQL, inside a transaction, preparing
-    switched off, or this connection stopped preparing."""
-    if not _preparing(connection):
+    switched off, this connection stopped preparing, or Django logs every statement
+    (DEBUG, a test capturing them): the text of a statement psycopg ran prepared is not
+    there to log, so those run the SQL-level way, whose text is."""
+    if not _preparing(connection) or connection.queries_logged:
         return None
     connection.ensure_connection()
     raw = connection.connection
@@ -178,11 +180,9 @@ def _server_bound_cursor(connection):
         # the statements sent with prepare=True are prepared: Django's own cursors bind
         # on the client and never prepare, and this one prepares every statement it runs.
         raw.prepare_threshold = _NEVER
-    # As Django wraps its own cursors: its execute wrappers, query log and errors
+    # As Django wraps its own cursors: its execute wrappers and errors
     connection.validate_thread_sharing()
-    cursor = _Preparing(raw)
-    return connection.make_debug_cursor(cursor) if connection.queries_logged else \
-        connection.make_cursor(cursor)
+    return connection.make_cursor(_Preparing(raw))
 
 
 _NEVER = 2**31  # executions before psycopg would prepare a statement by itself

@@ -303,7 +303,7 @@ def test_the_end_of_a_run_no_process_step_started_does_not_look_at_other_runs(se
         run, _ = run_start(process=process, trigger={"type": "manual"}, input={"n": 1})
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED
-    ends = [q["sql"] for q in queries  # the statement (prepared by the server, or by SQL
-            if "finished AS (" in q["sql"]]  # PREPARE and then EXECUTEd by name)
+    ends = [q["sql"] for q in queries  # the statement, as prepared (then executed)
+            if q["sql"].startswith("PREPARE") and "finished AS (" in q["sql"]]
     assert len(ends) == 1  # the run ended in one statement ...
     assert "parent_step_run_id" not in ends[0]  # ... that looked at no other run
