@@ -138,23 +138,16 @@ def _prepares_as(field, cls) -> bool:
 
 def _plain(field) -> bool:
     """Whether `field` prepares values with one of Django's plain field classes' methods;
-    a foreign key as its target field does (an empty string aside, which the kind below
-    never is)."""
+    a foreign key as its target field does (an empty string aside, which Preparation
+    always leaves to Django)."""
     if isinstance(field, models.ForeignKey) and _prepares_as(field, models.ForeignKey):
         field = field.target_field
     return any(_prepares_as(field, cls) for cls in _PLAIN_FIELDS)
 
 
-def _kind(value):
-    """What decides whether a plain field's preparation returns `value` itself: its type,
-    and for a datetime whether it is aware (a naive one is made aware, with a warning);
-    None for a value that always takes Django's way (anything else, an empty string)."""
-    kind = type(value)
-    if kind is datetime.datetime:
-        return None if value.tzinfo is None else (kind, True)
-    if isinstance(value, (str, int, uuid.UUID)):
-        return None if value == "" else kind
-    return None
+# The values the driver takes as they are, where a plain field may pass them unchanged.
+_SIMPLE = (str, int, uuid.UUID, datetime.datetime)
+_AWARE = "aware"  # unchanged if aware: a naive datetime is made aware, with a warning
 
 
 class Preparation:
@@ -165,53 +158,64 @@ class Preparation:
     On a step's path Django's per-field preparation was a fifth of the worker's Python
     time (docs/performance.md): each value goes through four or five method calls to come
     back as it went in. For a plain field (one of Django's own classes, _PLAIN_FIELDS)
-    whether it comes back unchanged depends only on the value's kind (_kind), so the
-    first value of each kind is prepared by Django's methods and its answer kept: the
-    same value back, and later values of that kind are passed as they are; anything else,
-    and they keep taking Django's way. A JSONField's value is adapted as the field's
-    get_db_prep_value does (the database's `adapt_json_value` with the field's encoder),
-    without the calls in between. Fields of any other class always take Django's way."""
+    whether a string, a number, a UUID or an aware datetime comes back unchanged depends
+    only on its type, so the first value of each type is prepared by Django's methods and
+    the answer kept: the same value back, and later values of that type are passed as
+    they are; anything else, and they keep taking Django's way (as do an empty string, a
+    naive datetime, and every value of any other type or field class). A JSONField's
+    value is adapted as the field's get_db_prep_value does (the database's
+    `adapt_json_value` with the field's encoder), without the calls in between."""
 
     def __init__(self, field):
         self.field = field
         self._plain = _plain(field)
         self._json = _prepares_as(field, models.JSONField)
-        # per kind of value: whether the method returned it as it is
-        self._saved_unchanged: dict = {}
-        self._looked_up_unchanged: dict = {}
+        # per type of value: True (passed as it is), _AWARE (if aware), False (Django's)
+        self._saved: dict = {}
+        self._looked_up: dict = {}
 
     def save(self, value, connection):
-        if self._json and type(value) in _JSON_TYPES:
+        kind = type(value)
+        if self._json and kind in _JSON_TYPES:
             return connection.ops.adapt_json_value(value, self.field.encoder)
-        if self._plain:
-            kind = _kind(value)
-            if kind is not None:
-                if self._saved_unchanged.get(kind):
-                    return value
-                return _learnt(self._saved_unchanged, kind, value,
-                               self.field.get_db_prep_save(value, connection))
+        unchanged = self._saved.get(kind)
+        if unchanged is True and (value or not isinstance(value, str)):
+            return value
+        if unchanged is _AWARE and value.tzinfo is not None:
+            return value
+        if unchanged is None:
+            return self._learn(self._saved, self.field.get_db_prep_save, value, connection)
         return self.field.get_db_prep_save(value, connection)
 
     def lookup(self, value, connection):
-        if self._plain:
-            kind = _kind(value)
-            if kind is not None:
-                if self._looked_up_unchanged.get(kind):
-                    return value
-                return _learnt(self._looked_up_unchanged, kind, value,
-                               self.field.get_db_prep_value(value, connection))
+        kind = type(value)
+        unchanged = self._looked_up.get(kind)
+        if unchanged is True and (value or not isinstance(value, str)):
+            return value
+        if unchanged is _AWARE and value.tzinfo is not None:
+            return value
+        if unchanged is None:
+            return self._learn(self._looked_up, self.field.get_db_prep_value, value,
+                               connection)
         return self.field.get_db_prep_value(value, connection)
+
+    def _learn(self, unchanged: dict, method, value, connection):
+        """`method`'s value, having noted for the value's type what to do next time (not
+        from an empty string or a naive datetime: those say nothing of the others)."""
+        prepared_value = method(value, connection)
+        kind = type(value)
+        if not self._plain or not issubclass(kind, _SIMPLE):
+            unchanged[kind] = False
+        elif issubclass(kind, datetime.datetime):
+            if value.tzinfo is not None:
+                unchanged[kind] = _AWARE if prepared_value is value else False
+        elif value or not isinstance(value, str):
+            unchanged[kind] = prepared_value is value
+        return prepared_value
 
 
 # Values a JSONField adapts as they are (a lazy string, an expression: Django's way).
 _JSON_TYPES = frozenset({dict, list, str, int, float, bool})
-
-
-def _learnt(unchanged: dict, kind, value, prepared_value):
-    """`prepared_value`, having noted whether it is `value` itself (the first of its kind
-    only: later ones of that kind are then passed as they are, or keep Django's way)."""
-    unchanged.setdefault(kind, prepared_value is value)
-    return prepared_value
 
 
 _PREPARATIONS: dict[tuple, Preparation] = {}
@@ -362,20 +366,21 @@ class CompiledUpdate:
     def __init__(self, model: type[Model]):
         self.model = model
         self._sql: dict[tuple, str] = {}
+        self._fields: dict[str, _FieldPreparations] = {}  # per database
 
     def sql_params(self, filters: dict, values: dict, using: str) -> tuple[str, tuple]:
         connection = connections[using]
-        fields = self.model._meta
+        fields = self._fields.get(using)
+        if fields is None:
+            fields = self._fields[using] = _FieldPreparations(self.model, using)
         # Q() orders keyword filters by name: so do the parameters of the WHERE clause
         wheres = sorted(filters.items())
-        saved = {name: preparation(fields.get_field(name), using).save(value, connection)
-                 for name, value in values.items()}
+        saved = {name: fields[name].save(value, connection) for name, value in values.items()}
         if any(hasattr(value, "as_sql") or hasattr(value, "resolve_expression")
                for value in saved.values()):
             raise ValueError("an expression needs Django's own compiling: use update_sql")
         params = [value for value in saved.values() if value is not None]
-        params += [preparation(self._filter_field(name), using).lookup(value, connection)
-                   for name, value in wheres]
+        params += [fields[name].lookup(value, connection) for name, value in wheres]
         key = (using, tuple(filters), tuple((name, value is None) for name, value in saved.items()))
         sql = self._sql.get(key)
         if sql is None:
@@ -387,8 +392,19 @@ class CompiledUpdate:
             self._sql[key] = sql
         return sql, tuple(params)
 
-    def _filter_field(self, name: str):
-        return self.model._meta.pk if name == "pk" else self.model._meta.get_field(name)
+
+class _FieldPreparations(dict):
+    """Field name ("pk" too) -> its Preparation on one database, found on first use."""
+
+    def __init__(self, model: type[Model], using: str):
+        super().__init__()
+        self.model, self.using = model, using
+
+    def __missing__(self, name: str) -> Preparation:
+        meta = self.model._meta
+        found = self[name] = preparation(meta.pk if name == "pk" else meta.get_field(name),
+                                         self.using)
+        return found
 
 
 class CompiledStatement:
