@@ -12,7 +12,9 @@ STDLIB = set(sys.stdlib_module_names)
 
 # What each app may import besides the standard library and itself.
 ALLOWED = {
-    "entities": {"django", "rest_framework", "django_fsm", "jsonschema", "cel"},
+    # psycopg: the PostgreSQL driver under Django's backend, whose own prepared statements
+    # bind a step's claim and record on the server (entities/db/prepared.py)
+    "entities": {"django", "rest_framework", "django_fsm", "jsonschema", "cel", "psycopg"},
     # urllib3 is requests' own transport: net.py reads the address a connection really
     # reached, which is how the outbound guard stops DNS rebinding.
     # standardwebhooks signs outbound deliveries the Standard Webhooks way (signing.py);
@@ -361,10 +363,11 @@ def test_the_switch_finder_finds_switches():
 
 
 def test_the_database_plumbing_knows_no_model():
-    """entities/db is shared by every app: Django (and DRF for the 503) only."""
+    """entities/db is shared by every app: Django (DRF for the 503, and psycopg, the
+    driver under Django's PostgreSQL backend, for statements the server binds) only."""
     broken = [f"{path.relative_to(ROOT)} imports {name}"
               for path in (ROOT / "entities" / "db").rglob("*.py") for name in imports_of(path)
-              if name.split(".")[0] not in STDLIB | {"django", "rest_framework"}
+              if name.split(".")[0] not in STDLIB | {"django", "rest_framework", "psycopg"}
               and not name.startswith("entities.db")]
     assert not broken, "\n".join(broken)
 

@@ -43,6 +43,7 @@ from entities.db.compiled import (
     CompiledLookup,
     CompiledStatement,
     insert_select,
+    preparation,
     update_sql,
 )
 
@@ -66,12 +67,12 @@ def _claim_values(claim: uuid.UUID, now, lease_until) -> dict:
 
 
 def _saved(model, name: str, value, connection):
-    return model._meta.get_field(name).get_db_prep_save(value, connection=connection)
+    return preparation(model._meta.get_field(name), connection.alias).save(value, connection)
 
 
 def _looked_up(model, name: str, value, connection):
     field = model._meta.pk if name == "pk" else model._meta.get_field(name)
-    return field.get_db_prep_value(value, connection)
+    return preparation(field, connection.alias).lookup(value, connection)
 
 
 def _claim_params(connection, claim: uuid.UUID, now, lease_until) -> list:

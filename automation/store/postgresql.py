@@ -237,10 +237,14 @@ class PostgresRunStore(RunStore):
                    f"AND {qn('status')} IN (%s, %s))")
         started_params = (Run.Status.RUNNING, now, *RUN_NOT_STARTED)
         sql = f"WITH claimed AS ({claim_sql} RETURNING *), {started} {select_from}"  # noqa: S608
-        with connections[self.using].cursor() as cursor:
-            commits.execute_alone(cursor, sql, (*claim_params, *started_params),
-                                  using=self.using, durable=durable, prepare=True)
-            row = cursor.fetchone()
+        params = (*claim_params, *started_params)
+        if durable or not commits.relaxed(self.using):  # one statement: bound on the server
+            row = prepared.fetch_one_alone(sql, params, using=self.using)
+        else:  # SET LOCAL and the statement: one query, its values bound here
+            with connections[self.using].cursor() as cursor:
+                commits.execute_alone(cursor, sql, params, using=self.using, durable=False,
+                                      prepare=True)
+                row = cursor.fetchone()
         if row is None:
             return None
         step_run = builder.build(row)
@@ -399,12 +403,10 @@ class PostgresRunStore(RunStore):
                 params.append(waiting.CHANNEL)
                 select += ", (SELECT count(*) FROM notified)"
         sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
-        with connections[self.using].cursor() as cursor:
-            # durable: the step's output and a run's end are readable at once, and a
-            # caller told of this end must not be told of a commit a crash could forget
-            commits.execute_alone(cursor, sql, params, using=self.using, durable=True,
-                                  prepare=True)
-            count, follower_pk = cursor.fetchone()[:2]
+        # durable (an ordinary commit): the step's output and a run's end are readable at
+        # once, and a caller told of this end must not be told of a commit a crash could
+        # forget
+        count, follower_pk = prepared.fetch_one_alone(sql, params, using=self.using)[:2]
         return bool(count), follower_pk
 
     def _hooks_idle(self, event: str, run: Run) -> tuple[str, list]:

@@ -46,11 +46,12 @@ class StepState:
         return cls(**(data or {}))
 
     def to_json(self) -> dict[str, Any]:
-        # field by field, not dataclasses.asdict: that deep-copies a loop's items on
-        # every write of its state
-        values = ((name, getattr(self, name)) for name in _NAMES)
-        return {name: value for name, value in values
-                if value is not None and not (value is False and name in _FLAGS)}
+        # the instance's own attributes (its fields, in their order), not
+        # dataclasses.asdict: that deep-copies a loop's items on every write of its state;
+        # and not a getattr per field: a step writes its state twice (docs/performance.md)
+        return {name: value for name, value in vars(self).items()
+                if value is not None and not (value is False and name in _FLAGS)
+                and name in _FIELDS}
 
     def merged(self, changes: dict | None) -> "StepState":
         """A copy with `changes` (a step type's outcome state, JSON keys) applied."""
@@ -58,4 +59,5 @@ class StepState:
 
 
 _NAMES = tuple(f.name for f in fields(StepState))
+_FIELDS = frozenset(_NAMES)
 _FLAGS = {f.name for f in fields(StepState) if f.default is False}  # written only when set

@@ -9,6 +9,7 @@ Django's ModelIterable does (converters and select_related objects included). Ev
 lookup still reads the database: nothing about the row itself is cached.
 """
 
+import datetime
 import threading
 import uuid
 from collections.abc import Callable
@@ -118,9 +119,119 @@ class RowBuilder:
         return obj
 
 
-# CharField's preparation of a value for the database (Field.get_db_prep_save, then
-# get_db_prep_value, get_prep_value and to_python): a str comes back unchanged.
-_CHAR_PREPARATION = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+# The methods by which a field prepares a value for the database (Field.get_db_prep_save
+# calls get_db_prep_value, which calls get_prep_value, which most fields build on
+# to_python).
+_PREPARATION = ("get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+# Django's own field classes whose preparation of a value depends only on the value's type
+# (and, for a datetime, on whether it is aware), and returns a value the driver adapts by
+# itself (a string, a number, a UUID, a datetime) unchanged where the database keeps that
+# type: on PostgreSQL a UUID or an aware datetime is passed as it is, on SQLite it becomes
+# a string, so there the shortcut below does not apply to them.
+_PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField,
+                 models.BigIntegerField, models.SmallIntegerField, models.PositiveIntegerField,
+                 models.PositiveBigIntegerField, models.PositiveSmallIntegerField,
+                 models.AutoField, models.BigAutoField, models.SmallAutoField,
+                 models.BooleanField, models.UUIDField, models.DateTimeField)
+
+
+def _prepares_as(field, cls) -> bool:
+    return all(getattr(type(field), name) is getattr(cls, name) for name in _PREPARATION)
+
+
+def _plain(field) -> bool:
+    """Whether `field` prepares values with one of Django's plain field classes' methods;
+    a foreign key as its target field does (an empty string aside, which Preparation
+    always leaves to Django)."""
+    if isinstance(field, models.ForeignKey) and _prepares_as(field, models.ForeignKey):
+        field = field.target_field
+    return any(_prepares_as(field, cls) for cls in _PLAIN_FIELDS)
+
+
+# The values the driver takes as they are, where a plain field may pass them unchanged.
+_SIMPLE = (str, int, uuid.UUID, datetime.datetime)
+_AWARE = "aware"  # unchanged if aware: a naive datetime is made aware, with a warning
+
+
+class Preparation:
+    """`save(value)` and `lookup(value)`: what `field.get_db_prep_save(value, connection)`
+    and `field.get_db_prep_value(value, connection)` return, for one field on one
+    database, without calling them for the values they would return unchanged.
+
+    On a step's path Django's per-field preparation was a fifth of the worker's Python
+    time (docs/performance.md): each value goes through four or five method calls to come
+    back as it went in. For a plain field (one of Django's own classes, _PLAIN_FIELDS)
+    whether a string, a number, a UUID or an aware datetime comes back unchanged depends
+    only on its type, so the first value of each type is prepared by Django's methods and
+    the answer kept: the same value back, and later values of that type are passed as
+    they are; anything else, and they keep taking Django's way (as do an empty string, a
+    naive datetime, and every value of any other type or field class). A JSONField's
+    value is adapted as the field's get_db_prep_value does (the database's
+    `adapt_json_value` with the field's encoder), without the calls in between."""
+
+    def __init__(self, field):
+        self.field = field
+        self._plain = _plain(field)
+        self._json = _prepares_as(field, models.JSONField)
+        # per type of value: True (passed as it is), _AWARE (if aware), False (Django's)
+        self._saved: dict = {}
+        self._looked_up: dict = {}
+
+    def save(self, value, connection):
+        kind = type(value)
+        if self._json and kind in _JSON_TYPES:
+            return connection.ops.adapt_json_value(value, self.field.encoder)
+        unchanged = self._saved.get(kind)
+        if unchanged is True and (value or not isinstance(value, str)):
+            return value
+        if unchanged is _AWARE and value.tzinfo is not None:
+            return value
+        if unchanged is None:
+            return self._learn(self._saved, self.field.get_db_prep_save, value, connection)
+        return self.field.get_db_prep_save(value, connection)
+
+    def lookup(self, value, connection):
+        kind = type(value)
+        unchanged = self._looked_up.get(kind)
+        if unchanged is True and (value or not isinstance(value, str)):
+            return value
+        if unchanged is _AWARE and value.tzinfo is not None:
+            return value
+        if unchanged is None:
+            return self._learn(self._looked_up, self.field.get_db_prep_value, value,
+                               connection)
+        return self.field.get_db_prep_value(value, connection)
+
+    def _learn(self, unchanged: dict, method, value, connection):
+        """`method`'s value, having noted for the value's type what to do next time (not
+        from an empty string or a naive datetime: those say nothing of the others)."""
+        prepared_value = method(value, connection)
+        kind = type(value)
+        if not self._plain or not issubclass(kind, _SIMPLE):
+            unchanged[kind] = False
+        elif issubclass(kind, datetime.datetime):
+            if value.tzinfo is not None:
+                unchanged[kind] = _AWARE if prepared_value is value else False
+        elif value or not isinstance(value, str):
+            unchanged[kind] = prepared_value is value
+        return prepared_value
+
+
+# Values a JSONField adapts as they are (a lazy string, an expression: Django's way).
+_JSON_TYPES = frozenset({dict, list, str, int, float, bool})
+
+
+_PREPARATIONS: dict[tuple, Preparation] = {}
+
+
+def preparation(field, using: str) -> Preparation:
+    """The Preparation of `field` on the database `using` (one per field and database:
+    whether a value is passed unchanged depends on the database's backend)."""
+    key = (id(field), using)  # a field's own hash is worked out from three attributes
+    found = _PREPARATIONS.get(key)
+    if found is None:
+        found = _PREPARATIONS.setdefault(key, Preparation(field))
+    return found
 
 
 class CompiledInsert:
@@ -137,15 +248,12 @@ class CompiledInsert:
         self.fields = fields if fields is not None else [
             f for f in model._meta.concrete_fields if not f.primary_key and not f.generated]
         self.on_conflict = on_conflict
-        # per database: the SQL, and the fields that store an empty value (None) as NULL
-        self._sql: dict[str, tuple[str, frozenset]] = {}
-        # Per field: whether its pre_save only reads the attribute (Field's own), and
-        # whether it prepares a string as CharField does (unchanged): for those Django's
-        # calls are skipped, as they would return what they are given.
-        self._plan = [(field, field.attname,
-                       type(field).pre_save is models.Field.pre_save,
-                       all(getattr(type(field), name) is getattr(models.CharField, name)
-                           for name in _CHAR_PREPARATION))
+        # per database: the SQL, the fields that store an empty value (None) as NULL, and
+        # each field's Preparation there
+        self._sql: dict[str, tuple[str, frozenset, list]] = {}
+        # Per field: whether its pre_save only reads the attribute (Field's own): for
+        # those Django's call is skipped, as it would return what it reads.
+        self._plan = [(field, field.attname, type(field).pre_save is models.Field.pre_save)
                       for field in self.fields]
 
     def sql_params(self, obj: Model, using: str) -> tuple[str, list]:
@@ -157,26 +265,23 @@ class CompiledInsert:
                 raise ValueError(f"{self.model.__name__}: a field needs its own placeholder")
             null = frozenset(field.attname for field in self.fields
                              if field.get_db_prep_save(None, connection) is None)
-            self._sql[using] = sql, null
+            self._sql[using] = sql, null, [preparation(f, using) for f in self.fields]
             return sql, list(params)
         # What the compiler's pre_save_val and prepare_value do for a plain value, without
         # building a query and its compiler for every row (most of an API trigger's
         # Python time in the run's and step's INSERTs, docs/performance.md); an empty
-        # value of a field that stores it as NULL is not prepared again, nor a string
-        # of a field that stores it as it is.
-        sql, null = compiled
+        # value of a field that stores it as NULL is not prepared again, nor a value
+        # its field would pass as it is (Preparation).
+        sql, null, preparations = compiled
         params = []
-        for field, attname, plain_read, plain_text in self._plan:
+        for (field, attname, plain_read), prepare in zip(self._plan, preparations, strict=True):
             value = getattr(obj, attname) if plain_read else field.pre_save(obj, True)
             if value is None and attname in null:
                 params.append(None)
                 continue
-            if plain_text and type(value) is str:
-                params.append(value)
-                continue
             if hasattr(value, "resolve_expression"):
                 raise ValueError("an expression would need SQL of its own: save() the row")
-            params.append(field.get_db_prep_save(value, connection))
+            params.append(prepare.save(value, connection))
         return sql, params
 
     def _query(self, obj: Model | None):
@@ -264,20 +369,21 @@ class CompiledUpdate:
     def __init__(self, model: type[Model]):
         self.model = model
         self._sql: dict[tuple, str] = {}
+        self._fields: dict[str, _FieldPreparations] = {}  # per database
 
     def sql_params(self, filters: dict, values: dict, using: str) -> tuple[str, tuple]:
         connection = connections[using]
-        fields = self.model._meta
+        fields = self._fields.get(using)
+        if fields is None:
+            fields = self._fields[using] = _FieldPreparations(self.model, using)
         # Q() orders keyword filters by name: so do the parameters of the WHERE clause
         wheres = sorted(filters.items())
-        saved = {name: fields.get_field(name).get_db_prep_save(value, connection=connection)
-                 for name, value in values.items()}
+        saved = {name: fields[name].save(value, connection) for name, value in values.items()}
         if any(hasattr(value, "as_sql") or hasattr(value, "resolve_expression")
                for value in saved.values()):
             raise ValueError("an expression needs Django's own compiling: use update_sql")
         params = [value for value in saved.values() if value is not None]
-        params += [self._filter_field(name).get_db_prep_value(value, connection)
-                   for name, value in wheres]
+        params += [fields[name].lookup(value, connection) for name, value in wheres]
         key = (using, tuple(filters), tuple((name, value is None) for name, value in saved.items()))
         sql = self._sql.get(key)
         if sql is None:
@@ -289,8 +395,19 @@ class CompiledUpdate:
             self._sql[key] = sql
         return sql, tuple(params)
 
-    def _filter_field(self, name: str):
-        return self.model._meta.pk if name == "pk" else self.model._meta.get_field(name)
+
+class _FieldPreparations(dict):
+    """Field name ("pk" too) -> its Preparation on one database, found on first use."""
+
+    def __init__(self, model: type[Model], using: str):
+        super().__init__()
+        self.model, self.using = model, using
+
+    def __missing__(self, name: str) -> Preparation:
+        meta = self.model._meta
+        found = self[name] = preparation(meta.pk if name == "pk" else meta.get_field(name),
+                                         self.using)
+        return found
 
 
 class CompiledStatement:

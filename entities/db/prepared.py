@@ -12,17 +12,29 @@ connection that cannot keep a prepared statement (a pooler in transaction mode h
 each transaction to another server connection; DISCARD ALL drops them) stops preparing
 at its first failure: the statement then runs as it is. The failed EXECUTE did nothing,
 so running it again is safe. ENTITYFLOW_PREPARED_STATEMENTS = False never prepares.
+
+A statement on the step's path that runs on its own (`fetch_one_alone`: a step's claim,
+its record) goes further: its values are bound by the server, not quoted into the text
+in Python, through psycopg's own prepared statements (its public `prepare=True`) on a
+plain psycopg cursor of the same connection, wrapped as Django wraps its own cursors (its
+execute wrappers and database errors). Quoting each value on the client was
+the largest single part of a step's Python time (docs/performance.md). The same rules
+hold: only outside a transaction, never with ENTITYFLOW_PREPARED_STATEMENTS = False, and
+a connection whose server forgot the statement (or already holds its name) stops binding
+on the server and runs it the way above.
 """
 
 import hashlib
 import logging
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connections
 
 logger = logging.getLogger(__name__)
 MOST_PER_CONNECTION = 32  # a handful of shapes are prepared; anything beyond runs as is
 LOST = "26000"  # invalid_sql_statement_name: the server does not know the name
+TAKEN = "42P05"  # duplicate_prepared_statement: a name a pooler's session already holds
 READ = "entityflow_read_"  # the prefix of statements that are a plain SELECT
 
 
@@ -31,6 +43,19 @@ class _Prepared:
 
     def __init__(self, raw):
         self.raw, self.names, self.off = raw, {}, False
+
+
+def _state(connection) -> _Prepared:
+    state = getattr(connection, "_entityflow_prepared", None)
+    if state is None or state.raw is not connection.connection:  # a new connection
+        state = connection._entityflow_prepared = _Prepared(connection.connection)
+    return state
+
+
+def _preparing(connection, *, guarded: bool = False) -> bool:
+    return (connection.vendor == "postgresql"
+            and (guarded or not connection.in_atomic_block)
+            and getattr(settings, "ENTITYFLOW_PREPARED_STATEMENTS", True))
 
 
 def execute(cursor, sql: str, params, *, using: str = "default", send=None,
@@ -80,12 +105,9 @@ def executable(cursor, sql: str, count: int, *, using: str = "default",
     transaction, `sql` runs in a savepoint of its own (execute_guarded), and so is the
     PREPARE."""
     connection = connections[using]
-    if (connection.vendor != "postgresql" or (connection.in_atomic_block and not guarded)
-            or not getattr(settings, "ENTITYFLOW_PREPARED_STATEMENTS", True)):
+    if not _preparing(connection, guarded=guarded):
         return sql
-    state = getattr(connection, "_entityflow_prepared", None)
-    if state is None or state.raw is not connection.connection:  # a new connection
-        state = connection._entityflow_prepared = _Prepared(connection.connection)
+    state = _state(connection)
     name = state.names.get(sql)
     if name is None:
         if state.off or len(state.names) >= MOST_PER_CONNECTION:
@@ -116,6 +138,61 @@ def _prepare(cursor, state: _Prepared, sql: str, count: int, *,
         return None
     state.names[sql] = name
     return name
+
+
+def fetch_one_alone(sql: str, params, *, using: str = "default") -> tuple | None:
+    """Outside a transaction: run one statement (its own transaction, its commit waiting
+    for the disk as usual) and return its first row. Its values are bound by the server
+    and the statement prepared there (psycopg's own prepared statements) where it can
+    be; else it runs as `execute` runs it."""
+    connection = connections[using]
+    cursor = _server_bound_cursor(connection)
+    if cursor is not None:
+        try:
+            with cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchone()
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) not in (LOST, TAKEN):
+                raise
+            _state(connection).off = True  # the failed statement did nothing
+            logger.warning("the database connection lost its prepared statements (a pooler "
+                           "in transaction mode?); this connection no longer prepares them")
+    with connection.cursor() as cursor:
+        execute(cursor, sql, params, using=using)
+        return cursor.fetchone()
+
+
+def _server_bound_cursor(connection):
+    """A Django-wrapped psycopg cursor on `connection` whose statements are prepared on
+    the server, or None: not psycopg 3 on PostgreSQL, inside a transaction, preparing
+    switched off, this connection stopped preparing, or Django logs every statement
+    (DEBUG, a test capturing them): the text of a statement psycopg ran prepared is not
+    there to log, so those run the SQL-level way, whose text is."""
+    if not _preparing(connection) or connection.queries_logged:
+        return None
+    connection.ensure_connection()
+    raw = connection.connection
+    if not isinstance(raw, psycopg.Connection) or _state(connection).off:
+        return None
+    if raw.prepare_threshold is None:
+        # Django turns psycopg's preparing off (for poolers); turned on here only so that
+        # the statements sent with prepare=True are prepared: Django's own cursors bind
+        # on the client and never prepare, and this one prepares every statement it runs.
+        raw.prepare_threshold = _NEVER
+    # As Django wraps its own cursors: its execute wrappers and errors
+    connection.validate_thread_sharing()
+    return connection.make_cursor(_Preparing(raw))
+
+
+_NEVER = 2**31  # executions before psycopg would prepare a statement by itself
+
+
+class _Preparing(psycopg.Cursor):
+    """Binds a statement's values on the server and prepares every statement it runs."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
 
 
 def first_words(sql: str, count: int = 1) -> list[str]:

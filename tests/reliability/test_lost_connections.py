@@ -41,6 +41,7 @@ postgres = pytest.mark.requires_postgres
 FIRST_READ_OF_CASES = 'SELECT "entities_entitytype"."id"'  # POST /api/cases: the case type
 INSERT_CASE = 'INSERT INTO "entities_entity" ('  # inside the case's transaction
 RUNS_OF_EVENT = 'FROM "automation_run" WHERE "automation_run"."event_id"'  # after the commit
+CLAIM = "WITH claimed AS ("  # a step's claim, bound and prepared by the server (its own text)
 
 
 class terminated_at:  # noqa: N801  (used as a context manager, like a function)
@@ -288,7 +289,7 @@ def test_a_step_task_that_loses_its_connection_after_the_claim_runs_nothing_twic
     if the process had been killed: once its lease runs out it runs again under the same
     idempotency key (docs/reliability.md)."""
     caplog.set_level(logging.WARNING, logger="entities.db.outage")
-    with terminated_at("EXECUTE entityflow_", after=True) as lost:  # the claim, applied
+    with terminated_at(CLAIM, after=True) as lost:  # the claim, applied
         worker_task(pending_step)
     assert lost.terminated == 1 and lost_task_lines(caplog) == 1
     pending_step.refresh_from_db()
@@ -308,7 +309,7 @@ def test_a_step_task_that_loses_its_connection_twice_fails_and_leaves_the_step_p
         pending_step):
     """A second loss in one task is raised (the doorbell's task fails, as any other
     error): nothing was claimed, so the next doorbell (the sweeper's) runs it once."""
-    with terminated_at("PREPARE entityflow_", times=2) as lost:  # each try's claim
+    with terminated_at(CLAIM, times=2) as lost:  # each try's claim
         with pytest.raises(OperationalError):
             worker_task(pending_step)
     assert lost.terminated == 2
