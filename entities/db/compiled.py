@@ -178,29 +178,26 @@ class Preparation:
         self._looked_up: dict = {}
 
     def save(self, value, connection):
-        kind = type(value)
-        if self._json and kind in _JSON_TYPES:
+        if self._json and type(value) in _JSON_TYPES:
             return connection.ops.adapt_json_value(value, self.field.encoder)
-        unchanged = self._saved.get(kind)
-        if unchanged is True and (value or not isinstance(value, str)):
-            return value
-        if unchanged is _AWARE and value.tzinfo is not None:
-            return value
-        if unchanged is None:
-            return self._learn(self._saved, self.field.get_db_prep_save, value, connection)
-        return self.field.get_db_prep_save(value, connection)
+        return self._prepared(self._saved, self.field.get_db_prep_save, value, connection)
 
     def lookup(self, value, connection):
+        return self._prepared(self._looked_up, self.field.get_db_prep_value, value,
+                              connection)
+
+    def _prepared(self, unchanged: dict, method, value, connection):
+        """`method(value, connection)`, or `value` itself where its type is known to come
+        back unchanged (`unchanged`: what was learnt for `method`)."""
         kind = type(value)
-        unchanged = self._looked_up.get(kind)
-        if unchanged is True and (value or not isinstance(value, str)):
+        known = unchanged.get(kind)
+        if known is True and (value or not isinstance(value, str)):
             return value
-        if unchanged is _AWARE and value.tzinfo is not None:
+        if known is _AWARE and value.tzinfo is not None:
             return value
-        if unchanged is None:
-            return self._learn(self._looked_up, self.field.get_db_prep_value, value,
-                               connection)
-        return self.field.get_db_prep_value(value, connection)
+        if known is None:
+            return self._learn(unchanged, method, value, connection)
+        return method(value, connection)
 
     def _learn(self, unchanged: dict, method, value, connection):
         """`method`'s value, having noted for the value's type what to do next time (not

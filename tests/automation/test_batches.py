@@ -357,17 +357,24 @@ def test_a_batch_of_a_process_with_a_concurrency_rule_starts_through_its_gates(
     assert Run.objects.filter(batch=batch, status="pending").count() == 2
 
 
+def _batch_of_3_to_chunk(settings, order_type, process, status):
+    """A batch over three new orders in `status`, as a chunk of its fan-out reads it, and
+    the entities a chunk takes from; the fan-out task is not run (it is called here)."""
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    make_orders(order_type, 3)
+    batch = batch_create(entity_type=order_type, process=process)
+    Batch.objects.filter(pk=batch.pk).update(status=status)
+    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
+    return batch, batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+
+
 def test_a_chunk_of_a_batch_that_stopped_fanning_out_writes_nothing(order_type, record_process,
                                                                    settings):
     """A cancel (or pause) that commits after the fan-out looked at the batch and before
     a chunk moved the cursor: the chunk's transaction rolls back, so no run of it starts
     after the cancel has looked for runs to cancel, and a resume starts from the cursor."""
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}  # the fan-out is called here
-    make_orders(order_type, 3)
-    batch = batch_create(entity_type=order_type, process=record_process)
-    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.CANCELLED)
-    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
-    entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+    batch, entities = _batch_of_3_to_chunk(settings, order_type, record_process,
+                                            Batch.Status.CANCELLED)
 
     with pytest.raises(batches.ChunkStopped):
         batches._create_chunk(batch, entities, batches.CHUNK)
@@ -383,12 +390,8 @@ def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_typ
                                                                       record_process, settings):
     """The race itself, on two connections: the cancel commits (and cancels the runs it
     finds) while a chunk's INSERT is done but not committed; the chunk then rolls back."""
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
-    make_orders(order_type, 3)
-    batch = batch_create(entity_type=order_type, process=record_process)
-    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT)
-    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
-    entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+    batch, entities = _batch_of_3_to_chunk(settings, order_type, record_process,
+                                            Batch.Status.FANNING_OUT)
 
     def cancel_elsewhere(found):
         assert found == (max(entities), 3)  # the chunk's statements found it themselves
@@ -478,12 +481,8 @@ def test_a_chunk_waits_for_the_write_lock_another_connection_holds_then_writes(
     the chunk fails as SQLite's wait fails, "database is locked", and writes nothing)."""
     import sqlite3
 
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}  # the fan-out is called here
-    make_orders(order_type, 3)
-    batch = batch_create(entity_type=order_type, process=record_process)
-    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT)
-    batch = Batch.objects.select_related("process__current_version").get(pk=batch.pk)
-    entities = batches.batch_entities(order_type, {}).values_list("pk", flat=True)
+    batch, entities = _batch_of_3_to_chunk(settings, order_type, record_process,
+                                            Batch.Status.FANNING_OUT)
     timeout = batches._busy_timeout(connection)
     assert timeout > 0
     holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None,
