@@ -11,9 +11,10 @@ sent on the connection's own handle, whose statement cache keeps it prepared.
 What stays as Django's cursor has it: the driver's errors become Django's (an
 `IntegrityError` is Django's), a statement is refused in a transaction Django has
 marked for rollback, and the statement belongs to whatever transaction the connection
-is in. What does not: it is not in `connection.queries` (nor a test's captured
-queries), and no execute wrapper sees it. Only for statements whose text holds no `%`
-but its placeholders (compiled SQL: quoted names and placeholders).
+is in. What does not: no execute wrapper sees it. Where Django logs every statement
+(DEBUG, a test capturing them) it goes through Django's cursor after all, so the log
+is whole. Only for statements whose text holds no `%` but its placeholders (compiled
+SQL: quoted names and placeholders).
 """
 
 from functools import lru_cache
@@ -26,6 +27,10 @@ def execute(sql: str, params, *, using: str):
     `using`; returns the driver's cursor (its rowcount, lastrowid, rows)."""
     text = _qmark(sql)
     connection = connections[using]
+    if connection.queries_logged:  # Django's cursor, whose log this is
+        cursor = connection.cursor()
+        cursor.execute(sql, params)
+        return cursor
     connection.validate_no_broken_transaction()
     connection.ensure_connection()
     with connection.wrap_database_errors:

@@ -65,8 +65,7 @@ def test_the_start_writes_the_rows_save_writes(queued_mode):
     with CaptureQueriesContext(connection) as queries:
         assert get_store().start(*started, first)
     writes = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"].upper()]
-    # PostgreSQL: one statement; SQLite: two, sent past Django's cursor (entities.db.driver)
-    assert len(writes) == (1 if connection.vendor == "postgresql" else 0)
+    assert len(writes) == (1 if connection.vendor == "postgresql" else 2)  # + the queue's row
     for row in saved:
         row.save(force_insert=True)
     for model, (new, old) in ((Run, (started[0], saved[0])), (StepRun, (started[1], saved[1]))):

@@ -5,6 +5,7 @@ refused)."""
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 
 from entities.db import driver
 from entities.db.compiled import CompiledInsert
@@ -46,3 +47,13 @@ def test_errors_are_djangos_and_a_broken_transaction_is_refused():
             _insert("t-broken")
     with pytest.raises(ValueError, match="placeholders"):
         driver.execute("SELECT 1 WHERE 'a' LIKE '%%' AND 1 = %s", (1,), using="default")
+
+
+def test_where_django_logs_every_statement_the_statement_is_in_its_log():
+    """DEBUG, or a test capturing statements (an ordering the engine promises is checked
+    that way): the statement goes through Django's cursor, so the log misses none."""
+    with CaptureQueriesContext(connection) as queries:
+        cursor = _insert("t-logged")
+    assert cursor.rowcount == 1
+    assert EntityType.objects.get(key="t-logged").pk == cursor.lastrowid
+    assert [q["sql"] for q in queries.captured_queries if "t-logged" in q["sql"]]
