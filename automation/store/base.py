@@ -33,7 +33,7 @@ from automation.store import (
     waiting,
 )
 from automation.store.claims import Claim, Handover
-from automation.store.doorbell import enqueue_chunk, enqueue_many, enqueue_step
+from automation.store.doorbell import enqueue_chunk, enqueue_many, enqueue_step, queue_shares
 from automation.store.graphs import concurrency_for
 from automation.store.pauses import HELD_UNTIL, paused_rows
 from automation.store.policy import step_timeout_seconds
@@ -192,6 +192,16 @@ class RunStore:
         # database's one write lock, which every other writer waits for (an API trigger
         # compiled them inside it, docs/performance.md).
         rows = self._run_and_step_rows(run, step_run)
+        if driver.owns_transactions(self.using) and not queue_shares(self.using):
+            # On SQLite outside any transaction (an API trigger): the two INSERTs in one
+            # transaction of the driver's own, then the doorbell, which goes to a queue
+            # of its own, sent after the commit as Django's on-commit would send it.
+            with driver.transaction(using=self.using):
+                written = self._write_run_and_step(run, step_run, rows)
+            if written:  # outside any transaction: rung now
+                enqueue_step(step_run.pk, timeout=step_timeout_seconds(first),
+                             priority=run.priority)
+            return written
         with transaction.atomic(using=self.using, savepoint=False):
             if not self._write_run_and_step(run, step_run, rows):
                 return False

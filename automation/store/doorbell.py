@@ -65,12 +65,20 @@ def _package_ahead(step_run_id: int, timeout: int | None) -> str | None:
 
 
 def _queue_in_transaction() -> bool:
+    alias = router.db_for_write(StepRun)
+    return queue_shares(alias) and not transaction.get_autocommit(using=alias)
+
+
+def queue_shares(using: str) -> bool:
+    """Whether the step's doorbell is a row of the database `using` itself (the ORM
+    broker on the engine's database), written in the transaction that writes the step;
+    else it is sent after the commit (Redis, the queue's own SQLite file, sync mode)."""
     from django_q.brokers.orm import ORM
 
     alias = settings.Q_CLUSTER.get("orm")
     if settings.Q_CLUSTER.get("sync") or not alias or not isinstance(_broker(), ORM):
         return False
-    return alias == router.db_for_write(StepRun) and not transaction.get_autocommit(using=alias)
+    return alias == using
 
 
 def ring(step_run_id: int, *, timeout: int | None = None, priority: str = NORMAL,

@@ -115,10 +115,13 @@ class PostgresRunStore(RunStore):
         if run.concurrency_key is not None:
             return super().start(run, step_run, first)
         ctes, params = self._start_ctes(run, step_run)
-        with connections[self.using].cursor() as cursor:
-            prepared.execute(cursor, f"WITH {ctes} SELECT id FROM first_step", params,  # noqa: S608
-                             using=self.using)
-            row = cursor.fetchone()
+        sql = f"WITH {ctes} SELECT id FROM first_step"  # noqa: S608
+        if connections[self.using].in_atomic_block:
+            with connections[self.using].cursor() as cursor:
+                prepared.execute(cursor, sql, params, using=self.using)
+                row = cursor.fetchone()
+        else:  # its own transaction (an API trigger): its values bound by the server
+            row = prepared.fetch_one_alone(sql, params, using=self.using)
         if row is None:
             return False
         self._written(run, step_run, row[0])

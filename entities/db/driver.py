@@ -17,6 +17,7 @@ is whole. Only for statements whose text holds no `%` but its placeholders (comp
 SQL: quoted names and placeholders).
 """
 
+from contextlib import contextmanager
 from functools import lru_cache
 
 from django.db import connections
@@ -42,3 +43,41 @@ def _qmark(sql: str) -> str:
     if "%" in sql.replace("%s", ""):
         raise ValueError("only placeholders may hold a %: run it through Django's cursor")
     return sql.replace("%s", "?")
+
+
+def owns_transactions(using: str) -> bool:
+    """Whether `transaction` may run on `using`: SQLite, in autocommit with no Django
+    transaction open, and no statement log to keep whole (DEBUG, a test capturing
+    statements: BEGIN and COMMIT sent here would be missing from it)."""
+    connection = connections[using]
+    return (connection.vendor == "sqlite" and not connection.in_atomic_block
+            and not connection.queries_logged and connection.get_autocommit())
+
+
+@contextmanager
+def transaction(*, using: str):
+    """`BEGIN IMMEDIATE` … `COMMIT` on the driver's handle around the statements sent
+    with `execute` in the block; `ROLLBACK` if it raises. Only where `owns_transactions`
+    says so. It is the transaction Django's `atomic` opens on SQLite (our
+    `transaction_mode` is IMMEDIATE: the write lock taken at BEGIN, so two writers never
+    deadlock upgrading a read lock), without its bookkeeping around two statements: a
+    set_autocommit each way, Django's cursor for the BEGIN, the on-commit machinery,
+    half the transaction's Python on the API trigger (docs/performance.md, "The API
+    trigger on SQLite: one transaction on the driver's handle"). Nothing may run
+    on-commit callbacks in it: Django does not know it is open (`transaction.on_commit`
+    would run them at once, before the COMMIT)."""
+    connection = connections[using]
+    if not owns_transactions(using):
+        raise RuntimeError("driver.transaction: only outside Django's transactions, on SQLite")
+    raw = connection.connection
+    with connection.wrap_database_errors:
+        raw.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        with connection.wrap_database_errors:
+            raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            with connection.wrap_database_errors:
+                raw.execute("ROLLBACK")
+        raise
