@@ -60,6 +60,18 @@ def test_the_gunicorn_config_defaults_to_production(tmp_path):
     assert python(code, production_env(tmp_path)).stdout.strip() == "config.settings.production"
 
 
+def test_a_gunicorn_worker_freezes_what_it_loaded(tmp_path):
+    """config/gunicorn.py's post_worker_init: what lives once Django is loaded is out of
+    the collector's full collections (gc.freeze), in the worker's process."""
+    code = ("import gc, runpy; hooks = runpy.run_path('config/gunicorn.py'); "
+            "import django; django.setup(); before = gc.get_freeze_count(); "
+            "hooks['post_worker_init'](None); print(before, gc.get_freeze_count())")
+    done = python(code, production_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split())
+    assert before == 0 and after > 10_000
+
+
 @pytest.mark.parametrize("name", ["SECRET_KEY", "ALLOWED_HOSTS"])
 def test_production_refuses_to_start_without_its_secrets(tmp_path, name):
     done = python(SHOW, production_env(tmp_path, **{name: None}))
