@@ -39,10 +39,10 @@ def post_worker_init(worker):
     """Once the worker has loaded Django: what is alive now (settings, models, the
     registry, compiled statements) lives as long as the worker, so it is moved out of
     the garbage collector's reach (`gc.freeze`). Otherwise every full collection walks
-    all of it again: about 160,000 objects, 0.1 s of CPU each time, which on the API
-    trigger came once every 1,000 or so requests, 0.1 ms a request
-    (docs/performance.md, "The API trigger on SQLite: one transaction on the driver's
-    handle"). What the worker allocates later is collected as before."""
+    all of it again: about 160,000 objects, 0.08-0.11 s of CPU each time, which on
+    the API trigger came once every 1,000 to 2,000 requests, 0.04-0.11 ms a request
+    (docs/performance.md, "The API trigger on SQLite: the least a trigger
+    can cost"). What the worker allocates later is collected as before."""
     import gc
 
     gc.collect()

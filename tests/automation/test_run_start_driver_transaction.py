@@ -1,7 +1,7 @@
 """SQLite, a run started outside any transaction (an API trigger): its run and first step
 are written in one transaction on the driver's own handle (entities.db.driver), and its
 doorbell sent after the commit, to the queue's own file (docs/performance.md, "The API
-trigger on SQLite: one transaction on the driver's handle"). The rows and the doorbell
+trigger on SQLite: the least a trigger can cost"). The rows and the doorbell
 must be what a start inside Django's transaction writes; nothing is kept of a start that
 fails halfway."""
 
