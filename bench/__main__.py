@@ -1,6 +1,7 @@
 """python -m bench [--db sqlite|postgres] [--broker orm|redis] [--quick] [--profile]
-[--only SCENARIO,...]    (python -m bench reliability|prune|metrics|soak … run
-bench/reliability.py, bench/retention.py, bench/metrics.py, bench/soak.py instead)
+[--only SCENARIO,...]    (python -m bench reliability|prune|metrics|soak|floor … run
+bench/reliability.py, bench/retention.py, bench/metrics.py, bench/soak.py, bench/floor.py
+instead)
 
 Sets up a fresh database of its own, runs every scenario (real qcluster and gunicorn
 subprocesses), prints a table, and as the last line one JSON object {"figures": {...}}.
@@ -74,6 +75,10 @@ def main(argv: list[str]) -> int:
         from bench.soak import main as soak_main
 
         return soak_main(argv[1:])
+    if argv[:1] == ["floor"]:  # the database floor of the e2e round (PostgreSQL)
+        from bench.floor import main as floor_main
+
+        return floor_main(argv[1:])
     if argv[:1] == ["metrics"]:  # the cost of a /metrics scrape as tables grow (PostgreSQL)
         from bench.metrics import main as metrics_main
 
