@@ -138,12 +138,13 @@ def test_a_chunks_doorbells_are_one_statement_not_a_commit_each(queued_mode):
     assert len(_rows(connections["queue"].settings_dict["NAME"])) == 3
 
 
-def test_the_priority_question_answers_as_the_orms_exists_without_a_django_query(queued_mode):
+def test_the_priority_question_answers_as_the_orms_exists_with_its_own_statement(queued_mode):
     """A chunk doorbell asks before each step whether a doorbell of higher priority waits
-    (engine.chunks); on SQLite the queue broker asks it with its own SELECT on the
-    driver's handle (config/queue_broker.py). It answers as the ORM's `exists()` on the
-    same rows: a due doorbell of a higher priority counts, one of the same or a lower
-    priority does not, nor one not due yet (a delayed doorbell's `lock` is its time)."""
+    (engine.chunks); on SQLite the queue broker asks it with its own prepared SELECT
+    (config/queue_broker.py, sent by entities.db.driver), not the ORM's queryset. It
+    answers as the ORM's `exists()` on the same rows: a due doorbell of a higher priority
+    counts, one of the same or a lower priority does not, nor one not due yet (a delayed
+    doorbell's `lock` is its time)."""
     from datetime import timedelta
 
     from django.test.utils import CaptureQueriesContext
@@ -157,10 +158,14 @@ def test_the_priority_question_answers_as_the_orms_exists_without_a_django_query
     broker, name = queue_broker(), settings.Q_CLUSTER["name"]
     queue = OrmQ.objects.using("queue")
 
+    own = f'SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE "key" IN ('
+
     def both(priority: str) -> tuple[bool, bool]:
+        # a test capturing statements sees the driver's (entities.db.driver): one, the
+        # broker's own text (the ORM's `exists()` reads `SELECT 1 AS "a" …`)
         with CaptureQueriesContext(connections["queue"]) as queries:
             answer = higher_waiting(priority)
-        assert queries.captured_queries == []  # not through Django's cursor
+        assert [q["sql"][:len(own)] for q in queries.captured_queries] == [own]
         return answer, PriorityORM.waiting_before(broker, priority)
 
     assert both(Priority.LOW) == (False, False) and both(Priority.NORMAL) == (False, False)
