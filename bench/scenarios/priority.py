@@ -10,8 +10,10 @@ the database applied the claim of its first step: the same two clocks as first_s
 (bench.scenarios.latency): the commit by an on_commit callback registered before the
 start (so before its doorbell is sent), the claim by the trigger that notes the
 database's own clock inside the claim statement. The figure is the slowest sample (the
-promise is "within 1 s", each time); the table also gives the median and how many of
-the batch's steps were claimed between a high run's commit and its claim. A sample is
+promise is "within 1 s", each time); the table also gives the median, how many of the
+batch's steps were claimed between a high run's commit and its claim (a chunk doorbell
+claims its steps together, in one statement: engine.chunks) and how many of them
+finished in between (their stored `finished_at`, the worker's clock). A sample is
 taken only while at least MIN_QUEUED of the batch's steps are still queued, so every
 sample is taken behind a full queue; fewer samples than asked are reported as such.
 The batch itself is not waited for: the cluster is stopped and the rest of it cancelled
@@ -52,9 +54,19 @@ def _claimed_at(step_run_id: int) -> float | None:
     return row[0] if row else None
 
 
-def _sample(urgent) -> tuple[float, int]:
+def _finished_between(batch, since: float, until: float) -> int:
+    from datetime import UTC, datetime
+
+    from automation.models import StepRun
+
+    return StepRun.objects.filter(
+        run__batch=batch, finished_at__gt=datetime.fromtimestamp(since, UTC),
+        finished_at__lt=datetime.fromtimestamp(until, UTC)).count()
+
+
+def _sample(urgent, batch) -> tuple[float, int, int]:
     """One high run started and its first step's claim waited for: (ms, batch steps
-    claimed in between)."""
+    claimed in between, batch steps finished in between)."""
     from automation.models import ApiProcess, StepRun
     from automation.services.runs import run_start
 
@@ -66,7 +78,8 @@ def _sample(urgent) -> tuple[float, int]:
     step_run_id = StepRun.objects.filter(run=run).values_list("pk", flat=True).get()
     claimed = wait_until(lambda: _claimed_at(step_run_id), timeout=60, interval=0.02,
                          what="the high run's first claim")
-    return (claimed - committed[0]) * 1000, _claims_between(committed[0], claimed)
+    return ((claimed - committed[0]) * 1000, _claims_between(committed[0], claimed),
+            _finished_between(batch, committed[0], claimed))
 
 
 def run(opts) -> dict:
@@ -81,7 +94,7 @@ def run(opts) -> dict:
     urgent = fixtures.process_create("bench-prio-high", priority="high")
     queue_purge()
     claim_clock(install=True)
-    times, between, queued = [], [], []
+    times, between, finished_between, queued = [], [], [], []
     cluster = qcluster(opts)
     try:
         batch = batch_create(entity_type=entity_type, process=bulk, priority="low")
@@ -93,9 +106,10 @@ def run(opts) -> dict:
             waiting = queued_steps()
             if waiting < MIN_QUEUED:
                 break
-            ms, claims = _sample(urgent)
+            ms, claims, ran = _sample(urgent, batch)
             times.append(ms)
             between.append(claims)
+            finished_between.append(ran)
             queued.append(waiting)
             time.sleep(GAP_SECONDS)
         finished = Run.objects.filter(batch=batch, status__in=Run.FINISHED).count()
@@ -110,6 +124,9 @@ def run(opts) -> dict:
          f"{worst or 0:.0f} / {median(times) if times else 0:.0f} ms"),
         ("batch steps claimed between a high run's commit and its claim: most / median",
          f"{max(between, default=0)} / {median(between) if between else 0:.0f}"),
+        ("… of them finished in between (a chunk's steps are claimed together): most / median",
+         f"{max(finished_between, default=0)} / "
+         f"{median(finished_between) if finished_between else 0:.0f}"),
         ("batch steps queued when each high run started: fewest / most",
          f"{min(queued, default=0):,} / {max(queued, default=0):,}"),
     ]
@@ -117,4 +134,5 @@ def run(opts) -> dict:
         rows.append(("fewer samples than asked: the batch's queue ran below "
                      f"{MIN_QUEUED:,} steps", f"{len(times)} of {samples_wanted}"))
     return {"figures": {"priority_start_ms": worst}, "rows": rows,
-            "detail": {"times_ms": times, "between": between, "queued": queued}}
+            "detail": {"times_ms": times, "between": between,
+                       "finished_between": finished_between, "queued": queued}}
