@@ -62,25 +62,29 @@ class QueueBroker(PriorityORM):
         question (a queryset built and compiled, the stale-connection sweep, Django's
         cursor) cost more Python than the step it guards (docs/performance.md, "Batches
         done on SQLite: the priority question prepared")."""
-        keys = self.keys()[:ORDER.index(priority)]
+        above = ORDER.index(priority)
+        keys, taken = self.keys()[:above], self.taken_keys()[:above]
         connection = connections[Conf.ORM]
         if not keys or connection.vendor != "sqlite" or connection.in_atomic_block:
             return super().waiting_before(priority)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        return driver.execute(_waiting_select(len(keys)), (*keys, now),
+        return driver.execute(_waiting_select(len(keys)), (*keys, now, *taken, now),
                               using=Conf.ORM).fetchone() is not None
 
 
 def _waiting_select(keys: int) -> str:
-    """`waiting_before`'s SELECT for `keys` queue keys, as the ORM names the table and
-    columns (built once per number of keys; its text never changes, so the driver keeps
-    it prepared)."""
+    """`waiting_before`'s SELECT for `keys` queue keys and as many taken keys (a due row
+    of the queues, or a live marker of a doorbell taken and not begun: store.queues), as
+    the ORM names the table and columns (built once per number of keys; its text never
+    changes, so the driver keeps it prepared). Each side of the OR is read through the
+    (key, lock) index."""
     if keys not in _SELECTS:
         table = OrmQ._meta.db_table
         key, lock = (OrmQ._meta.get_field(name).column for name in ("key", "lock"))
         marks = ", ".join(["%s"] * keys)
         _SELECTS[keys] = (f'SELECT 1 FROM "{table}" '  # noqa: S608 - quoted names only
-                          f'WHERE "{key}" IN ({marks}) AND "{lock}" <= %s LIMIT 1')
+                          f'WHERE ("{key}" IN ({marks}) AND "{lock}" <= %s) '
+                          f'OR ("{key}" IN ({marks}) AND "{lock}" > %s) LIMIT 1')
     return _SELECTS[keys]
 
 

@@ -99,6 +99,9 @@ def _taken(broker) -> list[int]:
 
 @pytest.fixture
 def broker(queued_mode):
+    # a broker of its own, as a new worker's: what its dequeue has handed out so far is
+    # remembered per broker (store.queues)
+    doorbell._broker.cache_clear()
     broker = doorbell._broker()
     assert isinstance(broker, PriorityRedis | PriorityORM)  # what the settings wire
     broker.purge_queue()
@@ -191,3 +194,94 @@ def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell
     assert done.count() == 4
     assert _queued(broker, "high") == 1  # still waiting: not asked within the interval
     assert Run.objects.get(pk=high.pk).status == Run.Status.PENDING
+
+
+def _dequeue_one(broker) -> tuple:
+    """One doorbell taken as a worker's pusher takes it: (its ack id, its task)."""
+    [(ack_id, payload)] = broker.dequeue()
+    return ack_id, SignedPackage.loads(payload)
+
+
+def _begins(broker, ack_id, task: dict) -> None:
+    """The worker begins a task as django-q2's worker does: the pusher's fields added,
+    `pre_execute` sent just before the function is called."""
+    from django_q.signals import pre_execute
+
+    pre_execute.send(sender="django_q", func=task["func"], task={**task, "ack_id": ack_id})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_low_chunk_yields_to_a_high_doorbell_taken_ahead_and_not_begun(
+        broker, order_type, make_process, settings):
+    """A worker's pusher takes doorbells ahead into its cluster's local queue (django-q2's
+    `queue_limit`): here the low chunk's, then a high run's. The broker's queues are then
+    empty, yet the chunk, asking between its steps, stops after its first step: the
+    dequeue left a marker for the high doorbell taken and not begun (store.queues).
+    Once the high task begins (django-q2's `pre_execute`) the marker is gone and the rest
+    of the chunk runs on."""
+    from automation import tasks
+
+    _low_batch_fanned_out(broker, order_type, make_process, 4)
+    chunk_ack, chunk = _dequeue_one(broker)
+    steps = doorbell.steps_rung(chunk)
+    assert len(steps) == 4
+    high, _ = run_start(process=make_process(TWO_STEPS, slug="urgent"),
+                        trigger={"type": "manual"}, priority="high")
+    high_ack, high_task = _dequeue_one(broker)
+    assert doorbell.steps_rung(high_task) == [StepRun.objects.get(run=high).pk]
+    assert broker.queue_size() == 0  # nothing of it left in the broker's queues
+    assert doorbell.higher_waiting("low") and doorbell.higher_waiting("normal")
+
+    settings.ENTITYFLOW_PRIORITY_CHECK_MS = 0
+    tasks.steps_execute(steps, "low")
+    done = StepRun.objects.filter(pk__in=steps, status="completed")
+    assert list(done.values_list("pk", flat=True)) == steps[:1]
+    if chunk_ack is not None:  # the ORM broker's row, taken off once its task is done
+        broker.acknowledge(chunk_ack)
+    assert _queued(broker, "low") == 1  # the rest, rung again on its own queue
+
+    _begins(broker, high_ack, high_task)
+    assert not doorbell.higher_waiting("low") and not doorbell.higher_waiting("normal")
+    rest_ack, rest = _dequeue_one(broker)
+    assert doorbell.steps_rung(rest) == steps[1:]
+    tasks.steps_execute(steps[1:], "low")
+    assert done.count() == 4
+    broker.acknowledge(high_ack)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_normal_doorbell_taken_holds_back_low_chunks_only_and_a_lost_one_expires(broker):
+    """A normal doorbell taken after a low one is marked for the low chunks (not for
+    normal ones: the same priority is not higher). A marker whose task never begins (its
+    worker killed) counts for nothing once its expiry has passed. A doorbell taken when
+    nothing of lower priority was handed out before it is not marked at all (no marker to
+    write, nor to remove when it begins)."""
+    doorbell.ring(1, priority="low")
+    doorbell.ring(2)
+    doorbell.ring(3, priority="high")
+    ack_id, task = _dequeue_one(broker)
+    assert doorbell.steps_rung(task) == [3] and not isinstance(ack_id, str)
+    assert not doorbell.higher_waiting("normal")  # taken, not marked
+    ack_id, task = _dequeue_one(broker)
+    assert doorbell.steps_rung(task) == [2] and not isinstance(ack_id, str)
+    ack_id, task = _dequeue_one(broker)
+    assert doorbell.steps_rung(task) == [1]
+    doorbell.ring(4)
+    ack_id, task = _dequeue_one(broker)  # normal, after a low one: marked
+    assert doorbell.steps_rung(task) == [4] and isinstance(ack_id, str)
+    assert doorbell.higher_waiting("low") and not doorbell.higher_waiting("normal")
+    _expire_markers(broker)  # as time would: the worker that took it was killed
+    assert not doorbell.higher_waiting("low")
+
+
+def _expire_markers(broker) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    if isinstance(broker, PriorityRedis):
+        for key in broker.taken_keys():
+            for member in broker.connection.zrange(key, 0, -1):
+                broker.connection.zadd(key, {member: past.timestamp()})
+        return
+    from django_q.models import OrmQ
+
+    OrmQ.objects.using(broker.get_connection().db).filter(
+        key__in=broker.taken_keys()).update(lock=past)
