@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_q.signing import SignedPackage
 
 from automation.exceptions import DefinitionInvalidError
+from automation.functions import function
 from automation.models import Run, StepRun
 from automation.services.batches import batch_create
 from automation.services.runs import run_start
@@ -141,12 +142,13 @@ def _queued(broker, priority: str) -> int:
     return OrmQ.objects.filter(key=key).count()
 
 
-def _low_batch_fanned_out(broker, order_type, make_process, entities: int):
+def _low_batch_fanned_out(broker, order_type, make_process, entities: int,
+                          function: str = "noop"):
     """A low-priority batch of a one-step process over `entities` orders, fanned out with
     only its chunk doorbells left on the broker: (the process, the batch)."""
     from automation.services.batches import batch_fanout_run
 
-    process = make_process([{"id": "a", "type": "function", "function": "noop"}],
+    process = make_process([{"id": "a", "type": "function", "function": function}],
                            entity_type=order_type)
     for n in range(entities):
         entity_create(entity_type=order_type, reference=f"Q-{n}",
@@ -172,8 +174,8 @@ def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell
         broker, order_type, make_process, settings):
     """A chunk doorbell's task asks the broker between its steps, every
     ENTITYFLOW_PRIORITY_CHECK_MS (engine.chunks): asked (0: before each step), it stops
-    after the step it ran and rings for the rest on its own queue; not yet due to ask, it
-    runs on although a high doorbell waits."""
+    after the step it ran and rings for the rest on its own queue. Before its second
+    step it asks whatever the interval (that step's claim takes the rest together)."""
     from automation import tasks
 
     process, batch = _low_batch_fanned_out(broker, order_type, make_process, 4)
@@ -191,9 +193,37 @@ def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell
 
     settings.ENTITYFLOW_PRIORITY_CHECK_MS = 60_000
     tasks.steps_execute(steps[1:], "low")
-    assert done.count() == 4
-    assert _queued(broker, "high") == 1  # still waiting: not asked within the interval
-    assert Run.objects.get(pk=high.pk).status == Run.Status.PENDING
+    assert list(done.values_list("pk", flat=True)) == steps[:2]
+    assert _queued(broker, "high") == 1
+
+
+RANG = []
+
+
+@function("test.rings-high-second")
+def rings_high_second(ctx):
+    """Rings a high doorbell (for no step: the claim finds none) on its second call."""
+    RANG.append(ctx.run_id)
+    if len(RANG) == 2:
+        assert doorbell.ring(10**9, priority="high")
+    return {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_low_chunk_not_yet_due_to_ask_runs_on_although_a_high_doorbell_waits(
+        broker, order_type, make_process, settings):
+    """After its second step a chunk asks only every ENTITYFLOW_PRIORITY_CHECK_MS: a high
+    doorbell rung during its second step is not seen within the interval."""
+    from automation import tasks
+
+    RANG.clear()
+    _, batch = _low_batch_fanned_out(broker, order_type, make_process, 4,
+                                     function="test.rings-high-second")
+    steps = _taken(broker)
+    settings.ENTITYFLOW_PRIORITY_CHECK_MS = 60_000
+    tasks.steps_execute(steps, "low")
+    assert StepRun.objects.filter(pk__in=steps, status="completed").count() == 4
+    assert len(RANG) == 4 and _queued(broker, "high") == 1  # still waiting
 
 
 def _dequeue_one(broker) -> tuple:
