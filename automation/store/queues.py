@@ -37,6 +37,7 @@ still takes everything but the high and low doorbells.
 Wired in config/settings/base.py as Q_CLUSTER["broker_class"].
 """
 
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -53,6 +54,7 @@ from django_q.models import OrmQ
 from automation.models import Priority
 from automation.store.delayed import DelayedORM, DelayedRedis
 
+logger = logging.getLogger(__name__)
 ORDER = (Priority.HIGH, Priority.NORMAL, Priority.LOW)
 TAKEN_SUFFIX = ":taken"
 # Seconds a "taken, not begun" marker lives when its task never begins (a killed pusher or
@@ -162,7 +164,12 @@ class PriorityRedis(PriorityBroker, DelayedRedis, Redis):
         # a sorted set scored by expiry: ZCOUNT from now counts the live ones; its member
         # comes back to the worker as the task's ack id (Redis acknowledges nothing)
         token = uuid.uuid4().hex
-        self.connection.zadd(taken_key(self.list_key, priority), {token: time.time() + TAKEN_FOR})
+        try:
+            self.connection.zadd(taken_key(self.list_key, priority),
+                                 {token: time.time() + TAKEN_FOR})
+        except Exception:  # the doorbell is out of the list already: hand it out unmarked
+            logger.warning("could not mark a taken doorbell", exc_info=True)
+            return [(None, task[1])]
         return [(token, task[1])]
 
     def queue_size(self) -> int:
@@ -242,8 +249,12 @@ class PriorityORM(PriorityBroker, DelayedORM, ORM):
         takes the number."""
         expiry = timezone.now() + timedelta(seconds=TAKEN_FOR)
         key = taken_key(self._key(), priority)
-        self.get_connection().bulk_create(
-            [OrmQ(key=key, payload=str(pk), lock=expiry) for pk, _ in tasks])
+        try:
+            self.get_connection().bulk_create(
+                [OrmQ(key=key, payload=str(pk), lock=expiry) for pk, _ in tasks])
+        except Exception:  # the rows are taken already: hand them out unmarked
+            logger.warning("could not mark %d taken doorbells", len(tasks), exc_info=True)
+            return tasks
         return [(str(pk), payload) for pk, payload in tasks]
 
     def _ready(self, key: str) -> list:

@@ -153,12 +153,12 @@ def test_the_priority_question_answers_as_the_orms_exists_with_its_own_statement
 
     from automation.models import Priority
     from automation.store.doorbell import higher_waiting, queue_broker, ring
-    from automation.store.queues import PriorityORM, queue_key
+    from automation.store.queues import PriorityORM, queue_key, taken_key
 
     broker, name = queue_broker(), settings.Q_CLUSTER["name"]
     queue = OrmQ.objects.using("queue")
 
-    own = f'SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE "key" IN ('
+    own = f'SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE ("key" IN ('
 
     def both(priority: str) -> tuple[bool, bool]:
         # a test capturing statements sees the driver's (entities.db.driver): one, the
@@ -180,3 +180,14 @@ def test_the_priority_question_answers_as_the_orms_exists_with_its_own_statement
     queue.filter(payload="later").update(lock=timezone.now() - timedelta(seconds=1))
     assert both(Priority.NORMAL) == (True, True) and both(Priority.LOW) == (True, True)
     assert higher_waiting(Priority.HIGH) is False  # nothing is higher
+    # a doorbell taken by a pusher and not begun: its marker (store.queues), counted
+    # while it lives, not once its expiry has passed
+    queue.filter(payload="later").delete()
+    taken = queue.create(key=taken_key(name, Priority.NORMAL), payload="7",
+                         lock=timezone.now() + timedelta(seconds=5))
+    assert both(Priority.LOW) == (True, True) and both(Priority.NORMAL) == (False, False)
+    queue.filter(pk=taken.pk).update(lock=timezone.now() - timedelta(seconds=1))
+    assert both(Priority.LOW) == (False, False)
+    queue.filter(pk=taken.pk).update(key=taken_key(name, Priority.HIGH),
+                                     lock=timezone.now() + timedelta(seconds=5))
+    assert both(Priority.NORMAL) == (True, True) and both(Priority.LOW) == (True, True)
