@@ -158,7 +158,7 @@ def test_the_priority_question_answers_as_the_orms_exists_with_its_own_statement
     broker, name = queue_broker(), settings.Q_CLUSTER["name"]
     queue = OrmQ.objects.using("queue")
 
-    own = f'SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE ("key" IN ('
+    own = f'SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE "key" = '
 
     def both(priority: str) -> tuple[bool, bool]:
         # a test capturing statements sees the driver's (entities.db.driver): one, the
