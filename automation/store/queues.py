@@ -27,8 +27,8 @@ django-q2's `pre_execute`). `waiting_before` counts a live marker of a higher pr
 a waiting doorbell, in the same single round trip. A marker whose task never begins (its
 pusher or worker killed) expires by itself: a chunk then stops yielding to it, and
 nothing ever waits on it. The marker lives beside the queue (per queue name), so every
-cluster on the queue sees it; a chunk of another cluster then yields once needlessly,
-which costs it a re-ring and no step.
+cluster on the queue sees it; a chunk of another cluster then gives way for nothing
+while it lives (it loses no step: the rest is rung again).
 
 Other tasks (a batch's fan-out, webhook deliveries, the sweep) keep the normal queue.
 The normal queue is the one django-q2 already uses, so a worker of an earlier release
