@@ -28,6 +28,8 @@ class AutomationConfig(AppConfig):
 def _wire_the_run_store() -> None:
     """The store calls up through these, so it never imports the layers above it
     (docs/architecture.md, "Layers")."""
+    from django_q.signals import pre_execute
+
     from automation.engine import traces
     from automation.engine.executor import execute_step
     from automation.engine.steps import set_process_starter
@@ -42,6 +44,10 @@ def _wire_the_run_store() -> None:
     hooks.on_run_end("sub-processes", recording.resume_parent, idle_when=children_active,
                      idle_for=is_not_a_child)
     set_process_starter(subprocesses.start_child)
+    # a doorbell taken ahead by a worker's pusher begins: its "not begun" marker goes
+    # (store.queues)
+    pre_execute.connect(lambda task, **_: doorbell.taken_begun(task), weak=False,
+                        dispatch_uid="entityflow-taken-begun")
     hooks.on_run_end("traces", traces.run_end_hook, idle_when=traces.spans_need_no_rows)
     hooks.on_approval_requested("human-tasks", approvals.approval_opened)
 

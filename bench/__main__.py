@@ -17,7 +17,7 @@ import traceback
 from bench.env import Options, database_create, database_drop, django_start, machine
 
 SCENARIOS = ("matching", "saves", "e2e", "latency", "batch", "api", "explain",
-             "concurrency_overhead")
+             "concurrency_overhead", "priority")
 
 
 def _parse(argv: list[str]) -> tuple[Options, list[str]]:
@@ -45,6 +45,7 @@ def _scenario(name: str, opts: Options) -> dict:
         explain,
         latency,
         matching,
+        priority,
         saves,
         throughput,
     )
@@ -58,6 +59,7 @@ def _scenario(name: str, opts: Options) -> dict:
         "api": lambda: api.run(opts),
         "explain": lambda: explain.run(opts.quick),
         "concurrency_overhead": lambda: concurrency.run(opts),
+        "priority": lambda: priority.run(opts),
     }
     return runners[name]()
 

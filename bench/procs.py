@@ -132,13 +132,14 @@ def quiesce() -> None:
 
 
 def queue_purge() -> None:
-    """Empty the bench's queue (ORM rows or the Redis list) between scenarios."""
+    """Empty the bench's queue (ORM rows, or the Redis lists of every priority and the
+    delayed doorbells: automation.store.queues) between scenarios."""
     from django.conf import settings
     from django_q.brokers import get_broker
 
     broker = get_broker()
     if settings.Q_CLUSTER.get("redis"):
-        broker.connection.delete(broker.list_key)
+        broker.delete_queue()
     else:
         from django_q.models import OrmQ
 

@@ -9,6 +9,7 @@ from django_q.conf import Conf
 from django_q.models import OrmQ
 
 from automation.store.queues import ORDER, PriorityORM, queue_key
+from entities.db import driver
 
 
 class QueueBroker(PriorityORM):
@@ -28,10 +29,11 @@ class QueueBroker(PriorityORM):
 
     def enqueue_many(self, packages: list[str], priority: str) -> None:
         """One doorbell: its row written by an INSERT that SQLite prepared once per
-        connection, sent on the connection's own driver handle (docs/performance.md, "The
-        doorbell's row in the queue's file"). Several (a chunk's): the ORM's way, whose
-        multi-row statements commit 500 rows at a time (the driver's `executemany` would
-        commit each row on its own outside a transaction).
+        connection, sent on the connection's own driver handle (entities.db.driver;
+        docs/performance.md, "The doorbell's row in the queue's file"). Several (a
+        chunk's): the ORM's way, whose multi-row statements commit 500 rows at a time
+        (the driver's `executemany` would commit each row on its own outside a
+        transaction).
 
         A doorbell rung after a commit (every save that starts a run rings one) is one
         row in its own write transaction of this file. Through the ORM that row cost
@@ -49,10 +51,9 @@ class QueueBroker(PriorityORM):
         if len(packages) != 1 or connection.vendor != "sqlite" or connection.in_atomic_block:
             super().enqueue_many(packages, priority)
             return
-        connection.ensure_connection()
         lock = connection.ops.adapt_datetimefield_value(timezone.now())
-        connection.connection.execute(
-            _doorbell_insert(), (queue_key(self._key(), priority), packages[0], lock))
+        driver.execute(_doorbell_insert(), (queue_key(self._key(), priority), packages[0], lock),
+                       using=Conf.ORM)
 
     def waiting_before(self, priority: str) -> bool:
         """Whether a doorbell of higher priority waits: the ORM's `exists()` on the
@@ -61,26 +62,31 @@ class QueueBroker(PriorityORM):
         question (a queryset built and compiled, the stale-connection sweep, Django's
         cursor) cost more Python than the step it guards (docs/performance.md, "Batches
         done on SQLite: the priority question prepared")."""
-        keys = self.keys()[:ORDER.index(priority)]
+        above = ORDER.index(priority)
+        keys, taken = self.keys()[:above], self.taken_keys()[:above]
         connection = connections[Conf.ORM]
         if not keys or connection.vendor != "sqlite" or connection.in_atomic_block:
             return super().waiting_before(priority)
-        connection.ensure_connection()
         now = connection.ops.adapt_datetimefield_value(timezone.now())
-        return connection.connection.execute(
-            _waiting_select(len(keys)), (*keys, now)).fetchone() is not None
+        params = [value for name in keys for value in (name, now)]
+        params += [value for name in taken for value in (name, now)]
+        return driver.execute(_waiting_select(len(keys)), params,
+                              using=Conf.ORM).fetchone() is not None
 
 
 def _waiting_select(keys: int) -> str:
-    """`waiting_before`'s SELECT for `keys` queue keys, as the ORM names the table and
-    columns (built once per number of keys; its text never changes, so the driver keeps
-    it prepared)."""
+    """`waiting_before`'s SELECT for `keys` queue keys and as many taken keys (a due row
+    of the queues, or a live marker of a doorbell taken and not begun: store.queues), as
+    the ORM names the table and columns (built once per number of keys; its text never
+    changes, so the driver keeps it prepared). One equality per key, each read through
+    the (key, lock) index, joined by UNION ALL: SQLite ran `key IN (…) … OR key IN (…)`
+    six times slower (docs/performance.md, "A high run behind a low batch")."""
     if keys not in _SELECTS:
         table = OrmQ._meta.db_table
         key, lock = (OrmQ._meta.get_field(name).column for name in ("key", "lock"))
-        marks = ", ".join("?" * keys)
-        _SELECTS[keys] = (f'SELECT 1 FROM "{table}" '  # noqa: S608 - quoted names only
-                          f'WHERE "{key}" IN ({marks}) AND "{lock}" <= ? LIMIT 1')
+        due = f'SELECT 1 FROM "{table}" WHERE "{key}" = %s AND "{lock}" <= %s'  # noqa: S608
+        live = f'SELECT 1 FROM "{table}" WHERE "{key}" = %s AND "{lock}" > %s'  # noqa: S608
+        _SELECTS[keys] = " UNION ALL ".join([due] * keys + [live] * keys) + " LIMIT 1"
     return _SELECTS[keys]
 
 
@@ -94,7 +100,7 @@ def _doorbell_insert() -> str:
         table = OrmQ._meta.db_table
         columns = [OrmQ._meta.get_field(name).column for name in ("key", "payload", "lock")]
         names = ", ".join(f'"{column}"' for column in columns)
-        _INSERT = f'INSERT INTO "{table}" ({names}) VALUES (?, ?, ?)'  # noqa: S608
+        _INSERT = f'INSERT INTO "{table}" ({names}) VALUES (%s, %s, %s)'  # noqa: S608
     return _INSERT
 
 

@@ -19,7 +19,9 @@ chunk as a whole (docs/performance.md, "Batches done"):
 Bounded like a continued run: after ENTITYFLOW_CONTINUE_MAX_MS the task records what it
 ran, gives back the claims it has not begun and rings one doorbell for those steps on
 the same priority's queue, and gives its worker back; it does the same when a doorbell
-of higher priority is waiting. The broker is asked that every
+of higher priority is waiting, in the broker or taken from it by a worker's pusher and
+not begun (store.queues). The broker is asked before the chunk's second step (before its
+group claim), then every
 ENTITYFLOW_PRIORITY_CHECK_MS of the task's steps, not before each step: asked before
 each one it was a third of a cheap step's CPU on the ORM broker (a query on the queue's
 table per step; docs/performance.md, "Batches done on SQLite"), so a batch keeps a high
@@ -63,7 +65,9 @@ def execute_chunk(step_run_ids: list[int], priority: str, *,
             if now >= deadline:
                 begun = index
                 break
-            if now >= next_check:
+            # also asked before the second step whenever: that step's claim takes the
+            # rest of the chunk together, which a yield would then give back one by one
+            if now >= next_check or index == 1:
                 if higher_waiting(priority):
                     begun = index
                     break

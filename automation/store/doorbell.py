@@ -220,7 +220,8 @@ def steps_rung(task: dict) -> list[int]:
 
 
 def higher_waiting(priority: str) -> bool:
-    """Whether a doorbell of higher priority than `priority` waits in the broker (a chunk
+    """Whether a doorbell of higher priority than `priority` waits in the broker, or was
+    taken from it by a worker's pusher and has not begun (store.queues; a chunk
     doorbell's task then gives its worker back: engine.chunks). False when the broker
     cannot say or does not answer: the time bound still holds."""
     broker = _broker()
@@ -231,6 +232,22 @@ def higher_waiting(priority: str) -> bool:
     except Exception:
         logger.warning("could not read the higher-priority queues", exc_info=True)
         return False
+
+
+def taken_begun(task: dict) -> None:
+    """In the worker, just before a task begins (django-q2's `pre_execute`): a doorbell
+    the dequeue marked as taken and not begun (its ack id a `str`, store.queues) has its
+    marker removed. Fails soft: a marker left expires by itself within seconds."""
+    ack_id = task.get("ack_id")
+    if not isinstance(ack_id, str):
+        return
+    broker = _broker()
+    if not hasattr(broker, "taken_begun"):
+        return
+    try:
+        broker.taken_begun(ack_id)
+    except Exception:
+        logger.warning("could not remove a taken doorbell's marker", exc_info=True)
 
 
 def _send_pieces(pieces: list[list[int]], priority: str) -> None:

@@ -71,7 +71,7 @@ def _drain(process, expected: int) -> float:
     return time.monotonic() - started
 
 
-def _claim_clock(install: bool) -> None:
+def claim_clock(install: bool) -> None:
     """Add (or remove) the trigger that notes, in the claim statement itself, when the
     database applied each claim of a pending step (unix seconds, the database's clock)."""
     from django.db import connection
@@ -147,7 +147,7 @@ def run(opts) -> dict:
     process = fixtures.process_create("bench-latency", triggers=[TRIGGER])
     queue_purge()
     marks_reset()
-    _claim_clock(install=True)
+    claim_clock(install=True)
     commits: dict[int, float] = {}
     bare_sent, drains = 0, []
     cluster = qcluster(opts)
@@ -160,7 +160,7 @@ def run(opts) -> dict:
         engine = _engine_latencies(process, commits)
     finally:
         cluster.stop()
-        _claim_clock(install=False)
+        claim_clock(install=False)
     bare = [(started - enqueued) * 1000 for enqueued, started, _ in marks_read()]
     process_set_enabled(process=process, enabled=False)
     p99 = percentile(engine, 99)

@@ -117,8 +117,13 @@ def test_a_published_event_or_an_entity_save_starts_runs_in_the_callers_trace(
     assert saved_run.traceparent.split("-")[1] == other.split("-")[1]
     assert spans["run on-received"].parent.span_id == int(other.split("-")[2], 16)
     assert spans["run on-received"].attributes["entityflow.entity"] == str(saved_run.entity_id)
-    steps = [f"{s.context.trace_id:032x}" for s in finished if s.name == "step a"]
-    assert sorted(steps) == sorted([CALLER_TRACE, other.split("-")[1]])
+    # each step's span in its run's trace, naming the entity where the run has one
+    steps = {f"{s.context.trace_id:032x}": (s.attributes.get("entityflow.entity"),
+                                            s.attributes["entityflow.attempt"],
+                                            s.attributes["entityflow.outcome"])
+             for s in finished if s.name == "step a"}
+    assert steps == {CALLER_TRACE: (None, 1, "completed"),
+                     other.split("-")[1]: (str(saved_run.entity_id), 1, "completed")}
 
 
 def test_a_failed_step_is_an_error_span_with_its_outcome(api, trace_spans, hubspot_fake):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_q.signing import SignedPackage
 
 from automation.exceptions import DefinitionInvalidError
+from automation.functions import function
 from automation.models import Run, StepRun
 from automation.services.batches import batch_create
 from automation.services.runs import run_start
@@ -99,6 +100,9 @@ def _taken(broker) -> list[int]:
 
 @pytest.fixture
 def broker(queued_mode):
+    # a broker of its own, as a new worker's: what its dequeue has handed out so far is
+    # remembered per broker (store.queues)
+    doorbell._broker.cache_clear()
     broker = doorbell._broker()
     assert isinstance(broker, PriorityRedis | PriorityORM)  # what the settings wire
     broker.purge_queue()
@@ -138,12 +142,13 @@ def _queued(broker, priority: str) -> int:
     return OrmQ.objects.filter(key=key).count()
 
 
-def _low_batch_fanned_out(broker, order_type, make_process, entities: int):
+def _low_batch_fanned_out(broker, order_type, make_process, entities: int,
+                          function: str = "noop"):
     """A low-priority batch of a one-step process over `entities` orders, fanned out with
     only its chunk doorbells left on the broker: (the process, the batch)."""
     from automation.services.batches import batch_fanout_run
 
-    process = make_process([{"id": "a", "type": "function", "function": "noop"}],
+    process = make_process([{"id": "a", "type": "function", "function": function}],
                            entity_type=order_type)
     for n in range(entities):
         entity_create(entity_type=order_type, reference=f"Q-{n}",
@@ -169,8 +174,8 @@ def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell
         broker, order_type, make_process, settings):
     """A chunk doorbell's task asks the broker between its steps, every
     ENTITYFLOW_PRIORITY_CHECK_MS (engine.chunks): asked (0: before each step), it stops
-    after the step it ran and rings for the rest on its own queue; not yet due to ask, it
-    runs on although a high doorbell waits."""
+    after the step it ran and rings for the rest on its own queue. Before its second
+    step it asks whatever the interval (that step's claim takes the rest together)."""
     from automation import tasks
 
     process, batch = _low_batch_fanned_out(broker, order_type, make_process, 4)
@@ -188,6 +193,125 @@ def test_a_low_chunk_gives_its_worker_back_when_it_next_asks_and_a_high_doorbell
 
     settings.ENTITYFLOW_PRIORITY_CHECK_MS = 60_000
     tasks.steps_execute(steps[1:], "low")
+    assert list(done.values_list("pk", flat=True)) == steps[:2]
+    assert _queued(broker, "high") == 1
+
+
+RANG = []
+
+
+@function("test.rings-high-second")
+def rings_high_second(ctx):
+    """Rings a high doorbell (for no step: the claim finds none) on its second call."""
+    RANG.append(ctx.run_id)
+    if len(RANG) == 2:
+        assert doorbell.ring(10**9, priority="high")
+    return {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_low_chunk_not_yet_due_to_ask_runs_on_although_a_high_doorbell_waits(
+        broker, order_type, make_process, settings):
+    """After its second step a chunk asks only every ENTITYFLOW_PRIORITY_CHECK_MS: a high
+    doorbell rung during its second step is not seen within the interval."""
+    from automation import tasks
+
+    RANG.clear()
+    _, batch = _low_batch_fanned_out(broker, order_type, make_process, 4,
+                                     function="test.rings-high-second")
+    steps = _taken(broker)
+    settings.ENTITYFLOW_PRIORITY_CHECK_MS = 60_000
+    tasks.steps_execute(steps, "low")
+    assert StepRun.objects.filter(pk__in=steps, status="completed").count() == 4
+    assert len(RANG) == 4 and _queued(broker, "high") == 1  # still waiting
+
+
+def _dequeue_one(broker) -> tuple:
+    """One doorbell taken as a worker's pusher takes it: (its ack id, its task)."""
+    [(ack_id, payload)] = broker.dequeue()
+    return ack_id, SignedPackage.loads(payload)
+
+
+def _begins(broker, ack_id, task: dict) -> None:
+    """The worker begins a task as django-q2's worker does: the pusher's fields added,
+    `pre_execute` sent just before the function is called."""
+    from django_q.signals import pre_execute
+
+    pre_execute.send(sender="django_q", func=task["func"], task={**task, "ack_id": ack_id})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_low_chunk_yields_to_a_high_doorbell_taken_ahead_and_not_begun(
+        broker, order_type, make_process, settings):
+    """A worker's pusher takes doorbells ahead into its cluster's local queue (django-q2's
+    `queue_limit`): here the low chunk's, then a high run's. The broker's queues are then
+    empty, yet the chunk, asking between its steps, stops after its first step: the
+    dequeue left a marker for the high doorbell taken and not begun (store.queues).
+    Once the high task begins (django-q2's `pre_execute`) the marker is gone and the rest
+    of the chunk runs on."""
+    from automation import tasks
+
+    _low_batch_fanned_out(broker, order_type, make_process, 4)
+    chunk_ack, chunk = _dequeue_one(broker)
+    steps = doorbell.steps_rung(chunk)
+    assert len(steps) == 4
+    high, _ = run_start(process=make_process(TWO_STEPS, slug="urgent"),
+                        trigger={"type": "manual"}, priority="high")
+    high_ack, high_task = _dequeue_one(broker)
+    assert doorbell.steps_rung(high_task) == [StepRun.objects.get(run=high).pk]
+    assert broker.queue_size() == 0  # nothing of it left in the broker's queues
+    assert doorbell.higher_waiting("low") and doorbell.higher_waiting("normal")
+
+    settings.ENTITYFLOW_PRIORITY_CHECK_MS = 0
+    tasks.steps_execute(steps, "low")
+    done = StepRun.objects.filter(pk__in=steps, status="completed")
+    assert list(done.values_list("pk", flat=True)) == steps[:1]
+    if chunk_ack is not None:  # the ORM broker's row, taken off once its task is done
+        broker.acknowledge(chunk_ack)
+    assert _queued(broker, "low") == 1  # the rest, rung again on its own queue
+
+    _begins(broker, high_ack, high_task)
+    assert not doorbell.higher_waiting("low") and not doorbell.higher_waiting("normal")
+    rest_ack, rest = _dequeue_one(broker)
+    assert doorbell.steps_rung(rest) == steps[1:]
+    tasks.steps_execute(steps[1:], "low")
     assert done.count() == 4
-    assert _queued(broker, "high") == 1  # still waiting: not asked within the interval
-    assert Run.objects.get(pk=high.pk).status == Run.Status.PENDING
+    broker.acknowledge(high_ack)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_normal_doorbell_taken_holds_back_low_chunks_only_and_a_lost_one_expires(broker):
+    """A normal doorbell taken after a low one is marked for the low chunks (not for
+    normal ones: the same priority is not higher). A marker whose task never begins (its
+    worker killed) counts for nothing once its expiry has passed. A doorbell taken when
+    nothing of lower priority was handed out before it is not marked at all (no marker to
+    write, nor to remove when it begins)."""
+    doorbell.ring(1, priority="low")
+    doorbell.ring(2)
+    doorbell.ring(3, priority="high")
+    ack_id, task = _dequeue_one(broker)
+    assert doorbell.steps_rung(task) == [3] and not isinstance(ack_id, str)
+    assert not doorbell.higher_waiting("normal")  # taken, not marked
+    ack_id, task = _dequeue_one(broker)
+    assert doorbell.steps_rung(task) == [2] and not isinstance(ack_id, str)
+    ack_id, task = _dequeue_one(broker)
+    assert doorbell.steps_rung(task) == [1]
+    doorbell.ring(4)
+    ack_id, task = _dequeue_one(broker)  # normal, after a low one: marked
+    assert doorbell.steps_rung(task) == [4] and isinstance(ack_id, str)
+    assert doorbell.higher_waiting("low") and not doorbell.higher_waiting("normal")
+    _expire_markers(broker)  # as time would: the worker that took it was killed
+    assert not doorbell.higher_waiting("low")
+
+
+def _expire_markers(broker) -> None:
+    past = timezone.now() - timedelta(seconds=1)
+    if isinstance(broker, PriorityRedis):
+        for key in broker.taken_keys():
+            for member in broker.connection.zrange(key, 0, -1):
+                broker.connection.zadd(key, {member: past.timestamp()})
+        return
+    from django_q.models import OrmQ
+
+    OrmQ.objects.using(broker.get_connection().db).filter(
+        key__in=broker.taken_keys()).update(lock=past)

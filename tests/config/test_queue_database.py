@@ -138,12 +138,13 @@ def test_a_chunks_doorbells_are_one_statement_not_a_commit_each(queued_mode):
     assert len(_rows(connections["queue"].settings_dict["NAME"])) == 3
 
 
-def test_the_priority_question_answers_as_the_orms_exists_without_a_django_query(queued_mode):
+def test_the_priority_question_answers_as_the_orms_exists_with_its_own_statement(queued_mode):
     """A chunk doorbell asks before each step whether a doorbell of higher priority waits
-    (engine.chunks); on SQLite the queue broker asks it with its own SELECT on the
-    driver's handle (config/queue_broker.py). It answers as the ORM's `exists()` on the
-    same rows: a due doorbell of a higher priority counts, one of the same or a lower
-    priority does not, nor one not due yet (a delayed doorbell's `lock` is its time)."""
+    (engine.chunks); on SQLite the queue broker asks it with its own prepared SELECT
+    (config/queue_broker.py, sent by entities.db.driver), not the ORM's queryset. It
+    answers as the ORM's `exists()` on the same rows: a due doorbell of a higher priority
+    counts, one of the same or a lower priority does not, nor one not due yet (a delayed
+    doorbell's `lock` is its time)."""
     from datetime import timedelta
 
     from django.test.utils import CaptureQueriesContext
@@ -152,15 +153,19 @@ def test_the_priority_question_answers_as_the_orms_exists_without_a_django_query
 
     from automation.models import Priority
     from automation.store.doorbell import higher_waiting, queue_broker, ring
-    from automation.store.queues import PriorityORM, queue_key
+    from automation.store.queues import PriorityORM, queue_key, taken_key
 
     broker, name = queue_broker(), settings.Q_CLUSTER["name"]
     queue = OrmQ.objects.using("queue")
 
+    own = f'SELECT 1 FROM "{OrmQ._meta.db_table}" WHERE "key" = '
+
     def both(priority: str) -> tuple[bool, bool]:
+        # a test capturing statements sees the driver's (entities.db.driver): one, the
+        # broker's own text (the ORM's `exists()` reads `SELECT 1 AS "a" …`)
         with CaptureQueriesContext(connections["queue"]) as queries:
             answer = higher_waiting(priority)
-        assert queries.captured_queries == []  # not through Django's cursor
+        assert [q["sql"][:len(own)] for q in queries.captured_queries] == [own]
         return answer, PriorityORM.waiting_before(broker, priority)
 
     assert both(Priority.LOW) == (False, False) and both(Priority.NORMAL) == (False, False)
@@ -175,3 +180,14 @@ def test_the_priority_question_answers_as_the_orms_exists_without_a_django_query
     queue.filter(payload="later").update(lock=timezone.now() - timedelta(seconds=1))
     assert both(Priority.NORMAL) == (True, True) and both(Priority.LOW) == (True, True)
     assert higher_waiting(Priority.HIGH) is False  # nothing is higher
+    # a doorbell taken by a pusher and not begun: its marker (store.queues), counted
+    # while it lives, not once its expiry has passed
+    queue.filter(payload="later").delete()
+    taken = queue.create(key=taken_key(name, Priority.NORMAL), payload="7",
+                         lock=timezone.now() + timedelta(seconds=5))
+    assert both(Priority.LOW) == (True, True) and both(Priority.NORMAL) == (False, False)
+    queue.filter(pk=taken.pk).update(lock=timezone.now() - timedelta(seconds=1))
+    assert both(Priority.LOW) == (False, False)
+    queue.filter(pk=taken.pk).update(key=taken_key(name, Priority.HIGH),
+                                     lock=timezone.now() + timedelta(seconds=5))
+    assert both(Priority.NORMAL) == (True, True) and both(Priority.LOW) == (True, True)
