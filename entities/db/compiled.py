@@ -276,6 +276,12 @@ class CompiledInsert:
             if value is None and attname in null:
                 params.append(None)
                 continue
+            # Preparation.save's own first test, without its two calls (a step writes
+            # some fifty values a step, docs/performance.md): a value of a type its
+            # plain field passes as it is (never an expression)
+            if prepare._saved.get(type(value)) is True and (value or not isinstance(value, str)):
+                params.append(value)
+                continue
             if hasattr(value, "resolve_expression"):
                 raise ValueError("an expression would need SQL of its own: save() the row")
             params.append(prepare.save(value, connection))
@@ -312,11 +318,17 @@ def insert_from(row: Model, source: str | None, using: str, *,
     sql, params = insert.sql_params(row, using)
     if source is None:
         return sql, tuple(params)
-    head, _, rest = sql.rpartition(" VALUES (")
-    values, closed, tail = rest.partition(")")  # placeholders hold no parenthesis
-    if not head or not closed or values.replace("%s", "").replace(", ", ""):
-        raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
-    return f"{head} SELECT {values} FROM {source}{tail}", tuple(params)  # noqa: S608
+    selected = _SELECTED.get((sql, source))
+    if selected is None:  # worked out once per statement and source (a step writes one)
+        head, _, rest = sql.rpartition(" VALUES (")
+        values, closed, tail = rest.partition(")")  # placeholders hold no parenthesis
+        if not head or not closed or values.replace("%s", "").replace(", ", ""):
+            raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
+        selected = _SELECTED[(sql, source)] = f"{head} SELECT {values} FROM {source}{tail}"  # noqa: S608
+    return selected, tuple(params)
+
+
+_SELECTED: dict[tuple[str, str], str] = {}  # insert_from's: (INSERT, source) -> its SQL
 
 
 def insert_select(row: Model, source: str, source_params: tuple, using: str, *,
@@ -375,10 +387,16 @@ class CompiledUpdate:
             fields = self._fields[using] = _FieldPreparations(self.model, using)
         # Q() orders keyword filters by name: so do the parameters of the WHERE clause
         wheres = sorted(filters.items())
-        saved = {name: fields[name].save(value, connection) for name, value in values.items()}
-        if any(hasattr(value, "as_sql") or hasattr(value, "resolve_expression")
-               for value in saved.values()):
-            raise ValueError("an expression needs Django's own compiling: use update_sql")
+        saved = {}
+        for name, value in values.items():
+            prepare = fields[name]
+            # as in CompiledInsert.sql_params: a value its plain field passes as it is
+            if prepare._saved.get(type(value)) is True and (value or not isinstance(value, str)):
+                saved[name] = value
+                continue
+            value = saved[name] = prepare.save(value, connection)
+            if hasattr(value, "as_sql") or hasattr(value, "resolve_expression"):
+                raise ValueError("an expression needs Django's own compiling: use update_sql")
         params = [value for value in saved.values() if value is not None]
         params += [fields[name].lookup(value, connection) for name, value in wheres]
         key = (using, tuple(filters), tuple((name, value is None) for name, value in saved.items()))
