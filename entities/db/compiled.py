@@ -276,10 +276,12 @@ class CompiledInsert:
             if value is None and attname in null:
                 params.append(None)
                 continue
-            # Preparation.save's own first test, without its two calls (a step writes
-            # some fifty values a step, docs/performance.md): a value of a type its
-            # plain field passes as it is (never an expression)
-            if prepare._saved.get(type(value)) is True and (value or not isinstance(value, str)):
+            # Preparation.save's own first tests, without its two calls (a step writes
+            # some fifty values, docs/performance.md): a value of a type its plain
+            # field passes as it is (never an expression)
+            known = prepare._saved.get(type(value))  # Preparation._prepared's first tests, inlined
+            if ((known is True and (value or not isinstance(value, str)))
+                    or (known is _AWARE and value.tzinfo is not None)):
                 params.append(value)
                 continue
             if hasattr(value, "resolve_expression"):
@@ -390,8 +392,9 @@ class CompiledUpdate:
         saved = {}
         for name, value in values.items():
             prepare = fields[name]
-            # as in CompiledInsert.sql_params: a value its plain field passes as it is
-            if prepare._saved.get(type(value)) is True and (value or not isinstance(value, str)):
+            known = prepare._saved.get(type(value))  # Preparation._prepared's first tests, inlined
+            if ((known is True and (value or not isinstance(value, str)))
+                    or (known is _AWARE and value.tzinfo is not None)):
                 saved[name] = value
                 continue
             value = saved[name] = prepare.save(value, connection)
