@@ -86,14 +86,36 @@ def all_actions() -> dict[str, FunctionSpec]:
     return dict(_registry)
 
 
-def validate_params(spec: FunctionSpec, params: Any) -> None:
-    """Config that does not fit the action's schema -> 422 naming the field."""
+def find_action(name: str) -> FunctionSpec | None:
+    """The action registered under `name`, or None (all_actions without the copy: a
+    step's policy asks on every step)."""
+    return _registry.get(name)
+
+
+_VALIDATORS: dict[int, tuple[dict, Any]] = {}  # id(schema) -> (schema, its validator)
+MOST_VALIDATORS = 256  # schemas built per call (an agent's) must not pile up here
+
+
+def _validator(schema: dict):
+    """Draft202012Validator(schema), built once per schema object: building one cost
+    more than checking a step's params with it (docs/performance.md). A validator only
+    reads its schema, so one serves every check."""
     from jsonschema import Draft202012Validator
 
+    found = _VALIDATORS.get(id(schema))
+    if found is None or found[0] is not schema:
+        if len(_VALIDATORS) >= MOST_VALIDATORS:
+            _VALIDATORS.clear()
+        found = _VALIDATORS[id(schema)] = (schema, Draft202012Validator(schema))
+    return found[1]
+
+
+def validate_params(spec: FunctionSpec, params: Any) -> None:
+    """Config that does not fit the action's schema -> 422 naming the field."""
     if spec.params_schema is None:
         return
     errors: dict[str, list[str]] = {}
-    for error in Draft202012Validator(spec.params_schema).iter_errors(params):
+    for error in _validator(spec.params_schema).iter_errors(params):
         path = ".".join(["config", *[str(p) for p in error.absolute_path]])
         if error.validator == "required":
             path = f"{path}.{error.message.split(chr(39))[1]}"

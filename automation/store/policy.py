@@ -8,7 +8,7 @@ import random
 from django.conf import settings
 
 from automation.definitions.steps import Step, StepPolicy, step_type
-from automation.functions.registry import all_actions
+from automation.functions.registry import find_action
 
 
 def policy(step: Step) -> StepPolicy:
@@ -17,7 +17,7 @@ def policy(step: Step) -> StepPolicy:
 
 
 def _action_is_cheap(name: str) -> bool:
-    spec = all_actions().get(name)
+    spec = find_action(name)
     return bool(spec and spec.cheap)
 
 

@@ -354,58 +354,28 @@ class PostgresRunStore(RunStore):
     def _execute(self, step_run: StepRun, recorded: dict, follower: StepRun | None, *,
                  ends_run: bool, now, notify: bool = False,
                  gate: tuple[int, str] | None = None) -> tuple[bool, int | None]:
-        qn = connections[self.using].ops.quote_name
-        run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
         record_sql, record_params = STEP_UPDATE.sql_params(
             {"pk": step_run.pk, "claim": step_run.claim, "status": StepRun.Status.RUNNING},
             recorded, self.using)
-        parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
-                 f"WHERE {qn('id')} = %s FOR UPDATE)"]
         params: list = [step_run.run_id]
-        guard = "EXISTS (SELECT 1 FROM run_row WHERE status = %s)"
-        guard_params: list = [Run.Status.RUNNING]
-        if ends_run:
-            idle_sql, idle_params = self._hooks_idle("workflow.completed", step_run.run)
-            guard += idle_sql
-            guard_params += idle_params
+        idle_sql, idle_params = (self._hooks_idle("workflow.completed", step_run.run)
+                                 if ends_run else ("", []))
         if gate is not None:
-            # A gated run's end: the lock of the gate every start of its key takes first,
-            # after the run's (the order of the general way), and whether a run may be
-            # queued behind it. Read under the lock, so from the row's newest version even
-            # when this statement waited for a start that queued a run and committed (a
-            # NOT EXISTS over queued runs here would read the statement's older snapshot
-            # and miss it). Anything queued: nothing is written; the general way starts it.
-            gate_table = qn(ConcurrencyGate._meta.db_table)
-            parts.append(f"gate_row AS MATERIALIZED (SELECT {qn('queued')} "  # noqa: S608
-                         f"FROM {gate_table} WHERE {qn('process_id')} = %s "
-                         f"AND {qn('key')} = %s AND EXISTS (SELECT 1 FROM run_row) "
-                         f"FOR UPDATE OF {gate_table})")
             params += list(gate)
-            guard += " AND EXISTS (SELECT 1 FROM gate_row WHERE NOT queued)"
-        # compiled SQL, quoted names and placeholders only; every value is a parameter
-        parts.append(f"recorded AS ({record_sql} AND {guard} "  # noqa: S608
-                     f"RETURNING {step_table}.{qn('id')})")
-        params += [*record_params, *guard_params]
-        select = "SELECT (SELECT count(*) FROM recorded), "
+        params += [*record_params, Run.Status.RUNNING, *idle_params]
         if follower is not None:
-            insert_sql, insert_params = insert_from(follower, "recorded", self.using)
-            parts.append(f"follower AS ({insert_sql} RETURNING {qn('id')})")
-            params += insert_params
-            select += "(SELECT id FROM follower)"
+            tail_sql, tail_params = insert_from(follower, "recorded", self.using)
+            params += tail_params
         else:
-            finish_sql, finish_params = RUN_UPDATE.sql_params(
+            tail_sql, tail_params = RUN_UPDATE.sql_params(
                 {"pk": step_run.run_id}, {"status": Run.Status.COMPLETED,
                                           "result": recorded["output"], "finished_at": now},
                 self.using)
-            parts.append(f"finished AS ({finish_sql} "  # noqa: S608
-                         f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
-            params += finish_params
-            select += "NULL"
-            if notify:  # a caller waits for this run: NOTIFY with the commit (store.waiting)
-                parts.append(waiting.NOTIFY_CTE)
+            params += tail_params
+            if notify:
                 params.append(waiting.CHANNEL)
-                select += ", (SELECT count(*) FROM notified)"
-        sql = f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
+        sql = _record_statement(self.using, record_sql, idle_sql, gate is not None,
+                                follower is not None, tail_sql, notify)
         # durable (an ordinary commit): the step's output and a run's end are readable at
         # once, and a caller told of this end must not be told of a commit a crash could
         # forget
@@ -434,6 +404,50 @@ def _compiled_rows(hook: hooks.RunEndHook, event: str, using: str) -> tuple[str,
     rows = hook.idle_when(event).values("pk")
     sql, params = rows.query.get_compiler(using=using).as_sql()
     return sql, list(params)
+
+
+@lru_cache(maxsize=64)
+def _record_statement(using: str, record_sql: str, idle_sql: str, gated: bool,
+                      follows: bool, tail_sql: str, notify: bool) -> str:
+    """The text of PostgresRunStore._execute's statement, from its compiled parts: the
+    same for every step of one shape, so put together once per shape (its parameters,
+    in this order: the run's id, the gate's process and name when `gated`, the record's,
+    `running` and `idle_sql`'s, then the follower's INSERT or the run's finishing UPDATE
+    (`tail_sql`), and the channel when `notify`)."""
+    qn = connections[using].ops.quote_name
+    run_table, step_table = qn(Run._meta.db_table), qn(StepRun._meta.db_table)
+    parts = [f"run_row AS MATERIALIZED (SELECT {qn('status')} FROM {run_table} "  # noqa: S608
+             f"WHERE {qn('id')} = %s FOR UPDATE)"]
+    guard = "EXISTS (SELECT 1 FROM run_row WHERE status = %s)"
+    guard += idle_sql  # the hooks' conditions (PostgresRunStore._hooks_idle)
+    if gated:
+        # A gated run's end: the lock of the gate every start of its key takes first,
+        # after the run's (the order of the general way), and whether a run may be
+        # queued behind it. Read under the lock, so from the row's newest version even
+        # when this statement waited for a start that queued a run and committed (a
+        # NOT EXISTS over queued runs here would read the statement's older snapshot
+        # and miss it). Anything queued: nothing is written; the general way starts it.
+        gate_table = qn(ConcurrencyGate._meta.db_table)
+        parts.append(f"gate_row AS MATERIALIZED (SELECT {qn('queued')} "  # noqa: S608
+                     f"FROM {gate_table} WHERE {qn('process_id')} = %s "
+                     f"AND {qn('key')} = %s AND EXISTS (SELECT 1 FROM run_row) "
+                     f"FOR UPDATE OF {gate_table})")
+        guard += " AND EXISTS (SELECT 1 FROM gate_row WHERE NOT queued)"
+    # compiled SQL, quoted names and placeholders only; every value is a parameter
+    parts.append(f"recorded AS ({record_sql} AND {guard} "  # noqa: S608
+                 f"RETURNING {step_table}.{qn('id')})")
+    select = "SELECT (SELECT count(*) FROM recorded), "
+    if follows:
+        parts.append(f"follower AS ({tail_sql} RETURNING {qn('id')})")
+        select += "(SELECT id FROM follower)"
+    else:
+        parts.append(f"finished AS ({tail_sql} "  # noqa: S608
+                     f"AND EXISTS (SELECT 1 FROM recorded) RETURNING {qn('id')})")
+        select += "NULL"
+        if notify:  # a caller waits for this run: NOTIFY with the commit (store.waiting)
+            parts.append(waiting.NOTIFY_CTE)
+            select += ", (SELECT count(*) FROM notified)"
+    return f"WITH {', '.join(parts)} {select}"  # noqa: S608 - compiled SQL only
 
 
 @lru_cache(maxsize=8)

@@ -276,6 +276,14 @@ class CompiledInsert:
             if value is None and attname in null:
                 params.append(None)
                 continue
+            # Preparation.save's own first tests, without its two calls (a step writes
+            # some fifty values, docs/performance.md): a value of a type its plain
+            # field passes as it is (never an expression)
+            known = prepare._saved.get(type(value))  # Preparation._prepared's first tests, inlined
+            if ((known is True and (value or not isinstance(value, str)))
+                    or (known is _AWARE and value.tzinfo is not None)):
+                params.append(value)
+                continue
             if hasattr(value, "resolve_expression"):
                 raise ValueError("an expression would need SQL of its own: save() the row")
             params.append(prepare.save(value, connection))
@@ -312,11 +320,17 @@ def insert_from(row: Model, source: str | None, using: str, *,
     sql, params = insert.sql_params(row, using)
     if source is None:
         return sql, tuple(params)
-    head, _, rest = sql.rpartition(" VALUES (")
-    values, closed, tail = rest.partition(")")  # placeholders hold no parenthesis
-    if not head or not closed or values.replace("%s", "").replace(", ", ""):
-        raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
-    return f"{head} SELECT {values} FROM {source}{tail}", tuple(params)  # noqa: S608
+    selected = _SELECTED.get((sql, source))
+    if selected is None:  # worked out once per statement and source (a step writes one)
+        head, _, rest = sql.rpartition(" VALUES (")
+        values, closed, tail = rest.partition(")")  # placeholders hold no parenthesis
+        if not head or not closed or values.replace("%s", "").replace(", ", ""):
+            raise RuntimeError(f"unexpected INSERT shape: {sql[:80]}")
+        selected = _SELECTED[(sql, source)] = f"{head} SELECT {values} FROM {source}{tail}"  # noqa: S608
+    return selected, tuple(params)
+
+
+_SELECTED: dict[tuple[str, str], str] = {}  # insert_from's: (INSERT, source) -> its SQL
 
 
 def insert_select(row: Model, source: str, source_params: tuple, using: str, *,
@@ -375,10 +389,17 @@ class CompiledUpdate:
             fields = self._fields[using] = _FieldPreparations(self.model, using)
         # Q() orders keyword filters by name: so do the parameters of the WHERE clause
         wheres = sorted(filters.items())
-        saved = {name: fields[name].save(value, connection) for name, value in values.items()}
-        if any(hasattr(value, "as_sql") or hasattr(value, "resolve_expression")
-               for value in saved.values()):
-            raise ValueError("an expression needs Django's own compiling: use update_sql")
+        saved = {}
+        for name, value in values.items():
+            prepare = fields[name]
+            known = prepare._saved.get(type(value))  # Preparation._prepared's first tests, inlined
+            if ((known is True and (value or not isinstance(value, str)))
+                    or (known is _AWARE and value.tzinfo is not None)):
+                saved[name] = value
+                continue
+            value = saved[name] = prepare.save(value, connection)
+            if hasattr(value, "as_sql") or hasattr(value, "resolve_expression"):
+                raise ValueError("an expression needs Django's own compiling: use update_sql")
         params = [value for value in saved.values() if value is not None]
         params += [fields[name].lookup(value, connection) for name, value in wheres]
         key = (using, tuple(filters), tuple((name, value is None) for name, value in saved.items()))

@@ -26,6 +26,7 @@ on the server and runs it the way above.
 
 import hashlib
 import logging
+import threading
 
 import psycopg
 from django.conf import settings
@@ -43,6 +44,8 @@ class _Prepared:
 
     def __init__(self, raw):
         self.raw, self.names, self.off = raw, {}, False
+        # fetch_one_alone's cursor, kept open for the next statement of the same thread
+        self.cursor, self.thread = None, None
 
 
 def _state(connection) -> _Prepared:
@@ -149,9 +152,8 @@ def fetch_one_alone(sql: str, params, *, using: str = "default") -> tuple | None
     cursor = _server_bound_cursor(connection)
     if cursor is not None:
         try:
-            with cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchone()
+            cursor.execute(sql, params)
+            return cursor.fetchone()
         except DatabaseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in (LOST, TAKEN):
                 raise
@@ -173,7 +175,8 @@ def _server_bound_cursor(connection):
         return None
     connection.ensure_connection()
     raw = connection.connection
-    if not isinstance(raw, psycopg.Connection) or _state(connection).off:
+    state = _state(connection)
+    if not isinstance(raw, psycopg.Connection) or state.off:
         return None
     if raw.prepare_threshold is None:
         # Django turns psycopg's preparing off (for poolers); turned on here only so that
@@ -182,7 +185,14 @@ def _server_bound_cursor(connection):
         raw.prepare_threshold = _NEVER
     # As Django wraps its own cursors: its execute wrappers and errors
     connection.validate_thread_sharing()
-    return connection.make_cursor(_Preparing(raw))
+    # One cursor per connection (and thread, where a connection is shared), kept open:
+    # a new one for every statement cost a step more Python than its statement's
+    # values, its adapters looked up again each time (docs/performance.md). Each
+    # statement's result is read before the next is sent on it.
+    thread = threading.get_ident()
+    if state.cursor is None or state.thread != thread:
+        state.cursor, state.thread = connection.make_cursor(_Preparing(raw)), thread
+    return state.cursor
 
 
 _NEVER = 2**31  # executions before psycopg would prepare a statement by itself

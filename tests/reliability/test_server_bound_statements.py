@@ -5,7 +5,7 @@ Django's execute wrappers and errors as Django's own statements are, stop when
 ENTITYFLOW_PREPARED_STATEMENTS is off, and give way when the server forgets them."""
 
 import pytest
-from django.db import DataError, connection
+from django.db import DataError, connection, connections
 
 from automation.models import Run, StepRun
 from automation.services.processes import process_save
@@ -108,3 +108,39 @@ def test_errors_are_djangos_and_execute_wrappers_see_the_statement(three):
             prepared.fetch_one_alone("SELECT 1 / %s::int", (0,))
     assert seen == ["SELECT %s::int + 1", "SELECT 1 / %s::int"]
     assert prepared.fetch_one_alone("SELECT %s::text", ("still usable",)) == ("still usable",)
+
+
+def test_the_kept_cursor_reads_each_statements_own_row_and_is_new_on_a_new_connection():
+    """fetch_one_alone keeps one cursor per connection and thread: a statement that
+    returns no row must not hand back the previous statement's, and a connection opened
+    again (or another thread sharing this one) gets a cursor of its own."""
+    import threading
+
+    connection.close()
+    assert prepared.fetch_one_alone("SELECT %s::int", (1,)) == (1,)
+    kept = connection._entityflow_prepared.cursor
+    assert prepared.fetch_one_alone("SELECT %s::int WHERE false", (2,)) is None
+    assert prepared.fetch_one_alone("SELECT %s::int", (3,)) == (3,)
+    assert connection._entityflow_prepared.cursor is kept
+
+    other = {}
+    shared = connections["default"]
+
+    def in_a_thread():  # this thread's statements on the same connection (a live server's)
+        connections["default"] = shared
+        other["row"] = prepared.fetch_one_alone("SELECT %s::int", (4,))
+        other["cursor"] = shared._entityflow_prepared.cursor
+
+    connection.inc_thread_sharing()
+    try:
+        thread = threading.Thread(target=in_a_thread)
+        thread.start()
+        thread.join()
+    finally:
+        connection.dec_thread_sharing()
+    assert other["row"] == (4,) and other["cursor"] is not kept
+    assert prepared.fetch_one_alone("SELECT %s::int", (6,)) == (6,)  # this thread's again
+
+    connection.close()
+    assert prepared.fetch_one_alone("SELECT %s::int", (5,)) == (5,)
+    assert connection._entityflow_prepared.cursor is not kept
