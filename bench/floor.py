@@ -29,6 +29,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.env import Options, database_create, database_drop, django_start
 
@@ -37,7 +38,7 @@ WARM_RUNS = 3  # runs before the captured one: the worker's caches and prepared 
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -184,5 +185,5 @@ def _measure(opts, runs_each: int, processes: int) -> int:
 
 
 def _idle_seconds() -> float:
-    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (fields[3] + fields[4]) / os.sysconf("SC_CLK_TCK")
