@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from functools import partial
+from typing import Any, NamedTuple
 
 from django.db import OperationalError, connections, transaction
 from django.db.models import Count, Exists, F, OuterRef
@@ -137,31 +138,44 @@ def batch_fanout_run(batch_id) -> None:
             if current != Batch.Status.FANNING_OUT or chunks.stopped():
                 break  # cancelled, or paused: a resume goes on from the cursor
             rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
-            if finds_itself:  # its statements find the chunk: (last key, count)
+            if finds_itself:  # its statements find the chunk: (last key, count, last one)
                 found = chunks.write(partial(create, batch, rest, size))
             else:  # bounded by its last key first, then written over that key range
                 chunk = _next_chunk(rest, size, load=batch.kind == Batch.Kind.RERUNS)
+                found = chunk and (chunk.last, chunk.count, chunk.last_one)
                 if chunk is not None:
-                    extent = chunk[2] if create is _create_chunk else chunk[1]
-                    chunks.write(partial(create, batch, chunk[0], extent))
-                found = chunk and chunk[1:]
+                    extent = chunk.count if create is _create_chunk else chunk.last
+                    chunks.write(partial(create, batch, chunk.items, extent,
+                                         last_chunk=chunk.last_one))
             if not found:
                 every_chunk = True
                 break
-            last, count = found
+            last, count, last_chunk = found
             batch.cursor = str(last)
             sent += count
+            if last_chunk:  # it also marked the batch fanned out (_move_cursor)
+                every_chunk = True
+                break
             if rate:  # the n-th run starts no earlier than n / rate seconds after the first
                 time.sleep(max(0.0, began + sent / rate - time.monotonic()))
         if not chunks.finish() or not every_chunk:  # an error in a chunk is raised here
             return
-    # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
+    # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end,
+    # unless the last chunk already wrote it (one whose end was not known: it was full).
     Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
-        status=Batch.Status.RUNNING, fanned_out_at=timezone.now())
+        **_fanned_out_fields())
 
 
-# What a chunk that finds its own entities found: its last key and how many it has.
-Found = tuple[uuid.UUID, int]
+def _fanned_out_fields() -> dict:
+    """The fields a batch's fan-out end writes: from here the batch is `running` until its
+    runs finish (batch_progress), so a batch whose last run is written and finished is
+    complete even if the fan-out's task dies right after its last chunk."""
+    return {"status": Batch.Status.RUNNING, "fanned_out_at": timezone.now()}
+
+
+# What a chunk that finds its own entities found: its last key, how many it has, and
+# whether it is the batch's last.
+Found = tuple[uuid.UUID, int, bool]
 
 
 class ChunkStopped(Exception):
@@ -169,13 +183,16 @@ class ChunkStopped(Exception):
     cursor: the chunk's transaction rolls back, so it wrote nothing."""
 
 
-def _move_cursor(batch: Batch, last, created: int) -> None:
+def _move_cursor(batch: Batch, last, created: int, *, last_chunk: bool = False) -> None:
     """In the chunk's transaction: the cursor past `last`, only while the batch is still
     fanning out. A cancel or pause committed meanwhile makes the chunk write nothing
     (ChunkStopped), so no run of it starts after the cancel has looked for runs to
-    cancel; a resume writes it again from the cursor."""
+    cancel; a resume writes it again from the cursor. The last chunk also ends the
+    fan-out in the same commit, so no moment shows the batch's runs all written and the
+    batch still fanning out (a worker stopped right after it cannot leave it so)."""
     if not Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
-            cursor=str(last), created_runs=F("created_runs") + created):
+            cursor=str(last), created_runs=F("created_runs") + created,
+            **(_fanned_out_fields() if last_chunk else {})):
         raise ChunkStopped
 
 
@@ -311,24 +328,33 @@ class _Writer:
             connections.close_all()
 
 
-def _next_chunk(rest, size: int, *, load: bool):
-    """The next `size` items by primary key: (the items, the last one's key, how many), or
-    None when there are none. Entities stay in the database: the chunk is a queryset
-    bounded by its last key (the store writes their runs with INSERT … SELECT). Re-runs
-    are started one by one in Python anyway, so their ids are loaded (`load`)."""
+class Chunk(NamedTuple):
+    items: Any  # the items' ids (loaded) or a queryset bounded by `last`
+    last: Any  # the last item's key: the cursor after this chunk
+    count: int
+    last_one: bool  # no item is left after it
+
+
+def _next_chunk(rest, size: int, *, load: bool) -> Chunk | None:
+    """The next `size` items by primary key, or None when there are none; whether it is
+    the last chunk is read with it (one item looked past its end). Entities stay in the
+    database: the chunk is a queryset bounded by its last key (the store writes their
+    runs with INSERT … SELECT). Re-runs are started one by one in Python anyway, so their
+    ids are loaded (`load`)."""
     if load:
-        ids = list(rest[:size])
-        return (ids, ids[-1], len(ids)) if ids else None
-    last, count = next(iter(rest[size - 1:size]), None), size
-    if last is None:  # fewer than `size` left: the chunk is all of them
-        last = next(iter(rest.reverse()[:1]), None)
-        if last is None:
-            return None
-        count = rest.count()
-    return rest.filter(pk__lte=last), last, count
+        ids = list(rest[:size + 1])
+        chunk = ids[:size]
+        return Chunk(chunk, chunk[-1], len(chunk), len(ids) <= size) if ids else None
+    at_end = list(rest[size - 1:size + 1])
+    if at_end:  # the size-th item, and the one after it if there is one
+        return Chunk(rest.filter(pk__lte=at_end[0]), at_end[0], size, len(at_end) == 1)
+    last = next(iter(rest.reverse()[:1]), None)  # fewer than `size` left: all of them
+    if last is None:
+        return None
+    return Chunk(rest.filter(pk__lte=last), last, rest.count(), True)
 
 
-def _create_chunk(batch: Batch, entities, size: int, *,
+def _create_chunk(batch: Batch, entities, size: int, *, last_chunk: bool = False,
                   before_cursor: Callable[[Found | None], None] | None = None
                   ) -> Found | None:
     """One chunk's runs and first steps, set-based over the first `size` of `entities`
@@ -337,7 +363,9 @@ def _create_chunk(batch: Batch, entities, size: int, *,
     commit. Then the batch's cursor moves past the chunk's last key, in the same
     transaction. Returns the chunk's (last key, count), None when no entity was left;
     `before_cursor` is called with the same between the two (OverlappedChunks goes on
-    from there to the next chunk, and waits there for the chunk before)."""
+    from there to the next chunk, and waits there for the chunk before). A chunk that
+    found fewer than `size`, or is known to be the last (`last_chunk`), ends the fan-out
+    in its commit."""
     version = batch.process.current_version
     graph = graph_for(version.pk)
     trigger = {"type": "batch", "batchId": str(batch.pk)}
@@ -348,11 +376,12 @@ def _create_chunk(batch: Batch, entities, size: int, *,
     with _chunk_transaction():
         written = get_store().start_chunk(template, entities, graph.steps[graph.start],
                                           key_prefix=f"batch:{batch.pk}:", size=size)
-        found = (written.last, written.count) if written.count else None
+        last_chunk = last_chunk or written.last_one or written.count < size
+        found = (written.last, written.count, last_chunk) if written.count else None
         if before_cursor is not None:
             before_cursor(found)
         if found is not None:
-            _move_cursor(batch, written.last, written.created)
+            _move_cursor(batch, written.last, written.created, last_chunk=last_chunk)
     return found
 
 
@@ -405,25 +434,50 @@ def _busy_timeout(connection, milliseconds: int | None = None) -> int:
         return cursor.fetchone()[0]
 
 
-def _create_gated_chunk(batch: Batch, entities, last) -> None:
+def _create_gated_chunk(batch: Batch, entities, last, *, last_chunk: bool = False) -> None:
     """A chunk of a process with a concurrency rule: its runs are started one by one the
     way a single start is (store.gates counts the runs holding a slot and starts, queues
     or cancels each), which a set-based INSERT … SELECT cannot. Each start is its own
-    short transaction with the batch's count, so the gates are never held for a whole
-    chunk; the key `batch:<batch>:<entity>` makes a chunk done again start nothing twice
+    short transaction, so the gates are never held for a whole chunk; the key
+    `batch:<batch>:<entity>` makes a chunk done again start nothing twice
     (docs/user-guide/batches.md#processes-with-a-concurrency-rule)."""
     version = batch.process.current_version
     trigger = {"type": "batch", "batchId": str(batch.pk)}
-    for entity in Entity.objects.filter(pk__in=entities).order_by("pk").iterator(chunk_size=500):
+
+    def start(entity) -> bool:
+        return run_start(
+            process=batch.process, trigger=trigger, entity=entity, batch=batch,
+            idempotency_key=f"batch:{batch.pk}:{entity.pk}", version=version,
+            priority=batch.priority or None, breaker=False)[1]
+
+    _start_one_by_one(batch, Entity.objects.filter(pk__in=entities).order_by("pk"), last,
+                      start, last_chunk=last_chunk)
+
+
+def _start_one_by_one(batch: Batch, items, last, start: Callable[[Any], bool], *,
+                      last_chunk: bool) -> None:
+    """A chunk whose runs start one by one, each in a short transaction of its own
+    (`start` says whether it started a run). The chunk's last start commits with the
+    cursor past `last` and the count of runs started, and, in the batch's last chunk,
+    with the fan-out's end: no moment shows the batch's runs all started and the batch
+    still fanning out. A pause or cancel is seen before the next chunk."""
+    items = list(items)  # one chunk, at most CHUNK items
+    created = 0
+    for n, item in enumerate(items, 1):
         with transaction.atomic():
-            _, created = run_start(
-                process=batch.process, trigger=trigger, entity=entity, batch=batch,
-                idempotency_key=f"batch:{batch.pk}:{entity.pk}", version=version,
-                priority=batch.priority or None, breaker=False)
-            if created:
-                Batch.objects.filter(pk=batch.pk).update(created_runs=F("created_runs") + 1)
-                batch.created_runs += 1
-    Batch.objects.filter(pk=batch.pk).update(cursor=str(last))
+            created += bool(start(item))
+            if n == len(items):
+                _cursor_after_starts(batch, last, created, last_chunk=last_chunk)
+    if not items:
+        _cursor_after_starts(batch, last, 0, last_chunk=last_chunk)
+
+
+def _cursor_after_starts(batch: Batch, last, created: int, *, last_chunk: bool) -> None:
+    Batch.objects.filter(pk=batch.pk).update(cursor=str(last),
+                                             created_runs=F("created_runs") + created)
+    if last_chunk:
+        Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
+            **_fanned_out_fields())
 
 
 def latest_attempts(batch: Batch):
@@ -495,26 +549,31 @@ def _rerun_items(batch: Batch):
                             ).values_list("pk", flat=True)
 
 
-def _create_reruns(batch: Batch, run_ids: list, last) -> None:
+def _create_reruns(batch: Batch, run_ids: list, last, *, last_chunk: bool = False) -> None:
     """Each run re-run once: the key `rerun:<batch>:<run>` makes a second fan-out of the
     same runs (a redelivered task) write nothing."""
     spec = batch.rerun or {}
-    created = 0
-    for run in Run.objects.filter(pk__in=run_ids).select_related("process", "version"):
+
+    def start(run: Run) -> bool:
         key = f"rerun:{batch.pk}:{run.pk}"
+        retry = not spec.get("fromStep")
         try:
-            retry = not spec.get("fromStep")
-            run_rerun(run=run, from_step=spec.get("fromStep") or failed_step(run),
-                      restart=stopped_by_failure(run) if retry else (),
-                      version=spec.get("version") or "pinned",
-                      repeat_effects=bool(spec.get("repeatEffects")), user=batch.created_by,
-                      batch=batch, idempotency_key=key, reason="rerun")
-            created += 1
+            with transaction.atomic():
+                run_rerun(run=run, from_step=spec.get("fromStep") or failed_step(run),
+                          restart=stopped_by_failure(run) if retry else (),
+                          version=spec.get("version") or "pinned",
+                          repeat_effects=bool(spec.get("repeatEffects")),
+                          user=batch.created_by, batch=batch, idempotency_key=key,
+                          reason="rerun")
         except AutomationError as exc:  # this run cannot be re-run so: say so, go on
             logger.warning("batch %s: run %s not re-run: %s", batch.pk, run.pk, exc.message)
             Batch.objects.filter(pk=batch.pk).update(total=F("total") - 1)
-    Batch.objects.filter(pk=batch.pk).update(cursor=str(last),
-                                             created_runs=F("created_runs") + created)
+            return False
+        return True
+
+    _start_one_by_one(batch, Run.objects.filter(pk__in=run_ids).order_by("pk")
+                      .select_related("process", "version"), last, start,
+                      last_chunk=last_chunk)
 
 
 def batch_pause(*, batch: Batch) -> Batch:

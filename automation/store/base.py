@@ -126,10 +126,12 @@ CHUNK_ENTITY = "chunk_entity"
 class ChunkWritten:
     """What a batch chunk's statements did (start_chunk): `created` runs were new, of
     the `count` entities of the chunk, whose last key is `last` (None: no entity was
-    left past the cursor)."""
+    left past the cursor); `last_one`: the statements saw that no entity is left after
+    the chunk (False: not known, or some are)."""
     created: int
     count: int
     last: uuid.UUID | None
+    last_one: bool = False
 
 
 def _entity_key(value) -> uuid.UUID | None:

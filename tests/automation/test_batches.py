@@ -16,6 +16,7 @@ from automation.services.batches import (
     batch_progress,
     batch_retry_failed,
 )
+from automation.store import get_store
 from entities.models import Entity
 from entities.services import entity_create
 
@@ -368,6 +369,26 @@ def _batch_of_3_to_chunk(settings, order_type, process, status):
     return batch, batches.batch_entities(order_type, {}).values_list("pk", flat=True)
 
 
+def test_a_full_chunk_knows_whether_it_is_the_batchs_last(order_type, record_process,
+                                                          settings):
+    """A chunk of exactly the chunk size may be the last: the fan-out looks one entity
+    past it (SQLite: when bounding the chunk; PostgreSQL: in the chunk's own statement),
+    so the last chunk's commit also ends the fan-out (test_batch_fanout_end_worker.py)."""
+    batch, entities = _batch_of_3_to_chunk(settings, order_type, record_process,
+                                            Batch.Status.FANNING_OUT)
+    entities = entities.order_by("pk")  # as the fan-out reads them
+    first, rest = min(entities), entities.filter(pk__gt=min(entities))
+    assert batches._next_chunk(entities, 2, load=False).last_one is False
+    assert batches._next_chunk(rest, 2, load=False)[1:] == (max(entities), 2, True)
+    assert batches._next_chunk(entities, 3, load=True).last_one is True
+    if get_store().features.chunk_finds_itself:
+        assert batches._create_chunk(batch, entities, 1) == (first, 1, False)
+        assert batches._create_chunk(batch, rest, 2) == (max(entities), 2, True)
+        again = Batch.objects.get(pk=batch.pk)
+        assert (again.status, again.created_runs) == (Batch.Status.RUNNING, 3)
+        assert again.fanned_out_at is not None
+
+
 def test_a_chunk_of_a_batch_that_stopped_fanning_out_writes_nothing(order_type, record_process,
                                                                    settings):
     """A cancel (or pause) that commits after the fan-out looked at the batch and before
@@ -394,7 +415,7 @@ def test_a_cancel_while_a_chunk_is_written_leaves_no_run_of_it_running(order_typ
                                             Batch.Status.FANNING_OUT)
 
     def cancel_elsewhere(found):
-        assert found == (max(entities), 3)  # the chunk's statements found it themselves
+        assert found == (max(entities), 3, True)  # the chunk's statements found it themselves
 
         def cancel():
             try:
@@ -502,7 +523,7 @@ def test_a_chunk_waits_for_the_write_lock_another_connection_holds_then_writes(
     finally:
         thread.join(timeout=30)
     assert released.is_set()  # it could not have written before
-    assert found == (max(entities), 3)
+    assert found == (max(entities), 3, True)  # fewer than a chunk: the last one
     assert Run.objects.filter(batch=batch).count() == 3
     assert batches._busy_timeout(connection) == timeout
 
