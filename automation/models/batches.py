@@ -48,6 +48,14 @@ class Batch(models.Model):
         null=True, blank=True,
         help_text="When the fan-out committed its last chunk and rang for its steps.")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The fan-out task working on the batch holds it until `fanout_until`, renewing as it
+    # goes: a second delivery of the task leaves it alone, and once it has run out (its
+    # worker died) the sweeper starts the fan-out again from the cursor.
+    fanout_token = models.UUIDField(null=True, blank=True, editable=False)
+    fanout_until = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="The fan-out task holds the batch until then; after it, the sweeper "
+                  "starts the fan-out again from the cursor.")
 
     class Meta:
         ordering = ["-created_at"]

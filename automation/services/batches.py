@@ -19,8 +19,10 @@ from datetime import timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import OperationalError, connections, transaction
-from django.db.models import Count, Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from automation.exceptions import (
@@ -77,8 +79,6 @@ def batch_create(*, entity_type: EntityType, process: ApiProcess, filter: dict |
 
 
 def _enqueue_fanout(batch_id) -> None:
-    from django.conf import settings
-
     if settings.Q_CLUSTER.get("sync"):
         batch_fanout_run(batch_id)
         return
@@ -95,12 +95,18 @@ def _enqueue_fanout(batch_id) -> None:
 
 
 def batches_sweep(*, older_than_seconds: float = 60) -> int:
-    """Enqueue the fan-out of batches that never started (their task was lost). A
-    second delivery is harmless: the fan-out resumes from the batch's cursor, and runs
-    are unique per (batch, entity)."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(Batch.objects.filter(status=Batch.Status.PENDING, started_at__isnull=True,
-                                    created_at__lte=cutoff).values_list("pk", flat=True)[:100])
+    """Enqueue the fan-out of batches that should be fanning out and have no live fan-out
+    task: one that never started (its task was lost), or whose task's hold ran out (its
+    worker died mid-way, or a resume's task was lost). A second delivery is harmless:
+    only one task holds a batch at a time (FanoutLease), and it goes on from the batch's
+    cursor, with runs unique per (batch, entity)."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    unheld = Q(fanout_until__isnull=True) | Q(fanout_until__lt=now)
+    should_fan_out = (Q(status=Batch.Status.PENDING, started_at__isnull=True)
+                      | Q(status=Batch.Status.FANNING_OUT))
+    ids = list(Batch.objects.filter(should_fan_out, unheld, created_at__lte=cutoff)
+               .values_list("pk", flat=True)[:100])
     for batch_id in ids:
         _enqueue_fanout(batch_id)
     return len(ids)
@@ -110,13 +116,64 @@ def batches_sweep(*, older_than_seconds: float = 60) -> int:
 RATE_SLICE = 0.1
 
 
+class FanoutLease:
+    """The one fan-out task working on a batch holds it for
+    ENTITYFLOW_FANOUT_LEASE_SECONDS at a time, renewing it before each chunk and while it
+    waits for the rate limit. A second delivery of the task (the ORM broker's redelivery,
+    the sweeper's, a resume's while the paused task has not stopped yet) finds the batch
+    held and leaves it; once a hold has run out (the worker died) the sweeper starts the
+    fan-out again and the new task takes it."""
+
+    def __init__(self, batch_id):
+        self.batch_id, self.token = batch_id, uuid.uuid4()
+        self.seconds = settings.ENTITYFLOW_FANOUT_LEASE_SECONDS
+
+    def take(self) -> bool:
+        """Take the batch if it is to fan out and nobody holds it; the fan-out starts."""
+        now = timezone.now()
+        return bool(Batch.objects.filter(
+            Q(fanout_until__isnull=True) | Q(fanout_until__lt=now), pk=self.batch_id,
+            status__in=(Batch.Status.PENDING, Batch.Status.FANNING_OUT),
+        ).update(status=Batch.Status.FANNING_OUT, fanout_token=self.token,
+                 fanout_until=now + timedelta(seconds=self.seconds),
+                 started_at=Coalesce("started_at", Value(now))))
+
+    def renew(self) -> bool:
+        """Hold the batch longer; False once it stopped fanning out (paused, cancelled)
+        or another task took it after this one's hold ran out."""
+        return bool(Batch.objects.filter(
+            pk=self.batch_id, status=Batch.Status.FANNING_OUT, fanout_token=self.token,
+        ).update(fanout_until=timezone.now() + timedelta(seconds=self.seconds)))
+
+    def wait_until(self, moment: float) -> bool:
+        """Sleep until time.monotonic() reaches `moment`, renewing the hold meanwhile;
+        False as soon as a renewal says the fan-out is to stop."""
+        while (left := moment - time.monotonic()) > 0:
+            time.sleep(min(left, self.seconds / 3))
+            if left > self.seconds / 3 and not self.renew():
+                return False
+        return True
+
+    def release(self) -> None:
+        Batch.objects.filter(pk=self.batch_id, fanout_token=self.token).update(
+            fanout_token=None, fanout_until=None)
+
+
 def batch_fanout_run(batch_id) -> None:
-    batch = Batch.objects.select_related("process__current_version").get(pk=batch_id)
-    if batch.status not in (Batch.Status.PENDING, Batch.Status.FANNING_OUT):
-        return
-    now = timezone.now()
-    Batch.objects.filter(pk=batch.pk).update(status=Batch.Status.FANNING_OUT,
-                                             started_at=batch.started_at or now)
+    """Fan the batch out from its cursor, unless it is finished, paused or cancelled, or
+    another task holds it. Taken again after a stop: a batch paused and resumed while
+    this task was stopping has no other task to go on with it (the resume's found it
+    held)."""
+    lease = FanoutLease(batch_id)
+    while lease.take():
+        try:
+            _fan_out(Batch.objects.select_related("process__current_version").get(pk=batch_id),
+                     lease)
+        finally:
+            lease.release()
+
+
+def _fan_out(batch: Batch, lease: FanoutLease) -> None:
     version_id = batch.process.current_version_id
     if batch.kind == Batch.Kind.RERUNS:
         items, create = _rerun_items(batch), _create_reruns
@@ -131,12 +188,13 @@ def batch_fanout_run(batch_id) -> None:
     overlap = (create is _create_chunk and get_store().features.concurrent_writes
                and not transaction.get_connection().in_atomic_block)
     finds_itself = create is _create_chunk and get_store().features.chunk_finds_itself
-    began, sent, every_chunk = time.monotonic(), 0, False
+    began, sent, every_chunk, first = time.monotonic(), 0, False, True
     with (OverlappedChunks() if overlap else SequentialChunks()) as chunks:
         while True:
-            current = Batch.objects.filter(pk=batch.pk).values_list("status", flat=True).first()
-            if current != Batch.Status.FANNING_OUT or chunks.stopped():
+            # still fanning out and still this task's (taking it was the first check)
+            if not (first or lease.renew()) or chunks.stopped():
                 break  # cancelled, or paused: a resume goes on from the cursor
+            first = False
             rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
             if finds_itself:  # its statements find the chunk: (last key, count, last one)
                 found = chunks.write(partial(create, batch, rest, size))
@@ -156,8 +214,9 @@ def batch_fanout_run(batch_id) -> None:
             if last_chunk:  # it also marked the batch fanned out (_move_cursor)
                 every_chunk = True
                 break
-            if rate:  # the n-th run starts no earlier than n / rate seconds after the first
-                time.sleep(max(0.0, began + sent / rate - time.monotonic()))
+            # the n-th run starts no earlier than n / rate seconds after the first
+            if rate and not lease.wait_until(began + sent / rate):
+                break
         if not chunks.finish() or not every_chunk:  # an error in a chunk is raised here
             return
     # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end,

@@ -255,6 +255,10 @@ ENTITYFLOW_CONTINUE_MAX_MS = int(os.environ.get("ENTITYFLOW_CONTINUE_MAX_MS", "1
 ENTITYFLOW_PRIORITY_CHECK_MS = int(os.environ.get(
     "ENTITYFLOW_PRIORITY_CHECK_MS",
     "0" if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else "10"))
+# Seconds a batch's fan-out task holds its batch between renewals (it renews at each
+# chunk and while it waits for a rate limit); after that the sweeper starts the fan-out
+# again from the batch's cursor (docs/user-guide/batches.md).
+ENTITYFLOW_FANOUT_LEASE_SECONDS = int(os.environ.get("ENTITYFLOW_FANOUT_LEASE_SECONDS", "60"))
 # A step with config.timeout holds its lease for that long plus this margin.
 ENTITYFLOW_LEASE_MARGIN_SECONDS = int(os.environ.get("ENTITYFLOW_LEASE_MARGIN_SECONDS", "30"))
 # Rate limits per connection (docs/user-guide/rate-limits.md). Where the shared buckets

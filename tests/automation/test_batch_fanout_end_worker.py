@@ -59,3 +59,42 @@ def test_a_rerun_batch_is_fanned_out_with_its_last_rerun(effects, queued_mode, t
 
     assert (batch.status, batch.created_runs) == (Batch.Status.RUNNING, ITEMS)
     assert batch.fanned_out_at is not None
+
+
+def test_a_fan_out_whose_worker_died_is_started_again_by_the_sweeper(order_type, queued_mode,
+                                                                     tmp_path):
+    """The worker fanning a batch out is SIGKILLed half-way: its hold on the batch runs
+    out (2 s here) and the sweeper starts the fan-out again, which goes on from the
+    cursor: every entity gets its one run and the batch ends its fan-out."""
+    from automation.services.batches import batches_sweep
+
+    entities = 12
+    for i in range(entities):
+        entity_create(entity_type=order_type, reference=f"K-{i}",
+                      data={"customer": {"name": "Ada"}, "total": i})
+    process = process_save(slug="note", name="Note", entity_type=order_type, definition={
+        "steps": [{"id": "a", "type": "function", "function": "noop"}]})
+    batch = batch_create(entity_type=order_type, process=process, rate_per_second=4.0)
+    first = Worker(tmp_path / "worker-1.log", ENTITYFLOW_FANOUT_LEASE_SECONDS="2")
+    try:
+        wait_for(lambda: batch.runs.count() >= 3, 60, interval=0.01, message="3 runs")
+    finally:
+        first.kill()
+    died = Batch.objects.get(pk=batch.pk)
+    assert died.status == Batch.Status.FANNING_OUT and died.fanout_until is not None
+    assert batch.runs.count() < entities
+
+    second = Worker(tmp_path / "worker-2.log")
+    try:
+        def swept_and_fanned_out() -> bool:
+            batches_sweep(older_than_seconds=0)
+            return Batch.objects.get(pk=batch.pk).status == Batch.Status.RUNNING
+        wait_for(swept_and_fanned_out, 60, interval=0.5, message="the fan-out to end")
+    finally:
+        second.stop()
+
+    done = Batch.objects.get(pk=batch.pk)
+    assert done.created_runs == batch.runs.count() == entities
+    assert sorted(batch.runs.values_list("entity__reference", flat=True)) == sorted(
+        f"K-{i}" for i in range(entities))
+    assert (done.fanout_token, done.fanout_until) == (None, None)

@@ -369,6 +369,37 @@ def _batch_of_3_to_chunk(settings, order_type, process, status):
     return batch, batches.batch_entities(order_type, {}).values_list("pk", flat=True)
 
 
+def test_a_fan_out_task_leaves_a_batch_another_task_holds(order_type, record_process, settings):
+    """Only one fan-out task works on a batch (batches.FanoutLease): a second delivery
+    while the first holds it writes nothing, and the sweeper leaves it alone; once the
+    hold has run out (the first task's worker died) the sweeper enqueues the fan-out
+    again and the task goes on from the cursor, then lets the batch go."""
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
+    make_orders(order_type, 3)
+    batch = batch_create(entity_type=order_type, process=record_process)
+    held = {"status": Batch.Status.FANNING_OUT, "fanout_token": uuid.uuid4()}
+    Batch.objects.filter(pk=batch.pk).update(
+        **held, fanout_until=timezone.now() + timedelta(seconds=60))
+
+    batches.batch_fanout_run(batch.pk)
+    assert not Run.objects.filter(batch=batch).exists()
+    assert batches.batches_sweep(older_than_seconds=0) == 0
+
+    Batch.objects.filter(pk=batch.pk).update(fanout_until=timezone.now() - timedelta(seconds=1))
+    assert batches.batches_sweep(older_than_seconds=0) == 1
+    batches.batch_fanout_run(batch.pk)  # the task the sweeper enqueued
+    done = Batch.objects.get(pk=batch.pk)
+    assert (done.status, done.created_runs, Run.objects.filter(batch=batch).count()) == (
+        Batch.Status.RUNNING, 3, 3)
+    assert (done.fanout_token, done.fanout_until) == (None, None)
+    assert batches.batches_sweep(older_than_seconds=0) == 0
+
+
 def test_a_full_chunk_knows_whether_it_is_the_batchs_last(order_type, record_process,
                                                           settings):
     """A chunk of exactly the chunk size may be the last: the fan-out looks one entity
