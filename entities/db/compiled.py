@@ -151,7 +151,7 @@ def _plain(field) -> bool:
 # The values the driver takes as they are, where a plain field may pass them unchanged.
 _SIMPLE = (str, int, uuid.UUID, datetime.datetime)
 _AWARE = "aware"  # unchanged if aware: a naive datetime is made aware, with a warning
-_EMPTY = "empty"  # the key of what was learnt for the empty string (not its type's answer)
+_EMPTY = "empty"  # (type, _EMPTY): what was learnt for that type's empty string
 
 
 class Preparation:
@@ -181,8 +181,8 @@ class Preparation:
         self.field = field
         self._plain = _plain(field)
         self._json = _prepares_as(field, models.JSONField)
-        # per type of value (and _EMPTY, None's type): True (passed as it is), _AWARE (if
-        # aware), an int subclass (wrapped in it), False (Django's)
+        # per type of value (and (type, _EMPTY) for its empty string): True (passed as it
+        # is), _AWARE (if aware), an int subclass (wrapped in it), False (Django's)
         self._saved: dict = {}
         self._looked_up: dict = {}
 
@@ -209,7 +209,7 @@ class Preparation:
         """`method(value, connection)` for a value save() and lookup() did not pass as it
         is: by what was learnt for its type (`known`) or the empty string, else learnt."""
         if isinstance(value, str) and not value:
-            known = unchanged.get(_EMPTY)
+            known = unchanged.get((type(value), _EMPTY))
             if known is True:
                 return value
         elif known.__class__ is type:  # an int wrapped in the driver's integer
@@ -226,7 +226,7 @@ class Preparation:
         if value is None or (isinstance(value, str) and not value):
             # one value each: whatever the type's answer, its own is kept
             learnt = (self._plain or self._json) and prepared_value is value
-            unchanged[kind if value is None else _EMPTY] = learnt
+            unchanged[kind if value is None else (kind, _EMPTY)] = learnt
         elif not self._plain or not issubclass(kind, _SIMPLE):
             unchanged[kind] = False
         elif issubclass(kind, datetime.datetime):
