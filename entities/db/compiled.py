@@ -151,6 +151,7 @@ def _plain(field) -> bool:
 # The values the driver takes as they are, where a plain field may pass them unchanged.
 _SIMPLE = (str, int, uuid.UUID, datetime.datetime)
 _AWARE = "aware"  # unchanged if aware: a naive datetime is made aware, with a warning
+_EMPTY = "empty"  # (type, _EMPTY): what was learnt for that type's empty string
 
 
 class Preparation:
@@ -164,54 +165,89 @@ class Preparation:
     whether a string, a number, a UUID or an aware datetime comes back unchanged depends
     only on its type, so the first value of each type is prepared by Django's methods and
     the answer kept: the same value back, and later values of that type are passed as
-    they are; anything else, and they keep taking Django's way (as do an empty string, a
-    naive datetime, and every value of any other type or field class). A JSONField's
-    value is adapted as the field's get_db_prep_value does (the database's
-    `adapt_json_value` with the field's encoder), without the calls in between."""
+    they are; anything else, and they keep taking Django's way (as do a naive datetime,
+    and every value of any other type or field class). An integer that comes back as the
+    driver's integer of the column's size (psycopg's Int4 on PostgreSQL: it depends on the
+    field alone) is wrapped the same way without the calls. None and the empty string are
+    single values, so their own answer is kept (for a JSONField too: None is SQL NULL). A
+    JSONField's value is adapted as the field's get_db_prep_value does (the database's
+    `adapt_json_value` with the field's encoder), without the calls in between.
+
+    Every compiled statement here prepares its values through these two methods: their
+    first tests are the whole cost of a value whose answer is known (a step writes some
+    fifty values, docs/performance.md)."""
 
     def __init__(self, field):
         self.field = field
         self._plain = _plain(field)
         self._json = _prepares_as(field, models.JSONField)
-        # per type of value: True (passed as it is), _AWARE (if aware), False (Django's)
+        # per type of value (and (type, _EMPTY) for its empty string): True (passed as it
+        # is), _AWARE (if aware), an int subclass (wrapped in it), False (Django's)
         self._saved: dict = {}
         self._looked_up: dict = {}
 
     def save(self, value, connection):
-        if self._json and type(value) in _JSON_TYPES:
-            return connection.ops.adapt_json_value(value, self.field.encoder)
-        return self._prepared(self._saved, self.field.get_db_prep_save, value, connection)
-
-    def lookup(self, value, connection):
-        return self._prepared(self._looked_up, self.field.get_db_prep_value, value,
-                              connection)
-
-    def _prepared(self, unchanged: dict, method, value, connection):
-        """`method(value, connection)`, or `value` itself where its type is known to come
-        back unchanged (`unchanged`: what was learnt for `method`)."""
-        kind = type(value)
-        known = unchanged.get(kind)
+        known = self._saved.get(type(value))
         if known is True and (value or not isinstance(value, str)):
             return value
         if known is _AWARE and value.tzinfo is not None:
             return value
+        if self._json and type(value) in _JSON_TYPES:
+            return connection.ops.adapt_json_value(value, self.field.encoder)
+        return self._known(self._saved, known, self.field.get_db_prep_save, value, connection)
+
+    def lookup(self, value, connection):
+        known = self._looked_up.get(type(value))
+        if known is True and (value or not isinstance(value, str)):
+            return value
+        if known is _AWARE and value.tzinfo is not None:
+            return value
+        return self._known(self._looked_up, known, self.field.get_db_prep_value, value,
+                           connection)
+
+    def _known(self, unchanged: dict, known, method, value, connection):
+        """`method(value, connection)` for a value save() and lookup() did not pass as it
+        is: by what was learnt for its type (`known`) or the empty string, else learnt."""
+        if isinstance(value, str) and not value:
+            known = unchanged.get((type(value), _EMPTY))
+            if known is True:
+                return value
+        elif known.__class__ is type:  # an int wrapped in the driver's integer
+            return known(value)
         if known is None:
             return self._learn(unchanged, method, value, connection)
         return method(value, connection)
 
     def _learn(self, unchanged: dict, method, value, connection):
         """`method`'s value, having noted for the value's type what to do next time (not
-        from an empty string or a naive datetime: those say nothing of the others)."""
+        from a naive datetime: it says nothing of the others)."""
         prepared_value = method(value, connection)
         kind = type(value)
-        if not self._plain or not issubclass(kind, _SIMPLE):
+        if value is None or (isinstance(value, str) and not value):
+            # one value each: whatever the type's answer, its own is kept
+            learnt = (self._plain or self._json) and prepared_value is value
+            unchanged[kind if value is None else (kind, _EMPTY)] = learnt
+        elif not self._plain or not issubclass(kind, _SIMPLE):
             unchanged[kind] = False
         elif issubclass(kind, datetime.datetime):
             if value.tzinfo is not None:
                 unchanged[kind] = _AWARE if prepared_value is value else False
-        elif value or not isinstance(value, str):
+        elif kind is int and prepared_value is not value:
+            unchanged[kind] = _wrapper(value, prepared_value, connection)
+        else:
             unchanged[kind] = prepared_value is value
         return prepared_value
+
+
+def _wrapper(value: int, prepared_value, connection) -> type | bool:
+    """The driver's integer class the plain field wrapped `value` in (psycopg's Int2, Int4,
+    Int8 by the column's size on PostgreSQL: Django picks it by the field alone), or False
+    (Django's way each time) for any other answer."""
+    wrapper = type(prepared_value)
+    sizes = getattr(connection.ops, "integerfield_type_map", {}).values()
+    if wrapper in sizes and prepared_value == value and type(wrapper(value)) is wrapper:
+        return wrapper
+    return False
 
 
 # Values a JSONField adapts as they are (a lazy string, an expression: Django's way).
@@ -276,17 +312,10 @@ class CompiledInsert:
             if value is None and attname in null:
                 params.append(None)
                 continue
-            # Preparation.save's own first tests, without its two calls (a step writes
-            # some fifty values, docs/performance.md): a value of a type its plain
-            # field passes as it is (never an expression)
-            known = prepare._saved.get(type(value))  # Preparation._prepared's first tests, inlined
-            if ((known is True and (value or not isinstance(value, str)))
-                    or (known is _AWARE and value.tzinfo is not None)):
-                params.append(value)
-                continue
-            if hasattr(value, "resolve_expression"):
+            value = prepare.save(value, connection)
+            if hasattr(value, "resolve_expression"):  # Django's own preparing returns it
                 raise ValueError("an expression would need SQL of its own: save() the row")
-            params.append(prepare.save(value, connection))
+            params.append(value)
         return sql, params
 
     def _query(self, obj: Model | None):
@@ -391,13 +420,7 @@ class CompiledUpdate:
         wheres = sorted(filters.items())
         saved = {}
         for name, value in values.items():
-            prepare = fields[name]
-            known = prepare._saved.get(type(value))  # Preparation._prepared's first tests, inlined
-            if ((known is True and (value or not isinstance(value, str)))
-                    or (known is _AWARE and value.tzinfo is not None)):
-                saved[name] = value
-                continue
-            value = saved[name] = prepare.save(value, connection)
+            value = saved[name] = fields[name].save(value, connection)
             if hasattr(value, "as_sql") or hasattr(value, "resolve_expression"):
                 raise ValueError("an expression needs Django's own compiling: use update_sql")
         params = [value for value in saved.values() if value is not None]

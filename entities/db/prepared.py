@@ -153,7 +153,11 @@ def fetch_one_alone(sql: str, params, *, using: str = "default") -> tuple | None
     if cursor is not None:
         try:
             cursor.execute(sql, params)
-            return cursor.fetchone()
+            # Django's errors as its wrapper's fetchone gives them, without the wrapper
+            # building a wrapped method for each call (a step reads one row per
+            # statement, docs/performance.md)
+            with connection.wrap_database_errors:
+                return cursor.cursor.fetchone()
         except DatabaseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in (LOST, TAKEN):
                 raise
