@@ -171,10 +171,10 @@ def _package(func: str, args: tuple, timeout: int | None) -> str:
 def _signer(key: str | None, salt: str):
     """The signer `SignedPackage.dumps` builds for each package (Django's own
     TimestampSigner, with django-q2's key and prefix as salt), built once per key: its
-    construction read three settings through Django's lazy settings object for every
-    doorbell, a tenth of a package's cost (docs/performance.md, "The API trigger's
-    doorbell package and rows"). Signing itself is Django's, time stamp included, so a
-    package is the one `SignedPackage.dumps` makes and `SignedPackage.loads` reads."""
+    construction read settings through Django's lazy settings object for every doorbell
+    (docs/performance.md, "The API trigger's doorbell package and process columns").
+    Signing itself is Django's, time stamp included, so a package is the one
+    `SignedPackage.dumps` makes and `SignedPackage.loads` reads."""
     from django.core.signing import TimestampSigner
 
     return None if key is None else TimestampSigner(key=key, salt=salt)

@@ -1,7 +1,7 @@
 """A doorbell's task package is signed by a signer built once per key
 (store.doorbell._signer, docs/performance.md "The API trigger's doorbell package and
-rows"): it must be the very package django-q2's `SignedPackage.dumps` makes of the same
-task, which its workers read."""
+process columns"): it must be the very package django-q2's `SignedPackage.dumps` makes
+of the same task, which its workers read."""
 
 import pytest
 import time_machine
