@@ -12,7 +12,7 @@ from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from automation.api.base import ApiView, _any_json_defaults, validate_input
-from automation.api.definition_apis import DefinitionTriggerApi
+from automation.api.definition_apis import _TRIGGERED, DefinitionTriggerApi
 from automation.models import ApiProcess, Run
 from automation.services.breaker import pause
 from automation.services.processes import process_save
@@ -107,9 +107,14 @@ def test_a_trigger_answers_as_before(api):
 
 
 
-def _process_reads(queries) -> int:
+def _process_reads(queries) -> list[str]:
+    """The statements that read the process table other than the trigger's own look-up
+    (on PostgreSQL prepared once per connection, then sent by name); a
+    column read from the instance that the look-up left out would be one."""
+    own = _TRIGGERED._compiled_for(None)[1].split(" WHERE ")[0]
     table = f'FROM "{ApiProcess._meta.db_table}"'
-    return sum(table in query["sql"] for query in queries.captured_queries)
+    return [query["sql"] for query in queries.captured_queries
+            if table in query["sql"] and own not in query["sql"]]
 
 
 @API_DB
@@ -125,8 +130,8 @@ def test_a_trigger_reads_the_process_row_once(api, queued_mode, wait):
     with CaptureQueriesContext(connection) as queries:
         started = api.post(f"/api/workflow-definitions/ship/trigger{wait}",
                            {"input": {"n": 1}}, format="json")
-    assert started.status_code == 202 and _process_reads(queries) == 1
+    assert started.status_code == 202 and _process_reads(queries) == []
     pause(process=process, reason="test")
     with CaptureQueriesContext(connection) as queries:
         held = api.post("/api/workflow-definitions/ship/trigger", {}, format="json")
-    assert held.status_code == 409 and _process_reads(queries) == 1
+    assert held.status_code == 409 and _process_reads(queries) == []
