@@ -52,9 +52,15 @@ def processes():
 
 # Starting a run needs the process row and its circuit breaker's (the version's graph is
 # cached), read in one statement: the API's busiest lookup, so its SQL is compiled once
-# (entities.db.compiled).
+# (entities.db.compiled). Only the columns a start reads (TRIGGER_READS): the rest (name,
+# description, metadata, parameter schema, two time stamps) were converted for every
+# trigger and never read, the time stamps by Django's own Python loader on PostgreSQL
+# (docs/performance.md, "The API trigger's doorbell package and process columns").
+# Anything else read from this instance would cost a query of its own: a test counts them.
+TRIGGER_READS = ("slug", "enabled", "entity_type_id", "current_version_id", "breaker")
 _TRIGGERED = CompiledLookup(
-    lambda slug: ApiProcess.objects.select_related("breaker").filter(slug=slug))
+    lambda slug: ApiProcess.objects.select_related("breaker").only(*TRIGGER_READS)
+    .filter(slug=slug))
 
 
 class DefinitionInputSerializer(serializers.Serializer):

@@ -165,12 +165,15 @@ class _NewRow:
     def new(self, **values):
         plan = self._plan
         if plan is None:  # the models are ready once a row is built
-            plan = self._plan = [
+            plan = [
                 (field.attname,
                  field.default if field.has_default() and callable(field.default) else None,
                  None if field.has_default() and callable(field.default) else field.get_default())
                 for field in self.model._meta.concrete_fields]
-        unknown = values.keys() - {attname for attname, _, _ in plan}
+            # the names first: a thread that finds the plan finds them (not built per row)
+            self._attnames = frozenset(attname for attname, _, _ in plan)
+            self._plan = plan
+        unknown = values.keys() - self._attnames
         if unknown:
             raise TypeError(f"{self.model.__name__} has no field {', '.join(sorted(unknown))}")
         return self.model(*[values[attname] if attname in values

@@ -146,7 +146,7 @@ def _package(func: str, args: tuple, timeout: int | None) -> str:
     model instance or a human-readable name each: a batch's chunk sends many at once, and
     a profile of the fan-out showed those two as most of its time."""
     from django_q.conf import Conf
-    from django_q.signing import SignedPackage
+    from django_q.signing import PickleSerializer, SignedPackage
 
     first = args[0]
     if func == TASK:
@@ -161,7 +161,23 @@ def _package(func: str, args: tuple, timeout: int | None) -> str:
         task["timeout"] = timeout
     if Conf.ACK_FAILURES:
         task["ack_failure"] = True
-    return SignedPackage.dumps(task)
+    signer = _signer(Conf.SECRET_KEY, Conf.PREFIX)
+    if signer is None:  # no key of django-q2's own: its way, which reads the settings'
+        return SignedPackage.dumps(task)
+    return signer.sign_object(task, serializer=PickleSerializer, compress=Conf.COMPRESSED)
+
+
+@lru_cache(maxsize=4)
+def _signer(key: str | None, salt: str):
+    """The signer `SignedPackage.dumps` builds for each package (Django's own
+    TimestampSigner, with django-q2's key and prefix as salt), built once per key: its
+    construction read settings through Django's lazy settings object for every doorbell
+    (docs/performance.md, "The API trigger's doorbell package and process columns").
+    Signing itself is Django's, time stamp included, so a package is the one
+    `SignedPackage.dumps` makes and `SignedPackage.loads` reads."""
+    from django.core.signing import TimestampSigner
+
+    return None if key is None else TimestampSigner(key=key, salt=salt)
 
 
 def _send_packages(packages: list[str], priority: str) -> None:

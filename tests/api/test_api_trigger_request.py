@@ -4,14 +4,17 @@ reads it, the renderer DRF's content negotiation picks, and every address routed
 view it was routed to before the trigger's route moved first."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import resolve
 from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
 from automation.api.base import ApiView, _any_json_defaults, validate_input
-from automation.api.definition_apis import DefinitionTriggerApi
-from automation.models import Run
+from automation.api.definition_apis import _TRIGGERED, DefinitionTriggerApi
+from automation.models import ApiProcess, Run
+from automation.services.breaker import pause
 from automation.services.processes import process_save
 from tests.api.support import API_DB, assert_error
 
@@ -101,3 +104,34 @@ def test_a_trigger_answers_as_before(api):
     assert set(error["fields"]) == {"imput"}
     assert_error(api.post("/api/workflow-definitions/ship/trigger", {}, format="json",
                           HTTP_ACCEPT="text/html"), 406)
+
+
+
+def _process_reads(queries) -> list[str]:
+    """The statements that read the process table other than the trigger's own look-up
+    (on PostgreSQL prepared once per connection, then sent by name); a
+    column read from the instance that the look-up left out would be one."""
+    own = _TRIGGERED._compiled_for(None)[1].split(" WHERE ")[0]
+    table = f'FROM "{ApiProcess._meta.db_table}"'
+    return [query["sql"] for query in queries.captured_queries
+            if table in query["sql"] and own not in query["sql"]]
+
+
+@API_DB
+@pytest.mark.parametrize("wait", ["", "?wait=1"])
+def test_a_trigger_reads_the_process_row_once(api, queued_mode, wait):
+    """The trigger reads only some of the process's columns (definition_apis.TRIGGER_READS):
+    nothing a start, its admission or its answer does reads another one, which would be a
+    query of its own; nor when its breaker has paused it (the start is held, 409)."""
+    process = process_save(slug="ship", name="Ship", definition={
+        "steps": [{"id": "a", "type": "function", "function": "noop"}],
+        "triggers": [{"type": "manual"}]})
+    api.post("/api/workflow-definitions/ship/trigger", {}, format="json")  # breaker's counts
+    with CaptureQueriesContext(connection) as queries:
+        started = api.post(f"/api/workflow-definitions/ship/trigger{wait}",
+                           {"input": {"n": 1}}, format="json")
+    assert started.status_code == 202 and _process_reads(queries) == []
+    pause(process=process, reason="test")
+    with CaptureQueriesContext(connection) as queries:
+        held = api.post("/api/workflow-definitions/ship/trigger", {}, format="json")
+    assert held.status_code == 409 and _process_reads(queries) == []
