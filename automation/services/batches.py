@@ -219,17 +219,21 @@ def _fan_out(batch: Batch, lease: FanoutLease) -> None:
                 break
         if not chunks.finish() or not every_chunk:  # an error in a chunk is raised here
             return
-    # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end,
-    # unless the last chunk already wrote it (one whose end was not known: it was full).
-    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
-        **_fanned_out_fields())
+    # After the last chunk's commit and its doorbells (rung on commit): the fan-out's end.
+    # The last chunk moved the batch on to `running` in its own commit (a fan-out whose
+    # last chunk was not known as such does it here); `fanned_out_at` is the moment its
+    # doorbells were sent too, so it is written only now, even if the runs finished first.
+    Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(**_FANNED_OUT)
+    Batch.objects.filter(pk=batch.pk, fanned_out_at__isnull=True, status__in=(
+        Batch.Status.RUNNING, Batch.Status.COMPLETED)).update(fanned_out_at=timezone.now())
 
 
-def _fanned_out_fields() -> dict:
-    """The fields a batch's fan-out end writes: from here the batch is `running` until its
-    runs finish (batch_progress), so a batch whose last run is written and finished is
-    complete even if the fan-out's task dies right after its last chunk."""
-    return {"status": Batch.Status.RUNNING, "fanned_out_at": timezone.now()}
+# What the commit of a batch's last chunk writes besides the chunk: from there the batch
+# is `running` until its runs finish (batch_progress), so a batch whose last run is
+# written and finished is complete even if the fan-out's task dies right after that
+# commit (its `fanned_out_at` then stays empty: the fan-out did not see its doorbells
+# sent).
+_FANNED_OUT = {"status": Batch.Status.RUNNING}
 
 
 # What a chunk that finds its own entities found: its last key, how many it has, and
@@ -251,7 +255,7 @@ def _move_cursor(batch: Batch, last, created: int, *, last_chunk: bool = False) 
     batch still fanning out (a worker stopped right after it cannot leave it so)."""
     if not Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
             cursor=str(last), created_runs=F("created_runs") + created,
-            **(_fanned_out_fields() if last_chunk else {})):
+            **(_FANNED_OUT if last_chunk else {})):
         raise ChunkStopped
 
 
@@ -536,7 +540,7 @@ def _cursor_after_starts(batch: Batch, last, created: int, *, last_chunk: bool) 
                                              created_runs=F("created_runs") + created)
     if last_chunk:
         Batch.objects.filter(pk=batch.pk, status=Batch.Status.FANNING_OUT).update(
-            **_fanned_out_fields())
+            **_FANNED_OUT)
 
 
 def latest_attempts(batch: Batch):

