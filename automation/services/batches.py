@@ -118,15 +118,16 @@ RATE_SLICE = 0.1
 
 class FanoutLease:
     """The one fan-out task working on a batch holds it for
-    ENTITYFLOW_FANOUT_LEASE_SECONDS at a time, renewing it before each chunk and while it
-    waits for the rate limit. A second delivery of the task (the ORM broker's redelivery,
-    the sweeper's, a resume's while the paused task has not stopped yet) finds the batch
-    held and leaves it; once a hold has run out (the worker died) the sweeper starts the
-    fan-out again and the new task takes it."""
+    ENTITYFLOW_FANOUT_LEASE_SECONDS at a time, renewing it (between chunks and while it
+    waits for the rate limit) once a third of it has passed. A second delivery of the
+    task (the ORM broker's redelivery, the sweeper's, a resume's while the paused task
+    has not stopped yet) finds the batch held and leaves it; once a hold has run out (the
+    worker died) the sweeper starts the fan-out again and the new task takes it."""
 
     def __init__(self, batch_id):
         self.batch_id, self.token = batch_id, uuid.uuid4()
         self.seconds = settings.ENTITYFLOW_FANOUT_LEASE_SECONDS
+        self.renewed = time.monotonic()
 
     def take(self) -> bool:
         """Take the batch if it is to fan out and nobody holds it; the fan-out starts."""
@@ -141,16 +142,27 @@ class FanoutLease:
     def renew(self) -> bool:
         """Hold the batch longer; False once it stopped fanning out (paused, cancelled)
         or another task took it after this one's hold ran out."""
+        self.renewed = time.monotonic()
         return bool(Batch.objects.filter(
             pk=self.batch_id, status=Batch.Status.FANNING_OUT, fanout_token=self.token,
         ).update(fanout_until=timezone.now() + timedelta(seconds=self.seconds)))
+
+    def holds(self) -> bool:
+        """Whether the batch is still fanning out and held by this task, renewing the hold
+        once a third of it has passed. Otherwise only read: an UPDATE of the batch's row
+        would wait for the commit of the chunk still open on another connection (which
+        moves the batch's cursor), and so undo OverlappedChunks' overlap."""
+        if time.monotonic() - self.renewed > self.seconds / 3:
+            return self.renew()
+        return Batch.objects.filter(pk=self.batch_id, status=Batch.Status.FANNING_OUT,
+                                    fanout_token=self.token).exists()
 
     def wait_until(self, moment: float) -> bool:
         """Sleep until time.monotonic() reaches `moment`, renewing the hold meanwhile;
         False as soon as a renewal says the fan-out is to stop."""
         while (left := moment - time.monotonic()) > 0:
             time.sleep(min(left, self.seconds / 3))
-            if left > self.seconds / 3 and not self.renew():
+            if left > self.seconds / 3 and not self.holds():
                 return False
         return True
 
@@ -192,7 +204,7 @@ def _fan_out(batch: Batch, lease: FanoutLease) -> None:
     with (OverlappedChunks() if overlap else SequentialChunks()) as chunks:
         while True:
             # still fanning out and still this task's (taking it was the first check)
-            if not (first or lease.renew()) or chunks.stopped():
+            if not (first or lease.holds()) or chunks.stopped():
                 break  # cancelled, or paused: a resume goes on from the cursor
             first = False
             rest = items.filter(pk__gt=batch.cursor) if batch.cursor else items
