@@ -67,6 +67,7 @@ from functools import lru_cache
 
 from django.db import connections, transaction
 from django.db.models import QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from automation.definitions import Step
@@ -167,28 +168,30 @@ class PostgresRunStore(RunStore):
         chunk's extent for the batch's cursor. Rings for the steps after the commit:
         chunk doorbells (store.doorbell), in one broker round trip."""
         qn = connections[self.using].ops.quote_name
-        # one entity past the chunk is selected too, only to tell whether the chunk is the
-        # batch's last (ChunkWritten.last_one: its commit then ends the fan-out)
-        candidate_sql, candidate_params = self._chunk_entities(entities, size + 1)
+        chunk_sql, chunk_params = self._chunk_entities(entities, size)
+        # whether an entity is left after the chunk (ChunkWritten.last_one: the chunk's
+        # commit then ends the fan-out): one probe of the index past the chunk's last key
+        entity = qn(CHUNK_ENTITY)
+        last_key = f"(SELECT max({entity}) FROM chunk)"  # noqa: S608 - a quoted name only
+        after_sql, after_params = entities.filter(
+            pk__gt=RawSQL(last_key, ())  # noqa: S611 - no value in it
+        ).values("pk")[:1].query.get_compiler(using=self.using).as_sql()
         run_sql, run_params = self._chunk_runs(template, "chunk", (), key_prefix)
         step_sql, step_params = insert_select(
             self._chunk_step(template, first), "run_row", (), self.using,
             expressions={"run_id": (f"run_row.{qn(Run._meta.pk.column)}", ())})
-        entity = qn(CHUNK_ENTITY)
         # only Django's compiled SQL and quoted names go in; every value is a parameter
-        sql = (f"WITH candidate AS MATERIALIZED ({candidate_sql}), "  # noqa: S608
-               f"chunk AS MATERIALIZED (SELECT {entity} FROM candidate "
-               f"ORDER BY {entity} LIMIT %s), "
+        sql = (f"WITH chunk AS MATERIALIZED ({chunk_sql}), "  # noqa: S608
                f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
                f"step_row AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)}) "
                f"SELECT (SELECT count(*) FROM chunk), "
                f"(SELECT {entity} FROM chunk ORDER BY {entity} DESC LIMIT 1), "
                f"(SELECT count(*) FROM run_row), "
                f"ARRAY(SELECT {qn(StepRun._meta.pk.column)} FROM step_row), "
-               f"(SELECT count(*) FROM candidate) <= %s")
+               f"NOT EXISTS ({after_sql})")
         with transaction.atomic(using=self.using, savepoint=False):
             with connections[self.using].cursor() as cursor:
-                cursor.execute(sql, (*candidate_params, size, *run_params, *step_params, size))
+                cursor.execute(sql, (*chunk_params, *run_params, *step_params, *after_params))
                 count, last, created, step_ids, last_one = cursor.fetchone()
             if step_ids:  # none: the chunk was written before, or no entity was left
                 enqueue_chunk(step_ids, timeout=step_timeout_seconds(first),
