@@ -172,7 +172,7 @@ class PostgresRunStore(RunStore):
         # whether an entity is left after the chunk (ChunkWritten.last_one: the chunk's
         # commit then ends the fan-out): one probe of the index past the chunk's last key
         entity = qn(CHUNK_ENTITY)
-        last_key = f"(SELECT max({entity}) FROM chunk)"  # noqa: S608 - a quoted name only
+        last_key = f"(SELECT {entity} FROM chunk ORDER BY {entity} DESC LIMIT 1)"  # noqa: S608
         after_sql, after_params = entities.filter(
             pk__gt=RawSQL(last_key, ())  # noqa: S611 - no value in it
         ).values("pk")[:1].query.get_compiler(using=self.using).as_sql()
