@@ -537,14 +537,14 @@ def _start_one_by_one(batch: Batch, items, last, start: Callable[[Any], bool], *
     with the fan-out's end: no moment shows the batch's runs all started and the batch
     still fanning out. A pause or cancel is seen before the next chunk."""
     items = list(items)  # one chunk, at most CHUNK items
+    closing = items.pop() if items else None
     created = 0
-    for n, item in enumerate(items, 1):
+    for item in items:
         with transaction.atomic():
             created += bool(start(item))
-            if n == len(items):
-                _cursor_after_starts(batch, last, created, last_chunk=last_chunk)
-    if not items:
-        _cursor_after_starts(batch, last, 0, last_chunk=last_chunk)
+    with transaction.atomic():
+        created += closing is not None and bool(start(closing))
+        _cursor_after_starts(batch, last, created, last_chunk=last_chunk)
 
 
 def _cursor_after_starts(batch: Batch, last, created: int, *, last_chunk: bool) -> None:

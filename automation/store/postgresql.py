@@ -185,7 +185,7 @@ class PostgresRunStore(RunStore):
                f"run_row AS ({run_sql} RETURNING {qn(Run._meta.pk.column)}), "
                f"step_row AS ({step_sql} RETURNING {qn(StepRun._meta.pk.column)}) "
                f"SELECT (SELECT count(*) FROM chunk), "
-               f"(SELECT {entity} FROM chunk ORDER BY {entity} DESC LIMIT 1), "
+               f"{last_key}, "
                f"(SELECT count(*) FROM run_row), "
                f"ARRAY(SELECT {qn(StepRun._meta.pk.column)} FROM step_row), "
                f"NOT EXISTS ({after_sql})")

@@ -9,7 +9,7 @@ before it looked for a next chunk."""
 import pytest
 
 from automation.models import Batch
-from automation.services.batches import batch_create, batch_rerun_create
+from automation.services.batches import batch_create, batch_rerun_create, batches_sweep
 from automation.services.processes import process_save
 from entities.services import entity_create
 from tests.automation.test_bulk_rerun_worker import failed_runs
@@ -32,13 +32,20 @@ def killed_after_its_last_run(batch: Batch, tmp_path) -> Batch:
     return Batch.objects.get(pk=batch.pk)
 
 
-def test_an_entity_batch_is_fanned_out_in_its_last_chunks_commit(order_type, queued_mode,
-                                                                  tmp_path):
-    for i in range(ITEMS):
-        entity_create(entity_type=order_type, reference=f"F-{i}", data={"customer": {"name": "Ada"}, "total": i})
+def noop_batch(order_type, entities: int, rate: float) -> Batch:
+    """A rate-limited batch of a one-step `noop` process over `entities` new orders
+    (references K-0, K-1, …)."""
+    for i in range(entities):
+        entity_create(entity_type=order_type, reference=f"K-{i}",
+                      data={"customer": {"name": "Ada"}, "total": i})
     process = process_save(slug="note", name="Note", entity_type=order_type, definition={
         "steps": [{"id": "a", "type": "function", "function": "noop"}]})
-    batch = batch_create(entity_type=order_type, process=process, rate_per_second=RATE)
+    return batch_create(entity_type=order_type, process=process, rate_per_second=rate)
+
+
+def test_an_entity_batch_is_fanned_out_in_its_last_chunks_commit(order_type, queued_mode,
+                                                                  tmp_path):
+    batch = noop_batch(order_type, ITEMS, RATE)
 
     batch = killed_after_its_last_run(batch, tmp_path)
 
@@ -64,15 +71,8 @@ def test_a_fan_out_whose_worker_died_is_started_again_by_the_sweeper(order_type,
     """The worker fanning a batch out is SIGKILLed half-way: its hold on the batch runs
     out (2 s here) and the sweeper starts the fan-out again, which goes on from the
     cursor: every entity gets its one run and the batch ends its fan-out."""
-    from automation.services.batches import batches_sweep
-
     entities = 12
-    for i in range(entities):
-        entity_create(entity_type=order_type, reference=f"K-{i}",
-                      data={"customer": {"name": "Ada"}, "total": i})
-    process = process_save(slug="note", name="Note", entity_type=order_type, definition={
-        "steps": [{"id": "a", "type": "function", "function": "noop"}]})
-    batch = batch_create(entity_type=order_type, process=process, rate_per_second=4.0)
+    batch = noop_batch(order_type, entities, 4.0)
     first = Worker(tmp_path / "worker-1.log", ENTITYFLOW_FANOUT_LEASE_SECONDS="2")
     try:
         wait_for(lambda: batch.runs.count() >= 3, 60, interval=0.01, message="3 runs")
