@@ -37,6 +37,7 @@ import os
 import pickle
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -101,29 +102,54 @@ def _values(params: list, run_id, step_ids: dict, claims: dict, now: datetime) -
     return out
 
 
-def _replay(cursor, statements: list, captured: dict, run_id, first_step: int) -> None:
-    """One run's worker statements, each its own flushed commit (autocommit), prepared."""
-    step_ids = {captured["steps"][0]: first_step}
-    claims = {"run": captured["run"]}
+def _replay(cursor, statements: list, captured: dict, runs: list) -> None:
+    """Runs' worker statements [(run id, first step run id)], prepared: for one run each
+    statement its own flushed commit (autocommit, as the engine sends them); for several,
+    each statement of every run in one transaction (a grouped engine's one commit per
+    step of a group of runs, see `--group`)."""
+    states = [(run_id, {captured["steps"][0]: first_step}, {"run": captured["run"]})
+              for run_id, first_step in runs]
     for index, (sql, params) in enumerate(statements):
-        cursor.execute(sql, _values(params, run_id, step_ids, claims, datetime.now(UTC)),
-                       prepare=True)
-        row = cursor.fetchone()
-        if row is None:
-            raise SystemExit(f"floor: statement {index} changed nothing for run {run_id}")
-        if 0 < index < STEPS:  # a record that claims its successor returns its id
-            step_ids[captured["steps"][index]] = row[-1]
+        with cursor.connection.transaction() if len(runs) > 1 else nullcontext():
+            for run_id, step_ids, claims in states:
+                cursor.execute(sql, _values(params, run_id, step_ids, claims,
+                                            datetime.now(UTC)), prepare=True)
+                row = cursor.fetchone()
+                if row is None:
+                    raise SystemExit(f"floor: statement {index} changed nothing for run {run_id}")
+                if 0 < index < STEPS:  # a record that claims its successor returns its id
+                    step_ids[captured["steps"][index]] = row[-1]
 
 
-def run_task(run_id, first_step: int) -> None:
-    """--through-workers: one run's statements as a bare django-q2 task, marked (as the
-    bare tasks are, bench.tasks) once its last commit returned."""
+def run_task(runs: list) -> None:
+    """--through-workers: runs' statements as one bare django-q2 task, marked (as the
+    bare tasks are, bench.tasks) once its last commit returned, a mark per run."""
     from bench.tasks import mark
 
     started = time.time()
     statements, captured, cursor = _worker_side()
-    _replay(cursor, statements, captured, run_id, first_step)
+    _replay(cursor, statements, captured, runs)
+    for _ in runs:
+        mark(0.0, started, time.time())
+
+
+def taken_task(step_run_id: int) -> None:
+    """--group: the doorbell of a step its group's task took: one read of the step, as
+    a grouped engine's claim would find it taken (it writes nothing, so no flush)."""
+    from bench.tasks import mark
+
+    started = time.time()
+    _, _, cursor = _worker_side()
+    cursor.execute(f"SELECT status FROM {_step_table()} WHERE id = %s",  # noqa: S608
+                   [step_run_id], prepare=True)
+    cursor.fetchall()
     mark(0.0, started, time.time())
+
+
+def _step_table() -> str:
+    from automation.models import StepRun
+
+    return StepRun._meta.db_table
 
 
 @lru_cache(maxsize=1)
@@ -152,8 +178,8 @@ def _loop(url: str, statements: list, captured: dict, runs: list, start_at: floa
         time.sleep(0.001)
     cpu, backend_cpu, began = _cpu_seconds(os.getpid()), _cpu_seconds(backend), time.monotonic()
     idle = _idle_seconds()
-    for run_id, first_step in runs:
-        _replay(cursor, statements, captured, run_id, first_step)
+    for run in runs:
+        _replay(cursor, statements, captured, [run])
     ended, idle = time.monotonic(), _idle_seconds() - idle
     results.put((len(runs) * STEPS, began, ended, _cpu_seconds(os.getpid()) - cpu,
                  _cpu_seconds(backend) - backend_cpu, idle))
@@ -168,13 +194,16 @@ def main(argv: list[str]) -> int:
                         help="each run a bare django-q2 task of a 2-worker qcluster, "
                              "alternated with bare no-op tasks (--runs runs per round)")
     parser.add_argument("--rounds", type=int, default=2, help="with --through-workers")
+    parser.add_argument("--group", type=int, default=1,
+                        help="with --through-workers: runs per task, each statement of "
+                             "the group's runs in one transaction")
     args = parser.parse_args(argv)
     opts = Options(db="postgres", broker="redis")
     database_create(opts)
     try:
         django_start(opts)
         if args.through_workers:
-            return _through_workers(opts, args.runs, args.rounds)
+            return _through_workers(opts, args.runs, args.rounds, max(1, args.group))
         return _measure(opts, args.runs, args.processes)
     finally:
         database_drop(opts)
@@ -214,7 +243,7 @@ def _print(figures: dict) -> None:
     print(json.dumps({"floor": figures}))
 
 
-def _through_workers(opts, runs: int, rounds: int) -> int:
+def _through_workers(opts, runs: int, rounds: int, group: int) -> int:
     from bench import fixtures
     from bench.scenarios.throughput import bare_round
     from bench.stats import median
@@ -223,10 +252,10 @@ def _through_workers(opts, runs: int, rounds: int) -> int:
     capture_for_workers(process)
     floor, bare = [], []
     for _ in range(rounds):
-        floor.append(worker_round(opts, process, runs))
+        floor.append(worker_round(opts, process, runs, group))
         bare.append(bare_round(opts, runs * STEPS, saved=False))
     steps_per_s, bare_per_s = median(floor), median(bare)
-    _print({"through_workers": True, "runs_per_round": runs, "rounds": rounds,
+    _print({"through_workers": True, "runs_per_round": runs, "rounds": rounds, "group": group,
             "steps_per_s": round(steps_per_s), "rounds_steps_per_s": [round(f) for f in floor],
             "bare_noop_tasks_per_s": round(bare_per_s),
             "rounds_bare_noop_tasks_per_s": [round(b) for b in bare],
@@ -252,12 +281,15 @@ def capture_for_workers(process) -> None:
     CAPTURE.write_bytes(pickle.dumps((statements, captured)))
 
 
-def worker_round(opts, process, runs: int) -> float:
-    """Steps/s of `runs` fresh runs of `process` replayed as one bare task each
-    (`run_task`) by a fresh 2-worker qcluster: from the first task's start to the last
-    task's end (after its last commit). The runs are started just before the workers, so
-    the sweeper (which rings a pending step only after ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS)
-    leaves them to the replay; every one must end completed."""
+def worker_round(opts, process, runs: int, group: int = 1) -> float:
+    """Steps/s of `runs` fresh runs of `process` replayed by a fresh 2-worker qcluster,
+    `group` runs per bare task (`run_task`), each group's other runs' doorbells sent
+    after it as tasks of their own that find their step taken (`taken_task`), as a
+    grouped engine's would. The clock runs from the first task's start to the last
+    task's end (after its last commit), taken doorbells included. The runs are started
+    just before the workers, so the sweeper (which rings a pending step only after
+    ENTITYFLOW_SWEEP_PENDING_AFTER_SECONDS) leaves them to the replay; every one must end
+    completed."""
     from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
@@ -268,11 +300,16 @@ def worker_round(opts, process, runs: int) -> float:
     fresh = _fresh_runs(process, runs)
     marks_reset()
     broker = get_broker()
-    for run_id, first_step in fresh:
-        async_task("bench.floor.run_task", run_id, first_step, broker=broker, save=False)
+    tasks = 0
+    for start in range(0, runs, group):
+        together = fresh[start:start + group]
+        async_task("bench.floor.run_task", together, broker=broker, save=False)
+        for _, first_step in together[1:]:
+            async_task("bench.floor.taken_task", first_step, broker=broker, save=False)
+        tasks += 2 * len(together) - 1  # a mark per run, and one per taken doorbell
     cluster = qcluster(opts)
     try:
-        wait_until(lambda: marks_count() >= runs, timeout=600, interval=0.02,
+        wait_until(lambda: marks_count() >= tasks, timeout=600, interval=0.02,
                    what="the floor's runs through the workers")
     finally:
         cluster.stop()

@@ -37,9 +37,12 @@ def test_the_floor_replays_a_workers_statements_and_every_run_completes():
     assert floor["steps_per_s"] > 0 and floor["backend_cpu_ms_per_step"] > 0
 
 
-def test_the_floor_through_workers_completes_every_run_as_one_bare_task():
-    floor = _floor("--through-workers", "--runs", "20", "--rounds", "2")
-    assert floor["through_workers"] is True
+@pytest.mark.parametrize("group", [1, 4])
+def test_the_floor_through_workers_completes_every_run_as_bare_tasks(group):
+    """One run per task (the e2e round's `e2e_nodb_ceiling`), or a group of runs per task
+    whose other doorbells find their steps taken (`--group`)."""
+    floor = _floor("--through-workers", "--runs", "22", "--rounds", "2", "--group", str(group))
+    assert floor["through_workers"] is True and floor["group"] == group
     assert len(floor["rounds_steps_per_s"]) == len(floor["rounds_bare_noop_tasks_per_s"]) == 2
     assert all(rate > 0 for rate in floor["rounds_steps_per_s"])
     assert floor["e2e_nodb_ceiling"] == round(floor["steps_per_s"]
