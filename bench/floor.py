@@ -33,14 +33,10 @@ from pathlib import Path
 
 from bench import replay
 from bench.env import Options, database_create, database_drop, django_start
+from bench.procs import cpu_seconds
 
 STEPS = 3
 WARM_RUNS = 3  # runs before the captured one: the worker's caches and prepared statements
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _capture(process) -> tuple[list, dict]:
@@ -73,7 +69,7 @@ def _loop(url: str, statements: list, captured: dict, runs: list, start_at: floa
     backend = connection.info.backend_pid
     while time.time() < start_at:
         time.sleep(0.001)
-    cpu, backend_cpu, began = _cpu_seconds(os.getpid()), _cpu_seconds(backend), time.monotonic()
+    cpu, backend_cpu, began = cpu_seconds(os.getpid()), cpu_seconds(backend), time.monotonic()
     idle = _idle_seconds()
     for run_id, first_step in runs:
         step_ids, claims = {captured["steps"][0]: first_step}, {}
@@ -87,8 +83,8 @@ def _loop(url: str, statements: list, captured: dict, runs: list, start_at: floa
             if 0 < index < STEPS:  # a record that claims its successor returns its id
                 step_ids[captured["steps"][index]] = row[-1]
     ended, idle = time.monotonic(), _idle_seconds() - idle
-    results.put((len(runs) * STEPS, began, ended, _cpu_seconds(os.getpid()) - cpu,
-                 _cpu_seconds(backend) - backend_cpu, idle))
+    results.put((len(runs) * STEPS, began, ended, cpu_seconds(os.getpid()) - cpu,
+                 cpu_seconds(backend) - backend_cpu, idle))
     connection.close()
 
 

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from bench import fixtures, profiling
 from bench.env import ROOT, environment
-from bench.procs import free_port, gunicorn, queue_purge
+from bench.procs import cpu_seconds, descendants, free_port, gunicorn, queue_purge
 from config import gunicorn as served  # the settings the bench's gunicorn reads
 
 CONNECTIONS = 8
@@ -152,18 +152,19 @@ def run(opts) -> dict:
         # floor request is the engine's own start, captured: bench/trigger_floor.py)
         floor_answered = 1 + _load(floor_url, token, 0.5)[0]
         sampler = profiling.sampler_start("gunicorn-api", server.pid) if opts.profile else None
-        totals = {target: [0, 0.0, {}] for target in targets}
+        totals = {target: [0, 0.0, {}, 0.0] for target in targets}
         for _ in range(ROUNDS):
             for target in targets:
-                started = time.monotonic()
+                cpu, started = _server_cpu(server.pid), time.monotonic()
                 ok, errors = _load(target, token, seconds / ROUNDS)
                 total = totals[target]
                 total[0] += ok
                 total[1] += time.monotonic() - started
+                total[3] += _cpu_spent(cpu, _server_cpu(server.pid))
                 for key, count in errors.items():
                     total[2][key] = total[2].get(key, 0) + count
         profiling.sampler_stop(sampler, "gunicorn-api", focus="handle_request")
-        floor_ok, _, floor_errors = totals[floor_url]
+        floor_ok, _, floor_errors, _ = totals[floor_url]
         trigger_floor.check(FLOOR_PROCESS, floor_answered + floor_ok,
                             unanswered=sum(floor_errors.values()))
     except Unavailable as exc:
@@ -176,18 +177,47 @@ def run(opts) -> dict:
     return _figures(*(totals[target] for target in targets))
 
 
+def _server_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each process serving the load: gunicorn's, and on
+    PostgreSQL the bench database's backends (the bench's own excepted)."""
+    from django.db import connection
+
+    pids = [pid, *descendants(pid)]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = "
+                           "current_database() AND pid <> pg_backend_pid()")
+            pids += [row[0] for row in cursor.fetchall()]
+    spent = {}
+    for each in pids:
+        try:
+            spent[each] = cpu_seconds(each)
+        except OSError:  # ended meanwhile
+            pass
+    return spent
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 FLOOR_PROCESS = "bench-api-floor"
 FIGURES = ("api_trigger_per_s", "api_trigger_ratio", "api_trigger_floor_per_s",
            "api_trigger_floor_ratio")
 
 
 def _figures(trigger: list, bare: list, floor: list) -> dict:
-    """Each load's [202s, seconds, errors] into the figures and the table's rows. The
+    """Each load's [202s, seconds, errors, server CPU seconds] into the figures and the
+    table's rows. The
     trigger's figures are null when any of its or the bare view's answers was not a
     202, the floor's when any of its or the bare view's was not."""
-    (ok, elapsed, errors), (bare_ok, bare_elapsed, bare_errors), \
-        (floor_ok, floor_elapsed, floor_errors) = trigger, bare, floor
+    (ok, elapsed, errors, cpu), (bare_ok, bare_elapsed, bare_errors, bare_cpu), \
+        (floor_ok, floor_elapsed, floor_errors, floor_cpu) = trigger, bare, floor
     rate, bare_rate, floor_rate = ok / elapsed, bare_ok / bare_elapsed, floor_ok / floor_elapsed
+    # gunicorn's and the database backends' CPU: unlike a rate, hardly moved by what
+    # else the machine runs (docs/performance.md, "The least a trigger can cost")
+    per_request = [c / n if n else 0.0 for c, n in ((cpu, ok), (bare_cpu, bare_ok),
+                                                     (floor_cpu, floor_ok))]
     rows = [(f"POST …/trigger, gunicorn {served.workers} sync workers, "
              f"{CONNECTIONS} client connections",
              f"{rate:.0f} req/s ({ok} × 202 in {elapsed:.1f} s)"),
@@ -197,7 +227,12 @@ def _figures(trigger: list, bare: list, floor: list) -> dict:
              f"{floor_rate:.0f} req/s ({floor_ok} × 202 in {floor_elapsed:.1f} s)"),
             ("trigger / bare", f"{rate / bare_rate:.2f}"),
             ("floor / bare (the most a trigger could reach here)",
-             f"{floor_rate / bare_rate:.2f}")]
+             f"{floor_rate / bare_rate:.2f}"),
+            ("server CPU per request, ms: trigger / bare / floor",
+             " / ".join(f"{each * 1000:.3f}" for each in per_request)),
+            ("server CPU per request, bare / it: trigger, floor",
+             f"{per_request[1] / per_request[0]:.2f}, {per_request[1] / per_request[2]:.2f}"
+             if all(per_request) else "n/a")]
     for name, failed in (("API errors", {**bare_errors, **errors}),
                          ("floor errors", floor_errors)):
         if failed:
