@@ -11,12 +11,13 @@ no broker, no step function in the loop. The runs and their first step runs are 
 by the engine's own `run_start` before the clock, as the round creates them before its
 workers start.
 
-Each run's values are the captured ones with the run's own ids put in: the captured run
-id becomes the fresh run's, every other UUID (a claim) a new one per run, the captured
-step run ids the fresh run's (a record returns its successor's id, which the next
-statement uses), every timestamp now plus its captured offset from the statement's
-earliest. Every run must end completed with 3 completed step runs, or the floor fails:
-a replay that skipped work would flatter nothing.
+Each run's values are the captured ones with the run's own ids put in (bench.replay,
+shared with the API trigger's floor): the captured run id becomes the fresh run's,
+every other UUID (a claim) a new one per run, the captured step run ids the fresh
+run's (a record returns its successor's id, which the next statement uses), every
+timestamp now plus its captured offset from the statement's earliest. Every run must
+end completed with 3 completed step runs, or the floor fails: a replay that skipped
+work would flatter nothing.
 
 Prints steps/s, client and backend CPU per step (from /proc), the machine's load, and
 as its last line one JSON object {"floor": {...}}.
@@ -36,13 +37,14 @@ import multiprocessing
 import os
 import pickle
 import time
-import uuid
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
+from bench import replay
 from bench.env import VAR, Options, database_create, database_drop, django_start
+from bench.procs import cpu_seconds
 
 # The captured statements, for the workers of --through-workers (written by this run's
 # driver just before its workers start; nothing else writes there).
@@ -52,54 +54,26 @@ STEPS = 3
 WARM_RUNS = 3  # runs before the captured one: the worker's caches and prepared statements
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _capture(process) -> tuple[list, dict]:
-    """One real run's worker statements [(sql, params)], and its ids."""
-    from django.db import connection
-
+    """One real run's worker statements [(sql, params, slots)] (bench.replay), and its ids."""
     from automation.models import StepRun
     from automation.services.runs import run_start
     from automation.tasks import step_execute
     from bench.procs import queue_purge
 
-    log: list = []
-
-    def keep(execute, sql, params, many, context):
-        log.append((sql, list(params or ())))
-        return execute(sql, params, many, context)
-
     for n in range(WARM_RUNS + 1):
-        log.clear()
         run, _ = run_start(process=process, trigger={"type": "manual"}, input={"i": n})
         queue_purge()
         first = StepRun.objects.filter(run=run).values_list("pk", flat=True).get()
-        with connection.execute_wrapper(keep):
+        with replay.captured() as log:
             step_execute(first)
     steps = list(StepRun.objects.filter(run=run).order_by("pk").values_list("pk", flat=True))
     if len(steps) != STEPS or len(log) != STEPS + 1:
         raise SystemExit(f"floor: expected {STEPS + 1} statements for {STEPS} steps, the "
                          f"engine sent {len(log)} for {len(steps)}: update bench/floor.py")
-    return log, {"run": run.pk, "steps": steps}
-
-
-def _values(params: list, run_id, step_ids: dict, claims: dict, now: datetime) -> list:
-    earliest = min((v for v in params if isinstance(v, datetime)), default=None)
-    out = []
-    for value in params:
-        if isinstance(value, uuid.UUID):
-            value = run_id if value == claims["run"] else claims.setdefault(value, uuid.uuid4())
-        elif isinstance(value, str) and value in (str(claims["run"]), claims["run"].hex):
-            raise SystemExit("floor: the run id is sent as text: update bench/floor.py")
-        elif isinstance(value, datetime):
-            value = now + (value - earliest)
-        elif isinstance(value, int) and not isinstance(value, bool) and value in step_ids:
-            value = step_ids[value]
-        out.append(value)
-    return out
+    statements = [(sql, params, replay.slots(params, run=run.pk, steps=frozenset(steps)))
+                  for sql, params in log]
+    return statements, {"run": run.pk, "steps": steps}
 
 
 def _replay(cursor, statements: list, captured: dict, runs: list) -> None:
@@ -107,13 +81,13 @@ def _replay(cursor, statements: list, captured: dict, runs: list) -> None:
     statement its own flushed commit (autocommit, as the engine sends them); for several,
     each statement of every run in one transaction (a grouped engine's one commit per
     step of a group of runs, see `--group`)."""
-    states = [(run_id, {captured["steps"][0]: first_step}, {"run": captured["run"]})
-              for run_id, first_step in runs]
-    for index, (sql, params) in enumerate(statements):
+    states = [(run_id, {captured["steps"][0]: first_step}, {}) for run_id, first_step in runs]
+    for index, (sql, params, plan) in enumerate(statements):
         with cursor.connection.transaction() if len(runs) > 1 else nullcontext():
             for run_id, step_ids, claims in states:
-                cursor.execute(sql, _values(params, run_id, step_ids, claims,
-                                            datetime.now(UTC)), prepare=True)
+                values = replay.filled(params, plan, run_id=run_id, now=datetime.now(UTC),
+                                       step_ids=step_ids, claims=claims)
+                cursor.execute(sql, values, prepare=True)
                 row = cursor.fetchone()
                 if row is None:
                     raise SystemExit(f"floor: statement {index} changed nothing for run {run_id}")
@@ -176,13 +150,13 @@ def _loop(url: str, statements: list, captured: dict, runs: list, start_at: floa
     backend = connection.info.backend_pid
     while time.time() < start_at:
         time.sleep(0.001)
-    cpu, backend_cpu, began = _cpu_seconds(os.getpid()), _cpu_seconds(backend), time.monotonic()
+    cpu, backend_cpu, began = cpu_seconds(os.getpid()), cpu_seconds(backend), time.monotonic()
     idle = _idle_seconds()
     for run in runs:
         _replay(cursor, statements, captured, [run])
     ended, idle = time.monotonic(), _idle_seconds() - idle
-    results.put((len(runs) * STEPS, began, ended, _cpu_seconds(os.getpid()) - cpu,
-                 _cpu_seconds(backend) - backend_cpu, idle))
+    results.put((len(runs) * STEPS, began, ended, cpu_seconds(os.getpid()) - cpu,
+                 cpu_seconds(backend) - backend_cpu, idle))
     connection.close()
 
 

@@ -82,6 +82,12 @@ def gunicorn(opts: Options, port: int, **extra_env: str) -> Proc:
     raise RuntimeError("gunicorn did not listen in 30 s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (the qcluster sentinel, workers, monitor, pusher)."""
     parents: dict[int, list[int]] = {}

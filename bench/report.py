@@ -8,7 +8,8 @@ KEYS = ("save_overhead_none", "save_overhead_one", "save_entities", "match_flatn
         "steps_per_s_inline",
         "first_step_p50_ms", "first_step_p99_ms", "first_step_p99_ratio", "batch_fanout_per_s",
         "batch_done_per_s", "batch_peak_rss_mb", "batch_size", "api_trigger_per_s",
-        "api_trigger_ratio", "explain_ms_p50", "concurrency_overhead", "priority_start_ms")
+        "api_trigger_ratio", "api_trigger_floor_per_s", "api_trigger_floor_ratio",
+        "explain_ms_p50", "concurrency_overhead", "priority_start_ms")
 
 
 @dataclass(frozen=True)

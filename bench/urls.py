@@ -1,6 +1,7 @@
-"""The product's URLs plus the API scenario's baseline (bench/scenarios/api.py): a bare
-Django view that authenticates the same bearer token as the API and inserts one row.
-Served only by the bench's gunicorn (bench/settings.py)."""
+"""The product's URLs plus the API scenario's baselines (bench/scenarios/api.py): a bare
+Django view that authenticates the same bearer token as the API and inserts one row,
+and the floor: the least any trigger must do (bench/trigger_floor.py). Served only by
+the bench's gunicorn (bench/settings.py)."""
 
 import uuid
 
@@ -11,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
 from automation.api.auth import BearerAuthentication
+from bench.trigger_floor import FLOOR_PATH, floor
 from config.urls import urlpatterns as product
 
 BARE_TABLE = "bench_bare_row"
@@ -39,4 +41,4 @@ def bare_table_create() -> None:
                        "(id varchar(32) PRIMARY KEY, body text NOT NULL)")
 
 
-urlpatterns = [path(BARE_PATH, bare), *product]
+urlpatterns = [path(BARE_PATH, bare), path(f"{FLOOR_PATH}<slug:slug>", floor), *product]
