@@ -4,7 +4,8 @@ from dataclasses import dataclass
 
 KEYS = ("save_overhead_none", "save_overhead_one", "save_entities", "match_flatness",
         "match_flatness_10k", "e2e_ratio",
-        "e2e_nodb_ratio", "e2e_ratio_stored", "steps_per_s", "steps_per_s_inline",
+        "e2e_nodb_ratio", "e2e_nodb_ceiling", "e2e_ratio_stored", "steps_per_s",
+        "steps_per_s_inline",
         "first_step_p50_ms", "first_step_p99_ms", "first_step_p99_ratio", "batch_fanout_per_s",
         "batch_done_per_s", "batch_peak_rss_mb", "batch_size", "api_trigger_per_s",
         "api_trigger_ratio", "api_trigger_floor_per_s", "api_trigger_floor_ratio",

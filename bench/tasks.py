@@ -16,7 +16,7 @@ CHAIN_TABLE = "bench_chain_row"
 
 def bare(enqueued_at: float = 0.0) -> None:
     started = time.time()
-    _mark(enqueued_at, started, time.time())
+    mark(enqueued_at, started, time.time())
 
 
 def chain(chain_no: int, step: int, steps: int) -> None:
@@ -34,7 +34,7 @@ def chain(chain_no: int, step: int, steps: int) -> None:
         if step < steps:
             async_task("bench.tasks.chain", chain_no, step + 1, steps, broker=_broker(),
                        save=False)
-    _mark(0.0, started, time.time())
+    mark(0.0, started, time.time())
 
 
 def chain_table_reset() -> None:
@@ -64,7 +64,7 @@ def _broker():
     return get_broker()
 
 
-def _mark(enqueued_at: float, started: float, finished: float) -> None:
+def mark(enqueued_at: float, started: float, finished: float) -> None:
     with open(MARKS / f"bare-{os.getpid()}.txt", "a") as out:
         out.write(f"{enqueued_at:.6f} {started:.6f} {finished:.6f}\n")
 

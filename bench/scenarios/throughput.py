@@ -12,6 +12,13 @@ django-q2 tasks on the same workers, broker, database and connection settings.
   `noop` process against bare no-op tasks whose results the cluster stores (`save=True`).
   `steps_per_s_inline` is that process's step rate.
 
+On PostgreSQL `e2e_nodb_ceiling` is shown beside them (a context figure, no goal): the
+same runs replayed as the least any engine can do through these workers (bench/floor.py,
+`worker_round`: each run one bare `save=False` task sending the engine's own 4 statements
+from plain psycopg, each durable before the next, no step function), in steps/s over the
+bare no-op tasks' rate measured in the same rounds: the highest `e2e_nodb_ratio` an engine
+whose steps are each durable before the next starts could measure in this run.
+
 The machine's ceiling is shown beside them (a context row, no goal): durable
 one-statement commits/s of two processes (bench.ceiling). A chain needs one such commit
 per task; an engine run of 3 steps needs RUN_COMMITS on PostgreSQL (the first step's
@@ -29,7 +36,7 @@ are compared.
 
 import time
 
-from bench import ceiling, fixtures, profiling
+from bench import ceiling, fixtures, floor, profiling
 from bench.procs import qcluster, queue_purge
 from bench.stats import median, ratio, wait_until
 from bench.tasks import chain_rows, chain_table_reset, marks_count, marks_read, marks_reset
@@ -40,7 +47,7 @@ STEPS = 3
 RUN_COMMITS = STEPS + 1
 
 
-def _bare_round(opts, tasks: int, *, saved: bool = True) -> float:
+def bare_round(opts, tasks: int, *, saved: bool = True) -> float:
     """Bare no-op tasks/s. `saved`: as django-q2 runs them by default, each task's result
     is stored by the cluster (the rate counts until the last one is stored); else with
     `save=False`, a task that leaves no trace at all."""
@@ -168,13 +175,18 @@ def run(opts) -> dict:
     runs, rounds = (100, 1) if opts.quick else (500, 2)
     functions = fixtures.process_create("bench-e2e", steps=STEPS, function="bench.step")
     noops = fixtures.process_create("bench-e2e-noop", steps=STEPS)
-    chains, unsaved, engine, stored, inline = [], [], [], [], []
+    chains, unsaved, engine, stored, inline, least = [], [], [], [], [], []
+    replayed = opts.db == "postgres"  # the floor's replay is PostgreSQL's statements
+    if replayed:
+        floor.capture_for_workers(functions)
     for r in range(rounds):
         chains.append(_chain_round(opts, runs))
         profile_as = "worker-e2e" if opts.profile and r == 0 else None
         engine.append(_engine_round(opts, functions, runs, profile_as))
-        unsaved.append(_bare_round(opts, runs * STEPS, saved=False))
-        stored.append(_bare_round(opts, runs * STEPS))
+        unsaved.append(bare_round(opts, runs * STEPS, saved=False))
+        if replayed:
+            least.append(floor.worker_round(opts, functions, runs))
+        stored.append(bare_round(opts, runs * STEPS))
         inline.append(_engine_round(opts, noops, runs, None))
         time.sleep(0.5)
     single = _one_process_round(functions, 30 if opts.quick else 100)
@@ -197,14 +209,19 @@ def run(opts) -> dict:
          f"{chains_per_s * STEPS:.0f}/s"),
         (f"  steps/s at the ceiling ({RUN_COMMITS} durable commits per {STEPS}-step run)",
          f"{commits * STEPS / RUN_COMMITS:.0f}/s"),
+        *([("least durable engine: its statements as 1 bare task/run (floor)",
+            f"{median(least):.0f} steps/s, {median(least) / nodb_tasks:.2f} of no-op")]
+          if least else []),
         (f"for comparison: 3-step noop runs/s ({runs} runs)", f"{noop_runs:.1f}/s"),
         ("  against bare no-op tasks/s with results stored", f"{stored_tasks:.0f}/s"),
     ]
     return {"figures": {"e2e_ratio": ratio(runs_per_s, chains_per_s),
                         "e2e_nodb_ratio": ratio(runs_per_s, nodb_tasks / STEPS),
+                        "e2e_nodb_ceiling": ratio(median(least), nodb_tasks) if least
+                        else None,
                         "e2e_ratio_stored": ratio(noop_runs, stored_tasks / STEPS),
                         "steps_per_s": steps_per_s, "steps_per_s_inline": noop_steps},
             "rows": rows,
             "detail": {"chains": chains, "bare_unsaved": unsaved, "bare_stored": stored,
-                       "engine": engine, "engine_noop": inline,
+                       "engine": engine, "engine_noop": inline, "least_engine": least,
                        "durable_commits_per_s": commits, "one_process_steps_per_s": single}}
