@@ -140,11 +140,12 @@ def token_client_with(raw: str, lookup: CompiledLookup, value: Any) -> tuple[Api
         with connections[using].cursor() as cursor:
             prepared.execute(cursor, joined.sql, params, using=using)
             row = cursor.fetchone()
-    if row is None:  # no such token: the other row was not read
-        return _client_of(None), None
+    # no row: no such token (refused as token_client refuses it), the other not read
+    client = _client_of(None if row is None else joined.token.build(row[:joined.width]))
     other = row[joined.width:]
-    return (_client_of(joined.token.build(row[:joined.width])),
-            None if all(column is None for column in other) else joined.other.build(other))
+    if len(other) != len(joined.other.compiler.select):
+        raise RuntimeError(f"the joint look-up's row has {len(row)} columns")
+    return client, None if all(column is None for column in other) else joined.other.build(other)
 
 
 class _Joined(NamedTuple):
@@ -156,14 +157,14 @@ class _Joined(NamedTuple):
     slots: tuple[int, int]  # where the token's hash and the other value go in `params`
 
 
-_JOINED: dict[tuple[int, str], _Joined] = {}
+_JOINED: dict[tuple[CompiledLookup, str], _Joined] = {}
 
 
 def _joined(lookup: CompiledLookup, using: str) -> _Joined:
     """`SELECT token.*, other.* FROM (<the token's look-up>) token LEFT JOIN (<lookup's>)
     other ON TRUE`, from both look-ups' own compiled SQL (one row each at most), once per
     look-up and database."""
-    key = (id(lookup), using)
+    key = (lookup, using)
     joined = _JOINED.get(key)
     if joined is None:
         token, token_sql, token_params, token_slot = _ACCESS_TOKENS._compiled_for(using)
