@@ -6,7 +6,9 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.permissions import BasePermission
 
 from automation.models import ApiClient
-from automation.services.api_auth import ApiAuthError, token_client
+from automation.services.api_auth import ApiAuthError, token_client, token_client_with
+from entities.db.compiled import CompiledLookup
+from entities.services import unstorable_text
 
 REALM = 'Bearer realm="entityflow"'
 
@@ -38,8 +40,14 @@ class BearerAuthentication(BaseAuthentication):
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <accessToken>'.")
+        along = _read_along(request)
         try:
-            client = token_client(parts[1].decode("ascii"))
+            raw = parts[1].decode("ascii")
+            if along is None:
+                client = token_client(raw)
+            else:
+                client, row = token_client_with(raw, *along)
+                setattr(request, _READ_ALONG, (along, row))
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The access token is not valid.") from None
         except ApiAuthError as exc:
@@ -48,6 +56,37 @@ class BearerAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return REALM
+
+
+_READ_ALONG = "_entityflow_read_along"
+
+
+def _read_along(request) -> tuple[CompiledLookup, str] | None:
+    """(look-up, value) of the row the request's view reads with the token: the view's
+    `reads_with_token`, (a CompiledLookup, the URL keyword whose value it looks up). None
+    when it declares none, or the value could not be stored (the address check answers
+    for it: PostgreSQL would refuse to look it up)."""
+    context = getattr(request, "parser_context", None) or {}
+    declared = getattr(context.get("view"), "reads_with_token", None)
+    if declared is None:
+        return None
+    lookup, keyword = declared
+    value = (context.get("kwargs") or {}).get(keyword)
+    if not isinstance(value, str) or unstorable_text(value):
+        return None
+    return lookup, value
+
+
+def read_with_token(request, lookup: CompiledLookup, value: str):
+    """`lookup.first(value)`: the row read in the token's own statement when the view
+    declares it (`reads_with_token`; on PostgreSQL one round trip fewer, docs/
+    performance.md, "The API trigger on PostgreSQL: round trips and DRF's share"), else
+    read now. Taken once: a view run again after a lost connection (entities.db.db_loss)
+    reads it again, and nothing read for one request is kept for another."""
+    read = vars(request).pop(_READ_ALONG, None)
+    if read is not None and read[0] == (lookup, value):
+        return read[1]
+    return lookup.first(value)
 
 
 class IsApiClientOrStaff(BasePermission):

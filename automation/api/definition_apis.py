@@ -6,7 +6,7 @@ from jsonschema.exceptions import SchemaError
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from automation.api.auth import django_user, principal
+from automation.api.auth import django_user, principal, read_with_token
 from automation.api.base import (
     IDEMPOTENCY_PARAMETER,
     PAGE_PARAMETERS,
@@ -226,12 +226,16 @@ class DefinitionTriggerApi(ApiView):
                              help_text="Any JSON value; the steps see it as `input` "
                                        "(null or left out: {}).")
 
+    # the process is read in the token's statement (automation.api.auth.read_with_token)
+    reads_with_token = (_TRIGGERED, "id")
+
     @api_doc(request=InputSerializer,
              responses={200: ExecutionResultSerializer, 202: ExecutionIdSerializer},
              errors=(400, 404, 409, 413, 422), parameters=[IDEMPOTENCY_PARAMETER, WAIT_PARAMETER],
              summary="Start a run of a workflow definition (202), or wait for its result (200)")
     def post(self, request, id):
-        process = breaker_read_with(found_or_404(_TRIGGERED.first(id), "workflow definition"))
+        process = breaker_read_with(found_or_404(read_with_token(request, _TRIGGERED, id),
+                                                 "workflow definition"))
         wait = wait_seconds(request)
         data = validate_input(DefinitionTriggerApi.InputSerializer, request.data)
         if process.entity_type_id is not None:

@@ -11,9 +11,11 @@ from rest_framework.exceptions import NotAcceptable, ValidationError
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
+from automation.api.auth import read_with_token
 from automation.api.base import ApiView, _any_json_defaults, validate_input
-from automation.api.definition_apis import _TRIGGERED, DefinitionTriggerApi
-from automation.models import ApiProcess, Run
+from automation.api.definition_apis import _TRIGGERED, TRIGGER_READS, DefinitionTriggerApi
+from automation.models import ApiProcess, ApiToken, ProcessBreaker, Run
+from automation.services.api_auth import ApiAuthError, token_client, token_client_with
 from automation.services.breaker import pause
 from automation.services.processes import process_save
 from tests.api.support import API_DB, assert_error
@@ -135,3 +137,91 @@ def test_a_trigger_reads_the_process_row_once(api, queued_mode, wait):
     with CaptureQueriesContext(connection) as queries:
         held = api.post("/api/workflow-definitions/ship/trigger", {}, format="json")
     assert held.status_code == 409 and _process_reads(queries) == []
+
+
+def _tables_read(sql: str, connection) -> str:
+    """The statement's SQL; on PostgreSQL a prepared statement sent by name (`EXECUTE
+    entityflow_read_…(…)`) is looked up by its name among the connection's."""
+    if sql.startswith("EXECUTE "):
+        name = sql.split()[1].split("(")[0]
+        named = {prepared_name: text for text, prepared_name
+                 in connection._entityflow_prepared.names.items()}
+        return named[name]
+    return sql
+
+
+@API_DB
+def test_a_trigger_reads_its_token_and_its_process_in_one_statement(api, queued_mode):
+    """One round trip for both on PostgreSQL (automation.api.auth.read_with_token): the
+    statement that reads the token is the only one that reads the process."""
+    process_save(slug="ship", name="Ship", definition={
+        "steps": [{"id": "a", "type": "function", "function": "noop"}],
+        "triggers": [{"type": "manual"}]})
+    api.post("/api/workflow-definitions/ship/trigger", {}, format="json")  # prepared, counted
+    with CaptureQueriesContext(connection) as queries:
+        started = api.post("/api/workflow-definitions/ship/trigger", {}, format="json")
+    assert started.status_code == 202
+    statements = [_tables_read(query["sql"], connection) for query in queries.captured_queries]
+    tokens = [sql for sql in statements if f'"{ApiToken._meta.db_table}"' in sql]
+    processes = [sql for sql in statements if f'FROM "{ApiProcess._meta.db_table}"' in sql]
+    assert len(tokens) == 1 and processes == tokens
+
+
+@API_DB
+def test_the_process_read_with_the_token_is_the_one_it_reads_alone(tokens):
+    process = process_save(slug="ship", name="Ship", definition={
+        "steps": [{"id": "a", "type": "function", "function": "noop"}],
+        "triggers": [{"type": "manual"}]})
+    ProcessBreaker.objects.create(process=process, limits={"perMinute": 5})
+    client, read = token_client_with(tokens["accessToken"], _TRIGGERED, "ship")
+    alone = _TRIGGERED.first("ship")
+    assert client == token_client(tokens["accessToken"])
+    assert vars(client).keys() == vars(token_client(tokens["accessToken"])).keys()
+    assert read == alone and read.get_deferred_fields() == alone.get_deferred_fields()
+    assert {name: getattr(read, name) for name in TRIGGER_READS} == \
+        {name: getattr(alone, name) for name in TRIGGER_READS}
+    assert read.breaker.limits == {"perMinute": 5}
+    assert token_client_with(tokens["accessToken"], _TRIGGERED, "other") == (client, None)
+    with pytest.raises(ApiAuthError, match="not valid"):
+        token_client_with("eat_unknown", _TRIGGERED, "ship")
+    ApiToken.objects.update(revoked=True)
+    with pytest.raises(ApiAuthError, match="not valid"):
+        token_client_with(tokens["accessToken"], _TRIGGERED, "ship")
+
+
+@API_DB
+def test_the_process_read_with_the_token_serves_one_read(tokens):
+    """Taken once: a view run again (a lost connection) reads the process again, so it
+    sees what changed in between; a view that declares nothing reads it itself."""
+    process_save(slug="ship", name="Ship", definition={
+        "steps": [{"id": "a", "type": "function", "function": "noop"}],
+        "triggers": [{"type": "manual"}]})
+    view = DefinitionTriggerApi()
+    view.args, view.kwargs = (), {"id": "ship"}  # as dispatch sets them
+    request = view.initialize_request(APIRequestFactory().post(
+        "/api/workflow-definitions/ship/trigger",
+        HTTP_AUTHORIZATION=f"Bearer {tokens['accessToken']}"))
+    assert request.user.is_authenticated
+    with CaptureQueriesContext(connection) as queries:
+        first = read_with_token(request, _TRIGGERED, "ship")
+    assert first.enabled and len(queries) == 0
+    ApiProcess.objects.filter(slug="ship").update(enabled=False)
+    with CaptureQueriesContext(connection) as queries:
+        again = read_with_token(request, _TRIGGERED, "ship")
+    assert not again.enabled and len(queries) >= 1  # (PostgreSQL: PREPARE, EXECUTE)
+
+
+@API_DB
+@pytest.mark.parametrize("token", ["eat_unknown", None])
+def test_a_trigger_with_a_bad_token_is_401_and_a_missing_process_404(api, anon, tokens, token):
+    if token is None:  # a revoked one, whose process exists
+        process_save(slug="ship", name="Ship", definition={
+            "steps": [{"id": "a", "type": "function", "function": "noop"}],
+            "triggers": [{"type": "manual"}]})
+        ApiToken.objects.update(revoked=True)
+    anon.credentials(HTTP_AUTHORIZATION=f"Bearer {token or tokens['accessToken']}")
+    assert_error(anon.post("/api/workflow-definitions/ship/trigger", {}, format="json"), 401)
+    assert not Run.objects.exists()
+    if token is not None:
+        assert_error(api.post("/api/workflow-definitions/ship/trigger", {}, format="json"),
+                     404, "not_found")
