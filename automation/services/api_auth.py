@@ -167,8 +167,8 @@ def _joined(lookup: CompiledLookup, using: str) -> _Joined:
     key = (lookup, using)
     joined = _JOINED.get(key)
     if joined is None:
-        token, token_sql, token_params, token_slot = _ACCESS_TOKENS._compiled_for(using)
-        other, other_sql, other_params, other_slot = lookup._compiled_for(using)
+        token, token_sql, token_params, token_slot = _ACCESS_TOKENS.compiled_for(using)
+        other, other_sql, other_params, other_slot = lookup.compiled_for(using)
         width = len(token.compiler.select)
         sql = (f"SELECT token.*, other.* FROM ({token_sql}) token "  # noqa: S608 - compiled SQL
                f"LEFT JOIN ({other_sql}) other ON TRUE")

@@ -35,7 +35,7 @@ class CompiledLookup:
         self._lock = threading.Lock()
 
     def first(self, value: Any, *, using: str | None = None) -> Model | None:
-        builder, sql, params, slot = self._compiled_for(using)
+        builder, sql, params, slot = self.compiled_for(using)
         params = list(params)
         params[slot] = value
         using = builder.compiler.using
@@ -47,7 +47,10 @@ class CompiledLookup:
                 row = cursor.fetchone()
         return None if row is None else builder.build(row)
 
-    def _compiled_for(self, using: str | None) -> tuple:
+    def compiled_for(self, using: str | None) -> tuple:
+        """(row builder, sql, params, the looked-up value's index in params): the compiled
+        look-up, also for a caller that sends it inside a statement of its own (the
+        token's and a view's look-ups joined, services.api_auth.token_client_with)."""
         # One compiler per database, shared by threads: after as_sql() it is only read,
         # and its converters use the connection's ops and features, never a cursor.
         key = using or ""

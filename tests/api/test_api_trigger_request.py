@@ -113,7 +113,7 @@ def _process_reads(queries) -> list[str]:
     """The statements that read the process table other than the trigger's own look-up
     (on PostgreSQL prepared once per connection, then sent by name); a
     column read from the instance that the look-up left out would be one."""
-    own = _TRIGGERED._compiled_for(None)[1].split(" WHERE ")[0]
+    own = _TRIGGERED.compiled_for(None)[1].split(" WHERE ")[0]
     table = f'FROM "{ApiProcess._meta.db_table}"'
     return [query["sql"] for query in queries.captured_queries
             if table in query["sql"] and own not in query["sql"]]
