@@ -35,7 +35,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import pickle
 import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -48,7 +47,7 @@ from bench.procs import cpu_seconds
 
 # The captured statements, for the workers of --through-workers (written by this run's
 # driver just before its workers start; nothing else writes there).
-CAPTURE = VAR / "floor-capture.pickle"
+CAPTURE = VAR / "floor-capture.signed"
 
 STEPS = 3
 WARM_RUNS = 3  # runs before the captured one: the worker's caches and prepared statements
@@ -131,8 +130,10 @@ def _worker_side() -> tuple:
     """The captured statements and one plain psycopg connection per worker process."""
     import psycopg
     from django.db import connection
+    from django_q.signing import SignedPackage
 
-    statements, captured = pickle.loads(CAPTURE.read_bytes())  # noqa: S301 - this run's own file
+    # signed as django-q2 signs its tasks: a file not written by this project is refused
+    statements, captured = SignedPackage.loads(CAPTURE.read_text())
     plain = psycopg.connect(_url(connection.settings_dict), autocommit=True)
     return statements, captured, plain.cursor()
 
@@ -252,7 +253,9 @@ def capture_for_workers(process) -> None:
         cursor.execute(f"SELECT setval(pg_get_serial_sequence(%s, 'id'), greatest(1000000, "  # noqa: S608
                        f"(SELECT coalesce(max(id), 0) FROM {table})))", [table])
     statements, captured = _capture(process)
-    CAPTURE.write_bytes(pickle.dumps((statements, captured)))
+    from django_q.signing import SignedPackage
+
+    CAPTURE.write_text(SignedPackage.dumps((statements, captured)))
 
 
 def worker_round(opts, process, runs: int, group: int = 1) -> float:
